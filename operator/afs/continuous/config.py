@@ -1,0 +1,89 @@
+"""Configuration models and config-file loading.
+
+The seed's configuration objects are pydantic dataclasses: constructed positionally or by
+keyword exactly like the original's dataclasses, but every value is checked (strictly:
+``"0.7"`` is not a number) and unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
+
+from afs.continuous.errors import ContinuousError
+
+STRICT = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+FormatType = Literal["chatml", "alpaca", "completion", "openai"]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+@dataclass(config=STRICT)
+class DataGeneratorConfig:
+    """Which usage records become training samples, and how they are written.
+
+    ``min_user_feedback``: ``1`` keeps thumbs-up only, ``0`` also neutral, ``-1`` any
+    record with feedback, ``None`` disables the feedback filter. ``min_quality_score``
+    of 0 disables the quality filter (unscored records pass); above 0, only scored
+    records at or above it pass. ``max_samples`` caps the samples taken from usage (the
+    best by quality, newest first on ties); rehearsal samples come on top of it.
+    """
+
+    min_quality_score: Fraction = 0.7
+    min_user_feedback: Annotated[int, Field(ge=-1, le=1)] | None = 1
+    deduplicate: bool = True
+    include_existing_data: bool = True
+    existing_data_path: str | Path | None = None
+    max_samples: Annotated[int, Field(ge=0)] | None = None
+    format_type: FormatType = "chatml"
+
+
+class ConfigError(ContinuousError, ValueError):
+    """A configuration file or mapping is malformed; the message names the key."""
+
+
+T = TypeVar("T")
+
+
+def build_config(cls: type[T], data: Any, *, source: str) -> T:
+    """Construct ``cls`` from a mapping, turning validation errors into one clear line each."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {_describe(err)}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from exc
+    except TypeError as exc:  # e.g. keys that are not strings
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _describe(err: Any) -> str:
+    if err["type"] == "unexpected_keyword_argument":
+        return "unknown setting"
+    return f"{err['msg']} (got {err['input']!r})"
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML mapping (chosen by extension; ``.json`` is JSON, else YAML)."""
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file ({exc.strerror})") from exc
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{file}: not valid {'JSON' if file.suffix == '.json' else 'YAML'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of settings at the top level")
+    return data

@@ -1,0 +1,242 @@
+"""Training-data generation: production usage records → a JSONL training file.
+
+Filtering and de-duplication run in the database; rows are streamed to a temporary file
+next to the output, which replaces the output only when complete. Memory stays flat as
+history grows (the original loaded every record), and a failure leaves any previous
+output untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from afs.continuous.config import DataGeneratorConfig
+from afs.continuous.errors import InvalidFieldError, SampleFormatError
+from afs.continuous.formats import Sample, format_sample, parse_sample
+from afs.continuous.logger import UsageDatabase, UsageLogger
+from afs.continuous.records import compute_dedupe_hash
+from afs.continuous.store import TrainingSelection, UsageStore
+from afs.continuous.timeutil import format_timestamp, parse_timestamp, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """What a generation run did, counted at each filter.
+
+    ``duplicates_removed`` counts usage records dropped as duplicates of a better one,
+    plus usage samples and rehearsal samples dropped as duplicates of rehearsal samples.
+    ``existing_samples`` is how many rehearsal samples were written (part of
+    ``final_count``).
+    """
+
+    total_candidates: int
+    filtered_by_quality: int
+    filtered_by_feedback: int
+    duplicates_removed: int
+    final_count: int
+    output_path: str
+    quality_stats: dict[str, float]
+    timestamp: str
+    existing_samples: int = 0
+    format_type: str = "chatml"
+    usage_samples: int = field(default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _QualityStats:
+    """Running count, mean, spread and range of the written samples' quality scores."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.sq_total = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+
+    def add(self, value: float | None) -> None:
+        if value is None:
+            return
+        self.count += 1
+        self.total += value
+        self.sq_total += value * value
+        self.low = min(self.low, value)
+        self.high = max(self.high, value)
+
+    def as_dict(self) -> dict[str, float]:
+        if not self.count:
+            return {"count": 0}
+        mean = self.total / self.count
+        variance = max(0.0, self.sq_total / self.count - mean * mean)
+        return {
+            "count": self.count,
+            "mean": round(mean, 6),
+            "std": round(math.sqrt(variance), 6),
+            "min": self.low,
+            "max": self.high,
+        }
+
+
+class TrainingDataGenerator:
+    """Turns logged usage into training samples (see the seed, "Generate Training Data")."""
+
+    def __init__(
+        self,
+        usage_logger: UsageLogger | UsageDatabase,
+        config: DataGeneratorConfig | None = None,
+    ) -> None:
+        self.usage_logger = usage_logger
+        self.config = config if config is not None else DataGeneratorConfig()
+
+    @property
+    def store(self) -> UsageStore:
+        return self.usage_logger.store
+
+    def selection(self, since: datetime | str | None = None) -> TrainingSelection:
+        """The store-level filter this generator applies (also used by triggers)."""
+        cfg = self.config
+        return TrainingSelection(
+            since=None if since is None else parse_timestamp(since, field="since"),
+            min_quality=cfg.min_quality_score,
+            min_feedback=cfg.min_user_feedback,
+            deduplicate=cfg.deduplicate,
+            max_samples=cfg.max_samples,
+        )
+
+    def generate(
+        self,
+        output_path: str | Path,
+        since: datetime | str | None = None,
+        *,
+        progress: bool = False,
+    ) -> GenerationResult:
+        """Write the training file and report the counts.
+
+        ``progress=True`` shows a progress bar on a terminal when the export takes
+        more than a second.
+        """
+        if not isinstance(output_path, str | Path) or not str(output_path).strip():
+            raise InvalidFieldError("output_path", output_path, "must be a file path")
+        cfg = self.config
+        selection = self.selection(since)
+        output = Path(output_path).expanduser()
+        existing_path = self._existing_path(cfg)
+        output.parent.mkdir(parents=True, exist_ok=True)
+
+        counts = self.store.selection_counts(selection)
+        stats = _QualityStats()
+        seen: set[str] = set()
+        duplicates = counts.accepted - counts.distinct_accepted if cfg.deduplicate else 0
+        existing_written = usage_written = 0
+
+        with _atomic_writer(output) as out:
+            if existing_path is not None:
+                for sample in _read_samples(existing_path):
+                    digest = compute_dedupe_hash(sample.query, sample.response)
+                    if cfg.deduplicate and digest in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(digest)
+                    _write_line(out, format_sample(cfg.format_type, sample))
+                    existing_written += 1
+            expected = counts.distinct_accepted if cfg.deduplicate else counts.accepted
+            if cfg.max_samples is not None:
+                expected = min(expected, cfg.max_samples)
+            bar = tqdm(
+                total=expected,
+                desc="export",
+                unit="rec",
+                delay=1.0,
+                disable=None if progress else True,
+                leave=False,
+            )
+            with bar:
+                for row in self.store.iter_training_rows(selection):
+                    bar.update()
+                    digest = row.dedupe_hash or compute_dedupe_hash(row.query, row.response)
+                    if cfg.deduplicate and digest in seen:
+                        duplicates += 1
+                        continue
+                    sample = Sample(
+                        row.query,
+                        row.response,
+                        quality_score=row.quality_score,
+                        user_feedback=row.user_feedback,
+                        model=row.model,
+                        expert=row.expert,
+                    )
+                    _write_line(out, format_sample(cfg.format_type, sample))
+                    stats.add(row.quality_score)
+                    usage_written += 1
+
+        return GenerationResult(
+            total_candidates=counts.total_candidates,
+            filtered_by_quality=counts.filtered_by_quality,
+            filtered_by_feedback=counts.filtered_by_feedback,
+            duplicates_removed=duplicates,
+            final_count=existing_written + usage_written,
+            output_path=str(output),
+            quality_stats=stats.as_dict(),
+            timestamp=format_timestamp(utc_now()),
+            existing_samples=existing_written,
+            format_type=cfg.format_type,
+            usage_samples=usage_written,
+        )
+
+    @staticmethod
+    def _existing_path(cfg: DataGeneratorConfig) -> Path | None:
+        if not cfg.include_existing_data or cfg.existing_data_path is None:
+            return None
+        path = Path(cfg.existing_data_path).expanduser()
+        if not path.exists():
+            log.warning("rehearsal buffer %s does not exist yet; nothing merged", path)
+            return None
+        return path
+
+
+def _write_line(out: IO[str], sample: dict[str, Any]) -> None:
+    out.write(json.dumps(sample, ensure_ascii=False))
+    out.write("\n")
+
+
+def _read_samples(path: Path) -> Iterator[Sample]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield parse_sample(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise SampleFormatError(str(path), number, f"not valid JSON ({exc.msg})") from exc
+            except ValueError as exc:
+                raise SampleFormatError(str(path), number, str(exc)) from exc
+
+
+@contextmanager
+def _atomic_writer(target: Path) -> Iterator[IO[str]]:
+    """Write to a temporary file beside ``target``; rename over it only on success."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

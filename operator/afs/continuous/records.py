@@ -1,0 +1,186 @@
+"""The usage record, its validation rules, content hashes and record ids.
+
+Validation is hand-written rather than delegated to a schema library because it sits on
+the logging hot path (tens of thousands of records per second); every rule raises an
+:class:`~afs.continuous.errors.InvalidFieldError` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from afs.continuous.errors import InvalidFieldError
+
+#: Largest accepted query or response, in characters. Larger payloads are rejected, not cut.
+MAX_TEXT_CHARS = 1_000_000
+#: Largest accepted model or expert name.
+MAX_NAME_CHARS = 256
+#: Largest accepted free-text feedback.
+MAX_FEEDBACK_TEXT_CHARS = 65_536
+
+FEEDBACK_VALUES = (-1, 0, 1)
+
+_ID_ALPHABET = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_ID_RANDOM_CHARS = 10  # 60 bits
+_ID_PREFIX_SECONDS = 64
+
+
+@dataclass
+class UsageRecord:
+    """One model query and its response, with the signals used to judge it."""
+
+    id: str
+    timestamp: str
+    query: str
+    response: str
+    model: str
+    expert: str | None = None
+    latency_ms: float = 0
+    token_count: int | None = 0
+    quality_score: float | None = 0.0
+    user_feedback: int | None = None
+    feedback_text: str | None = None
+    context_hash: str | None = None
+    dedupe_hash: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
+        """Build from a mapping, ignoring keys that are not fields (e.g. ``created_at``)."""
+        return cls(**{name: data[name] for name in _FIELD_NAMES if name in data})
+
+    def compute_dedupe_hash(self) -> str:
+        return compute_dedupe_hash(self.query, self.response)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
+
+
+def _normalize_text(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def compute_dedupe_hash(query: str, response: str) -> str:
+    """Hash of the exchange, insensitive to case and whitespace runs.
+
+    Two records with the same question and answer up to formatting teach a model the
+    same thing, so they count as duplicates. 128 bits of SHA-256, hex.
+    """
+    payload = f"{_normalize_text(query)}\x1f{_normalize_text(response)}"
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def compute_context_hash(context: Any) -> str | None:
+    """Hash of the context a query was answered in (a string, or JSON-able data)."""
+    if context is None:
+        return None
+    if isinstance(context, str):
+        blob = context
+    else:
+        try:
+            blob = json.dumps(context, sort_keys=True, separators=(",", ":"), default=str)
+        except (TypeError, ValueError) as exc:
+            raise InvalidFieldError("context", context, "must be a string or JSON data") from exc
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def new_record_id(now: float | None = None) -> str:
+    """A 12-character id: 2 characters of coarse time, then 60 random bits.
+
+    The time prefix changes every 64 s and wraps after about three days; it only makes
+    ids written together sit together in the primary-key index (about twice the insert
+    rate of fully random keys). Uniqueness rests on the 60 random bits, and a collision
+    is retried by the store, never dropped.
+    """
+    slot = int((time.time() if now is None else now) // _ID_PREFIX_SECONDS) % 4096
+    prefix = _ID_ALPHABET[slot >> 6] + _ID_ALPHABET[slot & 63]
+    bits = secrets.randbits(6 * _ID_RANDOM_CHARS)
+    chars = [_ID_ALPHABET[(bits >> (6 * i)) & 63] for i in range(_ID_RANDOM_CHARS)]
+    return prefix + "".join(chars)
+
+
+# --- validation --------------------------------------------------------------------
+
+
+def check_text(field: str, value: Any, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    if not isinstance(value, str):
+        raise InvalidFieldError(field, value, "must be a string")
+    if not value.strip():
+        raise InvalidFieldError(field, value, "must be a non-empty string")
+    if len(value) > max_chars:
+        raise InvalidFieldError(field, value, f"must be at most {max_chars} characters")
+    _check_encodable(field, value)
+    return value
+
+
+def check_optional_text(field: str, value: Any, *, max_chars: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidFieldError(field, value, "must be a string or None")
+    if len(value) > max_chars:
+        raise InvalidFieldError(field, value, f"must be at most {max_chars} characters")
+    _check_encodable(field, value)
+    return value
+
+
+def _check_encodable(field: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidFieldError(field, value, "must be valid Unicode text") from exc
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_quality_score(value: Any, *, field: str = "quality_score") -> float | None:
+    if value is None:
+        return None
+    if not _is_number(value) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise InvalidFieldError(field, value, "must be a finite number in [0, 1]")
+    return float(value)
+
+
+def check_latency_ms(value: Any) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise InvalidFieldError("latency_ms", value, "must be a finite number >= 0")
+    return float(value)
+
+
+def check_token_count(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidFieldError("token_count", value, "must be a non-negative integer or None")
+    return value
+
+
+def check_feedback(value: Any, *, field: str = "feedback") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value not in FEEDBACK_VALUES:
+        raise InvalidFieldError(field, value, "must be one of -1, 0, 1")
+    return value
+
+
+def check_limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidFieldError("limit", value, "must be a non-negative integer or None")
+    return value
+
+
+def check_record_id(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        raise InvalidFieldError("record_id", value, "must be a non-empty string")
+    return value

@@ -1,0 +1,213 @@
+"""The usage-store interface: the only contract between the library and a database.
+
+Everything that speaks SQL lives behind :class:`UsageStore`; the logger, generator and
+(later) triggers and operator call these methods and never build queries themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Protocol
+
+from afs.continuous.records import UsageRecord
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """Which records to read. ``None`` means "no filter" for every field."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    model: str | None = None
+    expert: str | None = None
+    min_quality: float | None = None
+    with_feedback_only: bool = False
+    feedback_since: datetime | None = None
+    limit: int | None = None
+    newest_first: bool = True
+
+
+@dataclass(frozen=True)
+class TrainingSelection:
+    """Which records become training samples; mirrors DataGeneratorConfig's filters.
+
+    ``min_quality <= 0`` disables the quality filter (unscored records pass);
+    otherwise only scored records at or above it pass. ``min_feedback=None`` disables
+    the feedback filter; otherwise a record needs feedback ``>= min_feedback``.
+    """
+
+    since: datetime | None = None
+    min_quality: float = 0.0
+    min_feedback: int | None = None
+    deduplicate: bool = True
+    max_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class SelectionCounts:
+    """How a training selection splits the candidate records."""
+
+    total_candidates: int
+    filtered_by_quality: int
+    filtered_by_feedback: int
+    accepted: int
+    distinct_accepted: int
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    query: str
+    response: str
+    model: str
+    expert: str | None
+    quality_score: float | None
+    user_feedback: int | None
+    dedupe_hash: str | None
+
+
+@dataclass(frozen=True)
+class UsageStatistics:
+    """Additive sufficient statistics of a set of records.
+
+    Sums rather than averages, so that statistics of disjoint windows (rollup buckets,
+    partitions) combine exactly with ``+``; means and variances are derived on demand.
+    Latency logs are kept over records with ``latency_ms > 0`` (0 means "not measured").
+    """
+
+    count: int = 0
+    scored: int = 0
+    quality_sum: float = 0.0
+    quality_sq_sum: float = 0.0
+    latency_sum: float = 0.0
+    log_latency_count: int = 0
+    log_latency_sum: float = 0.0
+    log_latency_sq_sum: float = 0.0
+    token_sum: int = 0
+    with_feedback: int = 0
+    positive: int = 0
+    negative: int = 0
+
+    def __add__(self, other: UsageStatistics) -> UsageStatistics:
+        return UsageStatistics(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
+        )
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> UsageStatistics:
+        """Build from a row in field order; SQL ``SUM`` of nothing is NULL, read as 0."""
+        return cls(*((v or 0) for v in row))
+
+    @property
+    def neutral(self) -> int:
+        return self.with_feedback - self.positive - self.negative
+
+    @property
+    def quality_mean(self) -> float | None:
+        return self.quality_sum / self.scored if self.scored else None
+
+    @property
+    def quality_variance(self) -> float | None:
+        """Unbiased sample variance, or None below two scored records."""
+        return _variance(self.scored, self.quality_sum, self.quality_sq_sum)
+
+    @property
+    def latency_mean(self) -> float | None:
+        return self.latency_sum / self.count if self.count else None
+
+    @property
+    def log_latency_mean(self) -> float | None:
+        if not self.log_latency_count:
+            return None
+        return self.log_latency_sum / self.log_latency_count
+
+    @property
+    def log_latency_variance(self) -> float | None:
+        return _variance(self.log_latency_count, self.log_latency_sum, self.log_latency_sq_sum)
+
+    @property
+    def feedback_rate(self) -> float:
+        return self.with_feedback / self.count if self.count else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The seed's ``get_statistics()`` keys, plus the counts behind them.
+
+        Averages over nothing are reported as 0.0, as the original did; ``scored`` tells
+        whether ``avg_quality_score`` rests on any data at all.
+        """
+        return {
+            "total": self.count,
+            "with_feedback": self.with_feedback,
+            "positive_feedback": self.positive,
+            "negative_feedback": self.negative,
+            "neutral_feedback": self.neutral,
+            "avg_quality_score": self.quality_mean or 0.0,
+            "avg_latency_ms": self.latency_mean or 0.0,
+            "total_tokens": self.token_sum,
+            "feedback_rate": self.feedback_rate,
+            "scored": self.scored,
+        }
+
+
+def _variance(n: int, total: float, sq_total: float) -> float | None:
+    if n < 2:
+        return None
+    return max(0.0, (sq_total - total * total / n) / (n - 1))
+
+
+def log_latency(latency_ms: float) -> float | None:
+    return math.log(latency_ms) if latency_ms > 0 else None
+
+
+class UsageStore(Protocol):
+    """A place where usage records live. One implementation per database backend."""
+
+    def insert(self, records: Sequence[UsageRecord]) -> list[str]:
+        """Insert validated records atomically; records with an empty ``id`` get a new one.
+
+        Returns the ids in input order. A generated id that collides is regenerated; a
+        caller-supplied id that exists raises ``InvalidFieldError``; nothing is written.
+        """
+        ...
+
+    def update_feedback(
+        self, record_id: str, feedback: int, feedback_text: str | None, at: datetime
+    ) -> bool: ...
+
+    def update_quality_score(self, record_id: str, quality_score: float | None) -> bool: ...
+
+    def get(self, record_id: str) -> UsageRecord | None: ...
+
+    def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]: ...
+
+    def count_records(self, query: RecordQuery) -> int: ...
+
+    def statistics(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        expert: str | None = None,
+    ) -> UsageStatistics: ...
+
+    def count_new_samples(self, since: datetime | None, min_quality: float) -> int: ...
+
+    def selection_counts(self, selection: TrainingSelection) -> SelectionCounts: ...
+
+    def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]: ...
+
+    def iter_unscored(self, batch_size: int) -> Iterator[list[tuple[str, str, str]]]:
+        """Batches of (id, query, response) of records without a quality score."""
+        ...
+
+    def set_quality_scores(self, scores: Sequence[tuple[str, float]]) -> int: ...
+
+    def deduplicate(self, *, dry_run: bool = False) -> int: ...
+
+    def close(self) -> None: ...
+
+
+IdFactory = Callable[[], str]

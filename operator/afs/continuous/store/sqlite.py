@@ -1,0 +1,712 @@
+"""SQLite usage store: the embedded default.
+
+Choices and why:
+- WAL journal with ``synchronous=NORMAL``: readers never block the writer and a commit
+  does not wait for an fsync (a record survives a process crash; a power cut may lose
+  the last few hundred milliseconds). The original fsynced every record (~900/s).
+- One writer connection per store, serialised by a lock, with ``BEGIN IMMEDIATE`` so a
+  second process waits on SQLite's busy handler instead of failing with "database is
+  locked". Streaming reads get their own short-lived connection, so a long export never
+  holds the lock that ``log()`` needs.
+- ``usage_rollup`` keeps additive statistics per (hour, model, expert), updated in the
+  same transaction as every write, so ``get_statistics`` costs the same at any size.
+- Every statement is parameterised; the only text spliced into SQL is chosen from
+  constant fragments in this file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from afs.continuous.errors import ContinuousError, InvalidFieldError, SchemaVersionError
+from afs.continuous.records import UsageRecord, compute_dedupe_hash, new_record_id
+from afs.continuous.store.base import (
+    IdFactory,
+    RecordQuery,
+    SelectionCounts,
+    TrainingRow,
+    TrainingSelection,
+    UsageStatistics,
+    log_latency,
+)
+from afs.continuous.timeutil import format_timestamp, parse_timestamp
+
+_BUSY_TIMEOUT_S = 60.0
+_STREAM_BATCH = 1000
+_MAX_ID_ATTEMPTS = 8
+_IN_CHUNK = 500
+
+RECORD_COLUMNS = (
+    "id, timestamp, query, response, model, expert, latency_ms, token_count, "
+    "quality_score, user_feedback, feedback_text, context_hash, dedupe_hash"
+)
+_INSERT = (
+    f"INSERT INTO usage ({RECORD_COLUMNS}, feedback_at) "  # noqa: S608
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+_ROLLUP_COLUMNS = (
+    "n, n_scored, quality_sum, quality_sq_sum, latency_sum, n_log_latency, "
+    "log_latency_sum, log_latency_sq_sum, token_sum, n_feedback, n_positive, n_negative"
+)
+_ROLLUP_SUMS = ", ".join(f"SUM({c})" for c in _ROLLUP_COLUMNS.split(", "))
+_ROLLUP_UPSERT = (
+    f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "  # noqa: S608
+    f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (bucket, model, expert) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS.split(", "))
+)
+# The same sufficient statistics computed from raw rows (partial buckets, rebuilds).
+_RAW_AGGREGATES = (
+    "COUNT(*), COUNT(quality_score), TOTAL(quality_score), "
+    "TOTAL(quality_score * quality_score), TOTAL(latency_ms), "
+    "COUNT(afs_log_latency(latency_ms)), TOTAL(afs_log_latency(latency_ms)), "
+    "TOTAL(afs_log_latency(latency_ms) * afs_log_latency(latency_ms)), "
+    "TOTAL(token_count), COUNT(user_feedback), "
+    "TOTAL(user_feedback = 1), TOTAL(user_feedback = -1)"
+)
+
+_SCHEMA_V1 = (
+    """
+CREATE TABLE IF NOT EXISTS usage (
+    id TEXT PRIMARY KEY,
+    timestamp TEXT NOT NULL,
+    query TEXT NOT NULL,
+    response TEXT NOT NULL,
+    model TEXT NOT NULL,
+    expert TEXT,
+    latency_ms REAL CHECK (latency_ms IS NULL OR latency_ms >= 0),
+    token_count INTEGER CHECK (token_count IS NULL OR token_count >= 0),
+    quality_score REAL DEFAULT 0.0
+        CHECK (quality_score IS NULL OR (quality_score >= 0 AND quality_score <= 1)),
+    user_feedback INTEGER CHECK (user_feedback IS NULL OR user_feedback IN (-1, 0, 1)),
+    feedback_text TEXT,
+    context_hash TEXT,
+    dedupe_hash TEXT,
+    created_at TEXT DEFAULT CURRENT_TIMESTAMP,
+    feedback_at TEXT
+)""",
+    """
+CREATE TABLE IF NOT EXISTS usage_rollup (
+    bucket TEXT NOT NULL,
+    model TEXT NOT NULL,
+    expert TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    n_scored INTEGER NOT NULL,
+    quality_sum REAL NOT NULL,
+    quality_sq_sum REAL NOT NULL,
+    latency_sum REAL NOT NULL,
+    n_log_latency INTEGER NOT NULL,
+    log_latency_sum REAL NOT NULL,
+    log_latency_sq_sum REAL NOT NULL,
+    token_sum INTEGER NOT NULL,
+    n_feedback INTEGER NOT NULL,
+    n_positive INTEGER NOT NULL,
+    n_negative INTEGER NOT NULL,
+    PRIMARY KEY (bucket, model, expert)
+) WITHOUT ROWID""",
+)
+
+_INDEXES_V1 = (
+    "CREATE INDEX IF NOT EXISTS idx_usage_timestamp_quality ON usage (timestamp, quality_score)",
+    "CREATE INDEX IF NOT EXISTS idx_usage_model_timestamp ON usage (model, timestamp)",
+    "CREATE INDEX IF NOT EXISTS idx_usage_feedback_at ON usage (feedback_at) "
+    "WHERE feedback_at IS NOT NULL",
+)
+
+
+class StoreBusyError(ContinuousError):
+    """Another process held the database's write lock for longer than the busy timeout."""
+
+
+def _bucket(timestamp: str) -> str:
+    """The rollup bucket of a stored timestamp: its hour, ``YYYY-MM-DDTHH``."""
+    return timestamp[:13]
+
+
+def _insert_row(record: UsageRecord) -> tuple[Any, ...]:
+    """Column values; feedback given at logging time arrived at the record's timestamp."""
+    feedback_at = record.timestamp if record.user_feedback is not None else None
+    return (*astuple(record), feedback_at)
+
+
+def _rollup_vector(record: UsageRecord) -> list[float]:
+    q = record.quality_score
+    ll = log_latency(record.latency_ms)
+    fb = record.user_feedback
+    return [
+        1,
+        q is not None,
+        q or 0.0,
+        (q or 0.0) ** 2,
+        record.latency_ms,
+        ll is not None,
+        ll or 0.0,
+        (ll or 0.0) ** 2,
+        record.token_count or 0,
+        fb is not None,
+        fb == 1,
+        fb == -1,
+    ]
+
+
+@dataclass(frozen=True)
+class _Migration:
+    version: int
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+class SQLiteUsageStore:
+    """Usage records in one SQLite file (see the module docstring for the design)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        id_factory: IdFactory = new_record_id,
+        busy_timeout_s: float = _BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._id_factory = id_factory
+        self._busy_timeout_s = busy_timeout_s
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+        self._migrate()
+
+    # --- connections and transactions ---------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.create_function("afs_log_latency", 1, log_latency, deterministic=True)
+        conn.execute("PRAGMA busy_timeout = %d" % int(self._busy_timeout_s * 1000))
+        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -32768")
+        return conn
+
+    def _retry_busy(self, action: Callable[[], Any]) -> Any:
+        """Run ``action``, retrying while SQLite reports the database busy or locked.
+
+        SQLite's busy handler covers most waits, but a few paths (switching to WAL,
+        a checkpoint racing a commit) return SQLITE_BUSY at once; callers must never
+        see that as an error while the deadline has not passed.
+        """
+        deadline = time.monotonic() + self._busy_timeout_s
+        delay = 0.001
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                message = str(exc)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreBusyError(
+                        f"{self.path}: database stayed locked for {self._busy_timeout_s:.0f}s"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._retry_busy(lambda: conn.execute("COMMIT"))
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for a few short statements on the shared connection."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    def _stream(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Iterator[Any]:
+        """Rows of one query, read in batches on a connection of its own."""
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.create_function("afs_log_latency", 1, log_latency, deterministic=True)
+            cursor = conn.execute(sql, params)
+            while rows := cursor.fetchmany(_STREAM_BATCH):
+                yield from rows
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- schema -------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        migrations = (_Migration(1, "usage table, indexes and rollup", _migration_1),)
+        latest = migrations[-1].version
+        with self._write() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            current = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0
+            if current > latest:
+                raise SchemaVersionError(
+                    f"{self.path} has schema version {current}; this afs-continuous knows "
+                    f"up to {latest}. Upgrade afs-continuous."
+                )
+            for migration in migrations:
+                if migration.version > current:
+                    migration.apply(conn)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) "
+                        "VALUES (?, ?, ?)",
+                        (migration.version, migration.name, format_timestamp(datetime.now())),
+                    )
+
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0])
+
+    # --- writes -------------------------------------------------------------------
+
+    def insert(self, records: Sequence[UsageRecord]) -> list[str]:
+        pending = [r for r in records if not r.id]
+        for record in pending:
+            record.id = self._id_factory()
+        for _attempt in range(_MAX_ID_ATTEMPTS):
+            try:
+                with self._write() as conn:
+                    conn.executemany(_INSERT, (_insert_row(r) for r in records))
+                    self._add_to_rollup(conn, records)
+                return [r.id for r in records]
+            except sqlite3.IntegrityError as exc:
+                if "usage.id" not in str(exc):
+                    raise
+                self._reassign_colliding_ids(records, {id(r) for r in pending})
+        raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
+
+    def _reassign_colliding_ids(self, records: Sequence[UsageRecord], generated: set[int]) -> None:
+        """Give new ids to generated records that collide; reject supplied duplicates."""
+        taken = self._existing_ids([r.id for r in records])
+        seen: set[str] = set()
+        for record in records:
+            collides = record.id in taken or record.id in seen
+            if collides and id(record) in generated:
+                record.id = self._id_factory()
+            elif collides:
+                raise InvalidFieldError("id", record.id, "must be unique; a record has it already")
+            seen.add(record.id)
+
+    def _existing_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT id FROM usage WHERE id IN ({marks})", chunk)  # noqa: S608
+                found.update(row[0] for row in rows)
+        return found
+
+    def _add_to_rollup(self, conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> None:
+        groups: dict[tuple[str, str, str], list[float]] = {}
+        for record in records:
+            key = (_bucket(record.timestamp), record.model, record.expert or "")
+            vector = _rollup_vector(record)
+            total = groups.get(key)
+            if total is None:
+                groups[key] = vector
+            else:
+                for i, value in enumerate(vector):
+                    total[i] += value
+        conn.executemany(_ROLLUP_UPSERT, ((*key, *vec) for key, vec in groups.items()))
+
+    def _adjust_rollup(
+        self, conn: sqlite3.Connection, before: UsageRecord, after: UsageRecord
+    ) -> None:
+        delta = [a - b for a, b in zip(_rollup_vector(after), _rollup_vector(before), strict=True)]
+        conn.execute(_ROLLUP_UPSERT, (_bucket(before.timestamp), before.model, before.expert or "", *delta))
+
+    def _update_one(
+        self, record_id: str, change: Callable[[UsageRecord], None], sql: str, params: tuple[Any, ...]
+    ) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)  # noqa: S608
+            ).fetchone()
+            if row is None:
+                return False
+            before = UsageRecord(*row)
+            after = UsageRecord(*row)
+            change(after)
+            conn.execute(sql, (*params, record_id))
+            self._adjust_rollup(conn, before, after)
+            return True
+
+    def update_feedback(
+        self, record_id: str, feedback: int, feedback_text: str | None, at: datetime
+    ) -> bool:
+        def change(record: UsageRecord) -> None:
+            record.user_feedback = feedback
+
+        return self._update_one(
+            record_id,
+            change,
+            "UPDATE usage SET user_feedback = ?, feedback_text = ?, feedback_at = ? WHERE id = ?",
+            (feedback, feedback_text, format_timestamp(at)),
+        )
+
+    def update_quality_score(self, record_id: str, quality_score: float | None) -> bool:
+        def change(record: UsageRecord) -> None:
+            record.quality_score = quality_score
+
+        return self._update_one(
+            record_id, change, "UPDATE usage SET quality_score = ? WHERE id = ?", (quality_score,)
+        )
+
+    def set_quality_scores(self, scores: Sequence[tuple[str, float]]) -> int:
+        """Score records that have no score yet; already-scored ones are left alone."""
+        updated = 0
+        with self._write() as conn:
+            for record_id, score in scores:
+                row = conn.execute(
+                    f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ? "  # noqa: S608
+                    "AND quality_score IS NULL",
+                    (record_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                before = UsageRecord(*row)
+                after = UsageRecord(*row)
+                after.quality_score = score
+                conn.execute("UPDATE usage SET quality_score = ? WHERE id = ?", (score, record_id))
+                self._adjust_rollup(conn, before, after)
+                updated += 1
+        return updated
+
+    def deduplicate(self, *, dry_run: bool = False) -> int:
+        """Remove all but the best record of each dedupe hash.
+
+        The best is the highest quality score, then a record that has feedback, then
+        the newest. The rollup is rebuilt in the same transaction.
+        """
+        ranked = (
+            "SELECT rowid AS rid, ROW_NUMBER() OVER (PARTITION BY dedupe_hash "
+            "ORDER BY quality_score DESC, user_feedback IS NOT NULL DESC, timestamp DESC) AS rn "
+            "FROM usage WHERE dedupe_hash IS NOT NULL"
+        )
+        if dry_run:
+            with self._read() as conn:
+                row = conn.execute(
+                    "SELECT COUNT(*) - COUNT(DISTINCT dedupe_hash) FROM usage "
+                    "WHERE dedupe_hash IS NOT NULL"
+                ).fetchone()
+                return int(row[0])
+        with self._write() as conn:
+            removed = conn.execute(
+                f"DELETE FROM usage WHERE rowid IN (SELECT rid FROM ({ranked}) WHERE rn > 1)"  # noqa: S608
+            ).rowcount
+            if removed:
+                _rebuild_rollup(conn)
+            return int(removed)
+
+    # --- reads --------------------------------------------------------------------
+
+    def get(self, record_id: str) -> UsageRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)  # noqa: S608
+            ).fetchone()
+        return None if row is None else UsageRecord(*row)
+
+    def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]:
+        where, params = _record_filter(query)
+        order = "DESC" if query.newest_first else "ASC"
+        sql = f"SELECT {RECORD_COLUMNS} FROM usage{where} ORDER BY timestamp {order}"  # noqa: S608
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            params.append(query.limit)
+        for row in self._stream(sql, params):
+            yield UsageRecord(*row)
+
+    def count_records(self, query: RecordQuery) -> int:
+        where, params = _record_filter(query)
+        sql = f"SELECT COUNT(*) FROM usage{where}"  # noqa: S608
+        with self._lock:
+            count = int(self._conn.execute(sql, params).fetchone()[0])
+        return count if query.limit is None else min(count, query.limit)
+
+    def statistics(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        expert: str | None = None,
+    ) -> UsageStatistics:
+        """Window statistics: whole hours from the rollup, partial hours from rows.
+
+        A window boundary inside an hour costs a scan of that hour's records only
+        (through the timestamp index), so the price does not grow with history.
+        """
+        lo = format_timestamp(since) if since is not None else None
+        hi = format_timestamp(until) if until is not None else None
+        if lo is not None and hi is not None and lo >= hi:
+            return UsageStatistics()
+        rollup: list[str] = []  # conditions selecting the buckets wholly inside the window
+        params: list[Any] = []
+        edges: list[tuple[str, str]] = []  # [start, end) ranges aggregated from raw rows
+        if lo is not None and hi is not None and _bucket(lo) == _bucket(hi):
+            rollup.append("0")
+            edges.append((lo, hi))
+        else:
+            if lo is not None:
+                rollup.append("bucket >= ?" if _starts_bucket(lo) else "bucket > ?")
+                params.append(_bucket(lo))
+                if not _starts_bucket(lo):
+                    edges.append((lo, _next_bucket_start(lo)))
+            if hi is not None:
+                rollup.append("bucket < ?")
+                params.append(_bucket(hi))
+                if not _starts_bucket(hi):
+                    edges.append((_bucket_start(hi), hi))
+        if model is not None:
+            rollup.append("model = ?")
+            params.append(model)
+        if expert is not None:
+            rollup.append("expert = ?")
+            params.append(expert)
+        where = f" WHERE {' AND '.join(rollup)}" if rollup else ""
+
+        with self._read() as conn:
+            total = UsageStatistics.from_row(
+                conn.execute(f"SELECT {_ROLLUP_SUMS} FROM usage_rollup{where}", params).fetchone()  # noqa: S608
+            )
+            for start, end in edges:
+                raw_where = ["timestamp >= ?", "timestamp < ?"]
+                raw_params: list[Any] = [start, end]
+                if model is not None:
+                    raw_where.append("model = ?")
+                    raw_params.append(model)
+                if expert is not None:
+                    raw_where.append("coalesce(expert, '') = ?")
+                    raw_params.append(expert)
+                row = conn.execute(
+                    f"SELECT {_RAW_AGGREGATES} FROM usage WHERE {' AND '.join(raw_where)}",  # noqa: S608
+                    raw_params,
+                ).fetchone()
+                total = total + UsageStatistics.from_row(row)
+        return _integral(total)
+
+    def count_new_samples(self, since: datetime | None, min_quality: float) -> int:
+        params: list[Any] = [min_quality]
+        sql = "SELECT COUNT(*) FROM usage WHERE quality_score >= ?"
+        if since is not None:
+            sql += " AND timestamp >= ?"
+            params.append(format_timestamp(since))
+        else:
+            sql += " AND timestamp >= ''"  # lets the planner use the covering index
+        with self._lock:
+            return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def selection_counts(self, selection: TrainingSelection) -> SelectionCounts:
+        quality, feedback, params = _selection_conditions(selection)
+        accepted = f"coalesce({quality}, 0) AND coalesce({feedback}, 0)"
+        sql = (
+            "SELECT COUNT(*), "  # noqa: S608
+            f"TOTAL(NOT coalesce({quality}, 0)), "
+            f"TOTAL(coalesce({quality}, 0) AND NOT coalesce({feedback}, 0)), "
+            f"TOTAL({accepted}), "
+            f"COUNT(DISTINCT CASE WHEN {accepted} THEN coalesce(dedupe_hash, id) END) "
+            "FROM usage WHERE timestamp >= :since"
+        )
+        with self._lock:
+            row = self._conn.execute(sql, params).fetchone()
+        return SelectionCounts(*(int(v or 0) for v in row))
+
+    def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
+        """Accepted records, oldest first; with dedupe, the best of each hash.
+
+        Ranking runs over (rowid, hash, quality, time) only and the text columns are
+        fetched by rowid afterwards, so the sort stays small however long the texts are.
+        """
+        quality, feedback, params = _selection_conditions(selection)
+        accepted = (
+            "SELECT rowid AS rid, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
+            f"FROM usage WHERE timestamp >= :since AND {quality} AND {feedback}"  # noqa: S608
+        )
+        if selection.deduplicate:
+            chosen = (
+                "SELECT rid, timestamp, quality_score FROM (SELECT rid, timestamp, quality_score, "
+                "ROW_NUMBER() OVER (PARTITION BY h ORDER BY quality_score DESC, timestamp DESC) "
+                f"AS rn FROM ({accepted})) WHERE rn = 1"
+            )
+        else:
+            chosen = f"SELECT rid, timestamp, quality_score FROM ({accepted})"
+        if selection.max_samples is not None:
+            chosen += " ORDER BY quality_score DESC, timestamp DESC LIMIT :max_samples"
+            params["max_samples"] = selection.max_samples
+        sql = (
+            "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
+            f"u.dedupe_hash FROM ({chosen}) AS c JOIN usage AS u ON u.rowid = c.rid "  # noqa: S608
+            "ORDER BY c.timestamp, c.rid"
+        )
+        for row in self._stream(sql, params):
+            yield TrainingRow(*row)
+
+    def iter_unscored(self, batch_size: int) -> Iterator[list[tuple[str, str, str]]]:
+        batch: list[tuple[str, str, str]] = []
+        for row in self._stream(
+            "SELECT id, query, response FROM usage WHERE quality_score IS NULL", ()
+        ):
+            batch.append(row)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _starts_bucket(timestamp: str) -> bool:
+    return timestamp[13:] == ":00:00.000000Z"
+
+
+def _bucket_start(timestamp: str) -> str:
+    return _bucket(timestamp) + ":00:00.000000Z"
+
+
+def _next_bucket_start(timestamp: str) -> str:
+    start = parse_timestamp(_bucket_start(timestamp))
+    return format_timestamp(start + timedelta(hours=1))
+
+
+def _integral(stats: UsageStatistics) -> UsageStatistics:
+    """Counts summed as REAL by SQLite's TOTAL come back as floats; make them ints."""
+    return UsageStatistics(
+        count=int(stats.count),
+        scored=int(stats.scored),
+        quality_sum=stats.quality_sum,
+        quality_sq_sum=stats.quality_sq_sum,
+        latency_sum=stats.latency_sum,
+        log_latency_count=int(stats.log_latency_count),
+        log_latency_sum=stats.log_latency_sum,
+        log_latency_sq_sum=stats.log_latency_sq_sum,
+        token_sum=int(stats.token_sum),
+        with_feedback=int(stats.with_feedback),
+        positive=int(stats.positive),
+        negative=int(stats.negative),
+    )
+
+
+def _record_filter(query: RecordQuery) -> tuple[str, list[Any]]:
+    conditions: list[str] = []
+    params: list[Any] = []
+    if query.since is not None:
+        conditions.append("timestamp >= ?")
+        params.append(format_timestamp(query.since))
+    if query.until is not None:
+        conditions.append("timestamp < ?")
+        params.append(format_timestamp(query.until))
+    if query.model is not None:
+        conditions.append("model = ?")
+        params.append(query.model)
+    if query.expert is not None:
+        conditions.append("expert = ?")
+        params.append(query.expert)
+    if query.min_quality is not None:
+        conditions.append("quality_score >= ?")
+        params.append(query.min_quality)
+    if query.with_feedback_only:
+        conditions.append("user_feedback IS NOT NULL")
+    if query.feedback_since is not None:
+        conditions.append("feedback_at >= ?")
+        params.append(format_timestamp(query.feedback_since))
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return where, params
+
+
+def _selection_conditions(selection: TrainingSelection) -> tuple[str, str, dict[str, Any]]:
+    params: dict[str, Any] = {
+        "since": format_timestamp(selection.since) if selection.since is not None else "",
+    }
+    quality = "1"
+    if selection.min_quality > 0:
+        quality = "(quality_score >= :min_quality)"
+        params["min_quality"] = selection.min_quality
+    feedback = "1"
+    if selection.min_feedback is not None:
+        feedback = "(user_feedback >= :min_feedback)"
+        params["min_feedback"] = selection.min_feedback
+    return quality, feedback, params
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    """Create the schema, or adopt a database written by the original implementation.
+
+    The original's ``usage`` table has no ``feedback_at``, stores naive local-time
+    timestamps and may lack dedupe hashes; those rows are brought to this format.
+    """
+    existed = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage'"
+    ).fetchone()
+    for statement in _SCHEMA_V1:
+        conn.execute(statement)
+    if existed:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
+        if "feedback_at" not in columns:
+            conn.execute("ALTER TABLE usage ADD COLUMN feedback_at TEXT")
+        _normalize_adopted_rows(conn)
+    for statement in _INDEXES_V1:
+        conn.execute(statement)
+    if existed:
+        _rebuild_rollup(conn)
+
+
+def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
+    rows = conn.execute(
+        "SELECT rowid, timestamp, query, response, dedupe_hash FROM usage "
+        "WHERE timestamp NOT LIKE '____-__-__T__:__:__.______Z' OR dedupe_hash IS NULL"
+    ).fetchall()
+    updates = []
+    for rowid, timestamp, query, response, dedupe_hash in rows:
+        try:
+            stamp = format_timestamp(parse_timestamp(timestamp))
+        except InvalidFieldError:
+            stamp = timestamp  # leave what we cannot read; it still sorts as text
+        updates.append((stamp, dedupe_hash or compute_dedupe_hash(query, response), rowid))
+    conn.executemany("UPDATE usage SET timestamp = ?, dedupe_hash = ? WHERE rowid = ?", updates)
+
+
+def _rebuild_rollup(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM usage_rollup")
+    conn.execute(
+        f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "  # noqa: S608
+        f"SELECT substr(timestamp, 1, 13), model, coalesce(expert, ''), {_RAW_AGGREGATES} "
+        "FROM usage GROUP BY 1, 2, 3"
+    )
+

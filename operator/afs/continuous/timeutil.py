@@ -1,0 +1,58 @@
+"""Timestamps: always timezone-aware UTC, stored as fixed-width ISO-8601 text.
+
+A fixed width (microseconds always present, ``Z`` suffix) makes lexicographic order
+equal to chronological order, so time-window filters run on a plain text index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from afs.continuous.errors import InvalidFieldError
+
+Clock = Callable[[], datetime]
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    """Naive datetimes are read as local time, the convention of ``datetime.now()``."""
+    return value.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    return to_utc(value).strftime(_FORMAT)
+
+
+def parse_timestamp(value: str | datetime, *, field: str = "timestamp") -> datetime:
+    """Accept an aware or naive datetime or an ISO-8601 string; return aware UTC."""
+    if isinstance(value, datetime):
+        return to_utc(value)
+    if isinstance(value, str):
+        try:
+            return to_utc(datetime.fromisoformat(value.strip()))
+        except ValueError:
+            pass
+    raise InvalidFieldError(field, value, "must be an ISO-8601 timestamp or a datetime")
+
+
+def normalize_timestamp(value: str | datetime, *, field: str = "timestamp") -> str:
+    return format_timestamp(parse_timestamp(value, field=field))
+
+
+def parse_since(value: str | datetime, *, now: datetime, field: str = "since") -> datetime:
+    """Like :func:`parse_timestamp`, but also accepts a look-back such as ``24h`` or ``7d``."""
+    if isinstance(value, str):
+        match = _RELATIVE.match(value)
+        if match:
+            amount, unit = float(match.group(1)), _UNITS[match.group(2)]
+            return to_utc(now) - timedelta(**{unit: amount})
+    return parse_timestamp(value, field=field)
