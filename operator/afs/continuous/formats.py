@@ -43,7 +43,10 @@ def format_sample(format_type: str, sample: Sample) -> dict[str, Any]:
             "quality_score": sample.quality_score,
         }
     if format_type == "completion":
-        return {"text": f"{sample.query}\n\n{sample.response}", "quality_score": sample.quality_score}
+        return {
+            "text": f"{sample.query}\n\n{sample.response}",
+            "quality_score": sample.quality_score,
+        }
     raise ValueError(f"format_type must be one of {', '.join(FORMAT_TYPES)}, got {format_type!r}")
 
 
@@ -65,45 +68,63 @@ def parse_sample(data: Any) -> Sample:
     if "messages" in data:
         return _parse_chat(data)
     if "instruction" in data:
-        instruction, extra, output = data.get("instruction"), data.get("input") or "", data.get("output")
-        if not _text(instruction) or not _text(output) or not isinstance(extra, str):
+        instruction, extra, output = (
+            data["instruction"],
+            data.get("input") or "",
+            data.get("output"),
+        )
+        if (
+            not isinstance(instruction, str)
+            or not isinstance(output, str)
+            or not (_text(instruction) and _text(output) and isinstance(extra, str))
+        ):
             raise ValueError("alpaca sample needs non-empty string 'instruction' and 'output'")
         query = f"{instruction}\n\n{extra}" if extra.strip() else instruction
         return Sample(query, output, quality_score=_score(data.get("quality_score")))
     if "text" in data:
         text = data["text"]
         if not _text(text) or "\n\n" not in text:
-            raise ValueError("completion sample needs 'text' with a blank line between prompt and answer")
+            raise ValueError(
+                "completion sample needs 'text' with a blank line between prompt and answer"
+            )
         query, response = text.split("\n\n", 1)
         if not query.strip() or not response.strip():
             raise ValueError("completion sample has an empty prompt or answer")
         return Sample(query, response, quality_score=_score(data.get("quality_score")))
-    raise ValueError("not a chatml/openai ('messages'), alpaca ('instruction') or completion ('text') sample")
+    raise ValueError(
+        "not a chatml/openai ('messages'), alpaca ('instruction') or completion ('text') sample"
+    )
 
 
 def _parse_chat(data: dict[str, Any]) -> Sample:
     messages = data["messages"]
     if not isinstance(messages, list):
         raise ValueError("'messages' must be a list")
-    query = response = None
+    query: str | None = None
+    response: str | None = None
     for message in messages:
         if not isinstance(message, dict):
             raise ValueError("each message must be an object with 'role' and 'content'")
         role, content = message.get("role"), message.get("content")
-        if query is None and role == "user" and _text(content):
+        if not isinstance(content, str) or not content.strip():
+            continue
+        if query is None and role == "user":
             query = content
-        elif query is not None and role == "assistant" and _text(content):
+        elif query is not None and role == "assistant":
             response = content
             break
     if query is None or response is None:
         raise ValueError("chat sample needs a user message followed by an assistant message")
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    raw_meta = data.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     feedback = meta.get("user_feedback")
     return Sample(
         query,
         response,
         quality_score=_score(meta.get("quality_score")),
-        user_feedback=feedback if feedback in (-1, 0, 1) and not isinstance(feedback, bool) else None,
+        user_feedback=feedback
+        if feedback in (-1, 0, 1) and not isinstance(feedback, bool)
+        else None,
         model=meta.get("model") if isinstance(meta.get("model"), str) else None,
         expert=meta.get("expert") if isinstance(meta.get("expert"), str) else None,
     )

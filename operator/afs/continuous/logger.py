@@ -8,6 +8,7 @@ original silently dropped such records while still returning an id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -16,89 +17,27 @@ from typing import Any
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.records import (
     MAX_FEEDBACK_TEXT_CHARS,
-    MAX_NAME_CHARS,
     UsageRecord,
     check_feedback,
-    check_latency_ms,
     check_limit,
     check_optional_text,
     check_quality_score,
     check_record_id,
     check_text,
-    check_token_count,
     compute_context_hash,
-    compute_dedupe_hash,
     new_record_id,
+    normalize_record,
+    normalized_copy,
+    record_from_mapping,
 )
 from afs.continuous.scoring import QualityScorer
 from afs.continuous.store import DEFAULT_DB_PATH, RecordQuery, UsageStore, open_store
 from afs.continuous.store.base import IdFactory
-from afs.continuous.timeutil import Clock, format_timestamp, parse_timestamp, utc_now
-
-_RECORD_KEYS = frozenset(UsageRecord.__dataclass_fields__) | {"context", "created_at"}
+from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
 
 
 def _optional_since(value: datetime | str | None, field: str = "since") -> datetime | None:
     return None if value is None else parse_timestamp(value, field=field)
-
-
-def validated_record(record: UsageRecord, *, clock: Clock = utc_now) -> UsageRecord:
-    """A checked, normalised copy of ``record`` (UTC timestamp, hashes filled in).
-
-    An empty ``id`` is kept empty: the store assigns a fresh one.
-    """
-    if record.id:
-        check_record_id(record.id)
-    timestamp = (
-        format_timestamp(clock())
-        if record.timestamp in (None, "")
-        else format_timestamp(parse_timestamp(record.timestamp))
-    )
-    query = check_text("query", record.query)
-    response = check_text("response", record.response)
-    user_feedback = record.user_feedback
-    if user_feedback is not None:
-        check_feedback(user_feedback, field="user_feedback")
-    dedupe_hash = record.dedupe_hash
-    if dedupe_hash is None:
-        dedupe_hash = compute_dedupe_hash(query, response)
-    return UsageRecord(
-        id=record.id or "",
-        timestamp=timestamp,
-        query=query,
-        response=response,
-        model=check_text("model", record.model, max_chars=MAX_NAME_CHARS),
-        expert=check_optional_text("expert", record.expert, max_chars=MAX_NAME_CHARS),
-        latency_ms=check_latency_ms(record.latency_ms),
-        token_count=check_token_count(record.token_count),
-        quality_score=check_quality_score(record.quality_score),
-        user_feedback=user_feedback,
-        feedback_text=check_optional_text(
-            "feedback_text", record.feedback_text, max_chars=MAX_FEEDBACK_TEXT_CHARS
-        ),
-        context_hash=check_optional_text(
-            "context_hash", record.context_hash, max_chars=MAX_NAME_CHARS
-        ),
-        dedupe_hash=check_optional_text("dedupe_hash", dedupe_hash, max_chars=MAX_NAME_CHARS),
-    )
-
-
-def record_from_mapping(data: Mapping[str, Any]) -> UsageRecord:
-    """A record from user data (an import line, an API payload); unknown keys are errors."""
-    if not isinstance(data, Mapping):
-        raise InvalidFieldError("record", data, "must be a JSON object / mapping")
-    unknown = sorted(set(data) - _RECORD_KEYS)
-    if unknown:
-        raise InvalidFieldError(unknown[0], data[unknown[0]], "is not a usage record field")
-    for name in ("query", "response", "model"):
-        if name not in data:
-            raise InvalidFieldError(name, None, "is required")
-    values = {k: v for k, v in data.items() if k in UsageRecord.__dataclass_fields__}
-    values.setdefault("id", "")
-    values.setdefault("timestamp", "")
-    if "context" in data and data.get("context_hash") is None:
-        values["context_hash"] = compute_context_hash(data["context"])
-    return UsageRecord(**values)
 
 
 class UsageDatabase:
@@ -118,17 +57,21 @@ class UsageDatabase:
 
     def insert(self, record: UsageRecord) -> str:
         """Insert one record and return its id (a fresh one if ``record.id`` is empty)."""
-        return self.store.insert([validated_record(record, clock=self._clock)])[0]
+        return self.store.insert([normalized_copy(record, now=self._clock())])[0]
 
     def insert_many(self, records: Iterable[UsageRecord]) -> list[str]:
         """Insert records in one transaction: all of them, or none if any is invalid."""
-        checked = []
+        return self.insert_owned([replace(r) for r in records])
+
+    def insert_owned(self, records: list[UsageRecord]) -> list[str]:
+        """Like :meth:`insert_many` for records the caller hands over (normalised in place)."""
+        now = self._clock()
         for index, record in enumerate(records):
             try:
-                checked.append(validated_record(record, clock=self._clock))
+                normalize_record(record, now=now)
             except InvalidFieldError as exc:
                 raise InvalidBatchError(index, exc) from exc
-        return self.store.insert(checked) if checked else []
+        return self.store.insert(records) if records else []
 
     def update_feedback(
         self, record_id: str, feedback: int, feedback_text: str | None = None
@@ -259,11 +202,25 @@ class UsageLogger:
         timestamp: datetime | str | None = None,
     ) -> str:
         """Record one exchange and return its id; raises on invalid input, writing nothing."""
-        record = self._build(
-            query, response, model, expert, latency_ms, quality_score, token_count, context,
-            user_feedback, feedback_text, timestamp,
+        if quality_score is None and self.scorer is not None:
+            quality_score = self._score(
+                check_text("query", query), check_text("response", response)
+            )
+        record = UsageRecord(
+            "",
+            "" if timestamp is None else timestamp,  # type: ignore[arg-type]  # normalised below
+            query,
+            response,
+            model,
+            expert,
+            latency_ms,
+            token_count,
+            quality_score,
+            user_feedback,
+            feedback_text,
+            compute_context_hash(context),
         )
-        return self.db.insert(record)
+        return self.db.store.insert([normalize_record(record, now=self._clock())])[0]
 
     def log_many(self, records: Iterable[Mapping[str, Any] | UsageRecord]) -> list[str]:
         """Log many records in one transaction: all of them or, on any invalid one, none.
@@ -274,44 +231,17 @@ class UsageLogger:
         built = []
         for index, item in enumerate(records):
             try:
-                record = item if isinstance(item, UsageRecord) else record_from_mapping(item)
+                record = (
+                    replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
+                )
                 if record.quality_score is None and self.scorer is not None:
-                    record.quality_score = self._score(record.query, record.response)
+                    record.quality_score = self._score(
+                        check_text("query", record.query), check_text("response", record.response)
+                    )
             except InvalidFieldError as exc:
                 raise InvalidBatchError(index, exc) from exc
             built.append(record)
-        return self.db.insert_many(built)
-
-    def _build(
-        self,
-        query: Any,
-        response: Any,
-        model: Any,
-        expert: Any,
-        latency_ms: Any,
-        quality_score: Any,
-        token_count: Any,
-        context: Any,
-        user_feedback: Any,
-        feedback_text: Any,
-        timestamp: datetime | str | None,
-    ) -> UsageRecord:
-        if quality_score is None and self.scorer is not None:
-            quality_score = self._score(check_text("query", query), check_text("response", response))
-        return UsageRecord(
-            id="",
-            timestamp=format_timestamp(self._clock() if timestamp is None else parse_timestamp(timestamp)),
-            query=query,
-            response=response,
-            model=model,
-            expert=expert,
-            latency_ms=latency_ms,
-            token_count=token_count,
-            quality_score=quality_score,
-            user_feedback=user_feedback,
-            feedback_text=feedback_text,
-            context_hash=compute_context_hash(context),
-        )
+        return self.db.insert_owned(built)
 
     def _score(self, query: str, response: str) -> float:
         assert self.scorer is not None

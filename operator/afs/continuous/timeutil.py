@@ -14,7 +14,6 @@ from afs.continuous.errors import InvalidFieldError
 
 Clock = Callable[[], datetime]
 
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -29,7 +28,10 @@ def to_utc(value: datetime) -> datetime:
 
 
 def format_timestamp(value: datetime) -> str:
-    return to_utc(value).strftime(_FORMAT)
+    if value.tzinfo is not UTC:
+        value = to_utc(value)
+    # isoformat with fixed microseconds is several times faster than strftime
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(value: str | datetime, *, field: str = "timestamp") -> datetime:
@@ -45,6 +47,14 @@ def parse_timestamp(value: str | datetime, *, field: str = "timestamp") -> datet
 
 
 def normalize_timestamp(value: str | datetime, *, field: str = "timestamp") -> str:
+    """The stored form of a timestamp; already-canonical strings pass through cheaply."""
+    if isinstance(value, str) and len(value) == 27 and value[-1] == "Z" and value[10] == "T":
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return value
     return format_timestamp(parse_timestamp(value, field=field))
 
 

@@ -42,8 +42,10 @@ def sqlite_path_from_target(target: str | Path) -> Path:
         raise InvalidFieldError("db_path", target, "must be a file path or a database URL")
     if target.strip() == ":memory:":
         raise InvalidFieldError(
-            "db_path", target, "must be a file: an in-memory database cannot be shared by the "
-            "connections the store opens; use a temporary file"
+            "db_path",
+            target,
+            "must be a file: an in-memory database cannot be shared by the "
+            "connections the store opens; use a temporary file",
         )
     if target.startswith("sqlite:"):
         parts = urlsplit(target)

@@ -8,20 +8,25 @@ Choices and why:
   second process waits on SQLite's busy handler instead of failing with "database is
   locked". Streaming reads get their own short-lived connection, so a long export never
   holds the lock that ``log()`` needs.
-- ``usage_rollup`` keeps additive statistics per (hour, model, expert), updated in the
-  same transaction as every write, so ``get_statistics`` costs the same at any size.
+- ``usage_rollup`` keeps additive statistics per (hour, model, expert). Inserts do not
+  touch it (one statement per ``log()``, no extra page per commit); instead rows above
+  a rowid watermark are *folded* into it every few hundred inserts, at the end of each
+  batch, and by a reader that finds the unfolded tail long. Statistics read the rollup
+  plus the short unfolded tail, so they are exact and cost the same at any size.
+  Updates to folded rows adjust the rollup in the same transaction.
 - Every statement is parameterised; the only text spliced into SQL is chosen from
   constant fragments in this file.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,34 +48,43 @@ _BUSY_TIMEOUT_S = 60.0
 _STREAM_BATCH = 1000
 _MAX_ID_ATTEMPTS = 8
 _IN_CHUNK = 500
+#: Inserts through ``log()`` between folds, and the unfolded tail a reader tolerates.
+_FOLD_EVERY = 256
+_MAX_TAIL = 4096
 
 RECORD_COLUMNS = (
     "id, timestamp, query, response, model, expert, latency_ms, token_count, "
     "quality_score, user_feedback, feedback_text, context_hash, dedupe_hash"
 )
-_INSERT = (
-    f"INSERT INTO usage ({RECORD_COLUMNS}, feedback_at) "  # noqa: S608
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
+_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}, feedback_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 _ROLLUP_COLUMNS = (
     "n, n_scored, quality_sum, quality_sq_sum, latency_sum, n_log_latency, "
     "log_latency_sum, log_latency_sq_sum, token_sum, n_feedback, n_positive, n_negative"
 )
 _ROLLUP_SUMS = ", ".join(f"SUM({c})" for c in _ROLLUP_COLUMNS.split(", "))
-_ROLLUP_UPSERT = (
-    f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "  # noqa: S608
-    f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (bucket, model, expert) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS.split(", "))
+_ROLLUP_ADD = "ON CONFLICT (bucket, model, expert) DO UPDATE SET " + ", ".join(
+    f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS.split(", ")
 )
 # The same sufficient statistics computed from raw rows (partial buckets, rebuilds).
 _RAW_AGGREGATES = (
     "COUNT(*), COUNT(quality_score), TOTAL(quality_score), "
     "TOTAL(quality_score * quality_score), TOTAL(latency_ms), "
-    "COUNT(afs_log_latency(latency_ms)), TOTAL(afs_log_latency(latency_ms)), "
-    "TOTAL(afs_log_latency(latency_ms) * afs_log_latency(latency_ms)), "
+    "COUNT(CASE WHEN latency_ms > 0 THEN 1 END), "
+    "TOTAL(CASE WHEN latency_ms > 0 THEN ln(latency_ms) END), "
+    "TOTAL(CASE WHEN latency_ms > 0 THEN ln(latency_ms) * ln(latency_ms) END), "
     "TOTAL(token_count), COUNT(user_feedback), "
     "TOTAL(user_feedback = 1), TOTAL(user_feedback = -1)"
+)
+
+_ROLLUP_UPSERT = (
+    f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "
+    f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) {_ROLLUP_ADD}"
+)
+_FOLD = (
+    f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "
+    f"SELECT substr(timestamp, 1, 13), model, coalesce(expert, ''), {_RAW_AGGREGATES} "
+    f"FROM usage WHERE rowid > ? GROUP BY 1, 2, 3 {_ROLLUP_ADD}"
 )
 
 _SCHEMA_V1 = (
@@ -112,11 +126,16 @@ CREATE TABLE IF NOT EXISTS usage_rollup (
     n_negative INTEGER NOT NULL,
     PRIMARY KEY (bucket, model, expert)
 ) WITHOUT ROWID""",
+    """
+CREATE TABLE IF NOT EXISTS usage_rollup_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    folded_rowid INTEGER NOT NULL
+)""",
+    "INSERT OR IGNORE INTO usage_rollup_state (id, folded_rowid) VALUES (1, 0)",
 )
 
 _INDEXES_V1 = (
     "CREATE INDEX IF NOT EXISTS idx_usage_timestamp_quality ON usage (timestamp, quality_score)",
-    "CREATE INDEX IF NOT EXISTS idx_usage_model_timestamp ON usage (model, timestamp)",
     "CREATE INDEX IF NOT EXISTS idx_usage_feedback_at ON usage (feedback_at) "
     "WHERE feedback_at IS NOT NULL",
 )
@@ -133,8 +152,13 @@ def _bucket(timestamp: str) -> str:
 
 def _insert_row(record: UsageRecord) -> tuple[Any, ...]:
     """Column values; feedback given at logging time arrived at the record's timestamp."""
-    feedback_at = record.timestamp if record.user_feedback is not None else None
-    return (*astuple(record), feedback_at)
+    r = record
+    feedback_at = r.timestamp if r.user_feedback is not None else None
+    return (
+        r.id, r.timestamp, r.query, r.response, r.model, r.expert, r.latency_ms, r.token_count,
+        r.quality_score, r.user_feedback, r.feedback_text, r.context_hash, r.dedupe_hash,
+        feedback_at,
+    )  # fmt: skip
 
 
 def _rollup_vector(record: UsageRecord) -> list[float]:
@@ -179,6 +203,7 @@ class SQLiteUsageStore:
         self._id_factory = id_factory
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
+        self._since_fold = 0
         self._conn = self._connect()
         self._migrate()
 
@@ -191,8 +216,8 @@ class SQLiteUsageStore:
             isolation_level=None,
             check_same_thread=False,
         )
-        conn.create_function("afs_log_latency", 1, log_latency, deterministic=True)
-        conn.execute("PRAGMA busy_timeout = %d" % int(self._busy_timeout_s * 1000))
+        _ensure_ln(conn)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -32768")
@@ -250,7 +275,7 @@ class SQLiteUsageStore:
             self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.create_function("afs_log_latency", 1, log_latency, deterministic=True)
+            _ensure_ln(conn)
             cursor = conn.execute(sql, params)
             while rows := cursor.fetchmany(_STREAM_BATCH):
                 yield from rows
@@ -298,15 +323,34 @@ class SQLiteUsageStore:
             record.id = self._id_factory()
         for _attempt in range(_MAX_ID_ATTEMPTS):
             try:
-                with self._write() as conn:
-                    conn.executemany(_INSERT, (_insert_row(r) for r in records))
-                    self._add_to_rollup(conn, records)
+                if len(records) == 1:
+                    self._insert_one(records[0])
+                else:
+                    with self._write() as conn:
+                        conn.executemany(_INSERT, map(_insert_row, records))
+                        _fold(conn)
                 return [r.id for r in records]
             except sqlite3.IntegrityError as exc:
                 if "usage.id" not in str(exc):
                     raise
                 self._reassign_colliding_ids(records, {id(r) for r in pending})
         raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
+
+    def _insert_one(self, record: UsageRecord) -> None:
+        """One statement in autocommit mode: the cheapest durable write SQLite offers."""
+        with self._lock:
+            conn = self._conn
+            self._retry_busy(lambda: conn.execute(_INSERT, _insert_row(record)))
+            self._since_fold += 1
+            if self._since_fold < _FOLD_EVERY:
+                return
+        self.fold()
+
+    def fold(self) -> None:
+        """Fold rows inserted since the last fold into the rollup."""
+        with self._write() as conn:
+            _fold(conn)
+            self._since_fold = 0
 
     def _reassign_colliding_ids(self, records: Sequence[UsageRecord], generated: set[int]) -> None:
         """Give new ids to generated records that collide; reject supplied duplicates."""
@@ -326,43 +370,39 @@ class SQLiteUsageStore:
             for start in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
-                rows = conn.execute(f"SELECT id FROM usage WHERE id IN ({marks})", chunk)  # noqa: S608
+                rows = conn.execute(f"SELECT id FROM usage WHERE id IN ({marks})", chunk)
                 found.update(row[0] for row in rows)
         return found
 
-    def _add_to_rollup(self, conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> None:
-        groups: dict[tuple[str, str, str], list[float]] = {}
-        for record in records:
-            key = (_bucket(record.timestamp), record.model, record.expert or "")
-            vector = _rollup_vector(record)
-            total = groups.get(key)
-            if total is None:
-                groups[key] = vector
-            else:
-                for i, value in enumerate(vector):
-                    total[i] += value
-        conn.executemany(_ROLLUP_UPSERT, ((*key, *vec) for key, vec in groups.items()))
-
+    @staticmethod
     def _adjust_rollup(
-        self, conn: sqlite3.Connection, before: UsageRecord, after: UsageRecord
+        conn: sqlite3.Connection, rowid: int, before: UsageRecord, after: UsageRecord
     ) -> None:
+        """Apply a change of a row to the rollup, if the row is folded in already."""
+        if rowid > _folded_rowid(conn):
+            return
         delta = [a - b for a, b in zip(_rollup_vector(after), _rollup_vector(before), strict=True)]
-        conn.execute(_ROLLUP_UPSERT, (_bucket(before.timestamp), before.model, before.expert or "", *delta))
+        key = (_bucket(before.timestamp), before.model, before.expert or "")
+        conn.execute(_ROLLUP_UPSERT, (*key, *delta))
 
     def _update_one(
-        self, record_id: str, change: Callable[[UsageRecord], None], sql: str, params: tuple[Any, ...]
+        self,
+        record_id: str,
+        change: Callable[[UsageRecord], None],
+        sql: str,
+        params: tuple[Any, ...],
     ) -> bool:
         with self._write() as conn:
             row = conn.execute(
-                f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)  # noqa: S608
+                f"SELECT rowid, {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)
             ).fetchone()
             if row is None:
                 return False
-            before = UsageRecord(*row)
-            after = UsageRecord(*row)
+            before = UsageRecord(*row[1:])
+            after = UsageRecord(*row[1:])
             change(after)
             conn.execute(sql, (*params, record_id))
-            self._adjust_rollup(conn, before, after)
+            self._adjust_rollup(conn, row[0], before, after)
             return True
 
     def update_feedback(
@@ -392,17 +432,17 @@ class SQLiteUsageStore:
         with self._write() as conn:
             for record_id, score in scores:
                 row = conn.execute(
-                    f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ? "  # noqa: S608
+                    f"SELECT rowid, {RECORD_COLUMNS} FROM usage WHERE id = ? "
                     "AND quality_score IS NULL",
                     (record_id,),
                 ).fetchone()
                 if row is None:
                     continue
-                before = UsageRecord(*row)
-                after = UsageRecord(*row)
+                before = UsageRecord(*row[1:])
+                after = UsageRecord(*row[1:])
                 after.quality_score = score
                 conn.execute("UPDATE usage SET quality_score = ? WHERE id = ?", (score, record_id))
-                self._adjust_rollup(conn, before, after)
+                self._adjust_rollup(conn, row[0], before, after)
                 updated += 1
         return updated
 
@@ -426,7 +466,7 @@ class SQLiteUsageStore:
                 return int(row[0])
         with self._write() as conn:
             removed = conn.execute(
-                f"DELETE FROM usage WHERE rowid IN (SELECT rid FROM ({ranked}) WHERE rn > 1)"  # noqa: S608
+                f"DELETE FROM usage WHERE rowid IN (SELECT rid FROM ({ranked}) WHERE rn > 1)"
             ).rowcount
             if removed:
                 _rebuild_rollup(conn)
@@ -437,14 +477,14 @@ class SQLiteUsageStore:
     def get(self, record_id: str) -> UsageRecord | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)  # noqa: S608
+                f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)
             ).fetchone()
         return None if row is None else UsageRecord(*row)
 
     def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]:
         where, params = _record_filter(query)
         order = "DESC" if query.newest_first else "ASC"
-        sql = f"SELECT {RECORD_COLUMNS} FROM usage{where} ORDER BY timestamp {order}"  # noqa: S608
+        sql = f"SELECT {RECORD_COLUMNS} FROM usage{where} ORDER BY timestamp {order}"
         if query.limit is not None:
             sql += " LIMIT ?"
             params.append(query.limit)
@@ -453,7 +493,7 @@ class SQLiteUsageStore:
 
     def count_records(self, query: RecordQuery) -> int:
         where, params = _record_filter(query)
-        sql = f"SELECT COUNT(*) FROM usage{where}"  # noqa: S608
+        sql = f"SELECT COUNT(*) FROM usage{where}"
         with self._lock:
             count = int(self._conn.execute(sql, params).fetchone()[0])
         return count if query.limit is None else min(count, query.limit)
@@ -466,10 +506,11 @@ class SQLiteUsageStore:
         model: str | None = None,
         expert: str | None = None,
     ) -> UsageStatistics:
-        """Window statistics: whole hours from the rollup, partial hours from rows.
+        """Window statistics: folded whole hours from the rollup, the rest from rows.
 
-        A window boundary inside an hour costs a scan of that hour's records only
-        (through the timestamp index), so the price does not grow with history.
+        Rows are read for the partial hours at the window's edges (through the timestamp
+        index) and for the unfolded tail (a rowid range, folded first if it grew long),
+        so the price does not grow with history.
         """
         lo = format_timestamp(since) if since is not None else None
         hi = format_timestamp(until) if until is not None else None
@@ -477,7 +518,7 @@ class SQLiteUsageStore:
             return UsageStatistics()
         rollup: list[str] = []  # conditions selecting the buckets wholly inside the window
         params: list[Any] = []
-        edges: list[tuple[str, str]] = []  # [start, end) ranges aggregated from raw rows
+        edges: list[tuple[str | None, str | None]] = []  # [start, end) aggregated from rows
         if lo is not None and hi is not None and _bucket(lo) == _bucket(hi):
             rollup.append("0")
             edges.append((lo, hi))
@@ -500,25 +541,52 @@ class SQLiteUsageStore:
             params.append(expert)
         where = f" WHERE {' AND '.join(rollup)}" if rollup else ""
 
-        with self._read() as conn:
-            total = UsageStatistics.from_row(
-                conn.execute(f"SELECT {_ROLLUP_SUMS} FROM usage_rollup{where}", params).fetchone()  # noqa: S608
-            )
-            for start, end in edges:
-                raw_where = ["timestamp >= ?", "timestamp < ?"]
-                raw_params: list[Any] = [start, end]
-                if model is not None:
-                    raw_where.append("model = ?")
-                    raw_params.append(model)
-                if expert is not None:
-                    raw_where.append("coalesce(expert, '') = ?")
-                    raw_params.append(expert)
-                row = conn.execute(
-                    f"SELECT {_RAW_AGGREGATES} FROM usage WHERE {' AND '.join(raw_where)}",  # noqa: S608
-                    raw_params,
-                ).fetchone()
-                total = total + UsageStatistics.from_row(row)
+        with self._lock:
+            if self._tail_length() > _MAX_TAIL:
+                self.fold()
+            with self._read() as conn:
+                folded = _folded_rowid(conn)
+                total = UsageStatistics.from_row(
+                    conn.execute(
+                        f"SELECT {_ROLLUP_SUMS} FROM usage_rollup{where}", params
+                    ).fetchone()
+                )
+                for start, end in edges:  # folded rows at the edges
+                    total += self._raw_statistics(
+                        conn, start, end, model, expert, "rowid <= ?", folded
+                    )
+                # the unfolded tail, anywhere in the window
+                total += self._raw_statistics(conn, lo, hi, model, expert, "rowid > ?", folded)
         return _integral(total)
+
+    @staticmethod
+    def _raw_statistics(
+        conn: sqlite3.Connection,
+        start: str | None,
+        end: str | None,
+        model: str | None,
+        expert: str | None,
+        rowid_condition: str,
+        rowid: int,
+    ) -> UsageStatistics:
+        conditions = [rowid_condition]
+        params: list[Any] = [rowid]
+        for clause, value in (
+            ("timestamp >= ?", start),
+            ("timestamp < ?", end),
+            ("model = ?", model),
+            ("coalesce(expert, '') = ?", expert),
+        ):
+            if value is not None:
+                conditions.append(clause)
+                params.append(value)
+        sql = f"SELECT {_RAW_AGGREGATES} FROM usage WHERE {' AND '.join(conditions)}"
+        return UsageStatistics.from_row(conn.execute(sql, params).fetchone())
+
+    def _tail_length(self) -> int:
+        with self._lock:
+            conn = self._conn
+            return _max_rowid(conn) - _folded_rowid(conn)
 
     def count_new_samples(self, since: datetime | None, min_quality: float) -> int:
         params: list[Any] = [min_quality]
@@ -535,7 +603,7 @@ class SQLiteUsageStore:
         quality, feedback, params = _selection_conditions(selection)
         accepted = f"coalesce({quality}, 0) AND coalesce({feedback}, 0)"
         sql = (
-            "SELECT COUNT(*), "  # noqa: S608
+            "SELECT COUNT(*), "
             f"TOTAL(NOT coalesce({quality}, 0)), "
             f"TOTAL(coalesce({quality}, 0) AND NOT coalesce({feedback}, 0)), "
             f"TOTAL({accepted}), "
@@ -555,7 +623,7 @@ class SQLiteUsageStore:
         quality, feedback, params = _selection_conditions(selection)
         accepted = (
             "SELECT rowid AS rid, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
-            f"FROM usage WHERE timestamp >= :since AND {quality} AND {feedback}"  # noqa: S608
+            f"FROM usage WHERE timestamp >= :since AND {quality} AND {feedback}"
         )
         if selection.deduplicate:
             chosen = (
@@ -570,7 +638,7 @@ class SQLiteUsageStore:
             params["max_samples"] = selection.max_samples
         sql = (
             "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
-            f"u.dedupe_hash FROM ({chosen}) AS c JOIN usage AS u ON u.rowid = c.rid "  # noqa: S608
+            f"u.dedupe_hash FROM ({chosen}) AS c JOIN usage AS u ON u.rowid = c.rid "
             "ORDER BY c.timestamp, c.rid"
         )
         for row in self._stream(sql, params):
@@ -590,6 +658,14 @@ class SQLiteUsageStore:
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _ensure_ln(conn: sqlite3.Connection) -> None:
+    """SQLite builds without math functions get ``ln`` from Python (slower, same result)."""
+    try:
+        conn.execute("SELECT ln(1.0)")
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, math.log, deterministic=True)
 
 
 def _starts_bucket(timestamp: str) -> bool:
@@ -702,11 +778,27 @@ def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE usage SET timestamp = ?, dedupe_hash = ? WHERE rowid = ?", updates)
 
 
+def _folded_rowid(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT folded_rowid FROM usage_rollup_state").fetchone()[0])
+
+
+def _max_rowid(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(MAX(rowid), 0) FROM usage").fetchone()[0])
+
+
+def _fold(conn: sqlite3.Connection) -> None:
+    """Add rows above the watermark to the rollup and raise the watermark (in a write txn).
+
+    Rowids only grow while no row is deleted; every delete rebuilds the rollup and resets
+    the watermark, so a reused rowid can never hide below it.
+    """
+    folded, top = _folded_rowid(conn), _max_rowid(conn)
+    if top > folded:
+        conn.execute(_FOLD, (folded,))
+        conn.execute("UPDATE usage_rollup_state SET folded_rowid = ?", (top,))
+
+
 def _rebuild_rollup(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM usage_rollup")
-    conn.execute(
-        f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "  # noqa: S608
-        f"SELECT substr(timestamp, 1, 13), model, coalesce(expert, ''), {_RAW_AGGREGATES} "
-        "FROM usage GROUP BY 1, 2, 3"
-    )
-
+    conn.execute("UPDATE usage_rollup_state SET folded_rowid = 0")
+    _fold(conn)
