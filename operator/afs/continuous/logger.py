@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.records import (
@@ -34,6 +34,9 @@ from afs.continuous.scoring import QualityScorer
 from afs.continuous.store import DEFAULT_DB_PATH, RecordQuery, UsageStore, open_store
 from afs.continuous.store.base import IdFactory
 from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
+
+if TYPE_CHECKING:
+    from afs.continuous.buffered import BufferedUsageLogger
 
 
 def _optional_since(value: datetime | str | None, field: str = "since") -> datetime | None:
@@ -181,6 +184,28 @@ class UsageLogger:
         self.db = UsageDatabase(db_path, store=store, clock=clock, id_factory=id_factory)
         self.scorer = scorer
         self._clock = clock
+        self._id_factory = id_factory
+
+    def now(self) -> datetime:
+        """The logger's clock (injectable, so tests control time)."""
+        return self._clock()
+
+    def new_id(self) -> str:
+        return self._id_factory()
+
+    def apply_scorer(self, record: UsageRecord) -> None:
+        """Score an unscored record with the configured scorer, if there is one."""
+        if record.quality_score is None and self.scorer is not None:
+            query = check_text("query", record.query)
+            response = check_text("response", record.response)
+            score = self.scorer.score(query, response)
+            record.quality_score = check_quality_score(score, field="scorer result")
+
+    def buffered(self, **options: Any) -> BufferedUsageLogger:
+        """A :class:`~afs.continuous.buffered.BufferedUsageLogger` over this logger."""
+        from afs.continuous.buffered import BufferedUsageLogger
+
+        return BufferedUsageLogger(self, **options)
 
     @property
     def store(self) -> UsageStore:
@@ -202,10 +227,6 @@ class UsageLogger:
         timestamp: datetime | str | None = None,
     ) -> str:
         """Record one exchange and return its id; raises on invalid input, writing nothing."""
-        if quality_score is None and self.scorer is not None:
-            quality_score = self._score(
-                check_text("query", query), check_text("response", response)
-            )
         record = UsageRecord(
             "",
             "" if timestamp is None else timestamp,  # type: ignore[arg-type]  # normalised below
@@ -220,6 +241,7 @@ class UsageLogger:
             feedback_text,
             compute_context_hash(context),
         )
+        self.apply_scorer(record)
         return self.db.store.insert([normalize_record(record, now=self._clock())])[0]
 
     def log_many(self, records: Iterable[Mapping[str, Any] | UsageRecord]) -> list[str]:
@@ -234,18 +256,11 @@ class UsageLogger:
                 record = (
                     replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
                 )
-                if record.quality_score is None and self.scorer is not None:
-                    record.quality_score = self._score(
-                        check_text("query", record.query), check_text("response", record.response)
-                    )
+                self.apply_scorer(record)
             except InvalidFieldError as exc:
                 raise InvalidBatchError(index, exc) from exc
             built.append(record)
         return self.db.insert_owned(built)
-
-    def _score(self, query: str, response: str) -> float:
-        assert self.scorer is not None
-        return check_quality_score(self.scorer.score(query, response), field="scorer result") or 0.0
 
     def record_feedback(
         self, record_id: str, feedback: int, feedback_text: str | None = None

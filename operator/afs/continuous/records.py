@@ -97,6 +97,14 @@ def compute_context_hash(context: Any) -> str | None:
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def new_record_ids(count: int, now: float | None = None) -> list[str]:
+    """``count`` ids from one read of the system's random source (see new_record_id)."""
+    slot = int((time.time() if now is None else now) // _ID_PREFIX_SECONDS) % 4096
+    prefix = _ID_ALPHABET[slot >> 6] + _ID_ALPHABET[slot & 63]
+    text = base64.urlsafe_b64encode(os.urandom(9 * count)).decode()
+    return [prefix + text[i : i + _ID_RANDOM_CHARS] for i in range(0, 12 * count, 12)]
+
+
 def new_record_id(now: float | None = None) -> str:
     """A 12-character id: 2 characters of the clock's second (mod 4096), 60 random bits.
 
@@ -201,25 +209,60 @@ def normalize_record(record: UsageRecord, *, now: datetime) -> UsageRecord:
     Raises :class:`InvalidFieldError` at the first broken rule.
     """
     r = record
-    if r.id:
-        check_record_id(r.id)
     r.timestamp = format_timestamp(now) if not r.timestamp else normalize_timestamp(r.timestamp)
-    check_text("query", r.query)
-    check_text("response", r.response)
-    check_text("model", r.model, max_chars=MAX_NAME_CHARS)
-    check_optional_text("expert", r.expert, max_chars=MAX_NAME_CHARS)
-    r.latency_ms = check_latency_ms(r.latency_ms)
-    check_token_count(r.token_count)
-    r.quality_score = check_quality_score(r.quality_score)
-    if r.user_feedback is not None:
-        check_feedback(r.user_feedback, field="user_feedback")
-    check_optional_text("feedback_text", r.feedback_text, max_chars=MAX_FEEDBACK_TEXT_CHARS)
-    check_optional_text("context_hash", r.context_hash, max_chars=MAX_NAME_CHARS)
+    if not _plainly_valid(r):  # the common case skips the detailed checks below
+        if r.id:
+            check_record_id(r.id)
+        check_text("query", r.query)
+        check_text("response", r.response)
+        check_text("model", r.model, max_chars=MAX_NAME_CHARS)
+        check_optional_text("expert", r.expert, max_chars=MAX_NAME_CHARS)
+        check_latency_ms(r.latency_ms)
+        check_token_count(r.token_count)
+        check_quality_score(r.quality_score)
+        if r.user_feedback is not None:
+            check_feedback(r.user_feedback, field="user_feedback")
+        check_optional_text("feedback_text", r.feedback_text, max_chars=MAX_FEEDBACK_TEXT_CHARS)
+        check_optional_text("context_hash", r.context_hash, max_chars=MAX_NAME_CHARS)
+        if r.dedupe_hash is not None:
+            check_optional_text("dedupe_hash", r.dedupe_hash, max_chars=MAX_NAME_CHARS)
+    r.latency_ms = float(r.latency_ms)
+    if r.quality_score is not None:
+        r.quality_score = float(r.quality_score)
     if r.dedupe_hash is None:
         r.dedupe_hash = compute_dedupe_hash(r.query, r.response)
-    else:
-        check_optional_text("dedupe_hash", r.dedupe_hash, max_chars=MAX_NAME_CHARS)
     return r
+
+
+def _plainly_valid(r: UsageRecord) -> bool:
+    """One expression that accepts the typical record: ASCII text, plain numbers, no extras.
+
+    Anything it does not accept goes through the detailed checks, which either pass it
+    (e.g. non-ASCII text) or raise the precise error; it never accepts what they reject.
+    """
+    q, a, m, lat, qs, fb = (
+        r.query,
+        r.response,
+        r.model,
+        r.latency_ms,
+        r.quality_score,
+        r.user_feedback,
+    )
+    return (
+        not r.id
+        and type(q) is str and type(a) is str and type(m) is str
+        and 0 < len(q) <= MAX_TEXT_CHARS and 0 < len(a) <= MAX_TEXT_CHARS
+        and 0 < len(m) <= MAX_NAME_CHARS
+        and q.isascii() and a.isascii() and m.isascii()
+        and not q.isspace() and not a.isspace() and not m.isspace()
+        and (r.expert is None or (type(r.expert) is str and r.expert.isascii()
+                                  and len(r.expert) <= MAX_NAME_CHARS))
+        and type(lat) is float and 0.0 <= lat < math.inf
+        and (qs is None or (type(qs) is float and 0.0 <= qs <= 1.0))
+        and (r.token_count is None or (type(r.token_count) is int and r.token_count >= 0))
+        and (fb is None or (type(fb) is int and -1 <= fb <= 1))
+        and r.feedback_text is None and r.context_hash is None and r.dedupe_hash is None
+    )  # fmt: skip
 
 
 def normalized_copy(record: UsageRecord, *, now: datetime) -> UsageRecord:

@@ -164,11 +164,14 @@ def log_latency(latency_ms: float) -> float | None:
 class UsageStore(Protocol):
     """A place where usage records live. One implementation per database backend."""
 
-    def insert(self, records: Sequence[UsageRecord]) -> list[str]:
+    def insert(
+        self, records: Sequence[UsageRecord], *, reassignable: Sequence[bool] | None = None
+    ) -> list[str]:
         """Insert validated records atomically; records with an empty ``id`` get a new one.
 
-        Returns the ids in input order. A generated id that collides is regenerated; a
-        caller-supplied id that exists raises ``InvalidFieldError``; nothing is written.
+        Returns the ids in input order (also set on the records). A colliding id is
+        replaced when it is reassignable (by default: when the store generated it);
+        otherwise ``InvalidFieldError`` is raised and nothing is written.
         """
         ...
 

@@ -32,7 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from afs.continuous.errors import ContinuousError, InvalidFieldError, SchemaVersionError
-from afs.continuous.records import UsageRecord, compute_dedupe_hash, new_record_id
+from afs.continuous.records import (
+    UsageRecord,
+    compute_dedupe_hash,
+    new_record_id,
+    new_record_ids,
+)
 from afs.continuous.store.base import (
     IdFactory,
     RecordQuery,
@@ -56,7 +61,7 @@ RECORD_COLUMNS = (
     "id, timestamp, query, response, model, expert, latency_ms, token_count, "
     "quality_score, user_feedback, feedback_text, context_hash, dedupe_hash"
 )
-_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}, feedback_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 _ROLLUP_COLUMNS = (
     "n, n_scored, quality_sum, quality_sq_sum, latency_sum, n_log_latency, "
@@ -151,13 +156,12 @@ def _bucket(timestamp: str) -> str:
 
 
 def _insert_row(record: UsageRecord) -> tuple[Any, ...]:
-    """Column values; feedback given at logging time arrived at the record's timestamp."""
+    """Column values. ``feedback_at`` stays NULL: it marks feedback that came *after*
+    logging; feedback logged with the record arrived at the record's timestamp."""
     r = record
-    feedback_at = r.timestamp if r.user_feedback is not None else None
     return (
         r.id, r.timestamp, r.query, r.response, r.model, r.expert, r.latency_ms, r.token_count,
         r.quality_score, r.user_feedback, r.feedback_text, r.context_hash, r.dedupe_hash,
-        feedback_at,
     )  # fmt: skip
 
 
@@ -317,10 +321,15 @@ class SQLiteUsageStore:
 
     # --- writes -------------------------------------------------------------------
 
-    def insert(self, records: Sequence[UsageRecord]) -> list[str]:
-        pending = [r for r in records if not r.id]
-        for record in pending:
-            record.id = self._id_factory()
+    def insert(
+        self, records: Sequence[UsageRecord], *, reassignable: Sequence[bool] | None = None
+    ) -> list[str]:
+        if reassignable is None:
+            reassignable = [not r.id for r in records]
+        pending = [r for r, free in zip(records, reassignable, strict=True) if free]
+        missing = [r for r in pending if not r.id]
+        for record, new_id in zip(missing, self._new_ids(len(missing)), strict=True):
+            record.id = new_id
         for _attempt in range(_MAX_ID_ATTEMPTS):
             try:
                 if len(records) == 1:
@@ -351,6 +360,11 @@ class SQLiteUsageStore:
         with self._write() as conn:
             _fold(conn)
             self._since_fold = 0
+
+    def _new_ids(self, count: int) -> list[str]:
+        if self._id_factory is new_record_id:
+            return new_record_ids(count)
+        return [self._id_factory() for _ in range(count)]
 
     def _reassign_colliding_ids(self, records: Sequence[UsageRecord], generated: set[int]) -> None:
         """Give new ids to generated records that collide; reject supplied duplicates."""
@@ -720,8 +734,11 @@ def _record_filter(query: RecordQuery) -> tuple[str, list[Any]]:
     if query.with_feedback_only:
         conditions.append("user_feedback IS NOT NULL")
     if query.feedback_since is not None:
-        conditions.append("feedback_at >= ?")
-        params.append(format_timestamp(query.feedback_since))
+        conditions.append(
+            "(feedback_at >= ? OR (feedback_at IS NULL AND user_feedback IS NOT NULL "
+            "AND timestamp >= ?))"
+        )
+        params += [format_timestamp(query.feedback_since)] * 2
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return where, params
 

@@ -1,0 +1,302 @@
+"""A logger that commits in the background: validation on the caller, I/O on a writer thread.
+
+``log()`` checks the record and queues it, returning its final id at once; a writer thread
+commits queued records in batches. Nothing is dropped silently:
+
+- the queue is bounded (``max_pending``); when full, ``log()`` waits for room
+  (``on_full="block"``, the default) or raises :class:`BufferFullError`;
+- a failed commit (database locked past its timeout, disk full, …) keeps the batch at the
+  head of the queue and is retried with backoff; ``flush()`` raises the last error if the
+  queue cannot drain within its timeout;
+- a record the store refuses outright (a caller-supplied id that already exists) is kept
+  in :attr:`BufferedUsageLogger.rejected` and ``flush()`` raises :class:`RecordsRejectedError`;
+- feedback for a record still queued waits for that record to be written first;
+- ``close()`` (or leaving the ``with`` block) flushes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal
+
+from afs.continuous.errors import ContinuousError, InvalidBatchError, InvalidFieldError
+from afs.continuous.logger import UsageLogger
+from afs.continuous.records import (
+    UsageRecord,
+    compute_context_hash,
+    normalize_record,
+    record_from_mapping,
+)
+from afs.continuous.store import UsageStore
+
+
+class BufferFullError(ContinuousError):
+    """The buffer holds ``max_pending`` records and the policy is ``on_full="raise"``."""
+
+
+class FlushTimeoutError(ContinuousError):
+    """Queued records could not all be committed in time; they are still queued."""
+
+
+class RecordsRejectedError(ContinuousError):
+    """The store refused some queued records; they are kept in ``.rejected``."""
+
+
+class BufferedUsageLogger:
+    """Wraps a :class:`UsageLogger`; same ``log``/``log_many``/``record_feedback`` calls."""
+
+    def __init__(
+        self,
+        logger: UsageLogger,
+        *,
+        max_pending: int = 100_000,
+        batch_size: int = 5_000,
+        flush_interval_s: float = 0.2,
+        on_full: Literal["block", "raise"] = "block",
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        if max_pending < 1 or batch_size < 1 or flush_interval_s <= 0:
+            raise ValueError("max_pending and batch_size must be >= 1, flush_interval_s > 0")
+        if on_full not in ("block", "raise"):
+            raise ValueError(f"on_full must be 'block' or 'raise', got {on_full!r}")
+        self.logger = logger
+        self.max_pending = max_pending
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.on_full = on_full
+        self.max_backoff_s = max_backoff_s
+        self.rejected: list[tuple[UsageRecord, InvalidFieldError]] = []
+        self.last_error: BaseException | None = None
+        self.retries = 0
+        self._queue: deque[UsageRecord] = deque()
+        self._unwritten: set[str] = set()  # ids queued or in flight
+        self._generated: set[str] = set()  # ids we made, which may be replaced on collision
+        self.renamed: dict[str, str] = {}
+        self._enqueued = 0
+        self._committed = 0  # records done with: written or rejected
+        self._closing = False
+        self._flush_wanted = False
+        self._cond = threading.Condition()
+        self._writer = threading.Thread(target=self._run, name="afs-usage-writer", daemon=True)
+        self._writer.start()
+
+    @property
+    def store(self) -> UsageStore:
+        return self.logger.store
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return self._enqueued - self._committed
+
+    # --- caller side ----------------------------------------------------------------
+
+    def log(
+        self,
+        query: str,
+        response: str,
+        model: str,
+        expert: str | None = None,
+        latency_ms: float = 0,
+        quality_score: float | None = None,
+        token_count: int | None = None,
+        context: Any = None,
+        *,
+        user_feedback: int | None = None,
+        feedback_text: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> str:
+        """Validate and queue one record; return its id.
+
+        The id is final except in the astronomically rare case that it collides with a
+        stored one: the record then gets a new id, recorded in :attr:`renamed`, which
+        ``record_feedback`` follows.
+        """
+        record = UsageRecord(
+            "",
+            "" if timestamp is None else timestamp,  # type: ignore[arg-type]
+            query,
+            response,
+            model,
+            expert,
+            latency_ms,
+            token_count,
+            quality_score,
+            user_feedback,
+            feedback_text,
+            compute_context_hash(context),
+        )
+        self.logger.apply_scorer(record)
+        normalize_record(record, now=self.logger.now())
+        self._enqueue([record])
+        return record.id
+
+    def log_many(self, records: Iterable[Mapping[str, Any] | UsageRecord]) -> list[str]:
+        """Validate all, then queue all (or none, on the first invalid record)."""
+        built = []
+        now = self.logger.now()
+        for index, item in enumerate(records):
+            try:
+                record = (
+                    replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
+                )
+                self.logger.apply_scorer(record)
+                built.append(normalize_record(record, now=now))
+            except InvalidFieldError as exc:
+                raise InvalidBatchError(index, exc) from exc
+        self._enqueue(built)
+        return [r.id for r in built]
+
+    def _enqueue(self, records: list[UsageRecord]) -> None:
+        generated = []
+        for record in records:
+            if not record.id:
+                record.id = self.logger.new_id()
+                generated.append(record.id)
+        with self._cond:
+            if self._closing:
+                raise ContinuousError("BufferedUsageLogger is closed")
+            while self._enqueued - self._committed + len(records) > self.max_pending:
+                if self.on_full == "raise" or len(records) > self.max_pending:
+                    raise BufferFullError(
+                        f"{self._enqueued - self._committed} records are waiting to be written "
+                        f"(max_pending={self.max_pending}); nothing was queued"
+                    )
+                self._flush_wanted = True
+                self._cond.notify_all()
+                self._cond.wait()
+            self._queue.extend(records)
+            self._unwritten.update(r.id for r in records)
+            self._generated.update(generated)
+            self._enqueued += len(records)
+            if len(self._queue) >= self.batch_size:
+                self._cond.notify_all()
+
+    def record_feedback(
+        self, record_id: str, feedback: int, feedback_text: str | None = None
+    ) -> bool:
+        """Set feedback; a record still queued is written first, so nothing is lost."""
+        with self._cond:
+            queued = record_id in self._unwritten
+        if queued:
+            self.flush()
+        record_id = self.renamed.get(record_id, record_id)
+        return self.logger.record_feedback(record_id, feedback, feedback_text)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every record queued so far is committed (or rejected)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._enqueued
+            self._flush_wanted = True
+            self._cond.notify_all()
+            while self._committed < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise FlushTimeoutError(
+                        f"{target - self._committed} records still queued after {timeout}s; "
+                        f"last error: {self.last_error!r}"
+                    ) from self.last_error
+                if not self._writer.is_alive():
+                    raise ContinuousError("the writer thread died") from self.last_error
+                self._cond.wait(remaining if remaining is not None else 1.0)
+            if self.rejected:
+                count = len(self.rejected)
+                raise RecordsRejectedError(
+                    f"{count} record(s) refused by the store, kept in .rejected; "
+                    f"first: {self.rejected[0][1]}"
+                )
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the writer thread."""
+        try:
+            self.flush(timeout)
+        finally:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            self._writer.join(timeout)
+
+    def __enter__(self) -> BufferedUsageLogger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- writer thread ----------------------------------------------------------------
+
+    def _take_batch(self) -> list[UsageRecord] | None:
+        """Wait for a full batch, a flush request, the interval, or closing."""
+        with self._cond:
+            deadline = time.monotonic() + self.flush_interval_s
+            while not self._queue or (
+                len(self._queue) < self.batch_size and not self._flush_wanted
+            ):
+                if self._closing and not self._queue:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and self._queue:
+                    break
+                self._cond.wait(max(remaining, 0.001) if self._queue else self.flush_interval_s)
+                if not self._queue:
+                    deadline = time.monotonic() + self.flush_interval_s
+            count = min(self.batch_size, len(self._queue))
+            batch = [self._queue[i] for i in range(count)]
+            if count == len(self._queue):
+                self._flush_wanted = False
+            return batch
+
+    def _run(self) -> None:
+        backoff = 0.01
+        while (batch := self._take_batch()) is not None:
+            try:
+                self._write(batch)
+            except Exception as exc:  # the store failed; the rest stays queued, retry
+                self.last_error = exc
+                self.retries += 1
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            backoff = 0.01
+
+    def _write(self, batch: list[UsageRecord]) -> None:
+        """Commit a batch; if the store refuses a record, isolate it and write the rest."""
+        try:
+            self._insert(batch)
+        except InvalidFieldError:
+            for record in batch:  # each one leaves the queue as soon as it is settled
+                try:
+                    self._insert([record])
+                except InvalidFieldError as exc:
+                    self.rejected.append((record, exc))
+                    self._done([record])
+
+    def _insert(self, records: list[UsageRecord]) -> None:
+        before = [r.id for r in records]
+        generated = [r.id in self._generated for r in records]
+        self.store.insert(records, reassignable=generated)
+        for old, record in zip(before, records, strict=True):
+            if record.id != old:  # a generated id collided and was replaced
+                self.renamed[old] = record.id
+        self._done(records, before)
+
+    def _done(self, records: list[UsageRecord], ids: list[str] | None = None) -> None:
+        with self._cond:
+            for _ in records:
+                self._queue.popleft()
+            settled = ids if ids is not None else [r.id for r in records]
+            self._unwritten.difference_update(settled)
+            self._generated.difference_update(settled)
+            self._committed += len(records)
+            self._cond.notify_all()
