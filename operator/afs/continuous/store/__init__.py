@@ -6,7 +6,7 @@ Callers use the factory and the :class:`UsageStore` interface, never a backend m
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from afs.continuous.errors import InvalidFieldError
 from afs.continuous.records import new_record_id
@@ -48,14 +48,10 @@ def sqlite_path_from_target(target: str | Path) -> Path:
             "connections the store opens; use a temporary file",
         )
     if target.startswith("sqlite:"):
-        parts = urlsplit(target)
-        path = unquote(parts.netloc + parts.path) if parts.netloc else unquote(parts.path)
-        if not path or path == "/":
+        # sqlite:///relative.db and sqlite:////absolute.db, as SQLAlchemy spells them
+        if not target.startswith("sqlite:///") or not unquote(target[len("sqlite:///") :]):
             raise InvalidFieldError("db_path", target, "must name a file, as sqlite:///path")
-        # sqlite:///relative and sqlite:////absolute, as SQLAlchemy spells them
-        if target.startswith("sqlite:///") and not target.startswith("sqlite:////"):
-            path = path[1:]
-        return Path(path).expanduser()
+        return Path(unquote(target[len("sqlite:///") :])).expanduser()
     if "://" in target:
         scheme = target.split("://", 1)[0]
         raise InvalidFieldError(

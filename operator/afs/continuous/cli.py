@@ -1,0 +1,334 @@
+"""The ``afs-continuous`` command: log, import, inspect and export usage data.
+
+Exit status: 0 on success, 1 when the thing asked for does not exist (an unknown record
+id), 2 on invalid input or configuration (with a message naming what is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from afs.continuous import __version__
+from afs.continuous.config import ConfigError, DataGeneratorConfig, build_config, load_config_file
+from afs.continuous.errors import ContinuousError, InvalidBatchError, InvalidFieldError
+from afs.continuous.generator import TrainingDataGenerator
+from afs.continuous.logger import UsageLogger
+from afs.continuous.records import record_from_mapping
+from afs.continuous.scoring import HeuristicScorer
+from afs.continuous.store import DEFAULT_DB_PATH
+from afs.continuous.timeutil import parse_since, utc_now
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_INVALID = 0, 1, 2
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: int = EXIT_INVALID) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _since(value: str | None, *, field: str = "since") -> datetime | None:
+    return None if value is None else parse_since(value, now=utc_now(), field=field)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_log(args: argparse.Namespace, logger: UsageLogger) -> int:
+    record_id = logger.log(
+        args.query,
+        args.response,
+        args.model,
+        expert=args.expert,
+        latency_ms=args.latency_ms,
+        quality_score=args.quality,
+        token_count=args.tokens,
+        user_feedback=args.feedback,
+    )
+    _emit(args, {"id": record_id}, record_id)
+    return EXIT_OK
+
+
+def cmd_feedback(args: argparse.Namespace, logger: UsageLogger) -> int:
+    if not logger.record_feedback(args.record_id, args.value, args.text):
+        raise CommandError(f"no record with id {args.record_id!r}", EXIT_NOT_FOUND)
+    _emit(args, {"id": args.record_id, "feedback": args.value}, "ok")
+    return EXIT_OK
+
+
+def _import_lines(handle: TextIO, name: str) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CommandError(
+                f"{name}:{number}: not valid JSON ({exc.msg}); nothing imported"
+            ) from exc
+        try:
+            record_from_mapping(data)  # shape check with the line number at hand
+        except InvalidFieldError as exc:
+            raise CommandError(f"{name}:{number}: {exc}; nothing imported") from exc
+        yield data
+
+
+def cmd_import(args: argparse.Namespace, logger: UsageLogger) -> int:
+    name = "<stdin>" if args.file == "-" else args.file
+    try:
+        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise CommandError(f"{name}: cannot read ({exc.strerror})") from exc
+    with handle:
+        rows = list(
+            tqdm(_import_lines(handle, name), desc="read", unit="rec", delay=1.0, disable=None)
+        )
+    try:
+        ids = logger.log_many(rows)
+    except InvalidBatchError as exc:
+        raise CommandError(
+            f"{name}: record {exc.index + 1}: {exc.cause}; nothing imported"
+        ) from exc
+    _emit(args, {"imported": len(ids)}, f"imported {len(ids)} records into {logger.db_path}")
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace, logger: UsageLogger) -> int:
+    stats = logger.get_statistics(
+        _since(args.since), until=_since(args.until, field="until"), model=args.model,
+        expert=args.expert,
+    )  # fmt: skip
+    lines = [
+        f"records          {stats['total']}",
+        f"scored           {stats['scored']}",
+        f"with feedback    {stats['with_feedback']} ({stats['feedback_rate'] * 100:.1f}%)",
+        f"  positive       {stats['positive_feedback']}",
+        f"  negative       {stats['negative_feedback']}",
+        f"  neutral        {stats['neutral_feedback']}",
+        f"avg quality      {stats['avg_quality_score']:.3f}",
+        f"avg latency ms   {stats['avg_latency_ms']:.1f}",
+        f"total tokens     {stats['total_tokens']}",
+    ]
+    _emit(args, stats, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_records(args: argparse.Namespace, logger: UsageLogger) -> int:
+    records = logger.get_records(
+        _since(args.since), model=args.model, min_quality=args.min_quality,
+        with_feedback_only=args.with_feedback, limit=args.limit,
+    )  # fmt: skip
+    for record in records:
+        if args.json:
+            print(json.dumps(record.to_dict(), ensure_ascii=False))
+        else:
+            quality = "-" if record.quality_score is None else f"{record.quality_score:.2f}"
+            feedback = "-" if record.user_feedback is None else f"{record.user_feedback:+d}"
+            query = " ".join(record.query.split())
+            print(f"{record.id}  {record.timestamp}  {record.model:<16} q={quality:<4} "
+                  f"fb={feedback:<2} {query[:60]}")  # fmt: skip
+    return EXIT_OK
+
+
+def _generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        data = load_config_file(args.config)
+        values.update(data.get("generator_config", data) if "generator_config" in data else data)
+    overrides = {
+        "min_quality_score": args.min_quality,
+        "format_type": args.format,
+        "max_samples": args.max_samples,
+        "existing_data_path": args.existing,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.min_feedback is not None:
+        values["min_user_feedback"] = (
+            None if args.min_feedback == "none" else int(args.min_feedback)
+        )
+    if args.no_dedupe:
+        values["deduplicate"] = False
+    if args.no_existing:
+        values["include_existing_data"] = False
+    return build_config(DataGeneratorConfig, values, source=args.config or "export options")
+
+
+def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
+    config: DataGeneratorConfig = args.generator_config
+    result = TrainingDataGenerator(logger, config).generate(
+        args.output, since=_since(args.since), progress=True
+    )
+    text = (
+        f"wrote {result.final_count} samples ({config.format_type}) to {result.output_path}\n"
+        f"  candidates {result.total_candidates}, below quality {result.filtered_by_quality}, "
+        f"without required feedback {result.filtered_by_feedback}, "
+        f"duplicates {result.duplicates_removed}, rehearsal {result.existing_samples}"
+    )
+    _emit(args, result.to_dict(), text)
+    return EXIT_OK
+
+
+def _prepare_export(args: argparse.Namespace) -> None:
+    """Check the export settings before the database is opened or any file touched."""
+    args.generator_config = _generator_config(args)
+
+
+def cmd_dedupe(args: argparse.Namespace, logger: UsageLogger) -> int:
+    count = logger.db.deduplicate(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    _emit(args, {"duplicates": count, "dry_run": args.dry_run}, f"{verb} {count} duplicate records")
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace, logger: UsageLogger) -> int:
+    count = logger.score_unscored(HeuristicScorer(), batch_size=args.batch_size)
+    _emit(args, {"scored": count}, f"scored {count} records with the heuristic scorer")
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------
+
+
+def _feedback_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 99
+    if value not in (-1, 0, 1):
+        raise argparse.ArgumentTypeError(f"feedback must be -1, 0 or 1, got {text!r}")
+    return value
+
+
+def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
+    """``--db`` and ``--json``, accepted before or after the command.
+
+    Subcommands get their own copies with suppressed defaults, so a value given before
+    the command is not overwritten by the subcommand's default (argparse shares Action
+    objects between parents, so one copy cannot serve both).
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db", default=DEFAULT_DB_PATH if top_level else argparse.SUPPRESS,
+        help=f"SQLite file (or sqlite:/// URL) holding usage records (default: {DEFAULT_DB_PATH})",
+    )  # fmt: skip
+    common.add_argument(
+        "--json", action="store_true", default=False if top_level else argparse.SUPPRESS,
+        help="print JSON output",
+    )  # fmt: skip
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="afs-continuous",
+        description="Continuous learning: log model usage, inspect it, export training data.",
+        parents=[_common_options(top_level=True)],
+    )
+    common = _common_options(top_level=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("log", parents=[common], help="log one query/response")
+    p.add_argument("--query", required=True)
+    p.add_argument("--response", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--expert")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--quality", type=float, help="quality score in [0, 1] (omit: unscored)")
+    p.add_argument("--tokens", type=int)
+    p.add_argument("--feedback", type=_feedback_value, help="-1, 0 or 1")
+    p.set_defaults(handler=cmd_log)
+
+    p = sub.add_parser("feedback", parents=[common], help="record feedback on a logged record")
+    p.add_argument("record_id")
+    p.add_argument("value", type=_feedback_value, help="1 good, 0 neutral, -1 bad")
+    p.add_argument("--text", help="free-text feedback")
+    p.set_defaults(handler=cmd_feedback)
+
+    p = sub.add_parser(
+        "import", parents=[common],
+        help="import usage records from JSON Lines (all or nothing)",
+        description="Each line is a JSON object with query, response, model and optionally "
+        "expert, latency_ms, token_count, quality_score, user_feedback, feedback_text, "
+        "timestamp, id, context. Any invalid line aborts the import; nothing is written.",
+    )  # fmt: skip
+    p.add_argument("file", help="a .jsonl file, or - for standard input")
+    p.set_defaults(handler=cmd_import)
+
+    p = sub.add_parser("stats", parents=[common], help="usage statistics")
+    p.add_argument("--since", help="ISO-8601 time or look-back such as 24h, 7d")
+    p.add_argument("--until", help="ISO-8601 time or look-back (exclusive end)")
+    p.add_argument("--model")
+    p.add_argument("--expert")
+    p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser("records", parents=[common], help="list records, newest first")
+    p.add_argument("--since", help="ISO-8601 time or look-back such as 24h, 7d")
+    p.add_argument("--model")
+    p.add_argument("--min-quality", type=float)
+    p.add_argument("--with-feedback", action="store_true")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p.set_defaults(handler=cmd_records)
+
+    p = sub.add_parser(
+        "export", parents=[common],
+        help="generate a training-data file from usage records",
+        description="Filters, de-duplicates and writes training samples (JSON Lines). "
+        "Settings come from --config (JSON or YAML: DataGeneratorConfig keys, or a loop "
+        "config's generator_config section) and are overridden by the flags.",
+    )  # fmt: skip
+    p.add_argument("output", help="output .jsonl path (written atomically)")
+    p.add_argument("--config", help="JSON or YAML file with generator settings")
+    p.add_argument("--since", help="only records since (ISO-8601 or look-back such as 7d)")
+    p.add_argument("--min-quality", type=float, help="minimum quality score (0 disables)")
+    p.add_argument(
+        "--min-feedback", choices=["-1", "0", "1", "none"],
+        help="minimum feedback (1 positive only; none disables the filter)",
+    )  # fmt: skip
+    p.add_argument("--format", choices=["chatml", "alpaca", "completion", "openai"])
+    p.add_argument("--max-samples", type=int)
+    p.add_argument("--existing", help="rehearsal buffer (.jsonl) to merge into the output")
+    p.add_argument("--no-existing", action="store_true", help="do not merge a rehearsal buffer")
+    p.add_argument("--no-dedupe", action="store_true", help="keep duplicate samples")
+    p.set_defaults(handler=cmd_export, prepare=_prepare_export)
+
+    p = sub.add_parser("dedupe", parents=[common], help="delete duplicate records, keep the best")
+    p.add_argument("--dry-run", action="store_true", help="only count them")
+    p.set_defaults(handler=cmd_dedupe)
+
+    p = sub.add_parser("score", parents=[common], help="score unscored records (heuristic)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.set_defaults(handler=cmd_score)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "prepare", None) is not None:
+            args.prepare(args)
+        with UsageLogger(args.db) as logger:
+            code: int = args.handler(args, logger)
+            return code
+    except CommandError as exc:
+        print(f"afs-continuous: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (ContinuousError, ConfigError, ValueError, OSError) as exc:
+        print(f"afs-continuous: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

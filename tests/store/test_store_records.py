@@ -1,0 +1,142 @@
+"""Writing, reading and filtering records through the store interface."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from afs.continuous import InvalidFieldError
+from afs.continuous.records import UsageRecord, normalize_record
+from afs.continuous.store import RecordQuery, TrainingSelection, UsageStore, open_store
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _rec(minute: int, **overrides: object) -> UsageRecord:
+    values: dict[str, object] = {
+        "id": "",
+        "timestamp": (T0 + timedelta(minutes=minute)).isoformat(),
+        "query": f"q{minute}",
+        "response": f"r{minute}",
+        "model": "m",
+    }
+    values.update(overrides)
+    return normalize_record(UsageRecord(**values), now=T0)  # type: ignore[arg-type]
+
+
+def test_insert_assigns_ids_and_returns_them_in_order(store: UsageStore) -> None:
+    records = [_rec(i) for i in range(5)]
+    ids = store.insert(records)
+    assert ids == [r.id for r in records] and len(set(ids)) == 5
+    assert store.get(ids[3]) == records[3]
+
+
+def test_generated_id_collision_is_retried_not_dropped(tmp_path: Path) -> None:
+    sequence = itertools.chain(["AAAAAAAAAAAA", "AAAAAAAAAAAA"], (f"B{i:011d}" for i in range(99)))
+    store = open_store(tmp_path / "c.db", id_factory=lambda: next(sequence))
+    first = store.insert([_rec(1)])
+    second = store.insert([_rec(2)])  # the factory repeats itself: a collision
+    assert first == ["AAAAAAAAAAAA"]
+    assert second[0] != first[0]
+    assert store.count_records(RecordQuery()) == 2
+    store.close()
+
+
+def test_supplied_duplicate_id_is_rejected_and_nothing_is_written(store: UsageStore) -> None:
+    store.insert([_rec(1, id="fixed-id-001")])
+    with pytest.raises(InvalidFieldError) as caught:
+        store.insert([_rec(2), _rec(3, id="fixed-id-001")])
+    assert caught.value.field == "id"
+    assert store.count_records(RecordQuery()) == 1
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "'; DROP TABLE usage; --",
+        "\" OR 1=1 --",
+        "x') UNION SELECT * FROM usage_rollup --",
+        "%_\\",
+    ],
+)
+def test_hostile_text_is_stored_verbatim_and_filters_stay_literal(
+    store: UsageStore, hostile: str
+) -> None:
+    [record_id] = store.insert([_rec(1, query=hostile, model=hostile, expert=hostile)])
+    store.insert([_rec(2)])
+    stored = store.get(record_id)
+    assert stored is not None and stored.query == hostile
+    assert [r.id for r in store.iter_records(RecordQuery(model=hostile))] == [record_id]
+    assert store.statistics(model=hostile, expert=hostile).count == 1
+    assert store.count_records(RecordQuery()) == 2
+
+
+def test_iter_records_filters_orders_and_limits(store: UsageStore) -> None:
+    store.insert([_rec(i, quality_score=i / 10, user_feedback=1 if i % 2 else None) for i in range(10)])
+    newest = [r.query for r in store.iter_records(RecordQuery(limit=3))]
+    assert newest == ["q9", "q8", "q7"]
+    oldest = [r.query for r in store.iter_records(RecordQuery(limit=2, newest_first=False))]
+    assert oldest == ["q0", "q1"]
+    window = RecordQuery(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=5))
+    assert [r.query for r in store.iter_records(window)] == ["q4", "q3", "q2"]
+    good = RecordQuery(min_quality=0.55, with_feedback_only=True)
+    assert [r.query for r in store.iter_records(good)] == ["q9", "q7"]
+    assert store.count_records(good) == 2
+    assert list(store.iter_records(RecordQuery(limit=0))) == []
+
+
+def test_feedback_since_finds_late_feedback_on_old_records(store: UsageStore) -> None:
+    old, recent = store.insert([_rec(0), _rec(1000, user_feedback=1)])
+    cutoff = T0 + timedelta(minutes=500)
+    assert [r.id for r in store.iter_records(RecordQuery(feedback_since=cutoff))] == [recent]
+    store.update_feedback(old, -1, "wrong", T0 + timedelta(minutes=900))
+    found = {r.id for r in store.iter_records(RecordQuery(feedback_since=cutoff))}
+    assert found == {old, recent}
+
+
+def test_updates_on_unknown_ids_return_false(store: UsageStore) -> None:
+    assert store.update_feedback("missing", 1, None, T0) is False
+    assert store.update_quality_score("missing", 0.5) is False
+
+
+def test_count_new_samples_counts_scored_records_at_or_above(store: UsageStore) -> None:
+    store.insert([_rec(i, quality_score=q) for i, q in enumerate([None, 0.2, 0.5, 0.7, 0.9])])
+    assert store.count_new_samples(None, 0.5) == 3
+    assert store.count_new_samples(T0 + timedelta(minutes=3), 0.5) == 2
+    assert store.count_new_samples(None, 0.0) == 4  # unscored is not quality 0
+
+
+def test_selection_counts_split_candidates_by_filter(store: UsageStore) -> None:
+    store.insert(
+        [
+            _rec(0, quality_score=0.9, user_feedback=1),
+            _rec(1, quality_score=0.9, user_feedback=1, query="q0", response="r0"),  # duplicate
+            _rec(2, quality_score=0.9, user_feedback=None),
+            _rec(3, quality_score=0.9, user_feedback=-1),
+            _rec(4, quality_score=0.3, user_feedback=1),
+            _rec(5, quality_score=None, user_feedback=1),
+        ]
+    )
+    counts = store.selection_counts(TrainingSelection(min_quality=0.7, min_feedback=1))
+    assert (counts.total_candidates, counts.filtered_by_quality, counts.filtered_by_feedback) == (
+        6, 2, 2,
+    )  # fmt: skip
+    assert (counts.accepted, counts.distinct_accepted) == (2, 1)
+
+
+def test_deduplicate_keeps_the_best_record(store: UsageStore) -> None:
+    low, high, other = store.insert(
+        [
+            _rec(0, query="same", response="answer", quality_score=0.4),
+            _rec(1, query="SAME ", response="answer", quality_score=0.8),
+            _rec(2),
+        ]
+    )
+    assert store.deduplicate(dry_run=True) == 1
+    assert store.count_records(RecordQuery()) == 3
+    assert store.deduplicate() == 1
+    assert {r.id for r in store.iter_records(RecordQuery())} == {high, other}
+    assert store.statistics().count == 2

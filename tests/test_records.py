@@ -1,0 +1,158 @@
+"""Record validation rules, ids and hashes."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from afs.continuous import InvalidFieldError, UsageRecord
+from afs.continuous.records import (
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    compute_dedupe_hash,
+    new_record_id,
+    new_record_ids,
+    normalize_record,
+    record_from_mapping,
+)
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _record(**overrides: Any) -> UsageRecord:
+    values: dict[str, Any] = {
+        "id": "",
+        "timestamp": "",
+        "query": "What is 65816 assembly?",
+        "response": "The SNES CPU's instruction set.",
+        "model": "nayru-v1",
+    }
+    values.update(overrides)
+    return UsageRecord(**values)
+
+
+def test_fields_are_in_the_original_order_with_its_defaults() -> None:
+    record = UsageRecord("id1", "2026-01-01T00:00:00Z", "q", "r", "m")
+    assert list(record.to_dict()) == [
+        "id", "timestamp", "query", "response", "model", "expert", "latency_ms",
+        "token_count", "quality_score", "user_feedback", "feedback_text", "context_hash",
+        "dedupe_hash",
+    ]  # fmt: skip
+    assert (record.expert, record.latency_ms, record.token_count, record.quality_score) == (
+        None, 0, 0, 0.0,
+    )  # fmt: skip
+
+
+def test_from_dict_ignores_stored_extra_columns() -> None:
+    data = _record(id="abc").to_dict() | {"created_at": "2026-01-01 00:00:00", "feedback_at": None}
+    assert UsageRecord.from_dict(data) == _record(id="abc")
+
+
+def test_dedupe_hash_ignores_case_and_whitespace_runs() -> None:
+    assert compute_dedupe_hash("What  is\nit?", "An answer") == compute_dedupe_hash(
+        "what is it?", "AN   answer"
+    )
+    assert compute_dedupe_hash("a", "b c") != compute_dedupe_hash("a b", "c")
+    assert _record().compute_dedupe_hash() == compute_dedupe_hash(
+        "What is 65816 assembly?", "The SNES CPU's instruction set."
+    )
+
+
+def test_ids_are_12_characters_with_60_random_bits() -> None:
+    ids = [new_record_id() for _ in range(2000)] + new_record_ids(2000)
+    assert all(len(i) == 12 for i in ids)
+    assert len(set(ids)) == len(ids)
+    # same second, same 2-character prefix; the other 10 characters vary
+    assert len({i[:2] for i in new_record_ids(50, now=1000.0)}) == 1
+    assert len({i[2] for i in ids}) > 32
+
+
+def test_normalize_fills_timestamp_and_hash_in_utc() -> None:
+    record = normalize_record(_record(), now=NOW)
+    assert record.timestamp == "2026-11-20T12:00:00.000000Z"
+    assert record.dedupe_hash == compute_dedupe_hash(record.query, record.response)
+
+
+def test_normalize_converts_offsets_to_utc() -> None:
+    record = normalize_record(_record(timestamp="2026-11-20T14:30:00+02:00"), now=NOW)
+    assert record.timestamp == "2026-11-20T12:30:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("query", ""),
+        ("query", "   \n"),
+        ("query", None),
+        ("query", 42),
+        ("query", "x" * (MAX_TEXT_CHARS + 1)),
+        ("query", "bad surrogate \ud800"),
+        ("response", ""),
+        ("response", b"bytes"),
+        ("model", ""),
+        ("model", "m" * (MAX_NAME_CHARS + 1)),
+        ("expert", 3),
+        ("latency_ms", -1),
+        ("latency_ms", math.nan),
+        ("latency_ms", math.inf),
+        ("latency_ms", "150"),
+        ("latency_ms", True),
+        ("quality_score", 1.5),
+        ("quality_score", -0.1),
+        ("quality_score", math.nan),
+        ("quality_score", "0.9"),
+        ("quality_score", True),
+        ("token_count", -3),
+        ("token_count", 2.5),
+        ("user_feedback", 2),
+        ("user_feedback", True),
+        ("user_feedback", "1"),
+        ("timestamp", "yesterday"),
+        ("timestamp", 12345),
+        ("feedback_text", 7),
+    ],
+)
+def test_invalid_values_raise_an_error_naming_field_and_value(field: str, value: Any) -> None:
+    with pytest.raises(InvalidFieldError) as caught:
+        normalize_record(_record(**{field: value}), now=NOW)
+    assert caught.value.field == field
+    assert isinstance(caught.value, ValueError)
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"query": "Qu'est-ce que l'assembleur 65816 ?", "response": "Le jeu d'instructions du CPU."},
+        {"quality_score": 0, "latency_ms": 0},
+        {"quality_score": 1, "latency_ms": 12, "token_count": 0},
+        {"user_feedback": -1, "feedback_text": "wrong bank"},
+        {"expert": "asm", "context_hash": "abc"},
+    ],
+)
+def test_valid_values_pass(overrides: dict[str, Any]) -> None:
+    record = normalize_record(_record(**overrides), now=NOW)
+    assert isinstance(record.latency_ms, float)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"query": "q", "response": "r"}, "model"),
+        ({"query": "q", "response": "r", "model": "m", "qualty_score": 0.5}, "qualty_score"),
+        (["not", "a", "mapping"], "record"),
+    ],
+)
+def test_record_from_mapping_rejects_missing_and_unknown_keys(data: Any, field: str) -> None:
+    with pytest.raises(InvalidFieldError) as caught:
+        record_from_mapping(data)
+    assert caught.value.field == field
+
+
+def test_record_from_mapping_hashes_context() -> None:
+    one = record_from_mapping({"query": "q", "response": "r", "model": "m", "context": {"a": 1}})
+    two = record_from_mapping({"query": "q", "response": "r", "model": "m", "context": {"a": 1}})
+    assert one.context_hash is not None and one.context_hash == two.context_hash
