@@ -91,7 +91,7 @@ def compute_context_hash(context: Any) -> str | None:
         blob = context
     else:
         try:
-            blob = json.dumps(context, sort_keys=True, separators=(",", ":"), default=str)
+            blob = json.dumps(context, sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise InvalidFieldError("context", context, "must be a string or JSON data") from exc
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
