@@ -1,0 +1,73 @@
+"""Every example in README.md runs, as written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.docs_examples import ROOT, code_blocks
+
+README = ROOT / "README.md"
+_SETUP_PREFIXES = ("python3 -m venv", ". .venv/bin/activate", "pip install", "pytest")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    previous = Path.cwd()
+    os.chdir(tmp_path)
+    yield tmp_path
+    os.chdir(previous)
+
+
+def _shell_commands(block: str) -> list[str]:
+    """The commands of a block, minus environment set-up (venv, pip, the test run)."""
+    commands = []
+    for line in block.strip().splitlines():
+        parts = [p.strip() for p in line.split(" && ")]
+        commands += [p for p in parts if p and not p.startswith(_SETUP_PREFIXES)]
+    return commands
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    blocks = code_blocks(README.read_text(), "bash")
+    main_job, tests = blocks[0], blocks[1]
+    assert "pip install ." in main_job and "afs-continuous" in main_job
+    assert tests.strip() == (
+        "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest"
+    )
+    assert tests.strip() in (ROOT / ".ci" / "run").read_text()
+
+
+def test_python_examples_run_in_order(workdir: Path) -> None:
+    outputs = []
+    for block in code_blocks(README.read_text(), "python"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, str(README), "exec"), {})  # noqa: S102 - the README's own code
+        outputs.append(out.getvalue())
+    assert outputs[0] == "1 1 0.90\n"
+    assert outputs[1] == "1000\n"
+    final_count, _filtered, _duplicates = map(int, outputs[2].split())
+    assert final_count == 1  # the one record with positive feedback and quality 0.9
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_shell_examples_run(workdir: Path, index: int) -> None:
+    block = code_blocks(README.read_text(), "bash")[index]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for command in _shell_commands(block):
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    if index == 0:
+        assert (workdir / "training_data.jsonl").read_text().count("\n") > 0
