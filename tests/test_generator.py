@@ -34,18 +34,25 @@ def populated(logger: UsageLogger) -> UsageLogger:
     return logger
 
 
-def test_defaults_keep_scored_positive_unique_records(populated: UsageLogger, tmp_path: Path) -> None:
+def test_defaults_keep_scored_positive_unique_records(
+    populated: UsageLogger, tmp_path: Path
+) -> None:
     out = tmp_path / "train.jsonl"
     result = TrainingDataGenerator(populated).generate(out)
     assert (result.total_candidates, result.filtered_by_quality, result.filtered_by_feedback) == (
-        8, 2, 3,
-    )  # fmt: skip
+        8,
+        2,
+        3,
+    )
     assert (result.duplicates_removed, result.final_count) == (1, 2)
     lines = _read(out)
     assert [line["messages"][0]["content"] for line in lines] == ["good two", "Good  one"]
     assert lines[1]["metadata"] == {
-        "quality_score": 0.95, "user_feedback": 1, "model": "nayru-v1", "expert": "asm",
-    }  # fmt: skip
+        "quality_score": 0.95,
+        "user_feedback": 1,
+        "model": "nayru-v1",
+        "expert": "asm",
+    }
     assert result.quality_stats["count"] == 2
     assert result.quality_stats["mean"] == pytest.approx(0.875)
 
@@ -87,12 +94,22 @@ def test_max_samples_keeps_the_best(populated: UsageLogger, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("format_type", "expected"),
     [
-        ("alpaca", {"instruction": "good two", "input": "", "output": "answer two", "quality_score": 0.8}),
+        (
+            "alpaca",
+            {"instruction": "good two", "input": "", "output": "answer two", "quality_score": 0.8},
+        ),
         ("completion", {"text": "good two\n\nanswer two", "quality_score": 0.8}),
-        ("openai", {"messages": [{"role": "user", "content": "good two"},
-                                 {"role": "assistant", "content": "answer two"}]}),
+        (
+            "openai",
+            {
+                "messages": [
+                    {"role": "user", "content": "good two"},
+                    {"role": "assistant", "content": "answer two"},
+                ]
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_output_formats(
     populated: UsageLogger, tmp_path: Path, format_type: str, expected: dict[str, Any]
 ) -> None:
@@ -131,7 +148,9 @@ def test_config_rejects_bad_values(kwargs: dict[str, Any]) -> None:
 def test_since_limits_candidates(populated: UsageLogger, tmp_path: Path, clock: Any) -> None:
     clock.advance(hours=1)
     populated.log("late", "answer late", "nayru-v1", quality_score=0.99, user_feedback=1)
-    result = TrainingDataGenerator(populated).generate(tmp_path / "t.jsonl", since="2026-11-20T12:30:00Z")
+    result = TrainingDataGenerator(populated).generate(
+        tmp_path / "t.jsonl", since="2026-11-20T12:30:00Z"
+    )
     assert (result.total_candidates, result.final_count) == (1, 1)
 
 
@@ -140,15 +159,23 @@ def test_rehearsal_buffer_is_merged_and_duplicates_dropped(
 ) -> None:
     buffer = tmp_path / "rehearsal.jsonl"
     buffer.write_text(
-        json.dumps({"instruction": "old lesson", "input": "", "output": "old answer", "quality_score": 0.9})
+        json.dumps(
+            {"instruction": "old lesson", "input": "", "output": "old answer", "quality_score": 0.9}
+        )
         + "\n\n"
         + json.dumps({"text": "good two\n\nanswer two"})  # the same as a new sample
         + "\n"
-        + json.dumps({"messages": [{"role": "system", "content": "be brief"},
-                                   {"role": "user", "content": "chat q"},
-                                   {"role": "assistant", "content": "chat a"}]})
+        + json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "chat q"},
+                    {"role": "assistant", "content": "chat a"},
+                ]
+            }
+        )
         + "\n"
-    )  # fmt: skip
+    )
     config = DataGeneratorConfig(existing_data_path=str(buffer))
     out = tmp_path / "t.jsonl"
     result = TrainingDataGenerator(populated, config).generate(out)
@@ -165,9 +192,14 @@ def test_rehearsal_disabled_or_missing_merges_nothing(
     buffer = tmp_path / "r.jsonl"
     buffer.write_text(json.dumps({"text": "a\n\nb"}) + "\n")
     off = DataGeneratorConfig(include_existing_data=False, existing_data_path=buffer)
-    assert TrainingDataGenerator(populated, off).generate(tmp_path / "1.jsonl").existing_samples == 0
+    assert (
+        TrainingDataGenerator(populated, off).generate(tmp_path / "1.jsonl").existing_samples == 0
+    )
     missing = DataGeneratorConfig(existing_data_path=tmp_path / "nope.jsonl")
-    assert TrainingDataGenerator(populated, missing).generate(tmp_path / "2.jsonl").existing_samples == 0
+    assert (
+        TrainingDataGenerator(populated, missing).generate(tmp_path / "2.jsonl").existing_samples
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,7 +227,9 @@ def test_malformed_rehearsal_line_fails_and_keeps_the_old_output(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
-def test_output_directory_is_created_and_path_may_be_str(populated: UsageLogger, tmp_path: Path) -> None:
+def test_output_directory_is_created_and_path_may_be_str(
+    populated: UsageLogger, tmp_path: Path
+) -> None:
     out = tmp_path / "new" / "dir" / "t.jsonl"
     result = TrainingDataGenerator(populated).generate(str(out))
     assert out.exists() and result.output_path == str(out)

@@ -28,8 +28,11 @@ def test_log_returns_an_id_and_stores_the_record(logger: UsageLogger, clock: Fak
     [record] = list(logger.get_records())
     assert record.id == record_id
     assert (record.model, record.expert, record.latency_ms, record.quality_score) == (
-        "nayru-v1", "asm", 150.0, 0.85,
-    )  # fmt: skip
+        "nayru-v1",
+        "asm",
+        150.0,
+        0.85,
+    )
     assert record.timestamp == "2026-11-20T12:00:00.000000Z"
 
 
@@ -72,7 +75,11 @@ def test_record_feedback_updates_and_reports_unknown_ids(logger: UsageLogger) ->
     assert logger.record_feedback(record_id, feedback=1) is True
     assert logger.record_feedback("nonexistent1", feedback=1) is False
     stats = logger.get_statistics()
-    assert (stats["with_feedback"], stats["positive_feedback"], stats["feedback_rate"]) == (1, 1, 1.0)
+    assert (stats["with_feedback"], stats["positive_feedback"], stats["feedback_rate"]) == (
+        1,
+        1,
+        1.0,
+    )
     assert logger.record_feedback(record_id, -1, "wrong register") is True
     stats = logger.get_statistics()
     assert (stats["positive_feedback"], stats["negative_feedback"]) == (0, 1)
@@ -83,8 +90,16 @@ def test_record_feedback_updates_and_reports_unknown_ids(logger: UsageLogger) ->
 def test_statistics_have_the_seed_keys(logger: UsageLogger) -> None:
     logger.log("q", "r", "m", latency_ms=100, quality_score=0.5, token_count=7)
     stats = logger.get_statistics()
-    for key in ("total", "with_feedback", "positive_feedback", "negative_feedback",
-                "avg_quality_score", "avg_latency_ms", "total_tokens", "feedback_rate"):  # fmt: skip
+    for key in (
+        "total",
+        "with_feedback",
+        "positive_feedback",
+        "negative_feedback",
+        "avg_quality_score",
+        "avg_latency_ms",
+        "total_tokens",
+        "feedback_rate",
+    ):
         assert key in stats
     assert (stats["avg_latency_ms"], stats["total_tokens"]) == (100.0, 7)
 
@@ -105,7 +120,9 @@ def test_get_records_filters(logger: UsageLogger, clock: FakeClock) -> None:
         [("a", 0.9, 1), ("b", 0.4, None), ("a", 0.6, -1), ("a", None, None)]
     ):
         clock.advance(minutes=1)
-        ids.append(logger.log(f"q{i}", f"r{i}", model, quality_score=quality, user_feedback=feedback))
+        ids.append(
+            logger.log(f"q{i}", f"r{i}", model, quality_score=quality, user_feedback=feedback)
+        )
     assert [r.id for r in logger.get_records()] == ids[::-1]
     assert [r.id for r in logger.get_records(model="a", min_quality=0.5)] == [ids[2], ids[0]]
     assert [r.id for r in logger.get_records(with_feedback_only=True, limit=1)] == [ids[2]]
@@ -218,7 +235,9 @@ def _log_in_process(path: str, tag: str, count: int) -> None:
     with UsageLogger(path) as logger:
         for i in range(count):
             logger.log(f"{tag} q{i}", f"r{i}", tag)
-        logger.log_many([{"query": f"{tag} batch {i}", "response": "r", "model": tag} for i in range(300)])
+        logger.log_many(
+            [{"query": f"{tag} batch {i}", "response": "r", "model": tag} for i in range(300)]
+        )
 
 
 def test_two_processes_logging_at_once_lose_nothing(db_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_python_examples_run_in_order(workdir: Path) -> None:
     for block in code_blocks(README.read_text(), "python"):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            exec(compile(block, str(README), "exec"), {})  # noqa: S102 - the README's own code
+            exec(compile(block, str(README), "exec"), {})
         outputs.append(out.getvalue())
     assert outputs[0] == "1 1 0.90\n"
     assert outputs[1] == "1000\n"
@@ -66,7 +66,12 @@ def test_shell_examples_run(workdir: Path, index: int) -> None:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     for command in _shell_commands(block):
         done = subprocess.run(
-            ["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+            ["bash", "-c", command],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     if index == 0:

@@ -37,13 +37,26 @@ def _record(**overrides: Any) -> UsageRecord:
 def test_fields_are_in_the_original_order_with_its_defaults() -> None:
     record = UsageRecord("id1", "2026-01-01T00:00:00Z", "q", "r", "m")
     assert list(record.to_dict()) == [
-        "id", "timestamp", "query", "response", "model", "expert", "latency_ms",
-        "token_count", "quality_score", "user_feedback", "feedback_text", "context_hash",
+        "id",
+        "timestamp",
+        "query",
+        "response",
+        "model",
+        "expert",
+        "latency_ms",
+        "token_count",
+        "quality_score",
+        "user_feedback",
+        "feedback_text",
+        "context_hash",
         "dedupe_hash",
-    ]  # fmt: skip
+    ]
     assert (record.expert, record.latency_ms, record.token_count, record.quality_score) == (
-        None, 0, 0, 0.0,
-    )  # fmt: skip
+        None,
+        0,
+        0,
+        0.0,
+    )
 
 
 def test_from_dict_ignores_stored_extra_columns() -> None:
@@ -126,7 +139,10 @@ def test_invalid_values_raise_an_error_naming_field_and_value(field: str, value:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"query": "Qu'est-ce que l'assembleur 65816 ?", "response": "Le jeu d'instructions du CPU."},
+        {
+            "query": "Qu'est-ce que l'assembleur 65816 ?",
+            "response": "Le jeu d'instructions du CPU.",
+        },
         {"quality_score": 0, "latency_ms": 0},
         {"quality_score": 1, "latency_ms": 12, "token_count": 0},
         {"user_feedback": -1, "feedback_text": "wrong bank"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,12 @@ def _run(blocks: list[str], namespace: dict[str, object]) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for block in blocks:
-            exec(compile(block, str(SEED), "exec"), namespace)  # noqa: S102 - the doc's own code
+            exec(compile(block, str(SEED), "exec"), namespace)
     return out.getvalue()
 
 
 @pytest.fixture
-def in_tmp(tmp_path: Path, private_home: Path) -> Path:
+def in_tmp(tmp_path: Path, private_home: Path) -> Iterator[Path]:
     previous = Path.cwd()
     os.chdir(tmp_path)
     yield tmp_path
@@ -54,5 +55,5 @@ def test_rehearsal_and_trigger_config_snippets_construct(in_tmp: Path) -> None:
     from afs.continuous import DataGeneratorConfig
 
     block = code_blocks(section(SEED, "Rehearsal Buffer Integration"), "python")[0]
-    config = eval(block.strip(), {"DataGeneratorConfig": DataGeneratorConfig})  # noqa: S307
+    config = eval(block.strip(), {"DataGeneratorConfig": DataGeneratorConfig})
     assert config.include_existing_data is True

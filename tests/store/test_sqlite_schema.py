@@ -40,10 +40,21 @@ def test_new_database_is_wal_with_a_recorded_schema_version(tmp_path: Path) -> N
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
     assert columns[:14] == [
-        "id", "timestamp", "query", "response", "model", "expert", "latency_ms",
-        "token_count", "quality_score", "user_feedback", "feedback_text", "context_hash",
-        "dedupe_hash", "created_at",
-    ]  # fmt: skip
+        "id",
+        "timestamp",
+        "query",
+        "response",
+        "model",
+        "expert",
+        "latency_ms",
+        "token_count",
+        "quality_score",
+        "user_feedback",
+        "feedback_text",
+        "context_hash",
+        "dedupe_hash",
+        "created_at",
+    ]
     assert "feedback_at" in columns
     store.close()
 

@@ -57,7 +57,7 @@ def test_supplied_duplicate_id_is_rejected_and_nothing_is_written(store: UsageSt
     "hostile",
     [
         "'; DROP TABLE usage; --",
-        "\" OR 1=1 --",
+        '" OR 1=1 --',
         "x') UNION SELECT * FROM usage_rollup --",
         "%_\\",
     ],
@@ -75,7 +75,9 @@ def test_hostile_text_is_stored_verbatim_and_filters_stay_literal(
 
 
 def test_iter_records_filters_orders_and_limits(store: UsageStore) -> None:
-    store.insert([_rec(i, quality_score=i / 10, user_feedback=1 if i % 2 else None) for i in range(10)])
+    store.insert(
+        [_rec(i, quality_score=i / 10, user_feedback=1 if i % 2 else None) for i in range(10)]
+    )
     newest = [r.query for r in store.iter_records(RecordQuery(limit=3))]
     assert newest == ["q9", "q8", "q7"]
     oldest = [r.query for r in store.iter_records(RecordQuery(limit=2, newest_first=False))]
@@ -122,13 +124,15 @@ def test_selection_counts_split_candidates_by_filter(store: UsageStore) -> None:
     )
     counts = store.selection_counts(TrainingSelection(min_quality=0.7, min_feedback=1))
     assert (counts.total_candidates, counts.filtered_by_quality, counts.filtered_by_feedback) == (
-        6, 2, 2,
-    )  # fmt: skip
+        6,
+        2,
+        2,
+    )
     assert (counts.accepted, counts.distinct_accepted) == (2, 1)
 
 
 def test_deduplicate_keeps_the_best_record(store: UsageStore) -> None:
-    low, high, other = store.insert(
+    _low, high, other = store.insert(
         [
             _rec(0, query="same", response="answer", quality_score=0.4),
             _rec(1, query="SAME ", response="answer", quality_score=0.8),

@@ -26,7 +26,7 @@ def _brute_force(
     total = UsageStatistics()
     for r in records.values():
         ts = datetime.fromisoformat(r.timestamp)
-        if since is not None and ts < since or until is not None and ts >= until:
+        if (since is not None and ts < since) or (until is not None and ts >= until):
             continue
         if model is not None and r.model != model:
             continue
@@ -50,11 +50,23 @@ def _brute_force(
 
 
 def _assert_same(actual: UsageStatistics, expected: UsageStatistics) -> None:
-    for name in ("count", "scored", "token_sum", "with_feedback", "positive", "negative",
-                 "log_latency_count"):  # fmt: skip
+    for name in (
+        "count",
+        "scored",
+        "token_sum",
+        "with_feedback",
+        "positive",
+        "negative",
+        "log_latency_count",
+    ):
         assert getattr(actual, name) == getattr(expected, name), name
-    for name in ("quality_sum", "quality_sq_sum", "latency_sum", "log_latency_sum",
-                 "log_latency_sq_sum"):  # fmt: skip
+    for name in (
+        "quality_sum",
+        "quality_sq_sum",
+        "latency_sum",
+        "log_latency_sum",
+        "log_latency_sq_sum",
+    ):
         assert getattr(actual, name) == pytest.approx(getattr(expected, name), rel=1e-9, abs=1e-9)
 
 

@@ -75,12 +75,12 @@ def _import_lines(handle: TextIO, name: str) -> Iterator[dict[str, Any]]:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CommandError(
-                f"{name}:{number}: not valid JSON ({exc.msg}); nothing imported"
+                f"{name} line {number}: not valid JSON ({exc.msg}); nothing imported"
             ) from exc
         try:
             record_from_mapping(data)  # shape check with the line number at hand
         except InvalidFieldError as exc:
-            raise CommandError(f"{name}:{number}: {exc}; nothing imported") from exc
+            raise CommandError(f"{name} line {number}: {exc}; nothing imported") from exc
         yield data
 
 

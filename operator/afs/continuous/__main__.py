@@ -1,0 +1,5 @@
+"""``python -m afs.continuous``: the same as the ``afs-continuous`` command."""
+
+from afs.continuous.cli import main
+
+raise SystemExit(main())

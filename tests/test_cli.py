@@ -1,0 +1,204 @@
+"""The afs-continuous command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from afs.continuous.cli import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OK, main
+from tests.docs_examples import ROOT
+
+SAMPLE = ROOT / "examples" / "usage_sample.jsonl"
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> object:
+    assert main(argv) == EXIT_OK
+    return json.loads(capsys.readouterr().out)
+
+
+def test_help_works_from_the_installed_script() -> None:
+    script = Path(sys.executable).parent / "afs-continuous"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "afs.continuous"]
+    for args in (["--help"], ["export", "--help"], ["import", "--help"]):
+        done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "usage: afs-continuous" in done.stdout
+
+
+def test_log_feedback_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "u.db")
+    logged = _json(
+        capsys,
+        [
+            "--db",
+            db,
+            "--json",
+            "log",
+            "--query",
+            "q",
+            "--response",
+            "r",
+            "--model",
+            "m",
+            "--quality",
+            "0.8",
+            "--latency-ms",
+            "12",
+        ],
+    )
+    assert isinstance(logged, dict)
+    assert main(["feedback", logged["id"], "-1", "--db", db, "--text", "wrong"]) == EXIT_OK
+    capsys.readouterr()
+    stats = _json(capsys, ["stats", "--db", db, "--json"])
+    assert isinstance(stats, dict)
+    assert (stats["total"], stats["negative_feedback"], stats["avg_latency_ms"]) == (1, 1, 12.0)
+
+
+def test_unknown_record_id_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--db", str(tmp_path / "u.db"), "feedback", "missing", "1"]) == EXIT_NOT_FOUND
+    assert "no record with id 'missing'" in capsys.readouterr().err
+
+
+def test_import_then_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "u.db")
+    assert _json(capsys, ["--db", db, "--json", "import", str(SAMPLE)]) == {"imported": 120}
+    out = tmp_path / "train.jsonl"
+    result = _json(
+        capsys,
+        ["--db", db, "--json", "export", str(out), "--format", "openai", "--min-feedback", "0"],
+    )
+    assert isinstance(result, dict)
+    lines = out.read_text().splitlines()
+    assert result["final_count"] == len(lines) > 0
+    assert set(json.loads(lines[0])) == {"messages"}
+
+
+def test_export_reads_json_or_yaml_config_and_flags_win(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "u.db")
+    main(["--db", db, "import", str(SAMPLE)])
+    (tmp_path / "c.yaml").write_text("min_quality_score: 0.0\nmin_user_feedback: null\n")
+    (tmp_path / "c.json").write_text(json.dumps({"generator_config": {"format_type": "alpaca"}}))
+    capsys.readouterr()
+    everything = _json(
+        capsys,
+        [
+            "--db",
+            db,
+            "--json",
+            "export",
+            str(tmp_path / "a.jsonl"),
+            "--config",
+            str(tmp_path / "c.yaml"),
+            "--no-dedupe",
+        ],
+    )
+    assert isinstance(everything, dict) and everything["final_count"] == 120
+    alpaca = _json(
+        capsys,
+        [
+            "--db",
+            db,
+            "--json",
+            "export",
+            str(tmp_path / "b.jsonl"),
+            "--config",
+            str(tmp_path / "c.json"),
+            "--format",
+            "completion",
+        ],
+    )
+    assert isinstance(alpaca, dict) and alpaca["format_type"] == "completion"
+
+
+@pytest.mark.parametrize(
+    ("config_text", "message"),
+    [
+        ("min_quality_score: 2\n", "min_quality_score"),
+        ("format_type: parquet\n", "format_type"),
+        ("min_qualty_score: 0.5\n", "min_qualty_score: unknown setting"),
+        ("- a list\n", "mapping"),
+        ("{broken: [", "not valid YAML"),
+    ],
+)
+def test_bad_export_config_is_named_and_touches_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config_text: str, message: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(config_text)
+    code = main(
+        [
+            "--db",
+            str(tmp_path / "u.db"),
+            "export",
+            str(tmp_path / "o.jsonl"),
+            "--config",
+            str(config),
+        ]
+    )
+    assert code == EXIT_INVALID
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "u.db").exists() and not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{oops", "line 2: not valid JSON"),
+        ('{"query": "q", "response": "r"}', "model is required"),
+        ('{"query": "q", "response": "r", "model": "m", "quality_score": 3}', "quality_score"),
+        ('{"query": "q", "response": "r", "model": "m", "colour": "red"}', "colour is not a usage"),
+    ],
+)
+def test_import_is_all_or_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"query": "fine", "response": "r", "model": "m"}\n' + line + "\n")
+    db = str(tmp_path / "u.db")
+    assert main(["--db", db, "import", str(source)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert message in err and "nothing imported" in err
+    assert _json(capsys, ["--db", db, "--json", "stats"]) == _json(
+        capsys, ["--db", str(tmp_path / "empty.db"), "--json", "stats"]
+    )
+
+
+def test_records_dedupe_and_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "u.db")
+    main(["--db", db, "import", str(SAMPLE)])
+    capsys.readouterr()
+    assert main(["--db", db, "records", "--limit", "3"]) == EXIT_OK
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    dry = _json(capsys, ["--db", db, "--json", "dedupe", "--dry-run"])
+    assert isinstance(dry, dict) and dry["duplicates"] > 0
+    done = _json(capsys, ["--db", db, "--json", "dedupe"])
+    assert isinstance(done, dict) and done["duplicates"] == dry["duplicates"]
+    scored = _json(capsys, ["--db", db, "--json", "score"])
+    assert isinstance(scored, dict) and scored["scored"] >= 0
+    assert _json(capsys, ["--db", db, "--json", "score"]) == {"scored": 0}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["log", "--query", "q", "--response", "r", "--model", "m", "--quality", "7"],
+        ["stats", "--since", "last tuesday"],
+        ["records", "--limit", "-1"],
+    ],
+)
+def test_invalid_arguments_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert main(["--db", str(tmp_path / "u.db"), *argv]) == EXIT_INVALID
+    assert "afs-continuous: error:" in capsys.readouterr().err
+
+
+def test_argparse_rejects_bad_feedback(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--db", str(tmp_path / "u.db"), "feedback", "id", "5"])
+    assert caught.value.code == 2
