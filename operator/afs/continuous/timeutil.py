@@ -48,6 +48,8 @@ def parse_timestamp(value: str | datetime, *, field: str = "timestamp") -> datet
 
 def normalize_timestamp(value: str | datetime, *, field: str = "timestamp") -> str:
     """The stored form of a timestamp; already-canonical strings pass through cheaply."""
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        return format_timestamp(value)
     if isinstance(value, str) and len(value) == 27 and value[-1] == "Z" and value[10] == "T":
         try:
             datetime.fromisoformat(value)
