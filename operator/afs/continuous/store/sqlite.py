@@ -24,7 +24,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -273,7 +273,7 @@ class SQLiteUsageStore:
             finally:
                 conn.execute("COMMIT")
 
-    def _stream(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Iterator[Any]:
+    def _stream(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Generator[Any]:
         """Rows of one query, read in batches on a connection of its own."""
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -285,6 +285,18 @@ class SQLiteUsageStore:
                 yield from rows
         finally:
             conn.close()
+
+    def _scan_one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
+        """The single row of an aggregate that may scan much of the table.
+
+        It runs on a connection of its own, so it neither holds the writer's lock (a
+        ``log()`` in another thread never waits for it) nor grows the writer's cache.
+        """
+        rows = self._stream(sql, params)
+        try:
+            return next(rows)
+        finally:
+            rows.close()
 
     def close(self) -> None:
         with self._lock:
@@ -508,8 +520,7 @@ class SQLiteUsageStore:
     def count_records(self, query: RecordQuery) -> int:
         where, params = _record_filter(query)
         sql = f"SELECT COUNT(*) FROM usage{where}"
-        with self._lock:
-            count = int(self._conn.execute(sql, params).fetchone()[0])
+        count = int(self._scan_one(sql, params)[0])
         return count if query.limit is None else min(count, query.limit)
 
     def statistics(
@@ -624,8 +635,7 @@ class SQLiteUsageStore:
             f"COUNT(DISTINCT CASE WHEN {accepted} THEN coalesce(dedupe_hash, id) END) "
             "FROM usage WHERE timestamp >= :since"
         )
-        with self._lock:
-            row = self._conn.execute(sql, params).fetchone()
+        row = self._scan_one(sql, params)
         return SelectionCounts(*(int(v or 0) for v in row))
 
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
