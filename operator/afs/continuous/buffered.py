@@ -20,18 +20,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
-from afs.continuous.errors import ContinuousError, InvalidBatchError, InvalidFieldError
+from afs.continuous.errors import ContinuousError, InvalidFieldError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.records import (
     UsageRecord,
-    compute_context_hash,
-    normalize_record,
-    record_from_mapping,
 )
 from afs.continuous.store import UsageStore
 
@@ -118,38 +114,16 @@ class BufferedUsageLogger:
         stored one: the record then gets a new id, recorded in :attr:`renamed`, which
         ``record_feedback`` follows.
         """
-        record = UsageRecord(
-            "",
-            "" if timestamp is None else timestamp,  # type: ignore[arg-type]
-            query,
-            response,
-            model,
-            expert,
-            latency_ms,
-            token_count,
-            quality_score,
-            user_feedback,
-            feedback_text,
-            compute_context_hash(context),
-        )
-        self.logger.apply_scorer(record)
-        normalize_record(record, now=self.logger.now())
+        record = self.logger.build_record(
+            query, response, model, expert, latency_ms, quality_score, token_count, context,
+            user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
+        )  # fmt: skip
         self._enqueue([record])
         return record.id
 
     def log_many(self, records: Iterable[Mapping[str, Any] | UsageRecord]) -> list[str]:
         """Validate all, then queue all (or none, on the first invalid record)."""
-        built = []
-        now = self.logger.now()
-        for index, item in enumerate(records):
-            try:
-                record = (
-                    replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
-                )
-                self.logger.apply_scorer(record)
-                built.append(normalize_record(record, now=now))
-            except InvalidFieldError as exc:
-                raise InvalidBatchError(index, exc) from exc
+        built = self.logger.build_records(records)
         self._enqueue(built)
         return [r.id for r in built]
 

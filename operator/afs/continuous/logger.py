@@ -8,13 +8,11 @@ original silently dropped such records while still returning an id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.records import (
     MAX_FEEDBACK_TEXT_CHARS,
     UsageRecord,
@@ -27,8 +25,8 @@ from afs.continuous.records import (
     compute_context_hash,
     new_record_id,
     normalize_record,
+    normalized_batch,
     normalized_copy,
-    record_from_mapping,
 )
 from afs.continuous.scoring import QualityScorer
 from afs.continuous.store import DEFAULT_DB_PATH, RecordQuery, UsageStore, open_store
@@ -64,17 +62,8 @@ class UsageDatabase:
 
     def insert_many(self, records: Iterable[UsageRecord]) -> list[str]:
         """Insert records in one transaction: all of them, or none if any is invalid."""
-        return self.insert_owned([replace(r) for r in records])
-
-    def insert_owned(self, records: list[UsageRecord]) -> list[str]:
-        """Like :meth:`insert_many` for records the caller hands over (normalised in place)."""
-        now = self._clock()
-        for index, record in enumerate(records):
-            try:
-                normalize_record(record, now=now)
-            except InvalidFieldError as exc:
-                raise InvalidBatchError(index, exc) from exc
-        return self.store.insert(records) if records else []
+        checked = normalized_batch(records, now=self._clock())
+        return self.store.insert(checked) if checked else []
 
     def update_feedback(
         self, record_id: str, feedback: int, feedback_text: str | None = None
@@ -211,6 +200,43 @@ class UsageLogger:
     def store(self) -> UsageStore:
         return self.db.store
 
+    def build_record(
+        self,
+        query: str,
+        response: str,
+        model: str,
+        expert: str | None = None,
+        latency_ms: float = 0,
+        quality_score: float | None = None,
+        token_count: int | None = None,
+        context: Any = None,
+        *,
+        user_feedback: int | None = None,
+        feedback_text: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> UsageRecord:
+        """The checked record :meth:`log` would write (scored if a scorer is set; no id yet)."""
+        record = UsageRecord(
+            "",
+            "" if timestamp is None else timestamp,  # type: ignore[arg-type]  # normalised below
+            query,
+            response,
+            model,
+            expert,
+            latency_ms,
+            token_count,
+            quality_score,
+            user_feedback,
+            feedback_text,
+            compute_context_hash(context),
+        )
+        self.apply_scorer(record)
+        return normalize_record(record, now=self._clock())
+
+    def build_records(self, items: Iterable[Mapping[str, Any] | UsageRecord]) -> list[UsageRecord]:
+        """The checked records :meth:`log_many` would write, or InvalidBatchError."""
+        return normalized_batch(items, now=self._clock(), prepare=self.apply_scorer)
+
     def log(
         self,
         query: str,
@@ -227,22 +253,11 @@ class UsageLogger:
         timestamp: datetime | str | None = None,
     ) -> str:
         """Record one exchange and return its id; raises on invalid input, writing nothing."""
-        record = UsageRecord(
-            "",
-            "" if timestamp is None else timestamp,  # type: ignore[arg-type]  # normalised below
-            query,
-            response,
-            model,
-            expert,
-            latency_ms,
-            token_count,
-            quality_score,
-            user_feedback,
-            feedback_text,
-            compute_context_hash(context),
-        )
-        self.apply_scorer(record)
-        return self.db.store.insert([normalize_record(record, now=self._clock())])[0]
+        record = self.build_record(
+            query, response, model, expert, latency_ms, quality_score, token_count, context,
+            user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
+        )  # fmt: skip
+        return self.store.insert([record])[0]
 
     def log_many(self, records: Iterable[Mapping[str, Any] | UsageRecord]) -> list[str]:
         """Log many records in one transaction: all of them or, on any invalid one, none.
@@ -250,17 +265,8 @@ class UsageLogger:
         Mappings take the same keys as :meth:`log` (``query``, ``response``, ``model``,
         ``user_feedback``…) plus optional ``id`` and ``timestamp``; unknown keys are errors.
         """
-        built = []
-        for index, item in enumerate(records):
-            try:
-                record = (
-                    replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
-                )
-                self.apply_scorer(record)
-            except InvalidFieldError as exc:
-                raise InvalidBatchError(index, exc) from exc
-            built.append(record)
-        return self.db.insert_owned(built)
+        built = self.build_records(records)
+        return self.store.insert(built) if built else []
 
     def record_feedback(
         self, record_id: str, feedback: int, feedback_text: str | None = None

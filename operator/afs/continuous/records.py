@@ -13,12 +13,12 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from afs.continuous.errors import InvalidFieldError
+from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.timeutil import format_timestamp, normalize_timestamp
 
 #: Largest accepted query or response, in characters. Larger payloads are rejected, not cut.
@@ -268,6 +268,29 @@ def _plainly_valid(r: UsageRecord) -> bool:
 def normalized_copy(record: UsageRecord, *, now: datetime) -> UsageRecord:
     """Like :func:`normalize_record`, leaving the caller's object untouched."""
     return normalize_record(replace(record), now=now)
+
+
+def normalized_batch(
+    items: Iterable[Mapping[str, Any] | UsageRecord],
+    *,
+    now: datetime,
+    prepare: Callable[[UsageRecord], None] | None = None,
+) -> list[UsageRecord]:
+    """Checked records built from mappings or copied from records, ready to insert.
+
+    ``prepare`` runs on each record before the checks (e.g. to score it). The first
+    invalid item raises :class:`InvalidBatchError` with its index.
+    """
+    built = []
+    for index, item in enumerate(items):
+        try:
+            record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
+            if prepare is not None:
+                prepare(record)
+            built.append(normalize_record(record, now=now))
+        except InvalidFieldError as exc:
+            raise InvalidBatchError(index, exc) from exc
+    return built
 
 
 def record_from_mapping(data: Any) -> UsageRecord:
