@@ -26,9 +26,7 @@ from typing import Any, Literal
 
 from afs.continuous.errors import ContinuousError, InvalidFieldError
 from afs.continuous.logger import UsageLogger
-from afs.continuous.records import (
-    UsageRecord,
-)
+from afs.continuous.records import UsageRecord
 from afs.continuous.store import UsageStore
 
 
