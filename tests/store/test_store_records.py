@@ -144,3 +144,25 @@ def test_deduplicate_keeps_the_best_record(store: UsageStore) -> None:
     assert store.deduplicate() == 1
     assert {r.id for r in store.iter_records(RecordQuery())} == {high, other}
     assert store.statistics().count == 2
+
+
+def test_selection_since_admits_old_records_with_new_feedback(store: UsageStore) -> None:
+    old, _recent = store.insert([_rec(0, quality_score=0.9), _rec(600, quality_score=0.9)])
+    selection = TrainingSelection(since=T0 + timedelta(minutes=300), min_quality=0.7)
+    assert store.selection_counts(selection).accepted == 1
+    store.update_feedback(old, 1, None, T0 + timedelta(minutes=700))
+    assert store.selection_counts(selection).accepted == 2
+    assert len(list(store.iter_training_rows(selection))) == 2
+
+
+def test_state_documents_round_trip(store: UsageStore) -> None:
+    assert store.get_state("trigger") is None
+    store.put_state("trigger", {"last_retrain": "2026-11-01T00:00:00Z", "n": 1}, at=T0)
+    store.put_state("trigger", {"last_retrain": "2026-11-02T00:00:00Z", "n": 2}, at=T0)
+    assert store.get_state("trigger") == {"last_retrain": "2026-11-02T00:00:00Z", "n": 2}
+
+
+def test_model_counts_include_unfolded_rows(store: UsageStore) -> None:
+    store.insert([_rec(i, model="a") for i in range(3)])
+    store.insert([_rec(10, model="b")])
+    assert store.model_counts() == {"a": 3, "b": 1}

@@ -2,7 +2,8 @@
 
 The seed's configuration objects are pydantic dataclasses: constructed positionally or by
 keyword exactly like the original's dataclasses, but every value is checked (strictly:
-``"0.7"`` is not a number) and unknown keys are errors that name the key.
+``"0.7"`` is not a number, ``1`` is not ``True``) and unknown keys are errors that name the
+key. Nested sections (``trigger_config`` …) accept a mapping or the object itself.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass
 
 from afs.continuous.errors import ContinuousError
 
-STRICT = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
 FormatType = Literal["chatml", "alpaca", "completion", "openai"]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Fraction = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Flag = Annotated[bool, Strict()]
+Hours = Annotated[float, Strict(), Field(ge=0.0, allow_inf_nan=False)]
+Count = Annotated[int, Strict(), Field(ge=0)]
 
 
 @dataclass(config=STRICT)
@@ -36,11 +40,11 @@ class DataGeneratorConfig:
     """
 
     min_quality_score: Fraction = 0.7
-    min_user_feedback: Annotated[int, Field(ge=-1, le=1)] | None = 1
-    deduplicate: bool = True
-    include_existing_data: bool = True
+    min_user_feedback: Annotated[int, Strict(), Field(ge=-1, le=1)] | None = 1
+    deduplicate: Flag = True
+    include_existing_data: Flag = True
     existing_data_path: str | Path | None = None
-    max_samples: Annotated[int, Field(ge=0)] | None = None
+    max_samples: Count | None = None
     format_type: FormatType = "chatml"
 
 

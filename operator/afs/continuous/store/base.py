@@ -34,6 +34,9 @@ class RecordQuery:
 class TrainingSelection:
     """Which records become training samples; mirrors DataGeneratorConfig's filters.
 
+    ``since`` admits records logged since then *and* older records whose feedback arrived
+    since then.
+
     ``min_quality <= 0`` disables the quality filter (unscored records pass);
     otherwise only scored records at or above it pass. ``min_feedback=None`` disables
     the feedback filter; otherwise a record needs feedback ``>= min_feedback``.
@@ -209,6 +212,14 @@ class UsageStore(Protocol):
     def set_quality_scores(self, scores: Sequence[tuple[str, float]]) -> int: ...
 
     def deduplicate(self, *, dry_run: bool = False) -> int: ...
+
+    def model_counts(self) -> dict[str, int]: ...
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """A small JSON document the loop keeps (trigger state…), or None."""
+        ...
+
+    def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None: ...
 
     def close(self) -> None: ...
 

@@ -20,6 +20,7 @@ Choices and why:
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -305,7 +306,10 @@ class SQLiteUsageStore:
     # --- schema -------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        migrations = (_Migration(1, "usage table, indexes and rollup", _migration_1),)
+        migrations = (
+            _Migration(1, "usage table, indexes and rollup", _migration_1),
+            _Migration(2, "loop state", _migration_2),
+        )
         latest = migrations[-1].version
         with self._write() as conn:
             conn.execute(
@@ -498,7 +502,40 @@ class SQLiteUsageStore:
                 _rebuild_rollup(conn)
             return int(removed)
 
+    def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO loop_state (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (key, json.dumps(value, sort_keys=True), format_timestamp(at)),
+            )
+
     # --- reads --------------------------------------------------------------------
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM loop_state WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        value: dict[str, Any] = json.loads(row[0])
+        return value
+
+    def model_counts(self) -> dict[str, int]:
+        """How many records each model has served, over all time."""
+        with self._read() as conn:
+            folded = _folded_rowid(conn)
+            counts: dict[str, int] = {}
+            for model, n in (
+                conn.execute("SELECT model, SUM(n) FROM usage_rollup GROUP BY model").fetchall()
+                + conn.execute(
+                    "SELECT model, COUNT(*) FROM usage WHERE rowid > ? GROUP BY model", (folded,)
+                ).fetchall()
+            ):
+                counts[model] = counts.get(model, 0) + int(n)
+        return counts
 
     def get(self, record_id: str) -> UsageRecord | None:
         with self._lock:
@@ -625,7 +662,7 @@ class SQLiteUsageStore:
             return int(self._conn.execute(sql, params).fetchone()[0])
 
     def selection_counts(self, selection: TrainingSelection) -> SelectionCounts:
-        quality, feedback, params = _selection_conditions(selection)
+        window, quality, feedback, params = _selection_conditions(selection)
         accepted = f"coalesce({quality}, 0) AND coalesce({feedback}, 0)"
         sql = (
             "SELECT COUNT(*), "
@@ -633,7 +670,7 @@ class SQLiteUsageStore:
             f"TOTAL(coalesce({quality}, 0) AND NOT coalesce({feedback}, 0)), "
             f"TOTAL({accepted}), "
             f"COUNT(DISTINCT CASE WHEN {accepted} THEN coalesce(dedupe_hash, id) END) "
-            "FROM usage WHERE timestamp >= :since"
+            f"FROM usage WHERE {window}"
         )
         row = self._scan_one(sql, params)
         return SelectionCounts(*(int(v or 0) for v in row))
@@ -644,10 +681,10 @@ class SQLiteUsageStore:
         Ranking runs over (rowid, hash, quality, time) only and the text columns are
         fetched by rowid afterwards, so the sort stays small however long the texts are.
         """
-        quality, feedback, params = _selection_conditions(selection)
+        window, quality, feedback, params = _selection_conditions(selection)
         accepted = (
             "SELECT rowid AS rid, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
-            f"FROM usage WHERE timestamp >= :since AND {quality} AND {feedback}"
+            f"FROM usage WHERE {window} AND {quality} AND {feedback}"
         )
         if selection.deduplicate:
             chosen = (
@@ -753,10 +790,19 @@ def _record_filter(query: RecordQuery) -> tuple[str, list[Any]]:
     return where, params
 
 
-def _selection_conditions(selection: TrainingSelection) -> tuple[str, str, dict[str, Any]]:
-    params: dict[str, Any] = {
-        "since": format_timestamp(selection.since) if selection.since is not None else "",
-    }
+def _selection_conditions(
+    selection: TrainingSelection,
+) -> tuple[str, str, str, dict[str, Any]]:
+    """SQL conditions (window, quality, feedback) and their parameters.
+
+    The window admits records logged since ``since`` and older records whose feedback
+    arrived since then: a thumbs-up given today makes yesterday's answer new training data.
+    """
+    params: dict[str, Any] = {}
+    window = "1"
+    if selection.since is not None:
+        window = "(timestamp >= :since OR feedback_at >= :since)"
+        params["since"] = format_timestamp(selection.since)
     quality = "1"
     if selection.min_quality > 0:
         quality = "(quality_score >= :min_quality)"
@@ -765,7 +811,7 @@ def _selection_conditions(selection: TrainingSelection) -> tuple[str, str, dict[
     if selection.min_feedback is not None:
         feedback = "(user_feedback >= :min_feedback)"
         params["min_feedback"] = selection.min_feedback
-    return quality, feedback, params
+    return window, quality, feedback, params
 
 
 def _migration_1(conn: sqlite3.Connection) -> None:
@@ -788,6 +834,13 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     if existed:
         _rebuild_rollup(conn)
+
+
+def _migration_2(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS loop_state ("
+        "key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
+    )
 
 
 def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
