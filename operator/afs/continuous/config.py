@@ -48,6 +48,35 @@ class DataGeneratorConfig:
     format_type: FormatType = "chatml"
 
 
+@dataclass(config=STRICT)
+class TriggerConfig:
+    """When to retrain. Seed fields first; the rest make the rules safe to run unattended.
+
+    - ``min_window_samples``: scored records needed in *both* windows before a quality
+      drop can be claimed;
+    - ``min_feedback_for_error_rate``: records with feedback needed in the error window;
+    - ``retry_backoff_hours``: after a failed or too-small retrain, wait this long before
+      trying again, doubling with each further failure (never more than the cooldown).
+    """
+
+    enable_sample_count: Flag = True
+    min_new_samples: Count = 1000
+    min_quality_score: Fraction = 0.7
+    enable_scheduled: Flag = True
+    schedule_interval_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 168
+    enable_quality_drop: Flag = True
+    quality_drop_threshold: Fraction = 0.1
+    quality_window_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 24
+    enable_error_rate: Flag = False
+    error_rate_threshold: Fraction = 0.2
+    error_window_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 24
+    min_samples_for_retrain: Count = 100
+    cooldown_hours: Hours = 24
+    min_window_samples: Count = 30
+    min_feedback_for_error_rate: Count = 20
+    retry_backoff_hours: Hours = 1.0
+
+
 class ConfigError(ContinuousError, ValueError):
     """A configuration file or mapping is malformed; the message names the key."""
 

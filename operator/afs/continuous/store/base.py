@@ -203,6 +203,10 @@ class UsageStore(Protocol):
 
     def selection_counts(self, selection: TrainingSelection) -> SelectionCounts: ...
 
+    def count_training_samples(self, selection: TrainingSelection, *, cap: int) -> int:
+        """Samples the selection yields (distinct, with dedupe), counting no further than cap."""
+        ...
+
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]: ...
 
     def iter_unscored(self, batch_size: int) -> Iterator[list[tuple[str, str, str]]]:

@@ -675,6 +675,20 @@ class SQLiteUsageStore:
         row = self._scan_one(sql, params)
         return SelectionCounts(*(int(v or 0) for v in row))
 
+    def count_training_samples(self, selection: TrainingSelection, *, cap: int) -> int:
+        """How many samples the selection yields (distinct ones with dedupe), up to ``cap``.
+
+        Stopping at the cap keeps a trigger check cheap however much history qualifies.
+        """
+        window, quality, feedback, params = _selection_conditions(selection)
+        key = "DISTINCT coalesce(dedupe_hash, id)" if selection.deduplicate else "1"
+        params["cap"] = cap
+        sql = (
+            f"SELECT COUNT(*) FROM (SELECT {key} FROM usage "
+            f"WHERE {window} AND {quality} AND {feedback} LIMIT :cap)"
+        )
+        return int(self._scan_one(sql, params)[0])
+
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
         """Accepted records, oldest first; with dedupe, the best of each hash.
 

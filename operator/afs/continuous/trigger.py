@@ -1,0 +1,230 @@
+"""Retraining triggers (the seed's ``RetrainTrigger`` and ``AutoRetrainer``).
+
+The decision is :func:`afs.continuous.core.triggers.decide`; this module gathers its
+inputs from the store, persists the trigger's state there (so a restart keeps cooldown,
+back-off, schedule and baseline), and runs the retrain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from afs.continuous.config import DataGeneratorConfig, TriggerConfig
+from afs.continuous.core import triggers as core
+from afs.continuous.core.triggers import TriggerState, TriggerType
+from afs.continuous.generator import TrainingDataGenerator
+from afs.continuous.logger import UsageDatabase, UsageLogger
+from afs.continuous.store import UsageStore
+from afs.continuous.timeutil import Clock, format_timestamp, utc_now
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT_DIR = "~/.context/training/continuous"
+
+__all__ = [
+    "AutoRetrainer",
+    "RetrainTrigger",
+    "TrainFn",
+    "TriggerConfig",
+    "TriggerResult",
+    "TriggerState",
+    "TriggerType",
+]
+
+TrainFn = Callable[[str], dict[str, Any]]
+
+
+@dataclass
+class TriggerResult:
+    """The outcome of one check: whether to retrain, which rule, why, and the numbers."""
+
+    triggered: bool
+    trigger_type: TriggerType | None
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timestamp: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "triggered": self.triggered,
+            "type": None if self.trigger_type is None else self.trigger_type.value,
+            "reason": self.reason,
+            "metrics": self.metrics,
+            "timestamp": self.timestamp,
+        }
+
+
+class RetrainTrigger:
+    """Decides when to retrain (see the seed, "Trigger Types").
+
+    The sample count counts exactly what the generator would accept since the last
+    retrain, using ``generator_config`` (by default: the generator's defaults with the
+    trigger's ``min_quality_score``).
+    """
+
+    def __init__(
+        self,
+        usage_logger: UsageLogger | UsageDatabase,
+        config: TriggerConfig | None = None,
+        *,
+        generator_config: DataGeneratorConfig | None = None,
+        state_key: str = "retrain_trigger",
+        clock: Clock = utc_now,
+    ) -> None:
+        self.usage_logger = usage_logger
+        self.config = config if config is not None else TriggerConfig()
+        self.generator_config = generator_config or DataGeneratorConfig(
+            min_quality_score=self.config.min_quality_score
+        )
+        self.state_key = state_key
+        self._clock = clock
+
+    @property
+    def store(self) -> UsageStore:
+        return self.usage_logger.store
+
+    @property
+    def state(self) -> TriggerState:
+        data = self.store.get_state(self.state_key)
+        return TriggerState() if data is None else TriggerState.from_dict(data)
+
+    def _save(self, state: TriggerState) -> None:
+        self.store.put_state(self.state_key, state.to_dict(), at=self._clock())
+
+    def observe(self, state: TriggerState, now: datetime) -> core.Observations:
+        """Gather what the decision needs: a capped sample count and three windows."""
+        cap = core.sample_cap(self.config)
+        selection = TrainingDataGenerator(self.usage_logger, self.generator_config).selection(
+            state.last_retrain
+        )
+        spans = core.windows(self.config, now)
+        stats = self.store.statistics
+        return core.Observations(
+            new_samples=self.store.count_training_samples(selection, cap=cap),
+            sample_cap=cap,
+            quality_current=stats(since=spans.quality_current[0], until=spans.quality_current[1]),
+            quality_previous=stats(
+                since=spans.quality_previous[0], until=spans.quality_previous[1]
+            ),
+            errors=stats(since=spans.errors[0], until=spans.errors[1]),
+        )
+
+    def check_triggers(self) -> TriggerResult:
+        """Evaluate every enabled rule now; the first schedule check anchors the schedule."""
+        now = self._clock()
+        state = self.state
+        if state.schedule_anchor is None and state.last_retrain is None:
+            state = replace(state, schedule_anchor=now)
+            self._save(state)
+        decision = core.decide(self.config, state, self.observe(state, now), now)
+        return TriggerResult(
+            decision.triggered,
+            decision.trigger_type,
+            decision.reason,
+            decision.metrics,
+            format_timestamp(now),
+        )
+
+    def force_trigger(self, reason: str = "Manual trigger") -> TriggerResult:
+        """A manual trigger: fires now, whatever the cooldown or the rules say."""
+        now = self._clock()
+        state = self.state
+        metrics = core.decide(self.config, state, self.observe(state, now), now).metrics
+        return TriggerResult(True, TriggerType.MANUAL, reason, metrics, format_timestamp(now))
+
+    def mark_retrain_completed(self) -> None:
+        """Start the cooldown and record the current quality as the new baseline."""
+        now = self._clock()
+        current = core.windows(self.config, now).quality_current
+        baseline = self.store.statistics(since=current[0], until=current[1])
+        self._save(self.state.retrained(now, baseline=baseline))
+
+    def mark_retrain_failed(self) -> None:
+        """Record a failed (or too small) attempt; the next one waits for the back-off."""
+        self._save(self.state.attempted(self._clock(), succeeded=False))
+
+
+class AutoRetrainer:
+    """Checks the triggers and, when one fires, builds the data set and trains.
+
+    ``check_and_retrain`` returns None when nothing fired, else a dict with ``trigger``,
+    ``generation``, ``timestamp``, ``status`` (``completed``, ``failed`` or ``data_ready``
+    when no ``train_fn`` was given) and ``training`` or ``error``. A ``data_ready`` result
+    counts as a retrain for cooldown purposes: the data set was handed off.
+    """
+
+    def __init__(
+        self,
+        usage_logger: UsageLogger | UsageDatabase,
+        trigger_config: TriggerConfig | None = None,
+        generator_config: DataGeneratorConfig | None = None,
+        output_dir: str | Path = DEFAULT_OUTPUT_DIR,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.usage_logger = usage_logger
+        self.trigger = RetrainTrigger(
+            usage_logger, trigger_config, generator_config=generator_config, clock=clock
+        )
+        self.generator = TrainingDataGenerator(usage_logger, self.trigger.generator_config)
+        self.output_dir = Path(output_dir).expanduser()
+        self._clock = clock
+
+    @property
+    def trigger_config(self) -> TriggerConfig:
+        return self.trigger.config
+
+    def check_and_retrain(
+        self,
+        train_fn: TrainFn | None = None,
+        *,
+        force: bool = False,
+        reason: str = "Manual trigger",
+    ) -> dict[str, Any] | None:
+        result = self.trigger.force_trigger(reason) if force else self.trigger.check_triggers()
+        if not result.triggered:
+            log.debug("no retrain: %s", result.reason)
+            return None
+        return self.retrain(result, train_fn)
+
+    def retrain(self, result: TriggerResult, train_fn: TrainFn | None) -> dict[str, Any]:
+        now = self._clock()
+        log.info("retraining (%s): %s", result.trigger_type, result.reason)
+        path = self.output_dir / f"retrain_{now.strftime('%Y%m%dT%H%M%S')}Z.jsonl"
+        generation = self.generator.generate(path, since=self.trigger.state.last_retrain)
+        outcome: dict[str, Any] = {
+            "trigger": {
+                "type": None if result.trigger_type is None else result.trigger_type.value,
+                "reason": result.reason,
+                "metrics": result.metrics,
+            },
+            "generation": generation.to_dict(),
+            "timestamp": format_timestamp(now),
+        }
+        needed = self.trigger_config.min_samples_for_retrain
+        if generation.final_count < needed:
+            return self._failed(
+                outcome, f"only {generation.final_count} training samples; need {needed}"
+            )
+        if train_fn is None:
+            self.trigger.mark_retrain_completed()
+            return outcome | {"status": "data_ready"}
+        try:
+            training = train_fn(generation.output_path)
+        except Exception as exc:  # the user's trainer failed: record it, back off
+            log.exception("train_fn failed")
+            return self._failed(outcome, f"{type(exc).__name__}: {exc}")
+        if not isinstance(training, dict):
+            return self._failed(outcome, f"train_fn returned {type(training).__name__}, not a dict")
+        self.trigger.mark_retrain_completed()
+        return outcome | {"status": "completed", "training": training}
+
+    def _failed(self, outcome: dict[str, Any], error: str) -> dict[str, Any]:
+        self.trigger.mark_retrain_failed()
+        log.warning("retrain failed: %s", error)
+        return outcome | {"status": "failed", "error": error}
