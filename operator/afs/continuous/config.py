@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -75,6 +76,63 @@ class TriggerConfig:
     min_window_samples: Count = 30
     min_feedback_for_error_rate: Count = 20
     retry_backoff_hours: Hours = 1.0
+
+
+KNOWN_METRICS = (
+    "avg_quality_score",
+    "positive_feedback_rate",
+    "negative_feedback_rate",
+    "feedback_rate",
+    "avg_latency_ms",
+)
+
+
+def _default_metric_weights() -> dict[str, float]:
+    return {"avg_quality_score": 0.5, "positive_feedback_rate": 0.3, "avg_latency_ms": -0.2}
+
+
+@dataclass(config=STRICT)
+class ABTestConfig:
+    """How a challenger is tested against the champion (see the seed, "A/B Testing").
+
+    Metrics are compared over the last ``evaluation_window_hours`` of the test (never
+    before the challenger was deployed). A negative weight means lower is better.
+    ``traffic_split_percent`` and ``duration_hours`` are read/write views of
+    ``initial_challenger_traffic`` and ``min_duration_hours``.
+    """
+
+    initial_challenger_traffic: Fraction = 0.1
+    min_samples_per_version: Count = 100
+    evaluation_window_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 24
+    min_improvement_threshold: Fraction = 0.05
+    metrics: list[str] = field(default_factory=lambda: list(_default_metric_weights()))
+    metric_weights: dict[str, Annotated[float, Strict(), Field(allow_inf_nan=False)]] = field(
+        default_factory=_default_metric_weights
+    )
+    enable_auto_promotion: Flag = True
+    promotion_threshold: Fraction = 0.05
+    min_duration_hours: Hours = 48
+
+    def __post_init__(self) -> None:
+        missing = [m for m in self.metrics if m not in self.metric_weights]
+        if missing:
+            raise ValueError(f"metric_weights has no weight for metric(s) {missing}")
+
+    @property
+    def traffic_split_percent(self) -> float:
+        return self.initial_challenger_traffic * 100
+
+    @traffic_split_percent.setter
+    def traffic_split_percent(self, percent: float) -> None:
+        self.initial_challenger_traffic = percent / 100
+
+    @property
+    def duration_hours(self) -> float:
+        return self.min_duration_hours
+
+    @duration_hours.setter
+    def duration_hours(self, hours: float) -> None:
+        self.min_duration_hours = hours
 
 
 class ConfigError(ContinuousError, ValueError):

@@ -1,0 +1,421 @@
+"""A/B testing of model versions (the seed's ``ABTestManager``).
+
+State (champion, challenger, traffic split, history of retired versions) lives in one
+JSON file, written atomically under a file lock and re-read when another process changed
+it, so a promotion made by the loop is seen by every server that routes requests.
+Metrics are computed per version from that version's own usage records.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from afs.continuous.config import ABTestConfig
+from afs.continuous.core import abtest as core
+from afs.continuous.errors import ContinuousError, InvalidFieldError
+from afs.continuous.logger import UsageDatabase, UsageLogger
+from afs.continuous.records import check_text
+from afs.continuous.timeutil import Clock, format_timestamp, parse_timestamp, utc_now
+
+DEFAULT_STATE_FILE = "~/.context/training/continuous/ab_test_state.json"
+_STATE_VERSION = 1
+
+__all__ = [
+    "ABTestConfig",
+    "ABTestManager",
+    "ABTestResult",
+    "ModelStatus",
+    "ModelVersion",
+    "TrafficSplit",
+]
+
+
+class ModelStatus(StrEnum):
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+    RETIRED = "retired"
+
+
+@dataclass
+class ModelVersion:
+    """A model that serves traffic under ``name`` (the ``model`` of its usage records)."""
+
+    id: str
+    name: str
+    path: str
+    status: ModelStatus
+    traffic_weight: float = 0.0
+    created_at: str = field(default_factory=lambda: format_timestamp(utc_now()))
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["status"] = ModelStatus(values["status"])
+        return cls(**values)
+
+
+def _check_weight(field_name: str, value: Any) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0.0 <= value <= 1.0  # also rejects NaN
+    ):
+        raise InvalidFieldError(field_name, value, "must be a number in [0, 1]")
+    return float(value)
+
+
+@dataclass
+class TrafficSplit:
+    """Shares of traffic; each in [0, 1], summing to 1."""
+
+    champion_weight: float = 0.9
+    challenger_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_weight("champion_weight", self.champion_weight)
+        _check_weight("challenger_weight", self.challenger_weight)
+        if abs(self.champion_weight + self.challenger_weight - 1.0) > 1e-9:
+            raise InvalidFieldError(
+                "traffic_split",
+                (self.champion_weight, self.challenger_weight),
+                "weights must sum to 1",
+            )
+
+    @classmethod
+    def for_challenger(cls, weight: float) -> TrafficSplit:
+        weight = _check_weight("traffic_weight", weight)
+        return cls(1.0 - weight, weight)
+
+
+@dataclass
+class ABTestResult:
+    """One comparison: the numbers, the verdict and why."""
+
+    champion_metrics: dict[str, Any]
+    challenger_metrics: dict[str, Any]
+    improvement: float
+    winner: str
+    reason: str
+    timestamp: str
+    action: str = "continue"
+    elapsed_hours: float = 0.0
+    contributions: dict[str, float] = field(default_factory=dict)
+    skipped_metrics: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ABTestManager:
+    """Deploys challengers, routes requests, compares versions, promotes or rolls back."""
+
+    def __init__(
+        self,
+        usage_logger: UsageLogger | UsageDatabase | None = None,
+        config: ABTestConfig | None = None,
+        *,
+        state_file: str | Path | None = None,
+        output_dir: str | Path | None = None,
+        clock: Clock = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._usage_logger = usage_logger
+        self.config = config if config is not None else ABTestConfig()
+        if state_file is None:
+            state_file = (
+                Path(output_dir).expanduser() / "ab_test_state.json"
+                if output_dir is not None
+                else DEFAULT_STATE_FILE
+            )
+        self.state_file = Path(state_file).expanduser()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._loaded_stamp: tuple[int, int] | None = None
+        self.champion: ModelVersion | None = None
+        self.challenger: ModelVersion | None = None
+        self.traffic_split = TrafficSplit(1.0, 0.0)
+        self.history: list[ModelVersion] = []
+        self.last_result: ABTestResult | None = None
+        self._refresh()
+
+    @property
+    def usage_logger(self) -> UsageLogger | UsageDatabase:
+        if self._usage_logger is None:
+            self._usage_logger = UsageLogger()
+        return self._usage_logger
+
+    # --- state file ---------------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.state_file.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        """Re-read the state file if someone (maybe another process) changed it."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._loaded_stamp:
+            return
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ContinuousError(f"{self.state_file}: corrupt A/B state ({exc})") from exc
+        if data.get("version", _STATE_VERSION) > _STATE_VERSION:
+            raise ContinuousError(f"{self.state_file}: written by a newer afs-continuous")
+        self.champion = _version_or_none(data.get("champion"))
+        self.challenger = _version_or_none(data.get("challenger"))
+        split = data.get("traffic_split") or {}
+        self.traffic_split = TrafficSplit(
+            split.get("champion_weight", 1.0), split.get("challenger_weight", 0.0)
+        )
+        self.history = [ModelVersion.from_dict(v) for v in data.get("history", [])]
+        self._loaded_stamp = stamp
+
+    def _save(self) -> None:
+        data = {
+            "version": _STATE_VERSION,
+            "champion": None if self.champion is None else self.champion.to_dict(),
+            "challenger": None if self.challenger is None else self.challenger.to_dict(),
+            "traffic_split": asdict(self.traffic_split),
+            "history": [v.to_dict() for v in self.history],
+            "updated_at": format_timestamp(self._clock()),
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".ab_state.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, default=str)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.state_file)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self._loaded_stamp = self._stamp()
+
+    @contextmanager
+    def _change(self) -> Iterator[None]:
+        """Read-modify-write under an exclusive lock, so two processes never lose updates."""
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.state_file.with_name(self.state_file.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._refresh()
+                yield
+                self._save()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # --- versions -----------------------------------------------------------------
+
+    def _new_version(
+        self, name: str, path: str, status: ModelStatus, weight: float
+    ) -> ModelVersion:
+        check_text("model_name", name)
+        if not isinstance(path, str | Path):
+            raise InvalidFieldError("model_path", path, "must be a path")
+        now = self._clock()
+        return ModelVersion(
+            id=f"{name}@{now.strftime('%Y%m%dT%H%M%S')}",
+            name=name,
+            path=str(path),
+            status=status,
+            traffic_weight=weight,
+            created_at=format_timestamp(now),
+        )
+
+    def set_champion(self, model_name: str, model_path: str | Path = "") -> ModelVersion:
+        """Make ``model_name`` the champion (the first one, or a manual override)."""
+        with self._change():
+            version = self._new_version(model_name, str(model_path), ModelStatus.CHAMPION, 1.0)
+            if self.champion is not None:
+                self._retire(self.champion)
+            self.champion = version
+            self._apply_split(
+                TrafficSplit(1.0, 0.0) if self.challenger is None else self.traffic_split
+            )
+        return version
+
+    def deploy_challenger(
+        self, model_name: str, model_path: str | Path, traffic_weight: float | None = None
+    ) -> ModelVersion:
+        """Start testing ``model_name`` against the champion with ``traffic_weight`` of traffic.
+
+        A challenger already under test is retired (kept in the history).
+        """
+        weight = _check_weight(
+            "traffic_weight",
+            self.config.initial_challenger_traffic if traffic_weight is None else traffic_weight,
+        )
+        with self._change():
+            if self.champion is None:
+                raise ContinuousError("no champion yet: call set_champion() first")
+            if model_name == self.champion.name:
+                raise InvalidFieldError(
+                    "model_name", model_name, "must differ from the champion's name"
+                )
+            version = self._new_version(model_name, str(model_path), ModelStatus.CHALLENGER, weight)
+            if self.challenger is not None:
+                self._retire(self.challenger)
+            self.challenger = version
+            self.last_result = None
+            self._apply_split(TrafficSplit.for_challenger(weight))
+        return version
+
+    def set_traffic(self, challenger_weight: float) -> TrafficSplit:
+        """Change the challenger's share of traffic (routing re-draws sticky keys)."""
+        split = TrafficSplit.for_challenger(challenger_weight)
+        with self._change():
+            if self.challenger is None:
+                raise ContinuousError("no challenger under test")
+            self._apply_split(split)
+        return split
+
+    def _apply_split(self, split: TrafficSplit) -> None:
+        self.traffic_split = split
+        if self.champion is not None:
+            self.champion.traffic_weight = split.champion_weight
+        if self.challenger is not None:
+            self.challenger.traffic_weight = split.challenger_weight
+
+    def _retire(self, version: ModelVersion) -> None:
+        version.status = ModelStatus.RETIRED
+        version.traffic_weight = 0.0
+        self.history.append(version)
+
+    def promote_challenger(self) -> ModelVersion:
+        """The challenger becomes champion with all traffic; the old champion retires."""
+        with self._change():
+            if self.challenger is None:
+                raise ContinuousError("no challenger to promote")
+            if self.champion is not None:
+                self._retire(self.champion)
+            self.champion, self.challenger = self.challenger, None
+            self.champion.status = ModelStatus.CHAMPION
+            self._apply_split(TrafficSplit(1.0, 0.0))
+            return self.champion
+
+    def rollback_challenger(self) -> ModelVersion:
+        """Stop the test: the challenger retires and the champion gets all traffic."""
+        with self._change():
+            if self.challenger is None:
+                raise ContinuousError("no challenger to roll back")
+            retired = self.challenger
+            self._retire(retired)
+            self.challenger = None
+            self._apply_split(TrafficSplit(1.0, 0.0))
+            return retired
+
+    # --- routing ------------------------------------------------------------------
+
+    def route_request(self, key: str | None = None) -> ModelVersion | None:
+        """The version that should answer a request: champion or challenger.
+
+        With a ``key`` (user or session id) the choice is sticky while the weights hold;
+        without one it is drawn at random. None while there is no champion.
+        """
+        self._refresh()
+        if self.challenger is None:
+            return self.champion
+        weight = self.traffic_split.challenger_weight
+        if key is None:
+            to_challenger = self._rng.random() < weight
+        else:
+            salt = f"{self.challenger.id}:{weight}"
+            to_challenger = core.routes_to_challenger(key, salt=salt, challenger_weight=weight)
+        return self.challenger if to_challenger else self.champion
+
+    # --- judgement ----------------------------------------------------------------
+
+    def _window_start(self, window_hours: float | None) -> datetime:
+        """The evaluation window opens at most ``window_hours`` ago, and never before the
+        challenger was deployed; it stays open to the present."""
+        hours = self.config.evaluation_window_hours if window_hours is None else window_hours
+        start = self._clock() - timedelta(hours=hours)
+        if self.challenger is not None:
+            start = max(start, parse_timestamp(self.challenger.created_at))
+        return start
+
+    def get_model_metrics(
+        self, version: ModelVersion, window_hours: float | None = None
+    ) -> dict[str, Any]:
+        """Metrics of ``version``'s own records in the evaluation window."""
+        since = self._window_start(window_hours)
+        stats = self.usage_logger.store.statistics(since=since, model=version.name)
+        return core.version_metrics(stats) | {"window_start": format_timestamp(since)}
+
+    def compare_models(self) -> ABTestResult | None:
+        """Compare challenger with champion now; None when no test is running."""
+        self._refresh()
+        if self.champion is None or self.challenger is None:
+            return None
+        champion = self.get_model_metrics(self.champion)
+        challenger = self.get_model_metrics(self.challenger)
+        comparison = core.compare(champion, challenger, self.config)
+        elapsed = self._clock() - parse_timestamp(self.challenger.created_at)
+        elapsed_hours = elapsed.total_seconds() / 3600
+        result = ABTestResult(
+            champion_metrics=champion,
+            challenger_metrics=challenger,
+            improvement=comparison.improvement,
+            winner=comparison.winner,
+            reason=comparison.reason,
+            timestamp=format_timestamp(self._clock()),
+            action=core.next_action(comparison, elapsed_hours=elapsed_hours, config=self.config),
+            elapsed_hours=elapsed_hours,
+            contributions=comparison.contributions,
+            skipped_metrics=comparison.skipped,
+        )
+        self.last_result = result
+        return result
+
+    def auto_promote_if_ready(self) -> bool:
+        """Promote a clear winner after ``min_duration_hours``; roll back a clear loser.
+
+        Returns True only when the challenger was promoted.
+        """
+        if not self.config.enable_auto_promotion:
+            return False
+        result = self.compare_models()
+        if result is None:
+            return False
+        if result.action == "promote":
+            self.promote_challenger()
+            return True
+        if result.action == "rollback":
+            self.rollback_challenger()
+        return False
+
+    def get_status(self) -> dict[str, Any]:
+        self._refresh()
+        return {
+            "champion": None if self.champion is None else self.champion.to_dict(),
+            "challenger": None if self.challenger is None else self.challenger.to_dict(),
+            "traffic_split": asdict(self.traffic_split),
+            "retired": len(self.history),
+            "last_result": None if self.last_result is None else self.last_result.to_dict(),
+        }
+
+
+def _version_or_none(data: dict[str, Any] | None) -> ModelVersion | None:
+    return None if data is None else ModelVersion.from_dict(data)

@@ -1,0 +1,167 @@
+"""ABTestManager with real usage records and a real state file."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from afs.continuous import UsageLogger
+from afs.continuous.ab_test import (
+    ABTestConfig,
+    ABTestManager,
+    ModelStatus,
+    ModelVersion,
+    TrafficSplit,
+)
+from afs.continuous.errors import ContinuousError, InvalidFieldError
+from tests.conftest import FakeClock
+
+FAST = ABTestConfig(min_samples_per_version=50, min_duration_hours=2, evaluation_window_hours=24)
+
+
+def _serve(
+    logger: UsageLogger, manager: ABTestManager, *, n: int, quality: dict[str, float], seed: int = 1
+) -> None:
+    rng = random.Random(seed)
+    for i in range(n):
+        version = manager.route_request(key=f"user-{i}")
+        assert version is not None
+        q = min(1.0, max(0.0, rng.gauss(quality[version.name], 0.05)))
+        logger.log(
+            f"q{i}",
+            f"a{i}",
+            version.name,
+            latency_ms=100,
+            quality_score=q,
+            user_feedback=1 if q > 0.6 else -1,
+        )
+
+
+@pytest.fixture
+def manager(logger: UsageLogger, tmp_path: Path, clock: FakeClock) -> ABTestManager:
+    m = ABTestManager(logger, FAST, output_dir=tmp_path / "out", clock=clock, rng=random.Random(5))
+    m.set_champion("nayru-v1", "models/v1")
+    return m
+
+
+def test_better_challenger_is_promoted_after_the_minimum_duration(
+    logger: UsageLogger, manager: ABTestManager, clock: FakeClock
+) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
+    _serve(logger, manager, n=400, quality={"nayru-v1": 0.6, "nayru-v2": 0.8})
+    result = manager.compare_models()
+    assert result is not None and result.winner == "challenger" and result.action == "continue"
+    assert not manager.auto_promote_if_ready()  # too early
+    clock.advance(hours=3)
+    assert manager.auto_promote_if_ready()
+    assert manager.champion is not None and manager.champion.name == "nayru-v2"
+    assert manager.challenger is None
+    assert [v.name for v in manager.history] == ["nayru-v1"]
+    assert manager.history[0].status is ModelStatus.RETIRED
+
+
+def test_worse_challenger_is_rolled_back_not_promoted(
+    logger: UsageLogger, manager: ABTestManager, clock: FakeClock
+) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
+    _serve(logger, manager, n=400, quality={"nayru-v1": 0.8, "nayru-v2": 0.6})
+    clock.advance(hours=3)
+    assert not manager.auto_promote_if_ready()
+    assert manager.champion is not None and manager.champion.name == "nayru-v1"
+    assert manager.challenger is None and manager.history[-1].name == "nayru-v2"
+
+
+def test_metrics_are_per_version_not_global(logger: UsageLogger, manager: ABTestManager) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
+    _serve(logger, manager, n=300, quality={"nayru-v1": 0.5, "nayru-v2": 0.9})
+    assert manager.champion is not None and manager.challenger is not None
+    champion = manager.get_model_metrics(manager.champion)
+    challenger = manager.get_model_metrics(manager.challenger)
+    assert champion["avg_quality_score"] == pytest.approx(0.5, abs=0.02)
+    assert challenger["avg_quality_score"] == pytest.approx(0.9, abs=0.02)
+    assert champion["count"] + challenger["count"] == 300
+
+
+def test_too_little_data_is_inconclusive(
+    logger: UsageLogger, manager: ABTestManager, clock: FakeClock
+) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.1)
+    _serve(logger, manager, n=100, quality={"nayru-v1": 0.5, "nayru-v2": 0.9})
+    clock.advance(hours=10)
+    result = manager.compare_models()
+    assert result is not None and result.winner == "inconclusive"
+    assert result.reason.startswith("not enough data")
+    assert not manager.auto_promote_if_ready()
+    assert manager.challenger is not None
+
+
+def test_routing_follows_weights_and_keys_are_sticky(manager: ABTestManager) -> None:
+    assert manager.route_request() is manager.champion  # no test: always the champion
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.2)
+    names = [v.name for v in (manager.route_request(key=f"k{i}") for i in range(5000)) if v]
+    assert 0.17 < names.count("nayru-v2") / 5000 < 0.23
+    again = [v.name for v in (manager.route_request(key=f"k{i}") for i in range(5000)) if v]
+    assert names == again
+    random_names = [v.name for v in (manager.route_request() for _ in range(5000)) if v]
+    assert 0.17 < random_names.count("nayru-v2") / 5000 < 0.23
+
+
+def test_another_process_sees_a_promotion(
+    logger: UsageLogger, manager: ABTestManager, clock: FakeClock
+) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2")
+    server = ABTestManager(logger, FAST, state_file=manager.state_file, clock=clock)
+    assert server.challenger is not None and server.challenger.name == "nayru-v2"
+    manager.promote_challenger()
+    version = server.route_request(key="anyone")
+    assert version is not None and version.name == "nayru-v2"
+
+
+def test_state_file_is_json_in_the_configured_directory(
+    manager: ABTestManager, tmp_path: Path, private_home: Path
+) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2")
+    assert manager.state_file == tmp_path / "out" / "ab_test_state.json"
+    data = json.loads(manager.state_file.read_text())
+    assert data["challenger"]["name"] == "nayru-v2"
+    assert data["traffic_split"] == {"champion_weight": 0.9, "challenger_weight": 0.1}
+    assert not (private_home / ".context").exists()
+    assert [p.name for p in manager.state_file.parent.iterdir() if p.suffix == ".tmp"] == []
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5, float("nan"), "0.5", True])
+def test_weights_outside_0_1_are_rejected(manager: ABTestManager, weight: object) -> None:
+    with pytest.raises(InvalidFieldError):
+        manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=weight)  # type: ignore[arg-type]
+    assert manager.challenger is None
+    with pytest.raises(InvalidFieldError):
+        TrafficSplit(0.5, 0.6)
+
+
+def test_challenger_needs_a_champion(logger: UsageLogger, tmp_path: Path) -> None:
+    fresh = ABTestManager(logger, state_file=tmp_path / "s.json")
+    with pytest.raises(ContinuousError, match="set_champion"):
+        fresh.deploy_challenger("v2", "p")
+
+
+def test_a_new_challenger_retires_the_previous_one(manager: ABTestManager) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2")
+    manager.deploy_challenger("nayru-v3", "models/v3")
+    assert manager.challenger is not None and manager.challenger.name == "nayru-v3"
+    assert [v.name for v in manager.history] == ["nayru-v2"]
+
+
+def test_model_version_round_trips() -> None:
+    version = ModelVersion("id1", "nayru-v2", "p", ModelStatus.CHALLENGER, 0.1, metrics={"a": 1})
+    assert ModelVersion.from_dict(version.to_dict()) == version
+
+
+def test_config_conveniences() -> None:
+    config = ABTestConfig(initial_challenger_traffic=0.1, min_duration_hours=48)
+    assert (config.traffic_split_percent, config.duration_hours) == (10.0, 48)
+    config.traffic_split_percent = 25
+    config.duration_hours = 12
+    assert (config.initial_challenger_traffic, config.min_duration_hours) == (0.25, 12)
