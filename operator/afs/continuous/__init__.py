@@ -1,25 +1,43 @@
 """afs.continuous: production usage → training data → retraining → A/B → promotion.
 
-The public API follows the seed document (docs/CONTINUOUS_LEARNING.md). Names listed in
-the seed but not yet implemented (triggers, A/B testing, the loop) will be exported from
-their fixed modules ``trigger``, ``ab_test`` and ``loop`` when they land.
+The public API follows the system document (docs/CONTINUOUS_LEARNING.md).
 """
 
-from afs.continuous.config import DataGeneratorConfig
+from afs.continuous.ab_test import (
+    ABTestConfig,
+    ABTestManager,
+    ABTestResult,
+    ModelStatus,
+    ModelVersion,
+    TrafficSplit,
+)
+from afs.continuous.config import DataGeneratorConfig, TriggerConfig
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.generator import GenerationResult, TrainingDataGenerator
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.records import UsageRecord
 from afs.continuous.scoring import HeuristicScorer, QualityScorer
+from afs.continuous.trigger import AutoRetrainer, RetrainTrigger, TriggerResult, TriggerType
 
 __all__ = [
+    "ABTestConfig",
+    "ABTestManager",
+    "ABTestResult",
+    "AutoRetrainer",
     "DataGeneratorConfig",
     "GenerationResult",
     "HeuristicScorer",
     "InvalidBatchError",
     "InvalidFieldError",
+    "ModelStatus",
+    "ModelVersion",
     "QualityScorer",
+    "RetrainTrigger",
+    "TrafficSplit",
     "TrainingDataGenerator",
+    "TriggerConfig",
+    "TriggerResult",
+    "TriggerType",
     "UsageDatabase",
     "UsageLogger",
     "UsageRecord",
