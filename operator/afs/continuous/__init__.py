@@ -11,10 +11,11 @@ from afs.continuous.ab_test import (
     ModelVersion,
     TrafficSplit,
 )
-from afs.continuous.config import DataGeneratorConfig, TriggerConfig
+from afs.continuous.config import DataGeneratorConfig, LoopConfig, TriggerConfig
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.generator import GenerationResult, TrainingDataGenerator
 from afs.continuous.logger import UsageDatabase, UsageLogger
+from afs.continuous.loop import ContinuousLearningLoop, LoopStatus
 from afs.continuous.records import UsageRecord
 from afs.continuous.scoring import HeuristicScorer, QualityScorer
 from afs.continuous.trigger import AutoRetrainer, RetrainTrigger, TriggerResult, TriggerType
@@ -24,11 +25,14 @@ __all__ = [
     "ABTestManager",
     "ABTestResult",
     "AutoRetrainer",
+    "ContinuousLearningLoop",
     "DataGeneratorConfig",
     "GenerationResult",
     "HeuristicScorer",
     "InvalidBatchError",
     "InvalidFieldError",
+    "LoopConfig",
+    "LoopStatus",
     "ModelStatus",
     "ModelVersion",
     "QualityScorer",

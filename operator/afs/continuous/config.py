@@ -135,6 +135,60 @@ class ABTestConfig:
         self.min_duration_hours = hours
 
 
+DEFAULT_DB = "~/.context/training/continuous/usage.db"
+DEFAULT_OUTPUT_DIR = "~/.context/training/continuous"
+
+
+@dataclass(config=STRICT)
+class LoopConfig:
+    """The whole loop (see the seed, "Configuration file").
+
+    Paths are expanded (``~``) when the config is built. ``models_dir`` defaults to
+    ``output_dir/models``. ``train_command`` runs a trainer outside Python:
+    ``{data_path}`` and ``{output_dir}`` in it are replaced, and the command must print a
+    JSON object (``model_path``, ``metrics``, optionally ``model_name``) as its last line.
+    ``champion_model`` names the model serving today; when unset, the loop takes the
+    model with the most logged traffic as the first champion.
+    """
+
+    db_path: str | Path = DEFAULT_DB
+    output_dir: str | Path = DEFAULT_OUTPUT_DIR
+    models_dir: str | Path | None = None
+    trigger_config: TriggerConfig = field(default_factory=TriggerConfig)
+    generator_config: DataGeneratorConfig = field(default_factory=DataGeneratorConfig)
+    ab_test_config: ABTestConfig = field(default_factory=ABTestConfig)
+    check_interval_seconds: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 3600
+    enable_ab_testing: Flag = True
+    enable_auto_promotion: Flag = True
+    train_command: str | None = None
+    train_timeout_seconds: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 21600
+    champion_model: str | None = None
+    champion_path: str = ""
+    max_errors: Annotated[int, Strict(), Field(ge=1)] = 50
+
+    def __post_init__(self) -> None:
+        self.db_path = Path(self.db_path).expanduser()
+        self.output_dir = Path(self.output_dir).expanduser()
+        self.models_dir = (
+            self.output_dir / "models"
+            if self.models_dir is None
+            else Path(self.models_dir).expanduser()
+        )
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir)
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir or self.output_path / "models")
+
+
+def load_loop_config(path: str | Path) -> LoopConfig:
+    """A :class:`LoopConfig` from a JSON or YAML file; errors name the file and key."""
+    return build_config(LoopConfig, load_config_file(path), source=str(path))
+
+
 class ConfigError(ContinuousError, ValueError):
     """A configuration file or mapping is malformed; the message names the key."""
 
