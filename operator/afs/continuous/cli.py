@@ -20,6 +20,7 @@ from afs.continuous.config import ConfigError, DataGeneratorConfig, build_config
 from afs.continuous.errors import ContinuousError, InvalidBatchError, InvalidFieldError
 from afs.continuous.generator import TrainingDataGenerator
 from afs.continuous.logger import UsageLogger
+from afs.continuous.loop_cli import add_loop_options, run_loop_command
 from afs.continuous.records import record_from_mapping
 from afs.continuous.scoring import HeuristicScorer
 from afs.continuous.store import DEFAULT_DB_PATH
@@ -307,6 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only count them")
     p.set_defaults(handler=cmd_dedupe)
 
+    for mode, help_text in (
+        ("run", "run the continuous-learning loop (until stopped or --max-iterations)"),
+        ("status", "print the loop's status (creates nothing)"),
+        ("trigger", "force a retrain now, then judge any A/B test"),
+    ):
+        p = sub.add_parser(mode, parents=[common], help=help_text, description=help_text)
+        add_loop_options(p)
+        p.set_defaults(loop_mode=mode)
+
+    p = sub.add_parser(
+        "demo", help="watch the whole cycle on simulated traffic (under a minute)", add_help=False
+    )
+    p.set_defaults(demo=True)
+
     p = sub.add_parser("score", parents=[common], help="score unscored records (heuristic)")
     p.add_argument("--batch-size", type=int, default=500)
     p.set_defaults(handler=cmd_score)
@@ -314,9 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["demo"]:  # the demo has its own options and --help
+        from afs.continuous.demo import main as demo_main
+
+        return demo_main(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
+        if getattr(args, "loop_mode", None) is not None:
+            if args.loop_db is None and args.db != DEFAULT_DB_PATH:
+                args.loop_db = args.db
+            return run_loop_command(args, args.loop_mode)
         if getattr(args, "prepare", None) is not None:
             args.prepare(args)
         with UsageLogger(args.db) as logger:

@@ -1,8 +1,10 @@
 """The continuous-learning loop (the seed's ``ContinuousLearningLoop``).
 
-One iteration: make sure there is a champion, check the triggers and retrain when one
-fires, deploy the result as challenger, compare it with the champion, and promote or roll
-back when the evidence says so. Status is written atomically to ``loop_status.json``.
+One iteration: make sure there is a champion; judge the running A/B test, promoting or
+rolling back when the evidence says so; then, if no test is running, check the triggers,
+retrain when one fires and deploy the result as the new challenger. One test at a time: a
+retrain never replaces a challenger whose test has not ended (a manual trigger does).
+Status is written atomically to ``loop_status.json``.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ class ContinuousLearningLoop:
         force: bool = False,
         reason: str = "Manual trigger",
     ) -> dict[str, Any]:
-        """Check, retrain if due (or if ``force``), judge any running A/B test."""
+        """Judge any running A/B test, then retrain if due (or if ``force``)."""
         now = self._clock()
         result: dict[str, Any] = {
             "timestamp": format_timestamp(now),
@@ -139,16 +141,21 @@ class ContinuousLearningLoop:
             "ab_test_update": None,
         }
         try:
-            self._ensure_champion()
-            retrain = self.auto_retrainer.check_and_retrain(
-                self._trainer(train_fn), force=force, reason=reason
-            )
-            if retrain is not None:
-                result["retrain_triggered"] = True
-                result["retrain"] = retrain
-                self._after_retrain(retrain, result)
+            self.ensure_champion()
             if self.config.enable_ab_testing:
                 self._judge(result)
+            challenger = self.ab_test_manager.challenger
+            if self.config.enable_ab_testing and challenger is not None and not force:
+                # one test at a time: a new challenger would restart the running test
+                result["retrain_skipped"] = f"A/B test of {challenger.name} still running"
+            else:
+                retrain = self.auto_retrainer.check_and_retrain(
+                    self._trainer(train_fn), force=force, reason=reason
+                )
+                if retrain is not None:
+                    result["retrain_triggered"] = True
+                    result["retrain"] = retrain
+                    self._after_retrain(retrain, result)
         except Exception as exc:
             self._record_error("iteration", exc)
             raise
@@ -174,7 +181,7 @@ class ContinuousLearningLoop:
 
         return run
 
-    def _ensure_champion(self) -> None:
+    def ensure_champion(self) -> None:
         """The first champion: the configured model, else the one serving most traffic."""
         if self.ab_test_manager.champion is not None:
             return
