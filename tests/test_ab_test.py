@@ -144,7 +144,7 @@ def test_weights_outside_0_1_are_rejected(manager: ABTestManager, weight: object
 def test_challenger_needs_a_champion(logger: UsageLogger, tmp_path: Path) -> None:
     fresh = ABTestManager(logger, state_file=tmp_path / "s.json")
     with pytest.raises(ContinuousError, match="set_champion"):
-        fresh.deploy_challenger("v2", "p")
+        fresh.deploy_challenger("v2", "p")  # nothing logged: no champion to infer
 
 
 def test_a_new_challenger_retires_the_previous_one(manager: ABTestManager) -> None:

@@ -256,20 +256,38 @@ class ABTestManager:
             )
         return version
 
+    def ensure_champion(self, model_name: str | None = None, model_path: str = "") -> None:
+        """Set the first champion if there is none: ``model_name``, or else the model that
+        has served the most logged traffic (the one in production today)."""
+        self._refresh()
+        if self.champion is not None:
+            return
+        if model_name is None:
+            counts = self.usage_logger.store.model_counts()
+            if not counts:
+                return
+            model_name = max(sorted(counts), key=lambda model: counts[model])
+        self.set_champion(model_name, model_path)
+
     def deploy_challenger(
         self, model_name: str, model_path: str | Path, traffic_weight: float | None = None
     ) -> ModelVersion:
         """Start testing ``model_name`` against the champion with ``traffic_weight`` of traffic.
 
-        A challenger already under test is retired (kept in the history).
+        Without a champion, the model serving the most logged traffic becomes champion
+        (see :meth:`ensure_champion`). A challenger already under test is retired (kept in
+        the history).
         """
         weight = _check_weight(
             "traffic_weight",
             self.config.initial_challenger_traffic if traffic_weight is None else traffic_weight,
         )
+        self.ensure_champion()
         with self._change():
             if self.champion is None:
-                raise ContinuousError("no champion yet: call set_champion() first")
+                raise ContinuousError(
+                    "no champion: no usage has been logged yet; call set_champion() first"
+                )
             if model_name == self.champion.name:
                 raise InvalidFieldError(
                     "model_name", model_name, "must differ from the champion's name"

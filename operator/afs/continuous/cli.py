@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("trigger", "force a retrain now, then judge any A/B test"),
     ):
         p = sub.add_parser(mode, parents=[common], help=help_text, description=help_text)
-        add_loop_options(p)
+        add_loop_options(p, with_db=False)
         p.set_defaults(loop_mode=mode)
 
     p = sub.add_parser(
@@ -338,8 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         if getattr(args, "loop_mode", None) is not None:
-            if args.loop_db is None and args.db != DEFAULT_DB_PATH:
-                args.loop_db = args.db
+            args.loop_db = None if args.db == DEFAULT_DB_PATH else args.db
             return run_loop_command(args, args.loop_mode)
         if getattr(args, "prepare", None) is not None:
             args.prepare(args)

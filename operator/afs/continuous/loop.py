@@ -182,17 +182,8 @@ class ContinuousLearningLoop:
         return run
 
     def ensure_champion(self) -> None:
-        """The first champion: the configured model, else the one serving most traffic."""
-        if self.ab_test_manager.champion is not None:
-            return
-        name = self.config.champion_model
-        if name is None:
-            counts = self.usage_logger.store.model_counts()
-            if not counts:
-                return
-            name = max(sorted(counts), key=lambda model: counts[model])
-        self.ab_test_manager.set_champion(name, self.config.champion_path)
-        log.info("champion set to %s", name)
+        """The first champion: ``champion_model`` if configured, else the busiest model."""
+        self.ab_test_manager.ensure_champion(self.config.champion_model, self.config.champion_path)
 
     def _after_retrain(self, retrain: dict[str, Any], result: dict[str, Any]) -> None:
         if retrain["status"] == "failed":

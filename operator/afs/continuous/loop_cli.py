@@ -23,9 +23,10 @@ from afs.continuous.trigger import RetrainTrigger
 EXIT_OK, EXIT_INVALID = 0, 2
 
 
-def add_loop_options(parser: argparse.ArgumentParser) -> None:
+def add_loop_options(parser: argparse.ArgumentParser, *, with_db: bool = True) -> None:
     parser.add_argument("--config", help="loop configuration (JSON or YAML, the seed's keys)")
-    parser.add_argument("--db", dest="loop_db", help="usage database (overrides db_path)")
+    if with_db:
+        parser.add_argument("--db", dest="loop_db", help="usage database (overrides db_path)")
     parser.add_argument("--output-dir", help="state and data directory (overrides output_dir)")
     parser.add_argument(
         "--train-cmd",
