@@ -202,3 +202,47 @@ def test_argparse_rejects_bad_feedback(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["--db", str(tmp_path / "u.db"), "feedback", "id", "5"])
     assert caught.value.code == 2
+
+
+def test_status_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "state"
+    assert main(["status", "--db", str(tmp_path / "u.db"), "--output-dir", str(out)]) == EXIT_OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["usage_stats"] is None and summary["ab_test"] is None
+    assert list(tmp_path.iterdir()) == [tmp_path / "home"]
+
+
+def test_trigger_then_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, out = str(tmp_path / "u.db"), str(tmp_path / "state")
+    main(["--db", db, "import", str(SAMPLE)])
+    config = tmp_path / "loop.yaml"
+    config.write_text(
+        "trigger_config: {min_new_samples: 5, min_samples_for_retrain: 5}\n"
+        "generator_config: {min_quality_score: 0.5}\n"
+    )
+    capsys.readouterr()
+    common = ["--db", db, "--output-dir", out, "--config", str(config)]
+    assert main(["trigger", *common, "--no-train"]) == EXIT_OK
+    assert "retrain data_ready (manual" in capsys.readouterr().out
+    assert main(["run", *common, "--max-iterations", "1", "--json"]) == EXIT_OK
+    iteration = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert iteration["retrain_triggered"] is False  # in cooldown after the manual retrain
+    assert main(["status", *common]) == EXIT_OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"]["champion_model"] == "nayru-v1"
+    assert summary["usage_stats"]["total"] == 120
+
+
+def test_loop_config_errors_name_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "loop.json"
+    config.write_text(json.dumps({"trigger_config": {"min_new_sampels": 5}}))
+    assert main(["run", "--config", str(config), "--max-iterations", "1"]) == EXIT_INVALID
+    assert "trigger_config.min_new_sampels: unknown setting" in capsys.readouterr().err
+
+
+def test_demo_runs_from_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--seed", "3"]) == EXIT_OK
+    output = capsys.readouterr().out
+    assert "PROMOTED:" in output and "== 4. Summary" in output

@@ -1,0 +1,200 @@
+"""The continuous-learning loop: iterations, restarts, trainer commands, stopping."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from afs.continuous import ContinuousLearningLoop, LoopConfig, TriggerConfig
+from afs.continuous.ab_test import ABTestConfig
+from afs.continuous.demo import run_demo
+from tests.conftest import FakeClock
+
+FAST_TRIGGER = TriggerConfig(
+    min_new_samples=20,
+    min_samples_for_retrain=10,
+    enable_scheduled=False,
+    enable_quality_drop=False,
+    cooldown_hours=24,
+)
+
+
+def _config(tmp_path: Path, **overrides: Any) -> LoopConfig:
+    values: dict[str, Any] = {
+        "db_path": tmp_path / "usage.db",
+        "output_dir": tmp_path / "out",
+        "trigger_config": FAST_TRIGGER,
+        "ab_test_config": ABTestConfig(min_samples_per_version=20, min_duration_hours=1),
+        "check_interval_seconds": 3600,
+    }
+    return LoopConfig(**(values | overrides))
+
+
+def _traffic(
+    loop: ContinuousLearningLoop,
+    n: int,
+    model: str = "nayru-v1",
+    *,
+    quality: float = 0.9,
+    start: int = 0,
+) -> None:
+    for i in range(start, start + n):
+        loop.log_usage(
+            f"question {i}", f"answer {i}", model, quality_score=quality, user_feedback=1
+        )
+
+
+def test_iteration_sets_champion_retrains_and_deploys(tmp_path: Path, clock: FakeClock) -> None:
+    loop = ContinuousLearningLoop(_config(tmp_path), clock=clock)
+    _traffic(loop, 25)
+    result = loop.run_iteration(lambda path: {"model_path": "m2.bin", "model_name": "nayru-v2"})
+    assert result["retrain_triggered"] and result["retrain"]["status"] == "completed"
+    assert result["challenger_deployed"]["name"] == "nayru-v2"
+    assert loop.status.champion_model == "nayru-v1"
+    assert loop.status.challenger_model == "nayru-v2"
+    assert loop.status.total_retrains == 1
+    saved = json.loads((tmp_path / "out" / "loop_status.json").read_text())
+    assert saved["total_retrains"] == 1 and saved["challenger_model"] == "nayru-v2"
+
+
+def test_restart_keeps_cooldown_champion_and_challenger(tmp_path: Path, clock: FakeClock) -> None:
+    first = ContinuousLearningLoop(_config(tmp_path), clock=clock)
+    _traffic(first, 25)
+    first.run_iteration(lambda path: {"model_path": "m2.bin", "model_name": "nayru-v2"})
+    first.close()
+    clock.advance(hours=2)
+    again = ContinuousLearningLoop(_config(tmp_path), clock=clock)
+    assert again.status.total_retrains == 1
+    assert again.ab_test_manager.champion is not None
+    assert again.ab_test_manager.champion.name == "nayru-v1"
+    assert again.ab_test_manager.challenger is not None
+    assert "cooldown" in again.trigger.check_triggers().reason
+    again.close()
+
+
+def test_no_retrain_while_a_test_runs_unless_forced(tmp_path: Path, clock: FakeClock) -> None:
+    config = _config(tmp_path, trigger_config=TriggerConfig(
+        min_new_samples=20, min_samples_for_retrain=10, enable_scheduled=False,
+        enable_quality_drop=False, cooldown_hours=0))  # fmt: skip
+    loop = ContinuousLearningLoop(config, clock=clock)
+    _traffic(loop, 25)
+    loop.run_iteration(lambda path: {"model_path": "a", "model_name": "nayru-v2"})
+    _traffic(loop, 25, start=100)
+    clock.advance(minutes=5)
+    result = loop.run_iteration(lambda path: {"model_path": "b", "model_name": "nayru-v3"})
+    assert result["retrain_skipped"] == "A/B test of nayru-v2 still running"
+    forced = loop.run_iteration(
+        lambda path: {"model_path": "b", "model_name": "nayru-v3"}, force=True
+    )
+    assert forced["retrain"]["trigger"]["type"] == "manual"
+    assert loop.status.challenger_model == "nayru-v3"
+
+
+def test_failed_retrain_is_not_counted_and_is_recorded(tmp_path: Path, clock: FakeClock) -> None:
+    loop = ContinuousLearningLoop(_config(tmp_path), clock=clock)
+    _traffic(loop, 25)
+
+    def broken(path: str) -> dict[str, Any]:
+        raise RuntimeError("trainer crashed")
+
+    result = loop.run_iteration(broken)
+    assert result["retrain"]["status"] == "failed"
+    assert loop.status.total_retrains == 0
+    assert "trainer crashed" in loop.status.errors[-1]["error"]
+
+
+def _script(tmp_path: Path, body: str) -> str:
+    script = tmp_path / "train.py"
+    script.write_text(body)
+    return f"{sys.executable} {script} {{data_path}} {{output_dir}}"
+
+
+def test_train_command_reports_its_model(tmp_path: Path, clock: FakeClock) -> None:
+    command = _script(tmp_path, (
+        "import json, sys, pathlib\n"
+        "lines = pathlib.Path(sys.argv[1]).read_text().splitlines()\n"
+        "out = pathlib.Path(sys.argv[2]) / 'model.bin'\n"
+        "out.write_text('weights')\n"
+        "print('training on', len(lines), 'samples')\n"
+        "print(json.dumps({'model_path': str(out), 'model_name': 'nayru-v2',"
+        " 'metrics': {'n': len(lines)}}))\n"
+    ))  # fmt: skip
+    loop = ContinuousLearningLoop(_config(tmp_path, train_command=command), clock=clock)
+    _traffic(loop, 25)
+    result = loop.run_iteration()
+    assert result["retrain"]["status"] == "completed"
+    assert result["retrain"]["training"]["metrics"] == {"n": 25}
+    assert Path(result["retrain"]["training"]["model_path"]).read_text() == "weights"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import sys\nsys.stderr.write('out of memory on device 0')\nsys.exit(3)\n",
+         "exited with status 3; stderr: out of memory on device 0"),
+        ("print('done, no json')\n", "did not print a JSON object"),
+        ("print('[1, 2]')\n", "did not print a JSON object"),
+    ],
+)  # fmt: skip
+def test_train_command_failures_carry_the_details(
+    tmp_path: Path, clock: FakeClock, body: str, message: str
+) -> None:
+    loop = ContinuousLearningLoop(
+        _config(tmp_path, train_command=_script(tmp_path, body)), clock=clock
+    )
+    _traffic(loop, 25)
+    result = loop.run_iteration()
+    assert result["retrain"]["status"] == "failed"
+    assert message in result["retrain"]["error"]
+    assert message in loop.status.errors[-1]["error"]
+
+
+def test_stop_takes_effect_at_once(tmp_path: Path) -> None:
+    loop = ContinuousLearningLoop(_config(tmp_path, check_interval_seconds=3600))
+    worker = threading.Thread(target=loop.run_loop)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while loop.status.last_check is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    loop.stop()
+    worker.join(10)
+    assert not worker.is_alive() and time.monotonic() - started < 2
+    assert loop.status.running is False
+
+
+def test_run_loop_honours_max_iterations_and_survives_errors(tmp_path: Path) -> None:
+    loop = ContinuousLearningLoop(_config(tmp_path, check_interval_seconds=0.01, max_errors=2))
+    calls = []
+
+    def explode() -> None:
+        calls.append(1)
+        raise OSError("disk full")
+
+    loop.ensure_champion = explode  # type: ignore[method-assign]
+    loop.run_loop(max_iterations=4)
+    assert len(calls) == 4
+    assert len(loop.status.errors) == 2  # bounded
+    assert loop.status.errors[-1]["error"] == "disk full"
+
+
+def test_paths_expand_at_construction_not_import(private_home: Path) -> None:
+    config = LoopConfig(db_path="~/x/usage.db", output_dir="~/x")
+    assert config.db_path == private_home / "x/usage.db"
+    assert config.models_dir == private_home / "x/models"
+
+
+def test_demo_promotes_a_model_that_is_really_better(tmp_path: Path) -> None:
+    lines: list[str] = []
+    summary = run_demo(tmp_path, say=lines.append)
+    assert summary["champion"] != "nayru-v1"
+    accuracy = summary["heldout_accuracy"]
+    assert accuracy[summary["champion"]] > accuracy["nayru-v1"] + 0.3
+    assert "nayru-v1" in summary["retired"]
+    assert any(line.startswith("  PROMOTED: ") for line in lines)
