@@ -40,7 +40,7 @@ def _shell_commands(block: str) -> list[str]:
 def test_readme_opens_with_the_two_commands() -> None:
     blocks = code_blocks(README.read_text(), "bash")
     main_job, tests = blocks[0], blocks[1]
-    assert "pip install ." in main_job and "afs-continuous" in main_job
+    assert "pip install ." in main_job and main_job.strip().endswith("afs-continuous demo")
     assert tests.strip() == (
         "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest"
     )
@@ -58,21 +58,27 @@ def test_python_examples_run_in_order(workdir: Path) -> None:
     assert outputs[1] == "1000\n"
     final_count, _filtered, _duplicates = map(int, outputs[2].split())
     assert final_count == 1  # the one record with positive feedback and quality 0.9
+    assert outputs[3] == "completed nayru-v2\nTrue\n"
 
 
-@pytest.mark.parametrize("index", [0, 2])
-def test_shell_examples_run(workdir: Path, index: int) -> None:
-    block = code_blocks(README.read_text(), "bash")[index]
+def test_shell_examples_run_in_order(workdir: Path) -> None:
+    blocks = code_blocks(README.read_text(), "bash")
+    shutil.copytree(ROOT / "scripts", workdir / "scripts")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    for command in _shell_commands(block):
-        done = subprocess.run(
-            ["bash", "-c", command],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
-    if index == 0:
-        assert (workdir / "training_data.jsonl").read_text().count("\n") > 0
+    outputs = []
+    for index, block in enumerate(blocks):
+        if index == 1:
+            continue  # the test command itself
+        for command in _shell_commands(block):
+            done = subprocess.run(
+                ["bash", "-c", command],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+            outputs.append(done.stdout)
+    assert "PROMOTED:" in outputs[0]  # the demo
+    assert (workdir / "training_data.jsonl").read_text().count("\n") > 0
