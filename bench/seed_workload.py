@@ -12,6 +12,8 @@ run on the same machine:
       child process beside the same child that stops before generating.
   (c) ``get_statistics()`` and (d) ``count_new_samples()`` on that database, beside a
       plain ``SELECT COUNT(*)`` over the same table.
+  (e) ``check_triggers()`` with every rule enabled and (f) ``compare_models()`` on it,
+      beside the full scans the original ran for the same answers.
 
 Usage: python bench/seed_workload.py [--records 200000] [--log-calls 20000]
 """
@@ -31,7 +33,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from afs.continuous import UsageLogger
+from afs.continuous import (
+    ABTestConfig,
+    ABTestManager,
+    RetrainTrigger,
+    TriggerConfig,
+    UsageLogger,
+)
 from afs.continuous.records import new_record_id
 
 TARGETS = {
@@ -41,6 +49,8 @@ TARGETS = {
     "generate_mib": 60.0,
     "stats_ms": 10.0,
     "count_ms": 10.0,
+    "check_ms": 10.0,
+    "compare_ms": 20.0,
 }
 
 _CHILD = """
@@ -195,6 +205,77 @@ def bench_buffered(path: Path, rows: list[dict[str, Any]]) -> float:
         return len(rows) / (time.perf_counter() - start)
 
 
+class _Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def bench_loop_decisions(db: Path) -> list[tuple[str, str, str, str]]:
+    """(e) check_triggers() with every rule enabled, (f) compare_models(), on the big DB.
+
+    Baselines: what the original computed on each call — a full scan counting the
+    records a retrain would take, and per-model averages over the whole table.
+    """
+    now = datetime.now(UTC)
+    clock = _Clock(now - timedelta(days=20))
+    rows = []
+    with UsageLogger(db, clock=clock) as logger:
+        trigger = RetrainTrigger(
+            logger,
+            TriggerConfig(enable_error_rate=True, min_new_samples=1000),
+            clock=clock,
+        )
+        clock.now = now
+        check_ms = _median_ms(trigger.check_triggers)
+        manager = ABTestManager(
+            logger,
+            ABTestConfig(evaluation_window_hours=24 * 30),
+            state_file=db.parent / "ab_state.json",
+            clock=clock,
+        )
+        clock.now = now - timedelta(days=20)
+        manager.set_champion("nayru-v1", "v1")
+        manager.deploy_challenger("nayru-v2", "v2", traffic_weight=0.5)
+        clock.now = now
+        compare_ms = _median_ms(manager.compare_models)
+        result = manager.compare_models()
+        assert result is not None and result.challenger_metrics["count"] > 0
+    raw = sqlite3.connect(db)
+    scan_ms = _median_ms(
+        lambda: raw.execute(
+            "SELECT COUNT(DISTINCT dedupe_hash) FROM usage "
+            "WHERE quality_score >= 0.7 AND user_feedback >= 1"
+        ).fetchone()
+    )
+    per_model_ms = _median_ms(
+        lambda: raw.execute(
+            "SELECT model, AVG(quality_score), AVG(latency_ms), "
+            "AVG(user_feedback = 1) FROM usage GROUP BY model"
+        ).fetchall()
+    )
+    raw.close()
+    rows.append(
+        (
+            "(e) check_triggers() ms, all rules on",
+            f"{check_ms:.2f}",
+            f"raw full scan of accepted records: {scan_ms:.2f} ms",
+            f"<= {TARGETS['check_ms']:.0f}",
+        )
+    )
+    rows.append(
+        (
+            "(f) compare_models() ms",
+            f"{compare_ms:.2f}",
+            f"raw per-model averages, full scan: {per_model_ms:.2f} ms",
+            f"<= {TARGETS['compare_ms']:.0f}",
+        )
+    )
+    return rows
+
+
 def _child(db: Path, out: Path, *, generate: bool) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(db), str(out), "1" if generate else "0"],
@@ -324,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"<= {TARGETS['count_ms']:.0f}",
             )
         )
+
+        print("(e, f) trigger check and A/B comparison …", file=sys.stderr)
+        table += bench_loop_decisions(db)
 
     widths = [
         max(len(row[i]) for row in [*table, ("figure", "ours", "baseline", "target")])

@@ -188,3 +188,29 @@ def test_generator_config_drives_the_count(logger: UsageLogger) -> None:
 def test_trigger_config_rejects_bad_values(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         TriggerConfig(**bad)
+
+
+def test_restart_keeps_the_quality_baseline(db_path: Path, clock: FakeClock) -> None:
+    config = TriggerConfig(
+        enable_sample_count=False,
+        enable_scheduled=False,
+        min_window_samples=10,
+        cooldown_hours=1,
+        min_samples_for_retrain=5,
+    )
+    with UsageLogger(db_path, clock=clock) as logger:
+        _traffic(logger, 30, quality=0.9)
+        clock.advance(minutes=1)
+        RetrainTrigger(logger, config, clock=clock).mark_retrain_completed()
+    clock.advance(hours=2)
+    with UsageLogger(db_path, clock=clock) as logger:
+        state = RetrainTrigger(logger, config, clock=clock).state
+        assert state.baseline_quality == pytest.approx(0.9)
+        assert state.baseline_samples == 30
+        _traffic(logger, 30, quality=0.6, start=500)
+        lenient = DataGeneratorConfig(min_quality_score=0.5)
+        result = RetrainTrigger(
+            logger, config, generator_config=lenient, clock=clock
+        ).check_triggers()
+        assert result.trigger_type is TriggerType.QUALITY_DROP
+        assert result.metrics["reference"] == "baseline at last retrain"

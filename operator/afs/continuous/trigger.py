@@ -104,14 +104,15 @@ class RetrainTrigger:
         )
         spans = core.windows(self.config, now)
         stats = self.store.statistics
+        # windows that end "now" stay open: a record logged this instant belongs to them
         return core.Observations(
             new_samples=self.store.count_training_samples(selection, cap=cap),
             sample_cap=cap,
-            quality_current=stats(since=spans.quality_current[0], until=spans.quality_current[1]),
+            quality_current=stats(since=spans.quality_current[0]),
             quality_previous=stats(
                 since=spans.quality_previous[0], until=spans.quality_previous[1]
             ),
-            errors=stats(since=spans.errors[0], until=spans.errors[1]),
+            errors=stats(since=spans.errors[0]),
         )
 
     def check_triggers(self) -> TriggerResult:
@@ -141,7 +142,7 @@ class RetrainTrigger:
         """Start the cooldown and record the current quality as the new baseline."""
         now = self._clock()
         current = core.windows(self.config, now).quality_current
-        baseline = self.store.statistics(since=current[0], until=current[1])
+        baseline = self.store.statistics(since=current[0])
         self._save(self.state.retrained(now, baseline=baseline))
 
     def mark_retrain_failed(self) -> None:
