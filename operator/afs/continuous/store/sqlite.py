@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from afs.continuous.store.base import (
     UsageStatistics,
     log_latency,
 )
+from afs.continuous.store.windows import plan_window
 from afs.continuous.timeutil import format_timestamp, parse_timestamp
 
 _BUSY_TIMEOUT_S = 60.0
@@ -574,27 +575,19 @@ class SQLiteUsageStore:
         index) and for the unfolded tail (a rowid range, folded first if it grew long),
         so the price does not grow with history.
         """
-        lo = format_timestamp(since) if since is not None else None
-        hi = format_timestamp(until) if until is not None else None
-        if lo is not None and hi is not None and lo >= hi:
+        plan = plan_window(since, until)
+        if plan.empty:
             return UsageStatistics()
         rollup: list[str] = []  # conditions selecting the buckets wholly inside the window
         params: list[Any] = []
-        edges: list[tuple[str | None, str | None]] = []  # [start, end) aggregated from rows
-        if lo is not None and hi is not None and _bucket(lo) == _bucket(hi):
+        if not plan.use_buckets:
             rollup.append("0")
-            edges.append((lo, hi))
-        else:
-            if lo is not None:
-                rollup.append("bucket >= ?" if _starts_bucket(lo) else "bucket > ?")
-                params.append(_bucket(lo))
-                if not _starts_bucket(lo):
-                    edges.append((lo, _next_bucket_start(lo)))
-            if hi is not None:
-                rollup.append("bucket < ?")
-                params.append(_bucket(hi))
-                if not _starts_bucket(hi):
-                    edges.append((_bucket_start(hi), hi))
+        if plan.first_bucket is not None:
+            rollup.append("bucket >= ?")
+            params.append(_bucket(format_timestamp(plan.first_bucket)))
+        if plan.end_bucket is not None:
+            rollup.append("bucket < ?")
+            params.append(_bucket(format_timestamp(plan.end_bucket)))
         if model is not None:
             rollup.append("model = ?")
             params.append(model)
@@ -602,6 +595,9 @@ class SQLiteUsageStore:
             rollup.append("expert = ?")
             params.append(expert)
         where = f" WHERE {' AND '.join(rollup)}" if rollup else ""
+        edges = [(format_timestamp(a), format_timestamp(b)) for a, b in plan.edges]
+        lo = None if since is None else format_timestamp(since)
+        hi = None if until is None else format_timestamp(until)
 
         with self._lock:
             if self._tail_length() > _MAX_TAIL:
@@ -741,19 +737,6 @@ def _ensure_ln(conn: sqlite3.Connection) -> None:
         conn.execute("SELECT ln(1.0)")
     except sqlite3.OperationalError:
         conn.create_function("ln", 1, math.log, deterministic=True)
-
-
-def _starts_bucket(timestamp: str) -> bool:
-    return timestamp[13:] == ":00:00.000000Z"
-
-
-def _bucket_start(timestamp: str) -> str:
-    return _bucket(timestamp) + ":00:00.000000Z"
-
-
-def _next_bucket_start(timestamp: str) -> str:
-    start = parse_timestamp(_bucket_start(timestamp))
-    return format_timestamp(start + timedelta(hours=1))
 
 
 def _integral(stats: UsageStatistics) -> UsageStatistics:
