@@ -8,13 +8,18 @@ from pathlib import Path
 import pytest
 
 from afs.continuous.store import UsageStore, open_store
+from tests.postgres_server import fresh_schema
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
-def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return str(tmp_path / "store.db")
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.db")
+    else:
+        with fresh_schema() as url:
+            yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -34,11 +33,12 @@ def test_insert_assigns_ids_and_returns_them_in_order(store: UsageStore) -> None
     assert store.get(ids[3]) == records[3]
 
 
-def test_generated_id_collision_is_retried_not_dropped(tmp_path: Path) -> None:
+def test_generated_id_collision_is_retried_not_dropped(store_target: str) -> None:
+    """Postgres enforces (id, timestamp): the colliding records share a timestamp here."""
     sequence = itertools.chain(["AAAAAAAAAAAA", "AAAAAAAAAAAA"], (f"B{i:011d}" for i in range(99)))
-    store = open_store(tmp_path / "c.db", id_factory=lambda: next(sequence))
+    store = open_store(store_target, id_factory=lambda: next(sequence))
     first = store.insert([_rec(1)])
-    second = store.insert([_rec(2)])  # the factory repeats itself: a collision
+    second = store.insert([_rec(1, query="other")])  # the factory repeats itself
     assert first == ["AAAAAAAAAAAA"]
     assert second[0] != first[0]
     assert store.count_records(RecordQuery()) == 2

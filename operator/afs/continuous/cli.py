@@ -220,8 +220,9 @@ def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
     """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--db", default=DEFAULT_DB_PATH if top_level else argparse.SUPPRESS,
-        help=f"SQLite file (or sqlite:/// URL) holding usage records (default: {DEFAULT_DB_PATH})",
+        "--db", default=None if top_level else argparse.SUPPRESS,
+        help="SQLite file, sqlite:/// or postgresql:// URL holding usage records (default: "
+        f"$AFS_DATABASE_URL, else {DEFAULT_DB_PATH})",
     )  # fmt: skip
     common.add_argument(
         "--json", action="store_true", default=False if top_level else argparse.SUPPRESS,
@@ -338,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         if getattr(args, "loop_mode", None) is not None:
-            args.loop_db = None if args.db == DEFAULT_DB_PATH else args.db
+            args.loop_db = args.db
             return run_loop_command(args, args.loop_mode)
         if getattr(args, "prepare", None) is not None:
             args.prepare(args)

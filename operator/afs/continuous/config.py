@@ -148,10 +148,18 @@ class LoopConfig:
     ``{data_path}`` and ``{output_dir}`` in it are replaced, and the command must print a
     JSON object (``model_path``, ``metrics``, optionally ``model_name``) as its last line.
     ``champion_model`` names the model serving today; when unset, the loop takes the
-    model with the most logged traffic as the first champion.
+    model with the most logged traffic as the first champion. ``database_url``
+    (``postgresql://…``) puts the usage records in PostgreSQL instead of ``db_path``; a
+    URL given as ``db_path`` is taken as ``database_url``.
     """
 
+    @property
+    def database(self) -> str | Path:
+        """Where the usage records live: the URL if set, else the SQLite file."""
+        return self.database_url if self.database_url is not None else Path(self.db_path)
+
     db_path: str | Path = DEFAULT_DB
+    database_url: str | None = None
     output_dir: str | Path = DEFAULT_OUTPUT_DIR
     models_dir: str | Path | None = None
     trigger_config: TriggerConfig = field(default_factory=TriggerConfig)
@@ -167,7 +175,18 @@ class LoopConfig:
     max_errors: Annotated[int, Strict(), Field(ge=1)] = 50
 
     def __post_init__(self) -> None:
+        url_as_path = isinstance(self.db_path, str) and "://" in self.db_path
+        if (
+            url_as_path
+            and self.database_url is None
+            and not str(self.db_path).startswith("sqlite:")
+        ):
+            self.database_url, self.db_path = str(self.db_path), DEFAULT_DB
         self.db_path = Path(self.db_path).expanduser()
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(f"database_url must be a postgresql:// URL, got {self.database_url!r}")
         self.output_dir = Path(self.output_dir).expanduser()
         self.models_dir = (
             self.output_dir / "models"

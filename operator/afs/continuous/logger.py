@@ -29,7 +29,7 @@ from afs.continuous.records import (
     normalized_copy,
 )
 from afs.continuous.scoring import QualityScorer
-from afs.continuous.store import DEFAULT_DB_PATH, RecordQuery, UsageStore, open_store
+from afs.continuous.store import RecordQuery, UsageStore, open_store, resolve_target
 from afs.continuous.store.base import IdFactory
 from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
 
@@ -42,18 +42,24 @@ def _optional_since(value: datetime | str | None, field: str = "since") -> datet
 
 
 class UsageDatabase:
-    """Usage records in a store (SQLite by default), with validation on every write."""
+    """Usage records in a store, with validation on every write.
+
+    Where: ``url`` (``postgresql://…``), else ``db_path`` (a SQLite file, or any URL),
+    else the ``AFS_DATABASE_URL`` environment variable, else
+    ``~/.context/training/continuous/usage.db``.
+    """
 
     def __init__(
         self,
-        db_path: str | Path = DEFAULT_DB_PATH,
+        db_path: str | Path | None = None,
         *,
+        url: str | None = None,
         store: UsageStore | None = None,
         clock: Clock = utc_now,
         id_factory: IdFactory = new_record_id,
     ) -> None:
-        self.db_path = db_path
-        self.store = store if store is not None else open_store(db_path, id_factory=id_factory)
+        self.db_path = resolve_target(db_path, url)
+        self.store = store if store is not None else open_store(self.db_path, id_factory=id_factory)
         self._clock = clock
 
     def insert(self, record: UsageRecord) -> str:
@@ -162,15 +168,16 @@ class UsageLogger:
 
     def __init__(
         self,
-        db_path: str | Path = DEFAULT_DB_PATH,
+        db_path: str | Path | None = None,
         *,
+        url: str | None = None,
         scorer: QualityScorer | None = None,
         clock: Clock = utc_now,
         id_factory: IdFactory = new_record_id,
         store: UsageStore | None = None,
     ) -> None:
-        self.db_path = db_path
-        self.db = UsageDatabase(db_path, store=store, clock=clock, id_factory=id_factory)
+        self.db = UsageDatabase(db_path, url=url, store=store, clock=clock, id_factory=id_factory)
+        self.db_path = self.db.db_path
         self.scorer = scorer
         self._clock = clock
         self._id_factory = id_factory

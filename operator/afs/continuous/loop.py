@@ -84,7 +84,7 @@ class ContinuousLearningLoop:
         self.config = config if config is not None else LoopConfig()
         self._clock = clock
         self.output_dir = self.config.output_path
-        self.usage_logger = UsageLogger(self.config.db_path, clock=clock)
+        self.usage_logger = UsageLogger(self.config.database, clock=clock)
         self.auto_retrainer = AutoRetrainer(
             self.usage_logger,
             self.config.trigger_config,

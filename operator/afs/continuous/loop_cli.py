@@ -62,8 +62,8 @@ def status_summary(config: LoopConfig) -> dict[str, Any]:
         if state_file.exists()
         else None
     )
-    if Path(config.db_path).exists():
-        with UsageLogger(config.db_path) as logger:
+    if config.database_url is not None or Path(config.db_path).exists():
+        with UsageLogger(config.database) as logger:
             summary["usage_stats"] = logger.get_statistics()
             summary["trigger_state"] = RetrainTrigger(logger, config.trigger_config).state.to_dict()
     else:

@@ -5,6 +5,7 @@ Callers use the factory and the :class:`UsageStore` interface, never a backend m
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -27,11 +28,15 @@ __all__ = [
     "TrainingSelection",
     "UsageStatistics",
     "UsageStore",
+    "is_postgres_url",
     "open_store",
+    "resolve_target",
     "sqlite_path_from_target",
 ]
 
 DEFAULT_DB_PATH = "~/.context/training/continuous/usage.db"
+DATABASE_URL_ENV = "AFS_DATABASE_URL"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def sqlite_path_from_target(target: str | Path) -> Path:
@@ -55,13 +60,41 @@ def sqlite_path_from_target(target: str | Path) -> Path:
     if "://" in target:
         scheme = target.split("://", 1)[0]
         raise InvalidFieldError(
-            "db_path", target, f"uses a database scheme this version cannot open ({scheme!r})"
+            "db_path",
+            target,
+            f"uses an unknown database scheme ({scheme!r}); use a file path, sqlite:///path "
+            "or postgresql://…",
         )
     return Path(target).expanduser()
 
 
+def is_postgres_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def resolve_target(db_path: str | Path | None = None, url: str | None = None) -> str | Path:
+    """Where the usage records live: ``url``, else ``db_path``, else the environment
+    variable ``AFS_DATABASE_URL``, else the embedded default SQLite file."""
+    if url is not None:
+        if not is_postgres_url(url) and not str(url).startswith("sqlite:"):
+            raise InvalidFieldError("url", url, "must be a postgresql:// or sqlite:/// URL")
+        return url
+    if db_path is not None:
+        return db_path
+    return os.environ.get(DATABASE_URL_ENV) or DEFAULT_DB_PATH
+
+
 def open_store(target: str | Path, *, id_factory: IdFactory = new_record_id) -> UsageStore:
-    """Open the store a path or URL names, creating and migrating it if needed."""
+    """Open the store a path or URL names, creating and migrating it if needed.
+
+    ``postgresql://`` (or ``postgres://``) URLs open PostgreSQL; anything else is SQLite.
+    ``AFS_AUTO_MIGRATE=0`` makes PostgreSQL refuse an old schema instead of migrating it.
+    """
+    if is_postgres_url(target):
+        from afs.continuous.store.postgres import PostgresUsageStore
+
+        migrate = os.environ.get("AFS_AUTO_MIGRATE", "1").strip().lower() not in ("0", "false")
+        return PostgresUsageStore(str(target), id_factory=id_factory, migrate=migrate)
     from afs.continuous.store.sqlite import SQLiteUsageStore
 
     return SQLiteUsageStore(sqlite_path_from_target(target), id_factory=id_factory)

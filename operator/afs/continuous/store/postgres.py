@@ -1,0 +1,826 @@
+"""PostgreSQL usage store: one shared database for model servers and the operator.
+
+Choices and why:
+- psycopg 3 with a connection pool; ``COPY`` for every batch of inserts; server-side
+  cursors for streaming reads; every statement parameterised (identifiers only from
+  constants in this file, or built with ``psycopg.sql``).
+- ``usage`` is range-partitioned by day on ``timestamp`` (partitions are created ahead,
+  and on demand for the days a batch touches), so retention drops whole partitions.
+- ``usage_rollup`` (additive statistics per UTC hour, model and expert) is kept current by
+  statement-level triggers with transition tables on insert, update and delete, so it is
+  right whoever writes the table, and window statistics cost the same at any size.
+- Constraints in the database back the checks made in Python.
+- Writes survive a restarting server: a batch that fails on a broken connection is
+  retried, and on a retry the ids already committed (the commit may have happened before
+  the connection dropped) are left out, so every record arrives exactly once.
+- Migrations are versioned and run under an advisory lock, so two processes starting at
+  once apply them once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from afs.continuous.errors import ContinuousError, InvalidFieldError, SchemaVersionError
+from afs.continuous.records import UsageRecord, new_record_id, new_record_ids
+from afs.continuous.store.base import (
+    IdFactory,
+    RecordQuery,
+    SelectionCounts,
+    TrainingRow,
+    TrainingSelection,
+    UsageStatistics,
+)
+from afs.continuous.store.windows import plan_window
+from afs.continuous.timeutil import format_timestamp
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_ADVISORY_KEY = 0x0AF5C0DE  # migrations and partition creation
+_PARTITIONS_AHEAD_DAYS = 7
+_RETRY_SECONDS = 120.0
+_STREAM_BATCH = 2000
+_MAX_ID_ATTEMPTS = 8
+
+_COLUMNS = (
+    "id",
+    "timestamp",
+    "query",
+    "response",
+    "model",
+    "expert",
+    "latency_ms",
+    "token_count",
+    "quality_score",
+    "user_feedback",
+    "feedback_text",
+    "context_hash",
+    "dedupe_hash",
+)
+RECORD_COLUMNS = ", ".join(_COLUMNS)
+_COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN"
+
+_ROLLUP_COLUMNS = (
+    "n",
+    "n_scored",
+    "quality_sum",
+    "quality_sq_sum",
+    "latency_sum",
+    "n_log_latency",
+    "log_latency_sum",
+    "log_latency_sq_sum",
+    "token_sum",
+    "n_feedback",
+    "n_positive",
+    "n_negative",
+)
+_RAW_AGGREGATES = (
+    "count(*), count(quality_score), coalesce(sum(quality_score), 0), "
+    "coalesce(sum(quality_score * quality_score), 0), coalesce(sum(latency_ms), 0), "
+    "count(*) FILTER (WHERE latency_ms > 0), "
+    "coalesce(sum(ln(latency_ms)) FILTER (WHERE latency_ms > 0), 0), "
+    "coalesce(sum(ln(latency_ms) ^ 2) FILTER (WHERE latency_ms > 0), 0), "
+    "coalesce(sum(token_count), 0), count(user_feedback), "
+    "count(*) FILTER (WHERE user_feedback = 1), count(*) FILTER (WHERE user_feedback = -1)"
+)
+_ROLLUP_SUMS = ", ".join(f"coalesce(sum({c}), 0)" for c in _ROLLUP_COLUMNS)
+
+
+def _rollup_function(name: str, source: str, sign: str) -> str:
+    """A trigger function adding (sign '+') or subtracting ('-') a transition table."""
+    values = ", ".join(f"{sign}{expr.strip()}" for expr in _split_aggregates(_RAW_AGGREGATES))
+    updates = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_rollup AS r (bucket, model, expert, {", ".join(_ROLLUP_COLUMNS)})
+    SELECT date_trunc('hour', timestamp AT TIME ZONE 'UTC'), model, coalesce(expert, ''),
+           {values}
+    FROM {source} GROUP BY 1, 2, 3
+    ON CONFLICT (bucket, model, expert) DO UPDATE SET {updates};
+    RETURN NULL;
+END $$"""
+
+
+def _split_aggregates(text: str) -> list[str]:
+    """Split the aggregate list at top-level commas."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+_MIGRATION_1 = [
+    """
+CREATE TABLE IF NOT EXISTS usage (
+    id text NOT NULL,
+    timestamp timestamptz NOT NULL,
+    query text NOT NULL,
+    response text NOT NULL,
+    model text NOT NULL,
+    expert text,
+    latency_ms double precision CHECK (latency_ms IS NULL OR latency_ms >= 0),
+    token_count integer CHECK (token_count IS NULL OR token_count >= 0),
+    quality_score double precision DEFAULT 0.0
+        CHECK (quality_score IS NULL OR (quality_score >= 0 AND quality_score <= 1)),
+    user_feedback smallint CHECK (user_feedback IS NULL OR user_feedback IN (-1, 0, 1)),
+    feedback_text text,
+    context_hash text,
+    dedupe_hash text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    feedback_at timestamptz,
+    PRIMARY KEY (id, timestamp)
+) PARTITION BY RANGE (timestamp)""",
+    "CREATE INDEX IF NOT EXISTS usage_model_time ON usage (model, timestamp)",
+    "CREATE INDEX IF NOT EXISTS usage_time_quality ON usage (timestamp, quality_score)",
+    "CREATE INDEX IF NOT EXISTS usage_feedback_at ON usage (feedback_at) "
+    "WHERE feedback_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS usage_dedupe ON usage (dedupe_hash)",
+    """
+CREATE TABLE IF NOT EXISTS usage_rollup (
+    bucket timestamp NOT NULL,
+    model text NOT NULL,
+    expert text NOT NULL,
+    n bigint NOT NULL,
+    n_scored bigint NOT NULL,
+    quality_sum double precision NOT NULL,
+    quality_sq_sum double precision NOT NULL,
+    latency_sum double precision NOT NULL,
+    n_log_latency bigint NOT NULL,
+    log_latency_sum double precision NOT NULL,
+    log_latency_sq_sum double precision NOT NULL,
+    token_sum bigint NOT NULL,
+    n_feedback bigint NOT NULL,
+    n_positive bigint NOT NULL,
+    n_negative bigint NOT NULL,
+    PRIMARY KEY (bucket, model, expert)
+)""",
+    _rollup_function("afs_rollup_add_new", "new_rows", ""),
+    _rollup_function("afs_rollup_sub_old", "old_rows", "-"),
+    "DROP TRIGGER IF EXISTS usage_rollup_insert ON usage",
+    "CREATE TRIGGER usage_rollup_insert AFTER INSERT ON usage "
+    "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION afs_rollup_add_new()",
+    "DROP TRIGGER IF EXISTS usage_rollup_update_old ON usage",
+    "CREATE TRIGGER usage_rollup_update_old AFTER UPDATE ON usage "
+    "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION afs_rollup_sub_old()",
+    "DROP TRIGGER IF EXISTS usage_rollup_update_new ON usage",
+    "CREATE TRIGGER usage_rollup_update_new AFTER UPDATE ON usage "
+    "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION afs_rollup_add_new()",
+    "DROP TRIGGER IF EXISTS usage_rollup_delete ON usage",
+    "CREATE TRIGGER usage_rollup_delete AFTER DELETE ON usage "
+    "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION afs_rollup_sub_old()",
+    """
+CREATE TABLE IF NOT EXISTS loop_state (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL,
+    updated_at timestamptz NOT NULL
+)""",
+]
+MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
+    (1, "partitioned usage table, indexes, rollup triggers, loop state", _MIGRATION_1),
+)
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+class StoreUnavailableError(ContinuousError):
+    """The database could not be reached within the retry window."""
+
+
+def partition_name(day: date) -> str:
+    return f"usage_p{day:%Y%m%d}"
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.commit()
+
+
+def _record(row: Sequence[Any]) -> UsageRecord:
+    values = list(row)
+    values[1] = format_timestamp(values[1])
+    return UsageRecord(*values)
+
+
+class PostgresUsageStore:
+    """Usage records in PostgreSQL (see the module docstring for the design)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        id_factory: IdFactory = new_record_id,
+        migrate: bool = True,
+        pool_size: int = 4,
+        retry_seconds: float = _RETRY_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.url = url
+        self._id_factory = id_factory
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        self._known_days: set[date] = set()
+        self._partition_lock = threading.Lock()
+        self.pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            configure=_configure,
+            open=False,
+            timeout=30,
+            name="afs-continuous",
+        )
+        try:
+            self.pool.open(wait=True, timeout=30)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise StoreUnavailableError(f"cannot connect to PostgreSQL at {_safe(url)}") from exc
+        try:
+            if migrate:
+                self.migrate()
+            else:
+                self._check_schema()
+        except BaseException:
+            self.pool.close()
+            raise
+
+    # --- plumbing -----------------------------------------------------------------
+
+    def _retrying(self, action: Callable[[psycopg.Connection[TupleRow], bool], T]) -> T:
+        """Run ``action(conn, retried)`` in a transaction, again on a lost connection."""
+        deadline = time.monotonic() + self._retry_seconds
+        delay = 0.05
+        retried = False
+        while True:
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    return action(conn, retried)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if isinstance(exc, errors.QueryCanceled) or time.monotonic() > deadline:
+                    raise StoreUnavailableError(
+                        f"PostgreSQL at {_safe(self.url)} unavailable: {exc}"
+                    ) from exc
+                log.warning("PostgreSQL connection lost (%s); retrying", exc)
+                retried = True
+                self.pool.check()
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # --- schema -------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations (idempotent, one process at a time); return the version."""
+
+        def apply(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS afs_schema_migrations ("
+                "version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"
+            )
+            row = conn.execute("SELECT max(version) FROM afs_schema_migrations").fetchone()
+            current = int(row[0] or 0) if row else 0
+            if current > LATEST_VERSION:
+                raise SchemaVersionError(
+                    f"database schema version {current} is newer than this afs-continuous "
+                    f"({LATEST_VERSION}). Upgrade afs-continuous."
+                )
+            for version, name, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO afs_schema_migrations VALUES (%s, %s, now())",
+                        (version, name),
+                    )
+            today = self._clock().date()
+            for offset in range(-1, _PARTITIONS_AHEAD_DAYS + 1):
+                self._create_partition(conn, today + timedelta(days=offset))
+            return LATEST_VERSION
+
+        version = self._retrying(apply)
+        self._known_days.clear()
+        return version
+
+    def schema_version(self) -> int:
+        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
+            row = conn.execute("SELECT max(version) FROM afs_schema_migrations").fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+        return self._retrying(read)
+
+    def _check_schema(self) -> None:
+        try:
+            version = self.schema_version()
+        except errors.UndefinedTable:
+            version = 0
+        if version < LATEST_VERSION:
+            raise SchemaVersionError(
+                f"database at {_safe(self.url)} has schema version {version}; run "
+                "`afs-continuous db migrate` (automatic migration is disabled)"
+            )
+
+    def _create_partition(self, conn: psycopg.Connection[TupleRow], day: date) -> None:
+        start, end = _day_bounds(day)
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF usage FOR VALUES FROM ({}) TO ({})"
+            ).format(sql.Identifier(partition_name(day)), sql.Literal(start), sql.Literal(end))
+        )
+
+    def _ensure_partitions(self, conn: psycopg.Connection[TupleRow], days: set[date]) -> None:
+        """Create the partitions a batch needs (rarely: the next days exist ahead)."""
+        with self._partition_lock:
+            missing = days - self._known_days
+        if not missing:
+            return
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'usage'::regclass"
+        ).fetchall()
+        existing = {r[0] for r in rows}
+        for day in sorted(missing):
+            if partition_name(day) not in existing:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+                self._create_partition(conn, day)
+        with self._partition_lock:
+            self._known_days |= missing
+
+    # --- writes -------------------------------------------------------------------
+
+    def insert(
+        self, records: Sequence[UsageRecord], *, reassignable: Sequence[bool] | None = None
+    ) -> list[str]:
+        if reassignable is None:
+            reassignable = [not r.id for r in records]
+        missing = [r for r, free in zip(records, reassignable, strict=True) if free and not r.id]
+        for record, new_id in zip(missing, self._new_ids(len(missing)), strict=True):
+            record.id = new_id
+        supplied = [r.id for r, free in zip(records, reassignable, strict=True) if not free]
+        if len(set(supplied)) != len(supplied):
+            raise InvalidFieldError("id", supplied, "must be unique within the batch")
+        days = {datetime.fromisoformat(r.timestamp).date() for r in records}
+        for _attempt in range(_MAX_ID_ATTEMPTS):
+            try:
+                self._retrying(
+                    lambda conn, retried: self._copy(conn, records, days, supplied, retried)
+                )
+                return [r.id for r in records]
+            except errors.UniqueViolation:
+                self._reassign(records, reassignable)
+        raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
+
+    def _new_ids(self, count: int) -> list[str]:
+        if self._id_factory is new_record_id:
+            return new_record_ids(count)
+        return [self._id_factory() for _ in range(count)]
+
+    def _copy(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        records: Sequence[UsageRecord],
+        days: set[date],
+        supplied: list[str],
+        retried: bool,
+    ) -> None:
+        self._ensure_partitions(conn, days)
+        if supplied:
+            taken = conn.execute(
+                "SELECT id FROM usage WHERE id = ANY(%s) LIMIT 1", (supplied,)
+            ).fetchone()
+            if taken is not None and not retried:
+                raise InvalidFieldError("id", taken[0], "must be unique; a record has it already")
+        pending: Sequence[UsageRecord] = records
+        if retried:  # the last attempt may have committed before the connection dropped
+            done = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM usage WHERE id = ANY(%s)", ([r.id for r in records],)
+                ).fetchall()
+            }
+            pending = [r for r in records if r.id not in done]
+        with conn.cursor() as cur, cur.copy(_COPY) as copy:
+            for r in pending:
+                copy.write_row(
+                    (
+                        r.id, r.timestamp, r.query, r.response, r.model, r.expert,
+                        r.latency_ms, r.token_count, r.quality_score, r.user_feedback,
+                        r.feedback_text, r.context_hash, r.dedupe_hash,
+                    )
+                )  # fmt: skip
+
+    def _reassign(self, records: Sequence[UsageRecord], reassignable: Sequence[bool]) -> None:
+        ids = [r.id for r in records]
+
+        def taken(conn: psycopg.Connection[TupleRow], retried: bool) -> set[str]:
+            rows = conn.execute("SELECT id FROM usage WHERE id = ANY(%s)", (ids,)).fetchall()
+            return {row[0] for row in rows}
+
+        existing = self._retrying(taken)
+        for record, free in zip(records, reassignable, strict=True):
+            if record.id in existing:
+                if not free:
+                    raise InvalidFieldError(
+                        "id", record.id, "must be unique; a record has it already"
+                    )
+                record.id = self._id_factory()
+
+    def update_feedback(
+        self, record_id: str, feedback: int, feedback_text: str | None, at: datetime
+    ) -> bool:
+        def update(conn: psycopg.Connection[TupleRow], retried: bool) -> bool:
+            cur = conn.execute(
+                "UPDATE usage SET user_feedback = %s, feedback_text = %s, feedback_at = %s "
+                "WHERE id = %s",
+                (feedback, feedback_text, at, record_id),
+            )
+            return cur.rowcount > 0
+
+        return self._retrying(update)
+
+    def update_quality_score(self, record_id: str, quality_score: float | None) -> bool:
+        def update(conn: psycopg.Connection[TupleRow], retried: bool) -> bool:
+            cur = conn.execute(
+                "UPDATE usage SET quality_score = %s WHERE id = %s", (quality_score, record_id)
+            )
+            return cur.rowcount > 0
+
+        return self._retrying(update)
+
+    def set_quality_scores(self, scores: Sequence[tuple[str, float]]) -> int:
+        if not scores:
+            return 0
+
+        def update(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
+            cur = conn.execute(
+                "UPDATE usage AS u SET quality_score = s.score "
+                "FROM unnest(%s::text[], %s::double precision[]) AS s(id, score) "
+                "WHERE u.id = s.id AND u.quality_score IS NULL",
+                ([i for i, _ in scores], [s for _, s in scores]),
+            )
+            return cur.rowcount
+
+        return self._retrying(update)
+
+    def deduplicate(self, *, dry_run: bool = False) -> int:
+        def run(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
+            if dry_run:
+                row = conn.execute(
+                    "SELECT count(*) - count(DISTINCT dedupe_hash) FROM usage "
+                    "WHERE dedupe_hash IS NOT NULL"
+                ).fetchone()
+                return int(row[0]) if row else 0
+            cur = conn.execute(
+                "DELETE FROM usage u USING (SELECT id, timestamp, row_number() OVER ("
+                "PARTITION BY dedupe_hash ORDER BY quality_score DESC NULLS LAST, "
+                "(user_feedback IS NOT NULL) DESC, timestamp DESC) AS rn FROM usage "
+                "WHERE dedupe_hash IS NOT NULL) d "
+                "WHERE d.rn > 1 AND u.id = d.id AND u.timestamp = d.timestamp"
+            )
+            return cur.rowcount
+
+        return self._retrying(run)
+
+    def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None:
+        def put(conn: psycopg.Connection[TupleRow], retried: bool) -> None:
+            conn.execute(
+                "INSERT INTO loop_state (key, value, updated_at) VALUES (%s, %s::jsonb, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (key, json.dumps(value, sort_keys=True), at),
+            )
+
+        self._retrying(put)
+
+    # --- reads --------------------------------------------------------------------
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        def get(conn: psycopg.Connection[TupleRow], retried: bool) -> dict[str, Any] | None:
+            row = conn.execute("SELECT value FROM loop_state WHERE key = %s", (key,)).fetchone()
+            return None if row is None else dict(row[0])
+
+        return self._retrying(get)
+
+    def get(self, record_id: str) -> UsageRecord | None:
+        def get(conn: psycopg.Connection[TupleRow], retried: bool) -> UsageRecord | None:
+            row = conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = %s LIMIT 1",
+                (record_id,),
+            ).fetchone()
+            return None if row is None else _record(row)
+
+        return self._retrying(get)
+
+    def _stream(self, query: sql.Composable | str, params: Any) -> Iterator[TupleRow]:
+        """Rows of one query through a server-side cursor on a pooled connection."""
+        with (
+            self.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="afs_stream") as cur,
+        ):
+            cur.itersize = _STREAM_BATCH
+            cur.execute(query, params)  # type: ignore[arg-type]
+            yield from cur
+
+    def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]:
+        where, params = _record_filter(query)
+        order = "DESC" if query.newest_first else "ASC"
+        text = f"SELECT {RECORD_COLUMNS} FROM usage{where} ORDER BY timestamp {order}, id {order}"
+        if query.limit is not None:
+            text += " LIMIT %(limit)s"
+            params["limit"] = query.limit
+        for row in self._stream(text, params):
+            yield _record(row)
+
+    def _one(self, query: str, params: Any) -> TupleRow:
+        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> TupleRow:
+            row = conn.execute(query, params).fetchone()
+            assert row is not None
+            return row
+
+        return self._retrying(read)
+
+    def count_records(self, query: RecordQuery) -> int:
+        where, params = _record_filter(query)
+        count = int(self._one(f"SELECT count(*) FROM usage{where}", params)[0])
+        return count if query.limit is None else min(count, query.limit)
+
+    def statistics(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        expert: str | None = None,
+    ) -> UsageStatistics:
+        plan = plan_window(since, until)
+        if plan.empty:
+            return UsageStatistics()
+        rollup = ["true" if plan.use_buckets else "false"]
+        params: dict[str, Any] = {"model": model, "expert": expert}
+        if plan.first_bucket is not None:
+            rollup.append("bucket >= %(first)s")
+            params["first"] = plan.first_bucket.replace(tzinfo=None)
+        if plan.end_bucket is not None:
+            rollup.append("bucket < %(end)s")
+            params["end"] = plan.end_bucket.replace(tzinfo=None)
+        if model is not None:
+            rollup.append("model = %(model)s")
+        if expert is not None:
+            rollup.append("expert = %(expert)s")
+        parts = [f"SELECT {_ROLLUP_SUMS} FROM usage_rollup WHERE {' AND '.join(rollup)}"]
+        for index, (start, end) in enumerate(plan.edges):
+            params[f"s{index}"], params[f"e{index}"] = start, end
+            conditions = [f"timestamp >= %(s{index})s", f"timestamp < %(e{index})s"]
+            if model is not None:
+                conditions.append("model = %(model)s")
+            if expert is not None:
+                conditions.append("coalesce(expert, '') = %(expert)s")
+            parts.append(f"SELECT {_RAW_AGGREGATES} FROM usage WHERE {' AND '.join(conditions)}")
+
+        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> UsageStatistics:
+            total = UsageStatistics()
+            for part in parts:
+                row = conn.execute(part, params).fetchone()
+                assert row is not None
+                total += UsageStatistics.from_row(row)
+            return total
+
+        stats = self._retrying(read)
+        return _integral(stats)
+
+    def count_new_samples(self, since: datetime | None, min_quality: float) -> int:
+        text = "SELECT count(*) FROM usage WHERE quality_score >= %(q)s"
+        params: dict[str, Any] = {"q": min_quality}
+        if since is not None:
+            text += " AND timestamp >= %(since)s"
+            params["since"] = since
+        return int(self._one(text, params)[0])
+
+    def selection_counts(self, selection: TrainingSelection) -> SelectionCounts:
+        window, quality, feedback, params = _selection_conditions(selection)
+        accepted = f"({quality} AND {feedback})"
+        text = (
+            f"SELECT count(*), count(*) FILTER (WHERE NOT coalesce({quality}, false)), "
+            f"count(*) FILTER (WHERE coalesce({quality}, false) "
+            f"AND NOT coalesce({feedback}, false)), "
+            f"count(*) FILTER (WHERE coalesce({accepted}, false)), "
+            f"count(DISTINCT coalesce(dedupe_hash, id)) FILTER (WHERE coalesce({accepted}, false)) "
+            f"FROM usage WHERE {window}"
+        )
+        row = self._one(text, params)
+        return SelectionCounts(*(int(v or 0) for v in row))
+
+    def count_training_samples(self, selection: TrainingSelection, *, cap: int) -> int:
+        window, quality, feedback, params = _selection_conditions(selection)
+        key = "DISTINCT coalesce(dedupe_hash, id)" if selection.deduplicate else "1"
+        params["cap"] = cap
+        text = (
+            f"SELECT count(*) FROM (SELECT {key} FROM usage "
+            f"WHERE {window} AND {quality} AND {feedback} LIMIT %(cap)s) AS s"
+        )
+        return int(self._one(text, params)[0])
+
+    def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
+        window, quality, feedback, params = _selection_conditions(selection)
+        accepted = (
+            "SELECT id, timestamp, quality_score, coalesce(dedupe_hash, id) AS h FROM usage "
+            f"WHERE {window} AND {quality} AND {feedback}"
+        )
+        if selection.deduplicate:
+            chosen = (
+                "SELECT id, timestamp, quality_score FROM (SELECT id, timestamp, quality_score, "
+                "row_number() OVER (PARTITION BY h ORDER BY quality_score DESC NULLS LAST, "
+                f"timestamp DESC) AS rn FROM ({accepted}) AS a) AS ranked WHERE rn = 1"
+            )
+        else:
+            chosen = f"SELECT id, timestamp, quality_score FROM ({accepted}) AS a"
+        if selection.max_samples is not None:
+            chosen += " ORDER BY quality_score DESC NULLS LAST, timestamp DESC LIMIT %(max)s"
+            params["max"] = selection.max_samples
+        text = (
+            "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
+            f"u.dedupe_hash FROM ({chosen}) AS c JOIN usage AS u "
+            "ON u.id = c.id AND u.timestamp = c.timestamp ORDER BY c.timestamp, c.id"
+        )
+        for row in self._stream(text, params):
+            yield TrainingRow(*row)
+
+    def iter_unscored(self, batch_size: int) -> Iterator[list[tuple[str, str, str]]]:
+        batch: list[tuple[str, str, str]] = []
+        for row in self._stream(
+            "SELECT id, query, response FROM usage WHERE quality_score IS NULL", None
+        ):
+            batch.append((row[0], row[1], row[2]))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def model_counts(self) -> dict[str, int]:
+        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT model, sum(n) FROM usage_rollup GROUP BY model HAVING sum(n) > 0"
+            ).fetchall()
+            return {model: int(n) for model, n in rows}
+
+        return self._retrying(read)
+
+    # --- retention ----------------------------------------------------------------
+
+    def partitions(self) -> list[tuple[str, date]]:
+        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> list[tuple[str, date]]:
+            rows = conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'usage'::regclass ORDER BY c.relname"
+            ).fetchall()
+            found = []
+            for (name,) in rows:
+                try:
+                    found.append((name, datetime.strptime(name, "usage_p%Y%m%d").date()))
+                except ValueError:
+                    continue  # not one of ours
+            return found
+
+        return self._retrying(read)
+
+    def drop_before(self, cutoff: datetime, *, archive: Path | None = None) -> dict[str, Any]:
+        """Drop every daily partition that ends at or before ``cutoff``.
+
+        With ``archive``, their records are first appended to a gzipped JSON Lines file
+        (one record per line, the fields of ``UsageRecord`` plus ``created_at``).
+        """
+        doomed = [(name, day) for name, day in self.partitions() if _day_bounds(day)[1] <= cutoff]
+        archived = 0
+        if archive is not None and doomed:
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            with gzip.open(archive, "at", encoding="utf-8") as out:
+                for name, _day in doomed:
+                    query = sql.SQL(
+                        "SELECT {cols}, created_at FROM {table} ORDER BY timestamp, id"
+                    ).format(cols=sql.SQL(RECORD_COLUMNS), table=sql.Identifier(name))
+                    for row in self._stream(query, None):
+                        data = _record(row[:-1]).to_dict()
+                        data["created_at"] = format_timestamp(row[-1])
+                        out.write(json.dumps(data, ensure_ascii=False) + "\n")
+                        archived += 1
+
+        def drop(conn: psycopg.Connection[TupleRow], retried: bool) -> None:
+            for name, day in doomed:
+                start, end = _day_bounds(day)
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+                conn.execute(
+                    "DELETE FROM usage_rollup WHERE bucket >= %s AND bucket < %s",
+                    (start.replace(tzinfo=None), end.replace(tzinfo=None)),
+                )
+
+        if doomed:
+            self._retrying(drop)
+            with self._partition_lock:
+                self._known_days -= {day for _, day in doomed}
+        return {"dropped": [name for name, _ in doomed], "archived_records": archived}
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable URL>"
+    host = info.get("host", "localhost")
+    return f"{info.get('user', '')}@{host}/{info.get('dbname', '')}"
+
+
+def _integral(stats: UsageStatistics) -> UsageStatistics:
+    return UsageStatistics(
+        count=int(stats.count),
+        scored=int(stats.scored),
+        quality_sum=float(stats.quality_sum),
+        quality_sq_sum=float(stats.quality_sq_sum),
+        latency_sum=float(stats.latency_sum),
+        log_latency_count=int(stats.log_latency_count),
+        log_latency_sum=float(stats.log_latency_sum),
+        log_latency_sq_sum=float(stats.log_latency_sq_sum),
+        token_sum=int(stats.token_sum),
+        with_feedback=int(stats.with_feedback),
+        positive=int(stats.positive),
+        negative=int(stats.negative),
+    )
+
+
+def _record_filter(query: RecordQuery) -> tuple[str, dict[str, Any]]:
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    for clause, key, value in (
+        ("timestamp >= %(since)s", "since", query.since),
+        ("timestamp < %(until)s", "until", query.until),
+        ("model = %(model)s", "model", query.model),
+        ("expert = %(expert)s", "expert", query.expert),
+        ("quality_score >= %(min_quality)s", "min_quality", query.min_quality),
+    ):
+        if value is not None:
+            conditions.append(clause)
+            params[key] = value
+    if query.with_feedback_only:
+        conditions.append("user_feedback IS NOT NULL")
+    if query.feedback_since is not None:
+        conditions.append(
+            "(feedback_at >= %(fb)s OR (feedback_at IS NULL AND user_feedback IS NOT NULL "
+            "AND timestamp >= %(fb)s))"
+        )
+        params["fb"] = query.feedback_since
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return where, params
+
+
+def _selection_conditions(
+    selection: TrainingSelection,
+) -> tuple[str, str, str, dict[str, Any]]:
+    params: dict[str, Any] = {}
+    window = "true"
+    if selection.since is not None:
+        window = "(timestamp >= %(since)s OR feedback_at >= %(since)s)"
+        params["since"] = selection.since
+    quality = "true"
+    if selection.min_quality > 0:
+        quality = "(quality_score >= %(min_quality)s)"
+        params["min_quality"] = selection.min_quality
+    feedback = "true"
+    if selection.min_feedback is not None:
+        feedback = "(user_feedback >= %(min_feedback)s)"
+        params["min_feedback"] = selection.min_feedback
+    return window, quality, feedback, params
