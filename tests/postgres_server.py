@@ -26,12 +26,11 @@ def base_url() -> str:
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                import pgserver
+                from pgserver.postgres_server import get_server
 
-                _server = pgserver.get_server(
-                    tempfile.mkdtemp(prefix="afs-pg-"), cleanup_mode="delete"
-                )
-            _base_url = _server.get_uri()  # type: ignore[attr-defined]
+                started = get_server(tempfile.mkdtemp(prefix="afs-pg-"), cleanup_mode="delete")
+            _server = started
+            _base_url = started.get_uri()
     return _base_url
 
 
@@ -58,3 +57,19 @@ def fresh_schema() -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def restart_server(*, stopped_for: float = 0.5) -> None:
+    """Stop the throwaway server (fast shutdown: sessions are cut), then start it again."""
+    import time
+
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import
+
+    handle = server()
+    if handle is None:
+        raise RuntimeError("an external server (AFS_TEST_DATABASE_URL) cannot be restarted")
+    pgdata = handle.pgdata  # type: ignore[attr-defined]
+    user = handle.system_user  # type: ignore[attr-defined]
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    time.sleep(stopped_for)
+    handle.ensure_postgres_running()  # type: ignore[attr-defined]
