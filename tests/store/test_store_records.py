@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +169,24 @@ def test_model_counts_include_unfolded_rows(store: UsageStore) -> None:
     store.insert([_rec(i, model="a") for i in range(3)])
     store.insert([_rec(10, model="b")])
     assert store.model_counts() == {"a": 3, "b": 1}
+
+
+def test_retention_removes_old_days_and_archives_them(store: UsageStore, tmp_path: Path) -> None:
+    day = 24 * 60
+    store.insert([_rec(d * day + 30, quality_score=0.5) for d in range(5)])  # Nov 1 .. Nov 5
+    archive = tmp_path / "old.jsonl.gz"
+    result = store.drop_before(T0 + timedelta(days=3), archive=archive)
+    assert result["removed_records"] == 3 and result["archived_records"] == 3
+    remaining = sorted(r.timestamp for r in store.iter_records(RecordQuery()))
+    assert [t[:10] for t in remaining] == ["2026-11-04", "2026-11-05"]
+    assert store.statistics().count == 2
+    assert store.statistics(since=T0 - timedelta(days=1), until=T0 + timedelta(days=10)).count == 2
+    with gzip.open(archive, "rt") as lines:
+        archived = [json.loads(line) for line in lines]
+    assert [a["timestamp"][:10] for a in archived] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert {"id", "query", "created_at"} <= set(archived[0])
+    assert store.drop_before(T0 + timedelta(days=3))["removed_records"] == 0
+
+
+def test_schema_version_is_recorded(store: UsageStore) -> None:
+    assert store.schema_version() >= 1

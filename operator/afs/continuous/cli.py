@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -23,8 +24,8 @@ from afs.continuous.logger import UsageLogger
 from afs.continuous.loop_cli import add_loop_options, run_loop_command
 from afs.continuous.records import record_from_mapping
 from afs.continuous.scoring import HeuristicScorer
-from afs.continuous.store import DEFAULT_DB_PATH
-from afs.continuous.timeutil import parse_since, utc_now
+from afs.continuous.store import DEFAULT_DB_PATH, is_postgres_url, open_store, resolve_target
+from afs.continuous.timeutil import format_timestamp, parse_since, utc_now
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_INVALID = 0, 1, 2
 
@@ -192,6 +193,42 @@ def cmd_dedupe(args: argparse.Namespace, logger: UsageLogger) -> int:
     return EXIT_OK
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """``db migrate`` and ``db retention`` open the store themselves (migrating on purpose)."""
+    target = resolve_target(args.db)
+    store = open_store(target, migrate=True)
+    try:
+        if args.db_command == "migrate":
+            version = store.schema_version()
+            _emit(
+                args,
+                {"schema_version": version},
+                f"{_describe_target(target)}: schema version {version}",
+            )
+            return EXIT_OK
+        if args.keep_days < 0:
+            raise CommandError(f"--keep-days must be >= 0, got {args.keep_days}")
+        cutoff = utc_now() - timedelta(days=args.keep_days)
+        archive = Path(args.archive).expanduser() if args.archive else None
+        result = store.drop_before(cutoff, archive=archive)
+        text = (
+            f"removed {result['removed_records']} records older than {format_timestamp(cutoff)}"
+            + (f" ({len(result['dropped_partitions'])} partitions dropped)"
+               if result["dropped_partitions"] else "")
+            + (f"; archived {result['archived_records']} to {archive}" if archive else "")
+        )  # fmt: skip
+        _emit(args, result | {"cutoff": format_timestamp(cutoff)}, text)
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def _describe_target(target: str | Path) -> str:
+    if is_postgres_url(target):
+        return "PostgreSQL"
+    return str(target)
+
+
 def cmd_score(args: argparse.Namespace, logger: UsageLogger) -> int:
     count = logger.score_unscored(HeuristicScorer(), batch_size=args.batch_size)
     _emit(args, {"scored": count}, f"scored {count} records with the heuristic scorer")
@@ -323,6 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(demo=True)
 
+    p = sub.add_parser("db", help="database maintenance: migrate, retention")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    q = db_sub.add_parser(
+        "migrate", parents=[common], help="create or upgrade the schema (idempotent)"
+    )
+    q.set_defaults(store_command=cmd_db)
+    q = db_sub.add_parser(
+        "retention", parents=[common],
+        help="remove records older than --keep-days (PostgreSQL: drops whole day partitions)",
+    )  # fmt: skip
+    q.add_argument("--keep-days", type=int, required=True, help="days of history to keep")
+    q.add_argument("--archive", help="append removed records to this .jsonl.gz first")
+    q.set_defaults(store_command=cmd_db)
+
     p = sub.add_parser("score", parents=[common], help="score unscored records (heuristic)")
     p.add_argument("--batch-size", type=int, default=500)
     p.set_defaults(handler=cmd_score)
@@ -341,11 +392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "loop_mode", None) is not None:
             args.loop_db = args.db
             return run_loop_command(args, args.loop_mode)
+        if getattr(args, "store_command", None) is not None:
+            return int(args.store_command(args))
         if getattr(args, "prepare", None) is not None:
             args.prepare(args)
         with UsageLogger(args.db) as logger:
-            code: int = args.handler(args, logger)
-            return code
+            return int(args.handler(args, logger))
     except CommandError as exc:
         print(f"afs-continuous: error: {exc}", file=sys.stderr)
         return exc.code

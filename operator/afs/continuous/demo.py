@@ -136,9 +136,15 @@ def _trainer(models_dir: Path) -> Callable[[str], dict[str, Any]]:
 
 
 def run_demo(
-    workdir: Path, *, seed: int = 7, hours: int = 72, say: Callable[[str], None] = print
+    workdir: Path,
+    *,
+    seed: int = 7,
+    hours: int = 72,
+    say: Callable[[str], None] = print,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
-    """Run the whole cycle in ``workdir``; return the final summary."""
+    """Run the whole cycle in ``workdir`` (usage records there too, unless
+    ``database_url`` names a PostgreSQL database); return the final summary."""
     rng = random.Random(seed)
     models_dir = workdir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +166,7 @@ def run_demo(
 
     config = LoopConfig(
         db_path=workdir / "usage.db",
+        database_url=database_url,
         output_dir=workdir,
         models_dir=models_dir,
         champion_model="nayru-v1",
@@ -310,10 +317,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", help="work directory to keep (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument("--hours", type=int, default=72, help="simulated hours at most")
+    parser.add_argument(
+        "--db", help="a postgresql:// URL to keep the usage records in (default: SQLite)"
+    )
     args = parser.parse_args(argv)
     if args.dir:
-        run_demo(Path(args.dir).expanduser(), seed=args.seed, hours=args.hours)
+        run_demo(
+            Path(args.dir).expanduser(), seed=args.seed, hours=args.hours, database_url=args.db
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="afs-demo-") as tmp:
-            run_demo(Path(tmp), seed=args.seed, hours=args.hours)
+            run_demo(Path(tmp), seed=args.seed, hours=args.hours, database_url=args.db)
     return 0

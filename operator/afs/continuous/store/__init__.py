@@ -84,7 +84,9 @@ def resolve_target(db_path: str | Path | None = None, url: str | None = None) ->
     return os.environ.get(DATABASE_URL_ENV) or DEFAULT_DB_PATH
 
 
-def open_store(target: str | Path, *, id_factory: IdFactory = new_record_id) -> UsageStore:
+def open_store(
+    target: str | Path, *, id_factory: IdFactory = new_record_id, migrate: bool | None = None
+) -> UsageStore:
     """Open the store a path or URL names, creating and migrating it if needed.
 
     ``postgresql://`` (or ``postgres://``) URLs open PostgreSQL; anything else is SQLite.
@@ -93,7 +95,8 @@ def open_store(target: str | Path, *, id_factory: IdFactory = new_record_id) -> 
     if is_postgres_url(target):
         from afs.continuous.store.postgres import PostgresUsageStore
 
-        migrate = os.environ.get("AFS_AUTO_MIGRATE", "1").strip().lower() not in ("0", "false")
+        if migrate is None:
+            migrate = os.environ.get("AFS_AUTO_MIGRATE", "1").strip().lower() not in ("0", "false")
         return PostgresUsageStore(str(target), id_factory=id_factory, migrate=migrate)
     from afs.continuous.store.sqlite import SQLiteUsageStore
 

@@ -6,10 +6,13 @@ Everything that speaks SQL lives behind :class:`UsageStore`; the logger, generat
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from afs.continuous.records import UsageRecord
@@ -225,7 +228,27 @@ class UsageStore(Protocol):
 
     def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None: ...
 
+    def drop_before(self, cutoff: datetime, *, archive: Path | None = None) -> dict[str, Any]:
+        """Remove records older than ``cutoff``; with ``archive``, append them first to a
+        gzipped JSON Lines file. Returns ``dropped_partitions``, ``removed_records``,
+        ``archived_records``."""
+        ...
+
+    def schema_version(self) -> int: ...
+
     def close(self) -> None: ...
 
 
 IdFactory = Callable[[], str]
+
+
+def write_archive(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Append records to a gzipped JSON Lines file (``afs-continuous import`` reads the
+    lines back); return how many were written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with gzip.open(path, "at", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count

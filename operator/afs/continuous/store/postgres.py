@@ -19,7 +19,6 @@ Choices and why:
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import threading
@@ -43,6 +42,7 @@ from afs.continuous.store.base import (
     TrainingRow,
     TrainingSelection,
     UsageStatistics,
+    write_archive,
 )
 from afs.continuous.store.windows import plan_window
 from afs.continuous.timeutil import format_timestamp
@@ -723,33 +723,41 @@ class PostgresUsageStore:
         """
         doomed = [(name, day) for name, day in self.partitions() if _day_bounds(day)[1] <= cutoff]
         archived = 0
-        if archive is not None and doomed:
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            with gzip.open(archive, "at", encoding="utf-8") as out:
-                for name, _day in doomed:
-                    query = sql.SQL(
-                        "SELECT {cols}, created_at FROM {table} ORDER BY timestamp, id"
-                    ).format(cols=sql.SQL(RECORD_COLUMNS), table=sql.Identifier(name))
-                    for row in self._stream(query, None):
-                        data = _record(row[:-1]).to_dict()
-                        data["created_at"] = format_timestamp(row[-1])
-                        out.write(json.dumps(data, ensure_ascii=False) + "\n")
-                        archived += 1
+        if archive is not None:
+            for name, _day in doomed:
+                query = sql.SQL(
+                    "SELECT {cols}, created_at FROM {table} ORDER BY timestamp, id"
+                ).format(cols=sql.SQL(RECORD_COLUMNS), table=sql.Identifier(name))
+                archived += write_archive(
+                    archive,
+                    (
+                        _record(row[:-1]).to_dict() | {"created_at": format_timestamp(row[-1])}
+                        for row in self._stream(query, None)
+                    ),
+                )
 
-        def drop(conn: psycopg.Connection[TupleRow], retried: bool) -> None:
+        def drop(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
+            removed = 0
             for name, day in doomed:
                 start, end = _day_bounds(day)
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+                table = sql.Identifier(name)
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+                removed += int(row[0]) if row else 0
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
                 conn.execute(
                     "DELETE FROM usage_rollup WHERE bucket >= %s AND bucket < %s",
                     (start.replace(tzinfo=None), end.replace(tzinfo=None)),
                 )
+            return removed
 
-        if doomed:
-            self._retrying(drop)
-            with self._partition_lock:
-                self._known_days -= {day for _, day in doomed}
-        return {"dropped": [name for name, _ in doomed], "archived_records": archived}
+        removed = self._retrying(drop) if doomed else 0
+        with self._partition_lock:
+            self._known_days -= {day for _, day in doomed}
+        return {
+            "dropped_partitions": [name for name, _ in doomed],
+            "removed_records": removed,
+            "archived_records": archived,
+        }
 
 
 # --- helpers -------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from afs.continuous.store.base import (
     TrainingSelection,
     UsageStatistics,
     log_latency,
+    write_archive,
 )
 from afs.continuous.store.windows import plan_window
 from afs.continuous.timeutil import format_timestamp, parse_timestamp
@@ -502,6 +503,32 @@ class SQLiteUsageStore:
             if removed:
                 _rebuild_rollup(conn)
             return int(removed)
+
+    def drop_before(self, cutoff: datetime, *, archive: Path | None = None) -> dict[str, Any]:
+        """Delete records older than ``cutoff`` (archiving them first when asked).
+
+        SQLite has no partitions: this is a DELETE plus a rollup rebuild, for the few
+        gigabytes an embedded store holds. See the Postgres store for dropping partitions.
+        """
+        bound = format_timestamp(cutoff)
+        archived = 0
+        if archive is not None:
+            archived = write_archive(
+                archive,
+                (
+                    UsageRecord(*row[:-1]).to_dict() | {"created_at": row[-1]}
+                    for row in self._stream(
+                        f"SELECT {RECORD_COLUMNS}, created_at FROM usage WHERE timestamp < ? "
+                        "ORDER BY timestamp",
+                        (bound,),
+                    )
+                ),
+            )
+        with self._write() as conn:
+            removed = conn.execute("DELETE FROM usage WHERE timestamp < ?", (bound,)).rowcount
+            if removed:
+                _rebuild_rollup(conn)
+        return {"dropped_partitions": [], "removed_records": removed, "archived_records": archived}
 
     def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None:
         with self._write() as conn:
