@@ -75,3 +75,38 @@ def test_the_whole_loop_gives_the_same_results_on_both_backends(
     on_postgres = run_demo(tmp_path / "pg", say=lambda line: None, database_url=pg_url)
     assert on_postgres == on_sqlite
     assert on_postgres["champion"] != "nayru-v1"
+
+
+def test_log_many_streams_but_stays_all_or_nothing(pg_url: str) -> None:
+    from afs.continuous import InvalidBatchError
+
+    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(5000)]
+    rows[3000]["quality_score"] = 7
+    with UsageLogger(url=pg_url) as logger:
+        with pytest.raises(InvalidBatchError) as caught:
+            logger.log_many(rows)
+        assert caught.value.index == 3000
+        assert logger.get_statistics()["total"] == 0
+
+
+def test_records_from_any_day_get_a_partition(pg_url: str) -> None:
+    with UsageLogger(url=pg_url) as logger:
+        ids = logger.log_many(
+            [
+                {
+                    "query": "old",
+                    "response": "r",
+                    "model": "m",
+                    "timestamp": "2019-03-04T05:06:07Z",
+                },
+                {
+                    "query": "new",
+                    "response": "r",
+                    "model": "m",
+                    "timestamp": "2031-01-01T00:00:00Z",
+                },
+            ]
+        )
+        assert len(ids) == 2
+        assert [r.query for r in logger.get_records()] == ["new", "old"]
+        assert logger.get_statistics(since="2019-03-04T00:00:00Z", until="2019-03-05")["total"] == 1

@@ -27,6 +27,7 @@ from afs.continuous.records import (
     normalize_record,
     normalized_batch,
     normalized_copy,
+    normalized_stream,
 )
 from afs.continuous.scoring import QualityScorer
 from afs.continuous.store import RecordQuery, UsageStore, open_store, resolve_target
@@ -272,8 +273,10 @@ class UsageLogger:
         Mappings take the same keys as :meth:`log` (``query``, ``response``, ``model``,
         ``user_feedback``…) plus optional ``id`` and ``timestamp``; unknown keys are errors.
         """
-        built = self.build_records(records)
-        return self.store.insert(built) if built else []
+        # checked as the store consumes them: PostgreSQL streams them into COPY
+        return self.store.insert(
+            normalized_stream(records, now=self._clock(), prepare=self.apply_scorer)
+        )
 
     def record_feedback(
         self, record_id: str, feedback: int, feedback_text: str | None = None

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -270,27 +270,36 @@ def normalized_copy(record: UsageRecord, *, now: datetime) -> UsageRecord:
     return normalize_record(replace(record), now=now)
 
 
+def normalized_stream(
+    items: Iterable[Mapping[str, Any] | UsageRecord],
+    *,
+    now: datetime,
+    prepare: Callable[[UsageRecord], None] | None = None,
+) -> Iterator[UsageRecord]:
+    """Checked records built from mappings or copied from records, one at a time.
+
+    ``prepare`` runs on each record before the checks (e.g. to score it). An invalid
+    item raises :class:`InvalidBatchError` with its index when it is reached, so a
+    store consuming the stream inside a transaction writes nothing.
+    """
+    for index, item in enumerate(items):
+        try:
+            record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
+            if prepare is not None:
+                prepare(record)
+            yield normalize_record(record, now=now)
+        except InvalidFieldError as exc:
+            raise InvalidBatchError(index, exc) from exc
+
+
 def normalized_batch(
     items: Iterable[Mapping[str, Any] | UsageRecord],
     *,
     now: datetime,
     prepare: Callable[[UsageRecord], None] | None = None,
 ) -> list[UsageRecord]:
-    """Checked records built from mappings or copied from records, ready to insert.
-
-    ``prepare`` runs on each record before the checks (e.g. to score it). The first
-    invalid item raises :class:`InvalidBatchError` with its index.
-    """
-    built = []
-    for index, item in enumerate(items):
-        try:
-            record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
-            if prepare is not None:
-                prepare(record)
-            built.append(normalize_record(record, now=now))
-        except InvalidFieldError as exc:
-            raise InvalidBatchError(index, exc) from exc
-    return built
+    """All of :func:`normalized_stream`, checked before anything is written."""
+    return list(normalized_stream(items, now=now, prepare=prepare))
 
 
 def record_from_mapping(data: Any) -> UsageRecord:

@@ -171,9 +171,12 @@ class UsageStore(Protocol):
     """A place where usage records live. One implementation per database backend."""
 
     def insert(
-        self, records: Sequence[UsageRecord], *, reassignable: Sequence[bool] | None = None
+        self, records: Iterable[UsageRecord], *, reassignable: Sequence[bool] | None = None
     ) -> list[str]:
-        """Insert validated records atomically; records with an empty ``id`` get a new one.
+        """Insert records atomically; records with an empty ``id`` get a new one.
+
+        ``records`` may be lazy; an exception it raises aborts the insert and nothing is
+        written.
 
         Returns the ids in input order (also set on the records). A colliding id is
         replaced when it is reassignable (by default: when the store generated it);

@@ -23,8 +23,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -248,6 +249,7 @@ class PostgresUsageStore:
         self._retry_seconds = retry_seconds
         self._clock = clock
         self._known_days: set[date] = set()
+        self._id_pool: list[str] = []
         self._partition_lock = threading.Lock()
         self.pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
             url,
@@ -379,49 +381,40 @@ class PostgresUsageStore:
     # --- writes -------------------------------------------------------------------
 
     def insert(
-        self, records: Sequence[UsageRecord], *, reassignable: Sequence[bool] | None = None
+        self, records: Iterable[UsageRecord], *, reassignable: Sequence[bool] | None = None
     ) -> list[str]:
-        if reassignable is None:
-            reassignable = [not r.id for r in records]
-        missing = [r for r, free in zip(records, reassignable, strict=True) if free and not r.id]
-        for record, new_id in zip(missing, self._new_ids(len(missing)), strict=True):
-            record.id = new_id
-        supplied = [r.id for r, free in zip(records, reassignable, strict=True) if not free]
-        if len(set(supplied)) != len(supplied):
-            raise InvalidFieldError("id", supplied, "must be unique within the batch")
-        days = {datetime.fromisoformat(r.timestamp).date() for r in records}
+        """COPY the records in one transaction, validating them as they stream.
+
+        ``records`` may be a lazy iterable: the first attempt streams it into COPY, so the
+        caller's checks overlap the server's work; an exception from it aborts the COPY
+        and nothing is written. A retry (lost connection, a day with no partition yet, a
+        generated id that collided) replays what was read and reads the rest.
+        """
+        batch = _Batch(records, reassignable, self._new_id)
         for _attempt in range(_MAX_ID_ATTEMPTS):
             try:
-                self._retrying(
-                    lambda conn, retried: self._copy(conn, records, days, supplied, retried)
-                )
-                return [r.id for r in records]
+                self._retrying(lambda conn, retried: self._copy(conn, batch, retried))
+                return [r.id for r in batch.records]
             except errors.UniqueViolation:
-                self._reassign(records, reassignable)
+                self._reassign(batch)
+            except errors.CheckViolation as exc:
+                if "no partition" not in str(exc):
+                    raise
+                days = {datetime.fromisoformat(r.timestamp).date() for r in batch.drain()}
+                self._retrying(partial(_ensure_partitions_for, self, days))
         raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
 
-    def _new_ids(self, count: int) -> list[str]:
-        if self._id_factory is new_record_id:
-            return new_record_ids(count)
-        return [self._id_factory() for _ in range(count)]
+    def _new_id(self) -> str:
+        if self._id_factory is not new_record_id:
+            return self._id_factory()
+        if not self._id_pool:
+            self._id_pool = new_record_ids(1000)
+        return self._id_pool.pop()
 
-    def _copy(
-        self,
-        conn: psycopg.Connection[TupleRow],
-        records: Sequence[UsageRecord],
-        days: set[date],
-        supplied: list[str],
-        retried: bool,
-    ) -> None:
-        self._ensure_partitions(conn, days)
-        if supplied:
-            taken = conn.execute(
-                "SELECT id FROM usage WHERE id = ANY(%s) LIMIT 1", (supplied,)
-            ).fetchone()
-            if taken is not None and not retried:
-                raise InvalidFieldError("id", taken[0], "must be unique; a record has it already")
-        pending: Sequence[UsageRecord] = records
+    def _copy(self, conn: psycopg.Connection[TupleRow], batch: _Batch, retried: bool) -> None:
+        pending: Iterable[UsageRecord] = batch
         if retried:  # the last attempt may have committed before the connection dropped
+            records = batch.drain()
             done = {
                 row[0]
                 for row in conn.execute(
@@ -438,8 +431,17 @@ class PostgresUsageStore:
                         r.feedback_text, r.context_hash, r.dedupe_hash,
                     )
                 )  # fmt: skip
+        supplied = [r.id for r, free in zip(batch.records, batch.flags, strict=True) if not free]
+        if supplied:
+            twice = conn.execute(
+                "SELECT id FROM usage WHERE id = ANY(%s) GROUP BY id HAVING count(*) > 1 LIMIT 1",
+                (supplied,),
+            ).fetchone()
+            if twice is not None:  # raising here rolls the whole batch back
+                raise InvalidFieldError("id", twice[0], "must be unique; a record has it already")
 
-    def _reassign(self, records: Sequence[UsageRecord], reassignable: Sequence[bool]) -> None:
+    def _reassign(self, batch: _Batch) -> None:
+        records = batch.drain()
         ids = [r.id for r in records]
 
         def taken(conn: psycopg.Connection[TupleRow], retried: bool) -> set[str]:
@@ -447,7 +449,7 @@ class PostgresUsageStore:
             return {row[0] for row in rows}
 
         existing = self._retrying(taken)
-        for record, free in zip(records, reassignable, strict=True):
+        for record, free in zip(records, batch.flags, strict=True):
             if record.id in existing:
                 if not free:
                     raise InvalidFieldError(
@@ -642,14 +644,29 @@ class PostgresUsageStore:
         return SelectionCounts(*(int(v or 0) for v in row))
 
     def count_training_samples(self, selection: TrainingSelection, *, cap: int) -> int:
+        """Distinct accepted samples, counted no further than ``cap``.
+
+        ``DISTINCT … LIMIT`` would hash every qualifying row before limiting, so the rows
+        are limited first (to twice the cap); only when that many rows hold fewer than
+        ``cap`` distinct samples is the exact count taken over all of them.
+        """
         window, quality, feedback, params = _selection_conditions(selection)
-        key = "DISTINCT coalesce(dedupe_hash, id)" if selection.deduplicate else "1"
-        params["cap"] = cap
-        text = (
-            f"SELECT count(*) FROM (SELECT {key} FROM usage "
-            f"WHERE {window} AND {quality} AND {feedback} LIMIT %(cap)s) AS s"
+        where = f"WHERE {window} AND {quality} AND {feedback}"
+        params["rows"] = 2 * cap
+        row = self._one(
+            "SELECT count(*), count(DISTINCT h) FROM (SELECT coalesce(dedupe_hash, id) AS h "
+            f"FROM usage {where} LIMIT %(rows)s) AS s",
+            params,
         )
-        return int(self._one(text, params)[0])
+        scanned, distinct = int(row[0]), int(row[1])
+        if not selection.deduplicate:
+            return min(scanned, cap)
+        if distinct >= cap or scanned < 2 * cap:
+            return min(distinct, cap)
+        exact = self._one(
+            f"SELECT count(DISTINCT coalesce(dedupe_hash, id)) FROM usage {where}", params
+        )
+        return min(int(exact[0]), cap)
 
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
         window, quality, feedback, params = _selection_conditions(selection)
@@ -761,6 +778,48 @@ class PostgresUsageStore:
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _ensure_partitions_for(
+    store: PostgresUsageStore, days: set[date], conn: psycopg.Connection[TupleRow], retried: bool
+) -> None:
+    store._ensure_partitions(conn, days)
+
+
+class _Batch:
+    """The records of one insert, read lazily from their source and kept for retries."""
+
+    def __init__(
+        self,
+        source: Iterable[UsageRecord],
+        reassignable: Sequence[bool] | None,
+        new_id: Callable[[], str],
+    ) -> None:
+        self._source = iter(source)
+        self._given = None if reassignable is None else list(reassignable)
+        self._new_id = new_id
+        self.records: list[UsageRecord] = []
+        self.flags: list[bool] = []
+
+    def __iter__(self) -> Iterator[UsageRecord]:
+        yield from list(self.records)
+        yield from self._rest()
+
+    def drain(self) -> list[UsageRecord]:
+        """Every record, reading what the source has left."""
+        for _ in self._rest():
+            pass
+        return self.records
+
+    def _rest(self) -> Iterator[UsageRecord]:
+        for record in self._source:
+            index = len(self.records)
+            free = not record.id if self._given is None else self._given[index]
+            if not record.id:
+                record.id = self._new_id()
+            self.records.append(record)
+            self.flags.append(free)
+            yield record
 
 
 def _safe(url: str) -> str:

@@ -25,7 +25,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -340,8 +340,11 @@ class SQLiteUsageStore:
     # --- writes -------------------------------------------------------------------
 
     def insert(
-        self, records: Sequence[UsageRecord], *, reassignable: Sequence[bool] | None = None
+        self, records: Iterable[UsageRecord], *, reassignable: Sequence[bool] | None = None
     ) -> list[str]:
+        records = list(records)  # every record is checked before anything is written
+        if not records:
+            return []
         if reassignable is None:
             reassignable = [not r.id for r in records]
         pending = [r for r, free in zip(records, reassignable, strict=True) if free]
