@@ -80,7 +80,9 @@ def test_the_whole_loop_gives_the_same_results_on_both_backends(
 def test_log_many_streams_but_stays_all_or_nothing(pg_url: str) -> None:
     from afs.continuous import InvalidBatchError
 
-    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(5000)]
+    rows: list[dict[str, object]] = [
+        {"query": f"q{i}", "response": "r", "model": "m"} for i in range(5000)
+    ]
     rows[3000]["quality_score"] = 7
     with UsageLogger(url=pg_url) as logger:
         with pytest.raises(InvalidBatchError) as caught:
