@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs_examples import ROOT, code_blocks
+from tests.postgres_server import fresh_schema
 
 README = ROOT / "README.md"
 _SETUP_PREFIXES = ("python3 -m venv", ". .venv/bin/activate", "pip install", "pytest")
@@ -47,7 +48,15 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert tests.strip() in (ROOT / ".ci" / "run").read_text()
 
 
-def test_python_examples_run_in_order(workdir: Path) -> None:
+@pytest.fixture
+def postgres_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The README's PostgreSQL examples read AFS_DATABASE_URL; point it at a fresh schema."""
+    with fresh_schema() as url:
+        monkeypatch.setenv("AFS_DATABASE_URL", url)
+        yield url
+
+
+def test_python_examples_run_in_order(workdir: Path, postgres_env: str) -> None:
     outputs = []
     for block in code_blocks(README.read_text(), "python"):
         out = io.StringIO()
@@ -59,9 +68,10 @@ def test_python_examples_run_in_order(workdir: Path) -> None:
     final_count, _filtered, _duplicates = map(int, outputs[2].split())
     assert final_count == 1  # the one record with positive feedback and quality 0.9
     assert outputs[3] == "completed nayru-v2\nTrue\n"
+    assert outputs[4] == "0\n"  # the PostgreSQL example, on an empty database
 
 
-def test_shell_examples_run_in_order(workdir: Path) -> None:
+def test_shell_examples_run_in_order(workdir: Path, postgres_env: str) -> None:
     blocks = code_blocks(README.read_text(), "bash")
     shutil.copytree(ROOT / "scripts", workdir / "scripts")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
