@@ -2,15 +2,18 @@
 server named by AFS_BENCH_DATABASE_URL. Prints one table; every figure of ours stands
 beside a baseline measured in the same run:
 
-  (a) records/s through the batched path (``log_many``, 10,000 per call) beside raw
-      psycopg ``COPY`` of the same rows (already checked, hashed, with ids) into the same
-      kind of table (partitioned, rollup triggers) in the same server; target ratio >= 0.8.
+  (a) records/s (best of two alternating rounds) through the batched path (``log_many``,
+      10,000 per call) beside raw psycopg ``COPY`` of the same rows (already checked,
+      hashed, with ids) into the same kind of table (partitioned, rollup triggers) in the
+      same server; target ratio >= 0.8.
       Also raw COPY into a plain table with the same columns and indexes: what the
       partitions and the trigger-maintained rollup cost the database.
   (b) ``log()`` through the buffered logger: records/s on the caller's thread (target
       >= 20,000/s), and including the final ``flush()``.
   (c) window statistics and a full trigger check (every rule on) at 10,000 and at
-      1,000,000 records; target <= 20 ms each, and within 2x of the 10,000 figure.
+      1,000,000 records; target <= 20 ms each, and within 2x of the 10,000 figure. The
+      check is measured in the steady state (last retrain two days ago) and for a loop
+      that never retrained, whose sample count starts at the oldest record.
   (d) ``generate()`` of the 1,000,000 records (no filters, dedupe on): rows/s, and the
       peak RSS of a child process beside the same child stopping before generating;
       target <= 80 MiB above it.
@@ -39,6 +42,7 @@ from urllib.parse import quote
 import psycopg
 
 from afs.continuous import RetrainTrigger, TriggerConfig, UsageLogger
+from afs.continuous.core.triggers import TriggerState
 from afs.continuous.records import normalize_record, record_from_mapping
 from afs.continuous.store.postgres import RECORD_COLUMNS
 
@@ -154,9 +158,17 @@ def _ours_url(base: str, rows: list[dict[str, Any]], tuples: list[tuple[Any, ...
     return url
 
 
-def bench_ingest(base: str, rows: list[dict[str, Any]]) -> tuple[float, float, float, float]:
-    """Records/s: log_many, buffered log_many + flush, raw COPY into the same kind of
-    table, raw COPY into a plain one."""
+def bench_ingest(
+    base: str, rows: list[dict[str, Any]], rounds: int = 2
+) -> tuple[float, float, float, float]:
+    """Best of ``rounds`` alternating runs, in records/s: log_many, buffered log_many +
+    flush, raw COPY into the same kind of table, raw COPY into a plain one."""
+    results = [_ingest_round(base, rows) for _ in range(rounds)]
+    best = [max(r[i] for r in results) for i in range(4)]
+    return best[0], best[1], best[2], best[3]
+
+
+def _ingest_round(base: str, rows: list[dict[str, Any]]) -> tuple[float, float, float, float]:
     raw_url = _schema(base)
     tuples = _prepared(raw_url, rows)
     with psycopg.connect(raw_url, autocommit=True) as conn:
@@ -197,16 +209,26 @@ def load(url: str, total: int, rng: random.Random, t0: datetime) -> None:
                 print(f"  loaded {offset:,}", file=sys.stderr)
 
 
-def decisions(url: str, now: datetime) -> tuple[float, float]:
-    """Median ms of a mid-hour window statistic and of a full trigger check."""
+def decisions(url: str, now: datetime) -> tuple[float, float, float]:
+    """Median ms of a mid-hour window statistic, of a trigger check (every rule on) on a
+    loop that never retrained (the sample count starts at the oldest record), and of one
+    whose last retrain was two days ago (the steady state)."""
     with UsageLogger(url=url, clock=lambda: now) as logger:
         since = now - timedelta(hours=24, minutes=17)
         stats_ms = _median_ms(
             lambda: logger.store.statistics(since=since, until=now, model="nayru-v1")
         )
-        trigger = RetrainTrigger(logger, TriggerConfig(enable_error_rate=True), clock=lambda: now)
-        check_ms = _median_ms(trigger.check_triggers)
-    return stats_ms, check_ms
+        config = TriggerConfig(enable_error_rate=True)
+        fresh = RetrainTrigger(logger, config, state_key="bench-fresh", clock=lambda: now)
+        fresh_ms = _median_ms(fresh.check_triggers)
+        steady = RetrainTrigger(logger, config, state_key="bench-steady", clock=lambda: now)
+        logger.store.put_state(
+            "bench-steady",
+            TriggerState(last_retrain=now - timedelta(days=2)).to_dict(),
+            at=now,
+        )
+        steady_ms = _median_ms(steady.check_triggers)
+    return stats_ms, fresh_ms, steady_ms
 
 
 def _child(url: str, out: str, *, generate: bool) -> dict[str, Any]:
@@ -275,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     print("(c) decisions at 10,000 and at the full size …", file=sys.stderr)
     small = _schema(base)
     load(small, 10_000, random.Random(3), now - timedelta(days=30) + timedelta(days=29.7))
-    small_stats, small_check = decisions(small, now)
+    small_stats, small_fresh, small_steady = decisions(small, now)
     big = _schema(base)
     load(big, args.records, rng, t0)
-    big_stats, big_check = decisions(big, now)
+    big_stats, big_fresh, big_steady = decisions(big, now)
     table.append(
         (
             f"(c) window statistics ms at {args.records:,}",
@@ -289,9 +311,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     table.append(
         (
-            f"(c) check_triggers() ms at {args.records:,}",
-            f"{big_check:.2f}",
-            f"at 10,000: {small_check:.2f} ms",
+            f"(c) check_triggers() ms at {args.records:,}, last retrain 2 days ago",
+            f"{big_steady:.2f}",
+            f"at 10,000: {small_steady:.2f} ms",
+            "<= 20, <= 2x",
+        )
+    )
+    table.append(
+        (
+            f"(c) check_triggers() ms at {args.records:,}, never retrained",
+            f"{big_fresh:.2f}",
+            f"at 10,000: {small_fresh:.2f} ms",
             "<= 20, <= 2x",
         )
     )
