@@ -638,7 +638,7 @@ class PostgresUsageStore:
             f"AND NOT coalesce({feedback}, false)), "
             f"count(*) FILTER (WHERE coalesce({accepted}, false)), "
             f"count(DISTINCT coalesce(dedupe_hash, id)) FILTER (WHERE coalesce({accepted}, false)) "
-            f"FROM usage WHERE {window}"
+            f"FROM {window}"
         )
         row = self._one(text, params)
         return SelectionCounts(*(int(v or 0) for v in row))
@@ -651,11 +651,11 @@ class PostgresUsageStore:
         ``cap`` distinct samples is the exact count taken over all of them.
         """
         window, quality, feedback, params = _selection_conditions(selection)
-        where = f"WHERE {window} AND {quality} AND {feedback}"
+        where = f"WHERE {quality} AND {feedback}"
         params["rows"] = 2 * cap
         row = self._one(
             "SELECT count(*), count(DISTINCT h) FROM (SELECT coalesce(dedupe_hash, id) AS h "
-            f"FROM usage {where} LIMIT %(rows)s) AS s",
+            f"FROM {window} {where} LIMIT %(rows)s) AS s",
             params,
         )
         scanned, distinct = int(row[0]), int(row[1])
@@ -664,15 +664,15 @@ class PostgresUsageStore:
         if distinct >= cap or scanned < 2 * cap:
             return min(distinct, cap)
         exact = self._one(
-            f"SELECT count(DISTINCT coalesce(dedupe_hash, id)) FROM usage {where}", params
+            f"SELECT count(DISTINCT coalesce(dedupe_hash, id)) FROM {window} {where}", params
         )
         return min(int(exact[0]), cap)
 
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
         window, quality, feedback, params = _selection_conditions(selection)
         accepted = (
-            "SELECT id, timestamp, quality_score, coalesce(dedupe_hash, id) AS h FROM usage "
-            f"WHERE {window} AND {quality} AND {feedback}"
+            "SELECT id, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
+            f"FROM {window} WHERE {quality} AND {feedback}"
         )
         if selection.deduplicate:
             chosen = (
@@ -877,10 +877,21 @@ def _record_filter(query: RecordQuery) -> tuple[str, dict[str, Any]]:
 def _selection_conditions(
     selection: TrainingSelection,
 ) -> tuple[str, str, str, dict[str, Any]]:
+    """(source, quality condition, feedback condition, parameters).
+
+    The source is ``usage`` itself, or, with ``since``, the records logged since then
+    plus older ones whose feedback arrived since: two branches, so the first is pruned
+    to recent partitions and the second probes each partition's small feedback index
+    (an ``OR`` would scan every partition).
+    """
     params: dict[str, Any] = {}
-    window = "true"
+    window = "usage"
     if selection.since is not None:
-        window = "(timestamp >= %(since)s OR feedback_at >= %(since)s)"
+        window = (
+            "(SELECT * FROM usage WHERE timestamp >= %(since)s UNION ALL "
+            "SELECT * FROM usage WHERE feedback_at >= %(since)s AND timestamp < %(since)s) "
+            "AS usage"
+        )
         params["since"] = selection.since
     quality = "true"
     if selection.min_quality > 0:
