@@ -222,6 +222,8 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
+    # the loop's queries are short; starting parallel workers costs more than it saves
+    conn.execute("SET max_parallel_workers_per_gather = 0")
     conn.commit()
 
 
@@ -566,7 +568,8 @@ class PostgresUsageStore:
 
     def _one(self, query: str, params: Any) -> TupleRow:
         def read(conn: psycopg.Connection[TupleRow], retried: bool) -> TupleRow:
-            row = conn.execute(query, params).fetchone()
+            # prepared at once: planning over every partition is the costly part
+            row = conn.execute(query, params, prepare=True).fetchone()
             assert row is not None
             return row
 
@@ -613,7 +616,7 @@ class PostgresUsageStore:
         def read(conn: psycopg.Connection[TupleRow], retried: bool) -> UsageStatistics:
             total = UsageStatistics()
             for part in parts:
-                row = conn.execute(part, params).fetchone()
+                row = conn.execute(part, params, prepare=True).fetchone()
                 assert row is not None
                 total += UsageStatistics.from_row(row)
             return total
