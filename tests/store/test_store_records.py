@@ -196,11 +196,9 @@ def test_unscored_records_can_be_scored_once(store: UsageStore) -> None:
     ids = store.insert(
         [_rec(i, quality_score=None) for i in range(5)] + [_rec(9, quality_score=0.2)]
     )
-    batches = list(store.iter_unscored(2))
-    assert [len(b) for b in batches] == [2, 2, 1]
-    unscored = [record_id for batch in batches for record_id, _q, _r in batch]
+    unscored = [record_id for record_id, _q, _r in store.iter_unscored()]
     assert sorted(unscored) == sorted(ids[:5])
     assert store.set_quality_scores([(i, 0.6) for i in [*unscored, ids[5]]]) == 5
     assert store.statistics().scored == 6
     assert store.statistics().quality_sum == pytest.approx(5 * 0.6 + 0.2)
-    assert list(store.iter_unscored(2)) == []
+    assert list(store.iter_unscored()) == []

@@ -319,13 +319,14 @@ class UsageLogger:
 
             active = HeuristicScorer()
         scored = 0
-        for batch in self.store.iter_unscored(batch_size):
-            results = [
-                (rid, check_quality_score(active.score(q, r), field="scorer result") or 0.0)
-                for rid, q, r in batch
-            ]
-            scored += self.store.set_quality_scores(results)
-        return scored
+        batch: list[tuple[str, float]] = []
+        for record_id, query, response in self.store.iter_unscored():
+            score = check_quality_score(active.score(query, response), field="scorer result")
+            batch.append((record_id, score or 0.0))
+            if len(batch) >= batch_size:
+                scored += self.store.set_quality_scores(batch)
+                batch = []
+        return scored + (self.store.set_quality_scores(batch) if batch else 0)
 
     def close(self) -> None:
         self.db.close()

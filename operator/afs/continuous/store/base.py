@@ -215,8 +215,8 @@ class UsageStore(Protocol):
 
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]: ...
 
-    def iter_unscored(self, batch_size: int) -> Iterator[list[tuple[str, str, str]]]:
-        """Batches of (id, query, response) of records without a quality score."""
+    def iter_unscored(self) -> Iterator[tuple[str, str, str]]:
+        """(id, query, response) of each record without a quality score."""
         ...
 
     def set_quality_scores(self, scores: Sequence[tuple[str, float]]) -> int: ...

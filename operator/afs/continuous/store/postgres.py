@@ -696,17 +696,11 @@ class PostgresUsageStore:
         for row in self._stream(text, params):
             yield TrainingRow(*row)
 
-    def iter_unscored(self, batch_size: int) -> Iterator[list[tuple[str, str, str]]]:
-        batch: list[tuple[str, str, str]] = []
+    def iter_unscored(self) -> Iterator[tuple[str, str, str]]:
         for row in self._stream(
             "SELECT id, query, response FROM usage WHERE quality_score IS NULL", None
         ):
-            batch.append((row[0], row[1], row[2]))
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+            yield (row[0], row[1], row[2])
 
     def model_counts(self) -> dict[str, int]:
         def read(conn: psycopg.Connection[TupleRow], retried: bool) -> dict[str, int]:

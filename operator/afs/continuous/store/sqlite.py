@@ -745,17 +745,11 @@ class SQLiteUsageStore:
         for row in self._stream(sql, params):
             yield TrainingRow(*row)
 
-    def iter_unscored(self, batch_size: int) -> Iterator[list[tuple[str, str, str]]]:
-        batch: list[tuple[str, str, str]] = []
+    def iter_unscored(self) -> Iterator[tuple[str, str, str]]:
         for row in self._stream(
             "SELECT id, query, response FROM usage WHERE quality_score IS NULL", ()
         ):
-            batch.append(row)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+            yield (row[0], row[1], row[2])
 
 
 # --- helpers -------------------------------------------------------------------------
