@@ -50,6 +50,7 @@ def test_fields_are_in_the_original_order_with_its_defaults() -> None:
         "feedback_text",
         "context_hash",
         "dedupe_hash",
+        "is_error",  # added after the original thirteen
     ]
     assert (record.expert, record.latency_ms, record.token_count, record.quality_score) == (
         None,

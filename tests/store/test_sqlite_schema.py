@@ -35,7 +35,7 @@ CREATE TABLE usage (
 
 def test_new_database_is_wal_with_a_recorded_schema_version(tmp_path: Path) -> None:
     store = SQLiteUsageStore(tmp_path / "u.db")
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     conn = sqlite3.connect(tmp_path / "u.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
@@ -55,7 +55,7 @@ def test_new_database_is_wal_with_a_recorded_schema_version(tmp_path: Path) -> N
         "dedupe_hash",
         "created_at",
     ]
-    assert "feedback_at" in columns
+    assert {"feedback_at", "is_error"} <= set(columns)
     store.close()
 
 
@@ -63,7 +63,7 @@ def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
     SQLiteUsageStore(tmp_path / "u.db").close()
     store = SQLiteUsageStore(tmp_path / "u.db")
     conn = sqlite3.connect(tmp_path / "u.db")
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 2
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 3
     store.close()
 
 

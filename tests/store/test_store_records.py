@@ -202,3 +202,11 @@ def test_unscored_records_can_be_scored_once(store: UsageStore) -> None:
     assert store.statistics().scored == 6
     assert store.statistics().quality_sum == pytest.approx(5 * 0.6 + 0.2)
     assert list(store.iter_unscored()) == []
+
+
+def test_errors_are_counted_per_window_and_model(store: UsageStore) -> None:
+    store.insert([_rec(i, is_error=i % 3 == 0, model="a" if i < 6 else "b") for i in range(9)])
+    assert store.statistics().errors == 3
+    assert store.statistics(model="a").errors == 2
+    [first] = [r for r in store.iter_records(RecordQuery()) if r.query == "q0"]
+    assert first.is_error is True

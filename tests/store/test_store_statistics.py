@@ -45,6 +45,7 @@ def _brute_force(
             with_feedback=fb is not None,
             positive=fb == 1,
             negative=fb == -1,
+            errors=r.is_error,
         )
     return total
 
@@ -82,6 +83,7 @@ def _random_record(rng: random.Random, minute: int) -> UsageRecord:
         token_count=rng.choice([None, rng.randrange(200)]),
         quality_score=rng.choice([None, rng.random()]),
         user_feedback=rng.choice([None, -1, 0, 1]),
+        is_error=rng.random() < 0.2,
     )
     return normalize_record(record, now=START)
 

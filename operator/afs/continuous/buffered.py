@@ -105,6 +105,7 @@ class BufferedUsageLogger:
         user_feedback: int | None = None,
         feedback_text: str | None = None,
         timestamp: datetime | str | None = None,
+        is_error: bool = False,
     ) -> str:
         """Validate and queue one record; return its id.
 
@@ -115,6 +116,7 @@ class BufferedUsageLogger:
         record = self.logger.build_record(
             query, response, model, expert, latency_ms, quality_score, token_count, context,
             user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
+            is_error=is_error,
         )  # fmt: skip
         self._enqueue([record])
         return record.id

@@ -57,6 +57,7 @@ def cmd_log(args: argparse.Namespace, logger: UsageLogger) -> int:
         quality_score=args.quality,
         token_count=args.tokens,
         user_feedback=args.feedback,
+        is_error=args.error,
     )
     _emit(args, {"id": record_id}, record_id)
     return EXIT_OK
@@ -287,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=float, help="quality score in [0, 1] (omit: unscored)")
     p.add_argument("--tokens", type=int)
     p.add_argument("--feedback", type=_feedback_value, help="-1, 0 or 1")
+    p.add_argument("--error", action="store_true", help="the request failed")
     p.set_defaults(handler=cmd_log)
 
     p = sub.add_parser("feedback", parents=[common], help="record feedback on a logged record")

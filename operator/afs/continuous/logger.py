@@ -222,6 +222,7 @@ class UsageLogger:
         user_feedback: int | None = None,
         feedback_text: str | None = None,
         timestamp: datetime | str | None = None,
+        is_error: bool = False,
     ) -> UsageRecord:
         """The checked record :meth:`log` would write (scored if a scorer is set; no id yet)."""
         record = UsageRecord(
@@ -237,6 +238,8 @@ class UsageLogger:
             user_feedback,
             feedback_text,
             compute_context_hash(context),
+            None,
+            is_error,
         )
         self.apply_scorer(record)
         return normalize_record(record, now=self._clock())
@@ -259,11 +262,13 @@ class UsageLogger:
         user_feedback: int | None = None,
         feedback_text: str | None = None,
         timestamp: datetime | str | None = None,
+        is_error: bool = False,
     ) -> str:
         """Record one exchange and return its id; raises on invalid input, writing nothing."""
         record = self.build_record(
             query, response, model, expert, latency_ms, quality_score, token_count, context,
             user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
+            is_error=is_error,
         )  # fmt: skip
         return self.store.insert([record])[0]
 

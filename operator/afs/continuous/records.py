@@ -52,6 +52,7 @@ class UsageRecord:
     feedback_text: str | None = None
     context_hash: str | None = None
     dedupe_hash: str | None = None
+    is_error: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,6 +232,8 @@ def normalize_record(record: UsageRecord, *, now: datetime) -> UsageRecord:
         r.quality_score = float(r.quality_score)
     if r.dedupe_hash is None:
         r.dedupe_hash = compute_dedupe_hash(r.query, r.response)
+    if r.is_error is not False and r.is_error is not True:
+        raise InvalidFieldError("is_error", r.is_error, "must be true or false")
     return r
 
 
@@ -305,6 +308,9 @@ def normalized_batch(
 def record_from_mapping(data: Any) -> UsageRecord:
     """A record from user data (an import line, an API payload); unknown keys are errors.
 
+    ``is_error`` marks a request that failed (a timeout, an exception, a refusal the
+    serving layer counts as an error); A/B tests use it as a guardrail.
+
     Accepts the record fields plus ``context`` (hashed into ``context_hash``) and
     ``created_at`` (ignored, so exported rows can be imported back).
     """
@@ -334,4 +340,5 @@ def record_from_mapping(data: Any) -> UsageRecord:
         get("feedback_text"),
         context_hash,
         get("dedupe_hash"),
+        get("is_error", False),
     )

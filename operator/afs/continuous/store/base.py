@@ -95,6 +95,7 @@ class UsageStatistics:
     with_feedback: int = 0
     positive: int = 0
     negative: int = 0
+    errors: int = 0
 
     def __add__(self, other: UsageStatistics) -> UsageStatistics:
         return UsageStatistics(
@@ -154,6 +155,7 @@ class UsageStatistics:
             "total_tokens": self.token_sum,
             "feedback_rate": self.feedback_rate,
             "scored": self.scored,
+            "errors": self.errors,
         }
 
 

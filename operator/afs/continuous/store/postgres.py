@@ -72,6 +72,7 @@ _COLUMNS = (
     "feedback_text",
     "context_hash",
     "dedupe_hash",
+    "is_error",
 )
 RECORD_COLUMNS = ", ".join(_COLUMNS)
 _COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN"
@@ -89,6 +90,7 @@ _ROLLUP_COLUMNS = (
     "n_feedback",
     "n_positive",
     "n_negative",
+    "n_errors",
 )
 _RAW_AGGREGATES = (
     "count(*), count(quality_score), coalesce(sum(quality_score), 0), "
@@ -97,7 +99,8 @@ _RAW_AGGREGATES = (
     "coalesce(sum(ln(latency_ms)) FILTER (WHERE latency_ms > 0), 0), "
     "coalesce(sum(ln(latency_ms) ^ 2) FILTER (WHERE latency_ms > 0), 0), "
     "coalesce(sum(token_count), 0), count(user_feedback), "
-    "count(*) FILTER (WHERE user_feedback = 1), count(*) FILTER (WHERE user_feedback = -1)"
+    "count(*) FILTER (WHERE user_feedback = 1), count(*) FILTER (WHERE user_feedback = -1), "
+    "count(*) FILTER (WHERE is_error)"
 )
 _ROLLUP_SUMS = ", ".join(f"coalesce(sum({c}), 0)" for c in _ROLLUP_COLUMNS)
 
@@ -201,8 +204,15 @@ CREATE TABLE IF NOT EXISTS loop_state (
     updated_at timestamptz NOT NULL
 )""",
 ]
+_MIGRATION_2 = [
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS is_error boolean NOT NULL DEFAULT false",
+    "ALTER TABLE usage_rollup ADD COLUMN IF NOT EXISTS n_errors bigint NOT NULL DEFAULT 0",
+    _rollup_function("afs_rollup_add_new", "new_rows", ""),
+    _rollup_function("afs_rollup_sub_old", "old_rows", "-"),
+]
 MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
     (1, "partitioned usage table, indexes, rollup triggers, loop state", _MIGRATION_1),
+    (2, "error flag", _MIGRATION_2),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -430,7 +440,7 @@ class PostgresUsageStore:
                     (
                         r.id, r.timestamp, r.query, r.response, r.model, r.expert,
                         r.latency_ms, r.token_count, r.quality_score, r.user_feedback,
-                        r.feedback_text, r.context_hash, r.dedupe_hash,
+                        r.feedback_text, r.context_hash, r.dedupe_hash, r.is_error,
                     )
                 )  # fmt: skip
         supplied = [r.id for r, free in zip(batch.records, batch.flags, strict=True) if not free]
@@ -843,6 +853,7 @@ def _integral(stats: UsageStatistics) -> UsageStatistics:
         with_feedback=int(stats.with_feedback),
         positive=int(stats.positive),
         negative=int(stats.negative),
+        errors=int(stats.errors),
     )
 
 

@@ -62,13 +62,14 @@ _MAX_TAIL = 4096
 
 RECORD_COLUMNS = (
     "id, timestamp, query, response, model, expert, latency_ms, token_count, "
-    "quality_score, user_feedback, feedback_text, context_hash, dedupe_hash"
+    "quality_score, user_feedback, feedback_text, context_hash, dedupe_hash, is_error"
 )
-_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 _ROLLUP_COLUMNS = (
     "n, n_scored, quality_sum, quality_sq_sum, latency_sum, n_log_latency, "
-    "log_latency_sum, log_latency_sq_sum, token_sum, n_feedback, n_positive, n_negative"
+    "log_latency_sum, log_latency_sq_sum, token_sum, n_feedback, n_positive, n_negative, "
+    "n_errors"
 )
 _ROLLUP_SUMS = ", ".join(f"SUM({c})" for c in _ROLLUP_COLUMNS.split(", "))
 _ROLLUP_ADD = "ON CONFLICT (bucket, model, expert) DO UPDATE SET " + ", ".join(
@@ -82,12 +83,12 @@ _RAW_AGGREGATES = (
     "TOTAL(CASE WHEN latency_ms > 0 THEN ln(latency_ms) END), "
     "TOTAL(CASE WHEN latency_ms > 0 THEN ln(latency_ms) * ln(latency_ms) END), "
     "TOTAL(token_count), COUNT(user_feedback), "
-    "TOTAL(user_feedback = 1), TOTAL(user_feedback = -1)"
+    "TOTAL(user_feedback = 1), TOTAL(user_feedback = -1), TOTAL(is_error)"
 )
 
 _ROLLUP_UPSERT = (
     f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "
-    f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) {_ROLLUP_ADD}"
+    f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) {_ROLLUP_ADD}"
 )
 _FOLD = (
     f"INSERT INTO usage_rollup (bucket, model, expert, {_ROLLUP_COLUMNS}) "
@@ -165,7 +166,14 @@ def _insert_row(record: UsageRecord) -> tuple[Any, ...]:
     return (
         r.id, r.timestamp, r.query, r.response, r.model, r.expert, r.latency_ms, r.token_count,
         r.quality_score, r.user_feedback, r.feedback_text, r.context_hash, r.dedupe_hash,
+        int(r.is_error),
     )  # fmt: skip
+
+
+def _from_row(row: Sequence[Any]) -> UsageRecord:
+    record = UsageRecord(*row)
+    record.is_error = bool(record.is_error)
+    return record
 
 
 def _rollup_vector(record: UsageRecord) -> list[float]:
@@ -185,6 +193,7 @@ def _rollup_vector(record: UsageRecord) -> list[float]:
         fb is not None,
         fb == 1,
         fb == -1,
+        bool(record.is_error),
     ]
 
 
@@ -311,6 +320,7 @@ class SQLiteUsageStore:
         migrations = (
             _Migration(1, "usage table, indexes and rollup", _migration_1),
             _Migration(2, "loop state", _migration_2),
+            _Migration(3, "error flag", _migration_3),
         )
         latest = migrations[-1].version
         with self._write() as conn:
@@ -433,8 +443,8 @@ class SQLiteUsageStore:
             ).fetchone()
             if row is None:
                 return False
-            before = UsageRecord(*row[1:])
-            after = UsageRecord(*row[1:])
+            before = _from_row(row[1:])
+            after = _from_row(row[1:])
             change(after)
             conn.execute(sql, (*params, record_id))
             self._adjust_rollup(conn, row[0], before, after)
@@ -473,8 +483,8 @@ class SQLiteUsageStore:
                 ).fetchone()
                 if row is None:
                     continue
-                before = UsageRecord(*row[1:])
-                after = UsageRecord(*row[1:])
+                before = _from_row(row[1:])
+                after = _from_row(row[1:])
                 after.quality_score = score
                 conn.execute("UPDATE usage SET quality_score = ? WHERE id = ?", (score, record_id))
                 self._adjust_rollup(conn, row[0], before, after)
@@ -519,7 +529,7 @@ class SQLiteUsageStore:
             archived = write_archive(
                 archive,
                 (
-                    UsageRecord(*row[:-1]).to_dict() | {"created_at": row[-1]}
+                    _from_row(row[:-1]).to_dict() | {"created_at": row[-1]}
                     for row in self._stream(
                         f"SELECT {RECORD_COLUMNS}, created_at FROM usage WHERE timestamp < ? "
                         "ORDER BY timestamp",
@@ -573,7 +583,7 @@ class SQLiteUsageStore:
             row = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)
             ).fetchone()
-        return None if row is None else UsageRecord(*row)
+        return None if row is None else _from_row(row)
 
     def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]:
         where, params = _record_filter(query)
@@ -583,7 +593,7 @@ class SQLiteUsageStore:
             sql += " LIMIT ?"
             params.append(query.limit)
         for row in self._stream(sql, params):
-            yield UsageRecord(*row)
+            yield _from_row(row)
 
     def count_records(self, query: RecordQuery) -> int:
         where, params = _record_filter(query)
@@ -778,6 +788,7 @@ def _integral(stats: UsageStatistics) -> UsageStatistics:
         with_feedback=int(stats.with_feedback),
         positive=int(stats.positive),
         negative=int(stats.negative),
+        errors=int(stats.errors),
     )
 
 
@@ -853,8 +864,8 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         _normalize_adopted_rows(conn)
     for statement in _INDEXES_V1:
         conn.execute(statement)
-    if existed:
-        _rebuild_rollup(conn)
+    # an adopted table's rows sit above the fold watermark (0): the first fold, after the
+    # later migrations have shaped the rollup, takes them in
 
 
 def _migration_2(conn: sqlite3.Connection) -> None:
@@ -862,6 +873,14 @@ def _migration_2(conn: sqlite3.Connection) -> None:
         "CREATE TABLE IF NOT EXISTS loop_state ("
         "key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
     )
+
+
+def _migration_3(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "ALTER TABLE usage ADD COLUMN is_error INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (is_error IN (0, 1))"
+    )
+    conn.execute("ALTER TABLE usage_rollup ADD COLUMN n_errors INTEGER NOT NULL DEFAULT 0")
 
 
 def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,171 @@
+"""Always-valid inference for A/B tests (pure; numpy/scipy only).
+
+Why not a t-test: the loop looks at a running test every few minutes, and a test that is
+checked repeatedly will eventually cross any fixed threshold by chance (Armitage et al.,
+1969). A *confidence sequence* is an interval that holds at every look at once: the
+probability that it ever excludes the truth, over the whole test, is at most alpha. So
+the loop may look as often as it likes and stop the moment the interval is decisive.
+
+The interval used here is the normal-mixture (mSPRT) boundary (Robbins 1970; Howard et
+al. 2021; Johari et al. 2022) for a difference of two means with estimator variance V:
+
+    Delta +/- sqrt( V * (1 + V/tau2) * (2 ln(1/alpha) + ln(1 + tau2/V)) )
+
+``tau2`` (the mixing variance) is fixed before the test; it makes the interval tightest
+when V reaches the variance planned for the end of the test (:func:`mixing_variance`).
+
+Counts (sample-ratio mismatch, errors) are tested with a Beta-mixture e-value for a
+binomial proportion: an e-value's chance of ever exceeding 1/alpha under the null is at
+most alpha (Ville's inequality), so it too may be checked at every look.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.optimize import brentq
+from scipy.special import betaincc, betaln
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An always-valid interval for a difference (challenger minus champion)."""
+
+    estimate: float
+    lower: float
+    upper: float
+    variance: float
+
+    @property
+    def radius(self) -> float:
+        return (self.upper - self.lower) / 2
+
+    def contains(self, value: float) -> bool:
+        return self.lower <= value <= self.upper
+
+
+def optimal_ratio(alpha: float) -> float:
+    """The tau2/V ratio at which the boundary is narrowest: r = 2 ln(1/alpha) + ln(1+r)."""
+    level = 2 * math.log(1 / alpha)
+    return float(brentq(lambda r: r - level - math.log1p(r), level, 10 * level + 10))
+
+
+def mixing_variance(planned_variance: float, alpha: float) -> float:
+    """tau2 chosen so that the boundary is tightest when V equals ``planned_variance``
+    (the estimator's variance at the planned sample size)."""
+    if not planned_variance > 0:
+        raise ValueError("planned_variance must be > 0")
+    return optimal_ratio(alpha) * planned_variance
+
+
+def radius(variance: float, tau2: float, alpha: float) -> float:
+    """Half-width of the normal-mixture confidence sequence at estimator variance V."""
+    if variance <= 0:
+        return 0.0
+    return math.sqrt(
+        variance * (1 + variance / tau2) * (2 * math.log(1 / alpha) + math.log1p(tau2 / variance))
+    )
+
+
+def interval(estimate: float, variance: float, *, tau2: float, alpha: float) -> Interval:
+    r = radius(variance, tau2, alpha)
+    return Interval(estimate, estimate - r, estimate + r, variance)
+
+
+def mean_difference(
+    n_a: int,
+    mean_a: float,
+    var_a: float,
+    n_b: int,
+    mean_b: float,
+    var_b: float,
+    *,
+    tau2: float,
+    alpha: float,
+) -> Interval:
+    """Confidence sequence for mean_b - mean_a from per-arm n, mean and variance."""
+    if n_a < 2 or n_b < 2:
+        raise ValueError("each arm needs at least two observations")
+    variance = var_a / n_a + var_b / n_b
+    return interval(mean_b - mean_a, variance, tau2=tau2, alpha=alpha)
+
+
+def smoothed_rate(events: int, n: int) -> float:
+    """(x + 1/2) / (n + 1): never 0 or 1, so a variance estimate is never 0."""
+    return (events + 0.5) / (n + 1)
+
+
+def proportion_difference(
+    x_a: int, n_a: int, x_b: int, n_b: int, *, tau2: float, alpha: float
+) -> Interval:
+    """Confidence sequence for p_b - p_a; the variance uses smoothed rates."""
+    if n_a < 1 or n_b < 1:
+        raise ValueError("each arm needs at least one observation")
+    p_a, p_b = smoothed_rate(x_a, n_a), smoothed_rate(x_b, n_b)
+    variance = p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b
+    return interval(x_b / n_b - x_a / n_a, variance, tau2=tau2, alpha=alpha)
+
+
+def combine(parts: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """Combine per-epoch (weight, estimate, variance) with fixed weights (summing to 1):
+    the estimate is the weighted sum and its variance the sum of weight^2 * variance.
+
+    The weights must not depend on the data (here: each epoch's share of the test's
+    duration), or the combination would not be a fixed contrast.
+    """
+    total = sum(w for w, _, _ in parts)
+    if not total > 0:
+        raise ValueError("epoch weights must sum to more than 0")
+    estimate = sum(w * e for w, e, _ in parts) / total
+    variance = sum((w / total) ** 2 * v for w, _, v in parts)
+    return estimate, variance
+
+
+def binomial_log_evalue(successes: int, trials: int, null: float, concentration: float) -> float:
+    """log of a Beta-mixture e-value against H0: p = ``null``, for ``successes`` in
+    ``trials``. The mixture is Beta(c*null, c*(1-null)): centred on the null, with
+    ``concentration`` c setting how far from it the alternatives it bets on lie."""
+    if not 0 < null < 1:
+        raise ValueError("null share must be in (0, 1)")
+    if successes < 0 or trials < successes:
+        raise ValueError("need 0 <= successes <= trials")
+    a, b = concentration * null, concentration * (1 - null)
+    failures = trials - successes
+    mixture = betaln(a + successes, b + failures) - betaln(a, b)
+    null_likelihood = successes * math.log(null) + failures * math.log1p(-null)
+    return float(mixture - null_likelihood)
+
+
+def sample_ratio_log_evalue(
+    challenger: int, champion: int, planned_share: float, *, concentration: float = 100.0
+) -> float:
+    """Evidence that traffic did not split as planned (sample-ratio mismatch)."""
+    return binomial_log_evalue(challenger, challenger + champion, planned_share, concentration)
+
+
+def excess_events_log_evalue(
+    events_b: int, events_a: int, share_b: float, *, concentration: float = 10.0
+) -> float:
+    """Evidence that the challenger (share ``share_b`` of traffic) has a higher event rate
+    (errors, …) than the champion.
+
+    Given the total count, under H0 (equal rates) each event falls on the challenger with
+    probability ``share_b``. The e-value mixes the likelihood ratio over alternatives
+    p > share_b only (a Beta prior truncated to (share_b, 1)), so it grows only with an
+    excess on the challenger's side.
+    """
+    if not 0 < share_b < 1:
+        raise ValueError("share must be in (0, 1)")
+    total = events_a + events_b
+    if total == 0:
+        return 0.0
+    a, b = concentration * share_b, concentration * (1 - share_b)
+    k, f = events_b, events_a
+    upper_mass = betaincc(a + k, b + f, share_b)  # P(p > share_b) under the posterior-like
+    prior_mass = betaincc(a, b, share_b)
+    if upper_mass <= 0 or prior_mass <= 0:
+        return 0.0
+    mixture = betaln(a + k, b + f) - betaln(a, b) + math.log(upper_mass) - math.log(prior_mass)
+    null_likelihood = k * math.log(share_b) + f * math.log1p(-share_b)
+    return float(mixture - null_likelihood)
