@@ -1,0 +1,137 @@
+"""Always-valid intervals and e-values: hand-computed values and properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from afs.continuous.core import stats
+
+
+def test_radius_matches_the_formula_by_hand() -> None:
+    # sqrt(V (1 + V/tau2) (2 ln(1/alpha) + ln(1 + tau2/V))) with V=1e-4, tau2=8e-4, alpha=.05
+    assert stats.radius(1e-4, 8e-4, 0.05) == pytest.approx(0.03035173020603558, rel=1e-12)
+
+
+def test_mean_difference_by_hand() -> None:
+    tau2 = stats.mixing_variance(0.0003, 0.05)
+    assert tau2 == pytest.approx(8.211968062068253 * 0.0003)
+    ci = stats.mean_difference(400, 0.70, 0.0225, 100, 0.75, 0.0225, tau2=tau2, alpha=0.05)
+    assert ci.estimate == pytest.approx(0.05)
+    assert ci.variance == pytest.approx(0.0225 / 400 + 0.0225 / 100)
+    assert ci.radius == pytest.approx(0.05090558219322275, rel=1e-9)
+
+
+def test_proportion_difference_uses_smoothed_rates_for_the_variance() -> None:
+    ci = stats.proportion_difference(30, 200, 20, 100, tau2=0.01, alpha=0.05)
+    assert ci.estimate == pytest.approx(20 / 100 - 30 / 200)
+    assert ci.variance == pytest.approx(0.0022613129223811265)
+    zero = stats.proportion_difference(0, 50, 0, 50, tau2=0.01, alpha=0.05)
+    assert zero.variance > 0 and zero.contains(0.0)
+
+
+def test_optimal_ratio_solves_its_equation() -> None:
+    r = stats.optimal_ratio(0.05)
+    assert r == pytest.approx(2 * math.log(20) + math.log1p(r))
+    # the boundary is narrowest at V = tau2 / r
+    tau2 = 1.0
+    widths = [stats.radius(v, tau2, 0.05) / math.sqrt(v) for v in (0.5 / r, 1 / r, 2 / r)]
+    assert widths[1] < widths[0] and widths[1] < widths[2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(min_value=2, max_value=100_000),
+    sd=st.floats(min_value=0.01, max_value=10),
+    alpha=st.floats(min_value=0.001, max_value=0.2),
+)
+def test_interval_shrinks_with_n_and_is_symmetric(n: int, sd: float, alpha: float) -> None:
+    tau2 = stats.mixing_variance(sd * sd / 500, alpha)
+    small = stats.mean_difference(n, 1.0, sd * sd, n, 1.5, sd * sd, tau2=tau2, alpha=alpha)
+    large = stats.mean_difference(4 * n, 1.0, sd * sd, 4 * n, 1.5, sd * sd, tau2=tau2, alpha=alpha)
+    assert large.radius < small.radius
+    assert small.estimate - small.lower == pytest.approx(small.upper - small.estimate)
+
+
+@settings(max_examples=100, deadline=None)
+@given(alpha=st.floats(min_value=0.001, max_value=0.2), v=st.floats(min_value=1e-6, max_value=1))
+def test_smaller_alpha_gives_a_wider_interval(alpha: float, v: float) -> None:
+    assert stats.radius(v, 0.01, alpha / 2) > stats.radius(v, 0.01, alpha)
+
+
+def test_interval_covers_the_truth_at_every_look() -> None:
+    """Monte Carlo: over 2,000 runs of 300 looks each, the share of runs in which the
+    interval *ever* missed the true difference stays below alpha."""
+    rng = np.random.default_rng(5)
+    runs, looks, per_look, alpha = 2000, 300, 5, 0.05
+    a = rng.normal(0.7, 0.15, size=(runs, looks * per_look))
+    b = rng.normal(0.7, 0.15, size=(runs, looks * per_look))
+    tau2 = stats.mixing_variance(2 * 0.0225 / (looks * per_look / 2), alpha)
+    missed = np.zeros(runs, dtype=bool)
+    for look in range(1, looks + 1):
+        n = look * per_look
+        delta = b[:, :n].mean(axis=1) - a[:, :n].mean(axis=1)
+        variance = a[:, :n].var(axis=1, ddof=1) / n + b[:, :n].var(axis=1, ddof=1) / n
+        half = np.sqrt(
+            variance * (1 + variance / tau2) * (2 * math.log(1 / alpha) + np.log1p(tau2 / variance))
+        )
+        missed |= np.abs(delta) > half
+    assert missed.mean() < alpha
+
+
+def test_epochs_combine_with_fixed_weights() -> None:
+    estimate, variance = stats.combine([(1.0, 0.1, 0.04), (3.0, 0.2, 0.01)])
+    assert estimate == pytest.approx(0.25 * 0.1 + 0.75 * 0.2)
+    assert variance == pytest.approx(0.25**2 * 0.04 + 0.75**2 * 0.01)
+    with pytest.raises(ValueError):
+        stats.combine([(0.0, 0.1, 0.04)])
+
+
+def test_sample_ratio_evalue_grows_only_with_a_mismatch() -> None:
+    planned = stats.sample_ratio_log_evalue(1000, 9000, 0.1)
+    skewed = stats.sample_ratio_log_evalue(1300, 8700, 0.1)
+    assert planned < 0 < math.log(1000) < skewed
+
+
+def test_excess_events_evalue_is_one_sided() -> None:
+    assert stats.excess_events_log_evalue(0, 0, 0.1) == 0.0
+    deficit = stats.excess_events_log_evalue(5, 95, 0.1)
+    excess = stats.excess_events_log_evalue(40, 160, 0.1)
+    assert deficit < 0 < excess
+    assert excess > math.log(1 / 0.05)
+
+
+def test_evalues_rarely_cross_under_the_null() -> None:
+    """Ville: P(an e-value ever reaches 1/alpha | H0) <= alpha."""
+    rng = np.random.default_rng(9)
+    crossed = 0
+    for _ in range(400):
+        errors_b = errors_a = 0
+        for _look in range(100):
+            events = int(rng.binomial(200, 0.05))  # equal error rates for both arms
+            on_b = int(rng.binomial(events, 0.1))  # the challenger serves 10% of traffic
+            errors_b += on_b
+            errors_a += events - on_b
+            if stats.excess_events_log_evalue(errors_b, errors_a, 0.1) >= math.log(20):
+                crossed += 1
+                break
+    assert crossed / 400 < 0.05
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: stats.mean_difference(1, 0, 1, 5, 0, 1, tau2=1, alpha=0.05),
+        lambda: stats.proportion_difference(0, 0, 1, 5, tau2=1, alpha=0.05),
+        lambda: stats.binomial_log_evalue(5, 3, 0.5, 10),
+        lambda: stats.binomial_log_evalue(1, 3, 1.0, 10),
+        lambda: stats.mixing_variance(0.0, 0.05),
+    ],
+)
+def test_bad_arguments_are_refused(call: object) -> None:
+    with pytest.raises(ValueError):
+        call()  # type: ignore[operator]
