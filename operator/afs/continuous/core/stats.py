@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
 from scipy.optimize import brentq
 from scipy.special import betaincc, betaln
 
@@ -61,11 +63,15 @@ def mixing_variance(planned_variance: float, alpha: float) -> float:
 
 def radius(variance: float, tau2: float, alpha: float) -> float:
     """Half-width of the normal-mixture confidence sequence at estimator variance V."""
-    if variance <= 0:
-        return 0.0
-    return math.sqrt(
-        variance * (1 + variance / tau2) * (2 * math.log(1 / alpha) + math.log1p(tau2 / variance))
-    )
+    return float(radii(np.asarray(variance, dtype=float), tau2, alpha))
+
+
+def radii(variance: NDArray[np.float64], tau2: float, alpha: float) -> NDArray[np.float64]:
+    """:func:`radius` for an array of variances (simulations judge many tests at once)."""
+    v = np.maximum(variance, 0.0)
+    safe = np.where(v > 0, v, 1.0)
+    width = np.sqrt(safe * (1 + safe / tau2) * (2 * math.log(1 / alpha) + np.log1p(tau2 / safe)))
+    return np.where(v > 0, width, 0.0)
 
 
 def interval(estimate: float, variance: float, *, tau2: float, alpha: float) -> Interval:
@@ -122,6 +128,27 @@ def combine(parts: list[tuple[float, float, float]]) -> tuple[float, float]:
     return estimate, variance
 
 
+def binomial_log_evalues(
+    successes: NDArray[np.float64] | float,
+    trials: NDArray[np.float64] | float,
+    null: float,
+    concentration: float,
+    *,
+    one_sided: bool = False,
+) -> NDArray[np.float64]:
+    """Array form of :func:`binomial_log_evalue` (and of the one-sided version)."""
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    a, b = concentration * null, concentration * (1 - null)
+    f = n - k
+    mixture = betaln(a + k, b + f) - betaln(a, b)
+    if one_sided:
+        upper = betaincc(a + k, b + f, null)
+        mixture = mixture + np.log(np.maximum(upper, 1e-300)) - math.log(betaincc(a, b, null))
+    result: NDArray[np.float64] = mixture - (k * math.log(null) + f * math.log1p(-null))
+    return np.where(n > 0, result, 0.0)
+
+
 def binomial_log_evalue(successes: int, trials: int, null: float, concentration: float) -> float:
     """log of a Beta-mixture e-value against H0: p = ``null``, for ``successes`` in
     ``trials``. The mixture is Beta(c*null, c*(1-null)): centred on the null, with
@@ -130,11 +157,7 @@ def binomial_log_evalue(successes: int, trials: int, null: float, concentration:
         raise ValueError("null share must be in (0, 1)")
     if successes < 0 or trials < successes:
         raise ValueError("need 0 <= successes <= trials")
-    a, b = concentration * null, concentration * (1 - null)
-    failures = trials - successes
-    mixture = betaln(a + successes, b + failures) - betaln(a, b)
-    null_likelihood = successes * math.log(null) + failures * math.log1p(-null)
-    return float(mixture - null_likelihood)
+    return float(binomial_log_evalues(successes, trials, null, concentration))
 
 
 def sample_ratio_log_evalue(
@@ -157,15 +180,6 @@ def excess_events_log_evalue(
     """
     if not 0 < share_b < 1:
         raise ValueError("share must be in (0, 1)")
-    total = events_a + events_b
-    if total == 0:
-        return 0.0
-    a, b = concentration * share_b, concentration * (1 - share_b)
-    k, f = events_b, events_a
-    upper_mass = betaincc(a + k, b + f, share_b)  # P(p > share_b) under the posterior-like
-    prior_mass = betaincc(a, b, share_b)
-    if upper_mass <= 0 or prior_mass <= 0:
-        return 0.0
-    mixture = betaln(a + k, b + f) - betaln(a, b) + math.log(upper_mass) - math.log(prior_mass)
-    null_likelihood = k * math.log(share_b) + f * math.log1p(-share_b)
-    return float(mixture - null_likelihood)
+    return float(
+        binomial_log_evalues(events_b, events_a + events_b, share_b, concentration, one_sided=True)
+    )

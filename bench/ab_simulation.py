@@ -1,0 +1,406 @@
+"""How often each A/B decision rule is right, on simulated traffic (numpy, vectorised).
+
+96 hours of traffic, a look every 5 minutes, challenger share 10%, at 35 and 350
+requests/hour. Per request: quality ~ Beta (sd 0.15, mean 0.70), feedback on 10% of
+requests (negative with probability 1 - quality), latency log-normal (median 200 ms,
+sigma 0.5), errors 5%.
+
+Scenarios: S1 A/A; S2 challenger quality +5% relative; S3 A/A with the challenger share
+ramped to 50% at 24 h and a quality drift of -0.04 over the run shared by both arms;
+S4 challenger latency +20%; S5 challenger error rate x2.
+
+Rules: the seed's weighted rule (checked hourly, 24 h window, 100 records per version,
+5% threshold, 48 h minimum), a t-test at every look, a fixed-horizon t-test at 48 h, and
+the sequential engine of afs.continuous (core.decision, vectorised here with the same
+core.stats functions; a test checks both agree).
+
+Prints P(promote) and P(rollback) by 48 h and by 96 h with Monte Carlo standard errors,
+and the median hours and challenger requests to a decision.
+
+Usage: python bench/ab_simulation.py [--reps 1000] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from afs.continuous.core import stats
+from afs.continuous.core.decision import DecisionSettings
+
+LOOKS_PER_HOUR = 12
+HOURS = 96
+LOOKS = HOURS * LOOKS_PER_HOUR
+BASE_QUALITY = 0.70
+QUALITY_SD = 0.15
+FEEDBACK_RATE = 0.10
+LATENCY_MEDIAN_MS = 200.0
+LATENCY_SIGMA = 0.5
+ERROR_RATE = 0.05
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    quality_lift: float = 0.0  # relative, challenger only
+    latency_factor: float = 1.0
+    error_factor: float = 1.0
+    ramp_to: float | None = None  # challenger share after 24 h
+    drift: float = 0.0  # shared change of mean quality over the run
+    truth: str = "none"  # what a right decision is: "promote", "rollback" or "none"
+
+
+SCENARIOS = (
+    Scenario("S1 A/A"),
+    Scenario("S2 quality +5%", quality_lift=0.05, truth="promote"),
+    Scenario("S3 A/A, ramp + drift", ramp_to=0.5, drift=-0.04),
+    Scenario("S4 latency +20%", latency_factor=1.2, truth="rollback"),
+    Scenario("S5 errors x2", error_factor=2.0, truth="rollback"),
+)
+
+ARM_FIELDS = ("n", "q", "q2", "ll", "ll2", "lat", "rated", "neg", "pos", "err")
+
+
+@dataclass
+class Arm:
+    """Running per-arm sums for every replication (and per epoch for the engine)."""
+
+    reps: int
+    sums: dict[str, Array] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sums = {k: np.zeros(self.reps) for k in ARM_FIELDS}
+
+    def add(self, part: dict[str, Array]) -> None:
+        for key, value in part.items():
+            self.sums[key] += value
+
+
+def _beta_params(mean: float) -> tuple[float, float]:
+    total = mean * (1 - mean) / QUALITY_SD**2 - 1
+    return mean * total, (1 - mean) * total
+
+
+def _draw(
+    rng: np.random.Generator, counts: NDArray[np.int64], quality: float, scenario: Scenario,
+    challenger: bool,
+) -> dict[str, Array]:  # fmt: skip
+    """The sums of one look's requests for one arm, for every replication."""
+    width = int(counts.max()) if counts.size else 0
+    if width == 0:
+        return {k: np.zeros(counts.shape) for k in ARM_FIELDS}
+    mask = np.arange(width)[None, :] < counts[:, None]
+    a, b = _beta_params(quality)
+    q = rng.beta(a, b, size=mask.shape)
+    factor = scenario.latency_factor if challenger else 1.0
+    log_latency = rng.normal(math.log(LATENCY_MEDIAN_MS * factor), LATENCY_SIGMA, size=mask.shape)
+    rated = rng.random(mask.shape) < FEEDBACK_RATE
+    negative = rated & (rng.random(mask.shape) > q)
+    error_rate = ERROR_RATE * (scenario.error_factor if challenger else 1.0)
+    errors = rng.random(mask.shape) < error_rate
+    m = mask.astype(float)
+    return {
+        "n": counts.astype(float),
+        "q": (q * m).sum(1),
+        "q2": (q * q * m).sum(1),
+        "ll": (log_latency * m).sum(1),
+        "ll2": (log_latency**2 * m).sum(1),
+        "lat": (np.exp(log_latency) * m).sum(1),
+        "rated": (rated & mask).sum(1).astype(float),
+        "neg": (negative & mask).sum(1).astype(float),
+        "pos": (rated & ~negative & mask).sum(1).astype(float),
+        "err": (errors & mask).sum(1).astype(float),
+    }
+
+
+def _welch_t(a: dict[str, Array], b: dict[str, Array]) -> Array:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_a, mean_b = a["q"] / a["n"], b["q"] / b["n"]
+        var_a = (a["q2"] - a["q"] ** 2 / a["n"]) / (a["n"] - 1)
+        var_b = (b["q2"] - b["q"] ** 2 / b["n"]) / (b["n"] - 1)
+        t = (mean_b - mean_a) / np.sqrt(var_a / a["n"] + var_b / b["n"])
+    return np.where((a["n"] > 2) & (b["n"] > 2), t, 0.0)
+
+
+def _weighted_rule(a: dict[str, Array], b: dict[str, Array]) -> Array:
+    """The seed's improvement score over a window: +0.5 quality, +0.3 positive rate,
+    -0.2 latency, each as a relative difference."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+
+        def rel(x_b: Array, x_a: Array) -> Array:
+            return np.where(x_a > 0, (x_b - x_a) / np.abs(x_a), 0.0)
+
+        quality = rel(b["q"] / b["n"], a["q"] / a["n"])
+        positive = rel(b["pos"] / np.maximum(b["rated"], 1), a["pos"] / np.maximum(a["rated"], 1))
+        latency = rel(b["lat"] / b["n"], a["lat"] / a["n"])
+    return np.nan_to_num(0.5 * quality + 0.3 * positive - 0.2 * latency)
+
+
+def _cs_mean(
+    epochs: list[tuple[float, dict[str, Array], dict[str, Array]]],
+    keys: tuple[str, str, str], tau2: float, alpha: float,
+) -> tuple[Array, Array]:  # fmt: skip
+    """Epoch-combined (estimate, radius) of a mean difference, vectorised like
+    core.decision._mean_cs."""
+    total_hours = sum(h for h, _, _ in epochs if h > 0)
+    estimate = np.zeros_like(epochs[0][1]["n"])
+    variance = np.zeros_like(estimate)
+    n_key, s_key, sq_key = keys
+    for hours, a, b in epochs:
+        if hours <= 0:
+            continue
+        w = hours / total_hours
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_a = (a[sq_key] - a[s_key] ** 2 / a[n_key]) / (a[n_key] - 1)
+            var_b = (b[sq_key] - b[s_key] ** 2 / b[n_key]) / (b[n_key] - 1)
+            est = b[s_key] / b[n_key] - a[s_key] / a[n_key]
+            var = var_a / a[n_key] + var_b / b[n_key]
+        ok = (a[n_key] >= 2) & (b[n_key] >= 2)
+        estimate += np.where(ok, w * est, 0.0)
+        variance += np.where(ok, w * w * np.maximum(var, 0), 0.0)
+    return estimate, stats.radii(variance, tau2, alpha)
+
+
+def _cs_rate(
+    epochs: list[tuple[float, dict[str, Array], dict[str, Array]]],
+    keys: tuple[str, str], tau2: float, alpha: float,
+) -> tuple[Array, Array]:  # fmt: skip
+    total_hours = sum(h for h, _, _ in epochs if h > 0)
+    estimate = np.zeros_like(epochs[0][1]["n"])
+    variance = np.zeros_like(estimate)
+    x_key, n_key = keys
+    for hours, a, b in epochs:
+        if hours <= 0:
+            continue
+        w = hours / total_hours
+        p_a = (a[x_key] + 0.5) / (a[n_key] + 1)
+        p_b = (b[x_key] + 0.5) / (b[n_key] + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est = b[x_key] / b[n_key] - a[x_key] / a[n_key]
+            var = p_a * (1 - p_a) / a[n_key] + p_b * (1 - p_b) / b[n_key]
+        ok = (a[n_key] >= 1) & (b[n_key] >= 1)
+        estimate += np.where(ok, w * est, 0.0)
+        variance += np.where(ok, w * w * var, 0.0)
+    return estimate, stats.radii(variance, tau2, alpha)
+
+
+def engine_decisions(
+    epochs: list[tuple[float, float, dict[str, Array], dict[str, Array]]],
+    settings: DecisionSettings,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(promote, rollback) booleans per replication, from (hours, share, champion,
+    challenger) per epoch: core.decision.judge, vectorised over replications."""
+    s = settings
+    guard = s.alpha / 3
+    reps = epochs[0][2]["n"].shape[0]
+    srm = np.zeros(reps)
+    errors = np.zeros(reps)
+    for _hours, share, a, b in epochs:
+        srm += stats.binomial_log_evalues(b["n"], a["n"] + b["n"], share, 100.0)
+        errors += stats.binomial_log_evalues(
+            b["err"], a["err"] + b["err"], share, 10.0, one_sided=True
+        )
+    halt = srm >= math.log(1 / s.srm_alpha)
+    parts = [(h, a, b) for h, _share, a, b in epochs]
+    total = {k: sum(p[1][k] for p in parts) for k in ARM_FIELDS}
+    total_b = {k: sum(p[2][k] for p in parts) for k in ARM_FIELDS}
+    enough = (
+        (total["n"] >= s.min_requests) & (total_b["n"] >= s.min_requests)
+        & (total["rated"] >= s.min_feedback) & (total_b["rated"] >= s.min_feedback)
+    )  # fmt: skip
+    q_est, q_rad = _cs_mean(
+        parts, ("n", "q", "q2"),
+        stats.mixing_variance(s.planned_variance(s.quality_sd**2), s.alpha), s.alpha,
+    )  # fmt: skip
+    l_est, l_rad = _cs_mean(
+        parts, ("n", "ll", "ll2"),
+        stats.mixing_variance(s.planned_variance(s.log_latency_sd**2), guard), guard,
+    )  # fmt: skip
+    n_est, n_rad = _cs_rate(
+        parts, ("neg", "rated"),
+        stats.mixing_variance(s.planned_variance(0.25, s.feedback_rate), guard), guard,
+    )  # fmt: skip
+    worse = (
+        (l_est - l_rad > 0)
+        | (errors >= math.log(1 / guard))
+        | (n_est - n_rad > 0)
+        | (q_est + q_rad < 0)
+    )
+    rollback = enough & ~halt & worse
+    promote = enough & ~halt & ~worse & (q_est - q_rad > s.min_effect)
+    return promote, rollback | (enough & halt)
+
+
+Flags = NDArray[np.bool_]
+
+
+@dataclass
+class Outcome:
+    decided_at: NDArray[np.int64]  # look index, -1 when never
+    kind: NDArray[np.int64]  # 1 promote, -1 rollback, 0 none
+    challenger_requests: Array
+
+
+def simulate(
+    scenario: Scenario, rate: float, reps: int, rng: np.random.Generator
+) -> dict[str, Outcome]:
+    settings = DecisionSettings(planned_challenger_requests=int(rate * HOURS * 0.1))
+    rules = ("seed weighted rule", "t-test every look", "fixed horizon 48 h", "sequential engine")
+    outcome = {
+        r: Outcome(np.full(reps, -1), np.zeros(reps, dtype=np.int64), np.zeros(reps)) for r in rules
+    }
+    champion_epochs = [Arm(reps)]
+    challenger_epochs = [Arm(reps)]
+    epoch_start = [0]
+    shares = [0.1]
+    window = LOOKS_PER_HOUR * 24
+    history_a = {k: np.zeros((reps, LOOKS)) for k in ("n", "q", "lat", "rated", "pos")}
+    history_b = {k: np.zeros((reps, LOOKS)) for k in ("n", "q", "lat", "rated", "pos")}
+    cumulative_a, cumulative_b = Arm(reps), Arm(reps)
+    for look in range(LOOKS):
+        hour = look / LOOKS_PER_HOUR
+        share = 0.1
+        if scenario.ramp_to is not None and hour >= 24:
+            share = scenario.ramp_to
+        if share != shares[-1]:
+            champion_epochs.append(Arm(reps))
+            challenger_epochs.append(Arm(reps))
+            epoch_start.append(look)
+            shares.append(share)
+        requests = rng.poisson(rate / LOOKS_PER_HOUR, size=reps)
+        to_b = rng.binomial(requests, share)
+        quality = BASE_QUALITY + scenario.drift * hour / HOURS
+        part_a = _draw(rng, requests - to_b, quality, scenario, challenger=False)
+        part_b = _draw(rng, to_b, quality * (1 + scenario.quality_lift), scenario, challenger=True)
+        champion_epochs[-1].add(part_a)
+        challenger_epochs[-1].add(part_b)
+        cumulative_a.add(part_a)
+        cumulative_b.add(part_b)
+        for key in history_a:
+            history_a[key][:, look] = part_a[key]
+            history_b[key][:, look] = part_b[key]
+
+        decisions: dict[str, tuple[Flags, Flags]] = {}
+        if (look + 1) % LOOKS_PER_HOUR == 0 and hour >= 48 - 1 / LOOKS_PER_HOUR:
+            lo = max(0, look + 1 - window)
+            win_a = {k: v[:, lo : look + 1].sum(1) for k, v in history_a.items()}
+            win_b = {k: v[:, lo : look + 1].sum(1) for k, v in history_b.items()}
+            enough = (win_a["n"] >= 100) & (win_b["n"] >= 100)
+            score = _weighted_rule(win_a, win_b)
+            decisions[rules[0]] = (enough & (score >= 0.05), enough & (score <= -0.05))
+        t = _welch_t(cumulative_a.sums, cumulative_b.sums)
+        decisions[rules[1]] = (t > 1.96, t < -1.96)
+        if look == 48 * LOOKS_PER_HOUR - 1:
+            decisions[rules[2]] = (t > 1.96, t < -1.96)
+        epochs = [
+            ((min(look + 1, end) - start) / LOOKS_PER_HOUR, sh, a.sums, b.sums)
+            for start, end, sh, a, b in zip(
+                epoch_start, [*epoch_start[1:], LOOKS], shares, champion_epochs,
+                challenger_epochs, strict=True,
+            )
+        ]  # fmt: skip
+        decisions[rules[3]] = engine_decisions(epochs, settings)
+        for rule, (promote, rollback) in decisions.items():
+            out = outcome[rule]
+            fresh = out.decided_at < 0
+            for mask, kind in ((promote & fresh, 1), (rollback & fresh & ~promote, -1)):
+                out.decided_at[mask] = look
+                out.kind[mask] = kind
+                out.challenger_requests[mask] = cumulative_b.sums["n"][mask]
+    return outcome
+
+
+def _share(mask: NDArray[np.bool_]) -> tuple[float, float]:
+    p = float(mask.mean())
+    return p, math.sqrt(p * (1 - p) / mask.size)
+
+
+def report(results: list[tuple[float, Scenario, dict[str, Outcome]]], reps: int) -> list[str]:
+    lines = [
+        f"{'rate':>5} | {'scenario':<22} | {'rule':<19} | {'promote 48h':>13} | "
+        f"{'promote 96h':>13} | {'rollback 48h':>13} | {'rollback 96h':>13} | "
+        f"{'median h':>8} | {'median reqs':>11}"
+    ]
+    lines.append("-" * len(lines[0]))
+    checks = []
+    for rate, scenario, outcome in results:
+        for rule, out in outcome.items():
+            by48 = (out.decided_at >= 0) & (out.decided_at < 48 * LOOKS_PER_HOUR)
+            by96 = out.decided_at >= 0
+            cells = [
+                _share(by48 & (out.kind == 1)),
+                _share(by96 & (out.kind == 1)),
+                _share(by48 & (out.kind == -1)),
+                _share(by96 & (out.kind == -1)),
+            ]
+            decided = out.decided_at[by96]
+            hours = f"{np.median(decided) / LOOKS_PER_HOUR:.1f}" if decided.size else "-"
+            reqs = f"{np.median(out.challenger_requests[by96]):.0f}" if decided.size else "-"
+            lines.append(
+                f"{rate:>5.0f} | {scenario.name:<22} | {rule:<19} | "
+                + " | ".join(f"{p * 100:5.1f}% ±{se * 100:4.1f}" for p, se in cells)
+                + f" | {hours:>8} | {reps and reqs:>11}"
+            )
+            if rule == "sequential engine":
+                checks.append(_target(rate, scenario, cells))
+    return lines + [""] + [c for c in checks if c]
+
+
+def _target(rate: float, scenario: Scenario, cells: list[tuple[float, float]]) -> str:
+    promote96, se_p = cells[1]
+    rollback96 = cells[3][0]
+    name = scenario.name.split()[0]
+    where = f"{name} at {rate:.0f}/h"
+    if name == "S1":
+        return _verdict(
+            f"{where}: false promotions {promote96:.1%} (target <= 2.5% + 2 SE)",
+            promote96 <= 0.025 + 2 * se_p,
+        )
+    if name == "S2" and rate == 35:
+        return _verdict(
+            f"{where}: power by 96 h {promote96:.1%} (target >= 85%)", promote96 >= 0.85
+        )
+    if name == "S3":
+        total = promote96 + rollback96
+        return _verdict(f"{where}: false decisions {total:.1%} (target <= 5%)", total <= 0.05)
+    if name in ("S4", "S5"):
+        return _verdict(
+            f"{where}: rolled back {rollback96:.1%} (target >= 95%)", rollback96 >= 0.95
+        )
+    return ""
+
+
+def _verdict(text: str, ok: bool) -> str:
+    return f"{text} {'OK' if ok else 'MISSED'}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rates", default="35,350")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    results = []
+    for rate in (float(r) for r in args.rates.split(",")):
+        for scenario in SCENARIOS:
+            print(f"{scenario.name} at {rate:.0f}/h …", file=sys.stderr)
+            results.append((rate, scenario, simulate(scenario, rate, args.reps, rng)))
+    print("\n".join(report(results, args.reps)))
+    print(f"\n{args.reps} replications per cell, {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
