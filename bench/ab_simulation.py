@@ -150,14 +150,14 @@ def _cs_mean(
 ) -> tuple[Array, Array]:  # fmt: skip
     """Epoch-combined (estimate, radius) of a mean difference, vectorised like
     core.decision._mean_cs."""
-    total_hours = sum(h for h, _, _ in epochs if h > 0)
+    n_key, s_key, sq_key = keys
+    usable = [((a[n_key] >= 2) & (b[n_key] >= 2)) for _, a, b in epochs]
+    total_hours = sum(max(h, 1e-9) * ok for (h, _, _), ok in zip(epochs, usable, strict=True))
     estimate = np.zeros_like(epochs[0][1]["n"])
     variance = np.zeros_like(estimate)
-    n_key, s_key, sq_key = keys
     for hours, a, b in epochs:
-        if hours <= 0:
-            continue
-        w = hours / total_hours
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(total_hours > 0, max(hours, 1e-9) / total_hours, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             var_a = (a[sq_key] - a[s_key] ** 2 / a[n_key]) / (a[n_key] - 1)
             var_b = (b[sq_key] - b[s_key] ** 2 / b[n_key]) / (b[n_key] - 1)
@@ -173,22 +173,23 @@ def _cs_rate(
     epochs: list[tuple[float, dict[str, Array], dict[str, Array]]],
     keys: tuple[str, str], tau2: float, alpha: float,
 ) -> tuple[Array, Array]:  # fmt: skip
-    total_hours = sum(h for h, _, _ in epochs if h > 0)
+    x_key, n_key = keys
+    usable = [((a[n_key] >= 1) & (b[n_key] >= 1)) for _, a, b in epochs]
+    total_hours = sum(max(h, 1e-9) * ok for (h, _, _), ok in zip(epochs, usable, strict=True))
     estimate = np.zeros_like(epochs[0][1]["n"])
     variance = np.zeros_like(estimate)
-    x_key, n_key = keys
     for hours, a, b in epochs:
-        if hours <= 0:
-            continue
-        w = hours / total_hours
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(total_hours > 0, max(hours, 1e-9) / total_hours, 0.0)
         p_a = (a[x_key] + 0.5) / (a[n_key] + 1)
         p_b = (b[x_key] + 0.5) / (b[n_key] + 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             est = b[x_key] / b[n_key] - a[x_key] / a[n_key]
             var = p_a * (1 - p_a) / a[n_key] + p_b * (1 - p_b) / b[n_key]
         ok = (a[n_key] >= 1) & (b[n_key] >= 1)
-        estimate += np.where(ok, w * est, 0.0)
-        variance += np.where(ok, w * w * var, 0.0)
+        with np.errstate(invalid="ignore"):
+            estimate += np.where(ok, w * est, 0.0)
+            variance += np.where(ok, w * w * var, 0.0)
     return estimate, stats.radii(variance, tau2, alpha)
 
 

@@ -19,7 +19,20 @@ from afs.continuous.ab_test import (
 from afs.continuous.errors import ContinuousError, InvalidFieldError
 from tests.conftest import FakeClock
 
-FAST = ABTestConfig(min_samples_per_version=50, min_duration_hours=2, evaluation_window_hours=24)
+FAST = ABTestConfig(
+    min_samples_per_version=50,
+    min_duration_hours=2,
+    evaluation_window_hours=24,
+    min_requests_per_arm=50,
+    min_feedback_per_arm=10,
+    planned_challenger_requests=200,
+)
+WEIGHTED = ABTestConfig(
+    decision_method="weighted",
+    min_samples_per_version=50,
+    min_duration_hours=2,
+    evaluation_window_hours=24,
+)
 
 
 def _serve(
@@ -27,7 +40,7 @@ def _serve(
 ) -> None:
     rng = random.Random(seed)
     for i in range(n):
-        version = manager.route_request(key=f"user-{i}")
+        version = manager.route_request(key=f"user-{seed}-{i}")
         assert version is not None
         q = min(1.0, max(0.0, rng.gauss(quality[version.name], 0.05)))
         logger.log(
@@ -53,7 +66,9 @@ def test_better_challenger_is_promoted_after_the_minimum_duration(
     manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
     _serve(logger, manager, n=400, quality={"nayru-v1": 0.6, "nayru-v2": 0.8})
     result = manager.compare_models()
-    assert result is not None and result.winner == "challenger" and result.action == "continue"
+    assert result is not None and result.action == "continue"
+    assert "quality proven higher, but test younger than min_duration_hours" in result.reason
+    assert result.evidence["quality"]["lower"] > 0
     assert not manager.auto_promote_if_ready()  # too early
     clock.advance(hours=3)
     assert manager.auto_promote_if_ready()
@@ -93,6 +108,7 @@ def test_too_little_data_is_inconclusive(
     clock.advance(hours=10)
     result = manager.compare_models()
     assert result is not None and result.winner == "inconclusive"
+    assert result.verdict == "CONTINUE"
     assert result.reason.startswith("not enough data")
     assert not manager.auto_promote_if_ready()
     assert manager.challenger is not None
@@ -165,3 +181,41 @@ def test_config_conveniences() -> None:
     config.traffic_split_percent = 25
     config.duration_hours = 12
     assert (config.initial_challenger_traffic, config.min_duration_hours) == (0.25, 12)
+
+
+def test_the_seeds_weighted_rule_is_still_available(
+    logger: UsageLogger, tmp_path: Path, clock: FakeClock
+) -> None:
+    manager = ABTestManager(logger, WEIGHTED, output_dir=tmp_path / "w", clock=clock)
+    manager.set_champion("nayru-v1", "models/v1")
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
+    _serve(logger, manager, n=400, quality={"nayru-v1": 0.6, "nayru-v2": 0.8})
+    result = manager.compare_models()
+    assert result is not None and result.winner == "challenger" and result.action == "continue"
+    assert result.verdict is None and result.contributions
+    clock.advance(hours=3)
+    assert manager.auto_promote_if_ready()
+
+
+def test_a_lucky_challenger_is_not_promoted(
+    logger: UsageLogger, manager: ABTestManager, clock: FakeClock
+) -> None:
+    """Same true quality, a few lucky hours: the weighted rule's 5% can be crossed by
+    chance with little data; the sequential verdict waits for evidence."""
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
+    for hour in range(24):
+        _serve(logger, manager, n=40, quality={"nayru-v1": 0.7, "nayru-v2": 0.7}, seed=hour)
+        clock.advance(hours=1)
+        result = manager.compare_models()
+        assert result is not None
+        assert result.action in ("continue", "end"), result.reason
+    assert manager.challenger is not None
+
+
+def test_a_traffic_change_starts_a_new_epoch(manager: ABTestManager, clock: FakeClock) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.1)
+    clock.advance(hours=24)
+    manager.set_traffic(0.5)
+    assert [e["challenger_share"] for e in manager.epochs] == [0.1, 0.5]
+    result = manager.compare_models()
+    assert result is not None and result.evidence["epochs"] == 2

@@ -198,3 +198,39 @@ def test_demo_promotes_a_model_that_is_really_better(tmp_path: Path) -> None:
     assert accuracy[summary["champion"]] > accuracy["nayru-v1"] + 0.3
     assert "nayru-v1" in summary["retired"]
     assert any(line.startswith("  PROMOTED: ") for line in lines)
+
+
+def test_the_loop_refuses_a_merely_lucky_challenger(tmp_path: Path, clock: FakeClock) -> None:
+    """A retrain that changed nothing: both versions answer equally well. Whatever luck
+    the hourly looks see, the sequential verdict must not promote it."""
+    import random
+
+    config = _config(
+        tmp_path,
+        ab_test_config=ABTestConfig(
+            initial_challenger_traffic=0.3, min_duration_hours=0, min_requests_per_arm=50,
+            min_feedback_per_arm=10, planned_challenger_requests=500, max_duration_hours=48,
+        ),
+    )  # fmt: skip
+    loop = ContinuousLearningLoop(config, clock=clock, rng=random.Random(1))
+    rng = random.Random(2)
+    _traffic(loop, 25)
+    loop.run_iteration(lambda path: {"model_path": "same.bin", "model_name": "nayru-v2"})
+    outcomes = []
+    for hour in range(60):
+        for i in range(40):
+            version = loop.route_request(key=f"r{hour}-{i}")
+            assert version is not None
+            quality = min(1.0, max(0.0, rng.gauss(0.7, 0.15)))
+            feedback = rng.choice([1, -1]) if rng.random() < 0.3 else None
+            loop.log_usage(f"q{hour}-{i}", "a", version.name, latency_ms=rng.lognormvariate(5, 0.5),
+                           quality_score=quality, user_feedback=feedback)  # fmt: skip
+        clock.advance(hours=1)
+        result = loop.run_iteration(lambda path: {"model_path": "x", "model_name": "nayru-x"})
+        outcomes.append(result)
+        assert "champion_promoted" not in result
+        if "challenger_rolled_back" in result:
+            break
+    ended = outcomes[-1]["ab_test_update"]
+    assert ended["verdict"] == "INCONCLUSIVE" and ended["action"] == "end"
+    assert loop.status.champion_model == "nayru-v1"

@@ -23,9 +23,11 @@ from typing import Any
 
 from afs.continuous.config import ABTestConfig
 from afs.continuous.core import abtest as core
+from afs.continuous.core.decision import Epoch, VerdictKind, judge
 from afs.continuous.errors import ContinuousError, InvalidFieldError
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.records import check_text
+from afs.continuous.store.base import UsageStatistics
 from afs.continuous.timeutil import Clock, format_timestamp, parse_timestamp, utc_now
 
 DEFAULT_STATE_FILE = "~/.context/training/continuous/ab_test_state.json"
@@ -106,7 +108,13 @@ class TrafficSplit:
 
 @dataclass
 class ABTestResult:
-    """One comparison: the numbers, the verdict and why."""
+    """One comparison: the numbers, the verdict and why.
+
+    ``action`` says what to do: ``promote``, ``rollback`` (the challenger is proven
+    worse), ``halt`` (traffic did not split as planned: the test cannot be trusted),
+    ``end`` (max duration reached without a decision) or ``continue``. ``verdict`` and
+    ``evidence`` carry the sequential engine's verdict and every number behind it.
+    """
 
     champion_metrics: dict[str, Any]
     challenger_metrics: dict[str, Any]
@@ -118,6 +126,8 @@ class ABTestResult:
     elapsed_hours: float = 0.0
     contributions: dict[str, float] = field(default_factory=dict)
     skipped_metrics: dict[str, str] = field(default_factory=dict)
+    verdict: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +162,7 @@ class ABTestManager:
         self.challenger: ModelVersion | None = None
         self.traffic_split = TrafficSplit(1.0, 0.0)
         self.history: list[ModelVersion] = []
+        self.epochs: list[dict[str, Any]] = []  # {"start": iso, "challenger_share": w}
         self.last_result: ABTestResult | None = None
         self._refresh()
 
@@ -188,6 +199,7 @@ class ABTestManager:
             split.get("champion_weight", 1.0), split.get("challenger_weight", 0.0)
         )
         self.history = [ModelVersion.from_dict(v) for v in data.get("history", [])]
+        self.epochs = list(data.get("epochs", []))
         self._loaded_stamp = stamp
 
     def _save(self) -> None:
@@ -197,6 +209,7 @@ class ABTestManager:
             "challenger": None if self.challenger is None else self.challenger.to_dict(),
             "traffic_split": asdict(self.traffic_split),
             "history": [v.to_dict() for v in self.history],
+            "epochs": self.epochs,
             "updated_at": format_timestamp(self._clock()),
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +310,7 @@ class ABTestManager:
                 self._retire(self.challenger)
             self.challenger = version
             self.last_result = None
+            self.epochs = []
             self._apply_split(TrafficSplit.for_challenger(weight))
         return version
 
@@ -310,6 +324,19 @@ class ABTestManager:
         return split
 
     def _apply_split(self, split: TrafficSplit) -> None:
+        """Change the weights; while a test runs, this starts a new epoch (statistics are
+        compared within epochs, so a ramp cannot mix periods of different traffic)."""
+        if self.challenger is not None and (
+            not self.epochs or self.epochs[-1]["challenger_share"] != split.challenger_weight
+        ):
+            self.epochs.append(
+                {
+                    "start": format_timestamp(self._clock()),
+                    "challenger_share": split.challenger_weight,
+                }
+            )
+        elif self.challenger is None:
+            self.epochs = []
         self.traffic_split = split
         if self.champion is not None:
             self.champion.traffic_weight = split.champion_weight
@@ -383,32 +410,92 @@ class ABTestManager:
         return core.version_metrics(stats) | {"window_start": format_timestamp(since)}
 
     def compare_models(self) -> ABTestResult | None:
-        """Compare challenger with champion now; None when no test is running."""
+        """Judge the running test now; None when no test is running.
+
+        ``decision_method="sequential"`` gives a verdict that is safe to act on at any
+        look (see docs/statistics.md); ``"weighted"`` applies the seed's rule.
+        """
         self._refresh()
         if self.champion is None or self.challenger is None:
             return None
+        now = self._clock()
+        elapsed_hours = (now - parse_timestamp(self.challenger.created_at)).total_seconds() / 3600
+        if self.config.decision_method == "sequential":
+            result = self._sequential(now, elapsed_hours)
+        else:
+            result = self._weighted(now, elapsed_hours)
+        self.last_result = result
+        return result
+
+    def _epoch_statistics(self, now: datetime) -> list[Epoch]:
+        assert self.champion is not None and self.challenger is not None
+        epochs = self.epochs or [
+            {
+                "start": self.challenger.created_at,
+                "challenger_share": self.traffic_split.challenger_weight,
+            }
+        ]
+        stats = self.usage_logger.store.statistics
+        result = []
+        for index, epoch in enumerate(epochs):
+            start = parse_timestamp(epoch["start"])
+            end = parse_timestamp(epochs[index + 1]["start"]) if index + 1 < len(epochs) else None
+            hours = ((end or now) - start).total_seconds() / 3600
+            result.append(
+                Epoch(
+                    hours=max(hours, 0.0),
+                    challenger_share=float(epoch["challenger_share"]),
+                    champion=stats(since=start, until=end, model=self.champion.name),
+                    challenger=stats(since=start, until=end, model=self.challenger.name),
+                )
+            )
+        return result
+
+    def _sequential(self, now: datetime, elapsed_hours: float) -> ABTestResult:
+        epochs = self._epoch_statistics(now)
+        verdict = judge(epochs, self.config.decision_settings(), elapsed_hours=elapsed_hours)
+        champion = UsageStatistics()
+        challenger = UsageStatistics()
+        for epoch in epochs:
+            champion += epoch.champion
+            challenger += epoch.challenger
+        quality = verdict.metrics.get("quality")
+        base = champion.quality_mean
+        improvement = quality["estimate"] / base if quality and base else 0.0
+        return ABTestResult(
+            champion_metrics=core.version_metrics(champion),
+            challenger_metrics=core.version_metrics(challenger),
+            improvement=improvement,
+            winner=_WINNERS[verdict.kind],
+            reason="; ".join(verdict.reasons),
+            timestamp=format_timestamp(now),
+            action=_ACTIONS[verdict.kind],
+            elapsed_hours=elapsed_hours,
+            verdict=verdict.kind.value,
+            evidence=verdict.metrics,
+        )
+
+    def _weighted(self, now: datetime, elapsed_hours: float) -> ABTestResult:
+        assert self.champion is not None and self.challenger is not None
         champion = self.get_model_metrics(self.champion)
         challenger = self.get_model_metrics(self.challenger)
         comparison = core.compare(champion, challenger, self.config)
-        elapsed = self._clock() - parse_timestamp(self.challenger.created_at)
-        elapsed_hours = elapsed.total_seconds() / 3600
-        result = ABTestResult(
+        return ABTestResult(
             champion_metrics=champion,
             challenger_metrics=challenger,
             improvement=comparison.improvement,
             winner=comparison.winner,
             reason=comparison.reason,
-            timestamp=format_timestamp(self._clock()),
+            timestamp=format_timestamp(now),
             action=core.next_action(comparison, elapsed_hours=elapsed_hours, config=self.config),
             elapsed_hours=elapsed_hours,
             contributions=comparison.contributions,
             skipped_metrics=comparison.skipped,
         )
-        self.last_result = result
-        return result
 
     def auto_promote_if_ready(self) -> bool:
-        """Promote a clear winner after ``min_duration_hours``; roll back a clear loser.
+        """Act on :meth:`compare_models`: promote on ``promote``; retire the challenger
+        (the champion keeps all traffic) on ``rollback``, ``halt`` or ``end``.
 
         Returns True only when the challenger was promoted.
         """
@@ -420,7 +507,7 @@ class ABTestManager:
         if result.action == "promote":
             self.promote_challenger()
             return True
-        if result.action == "rollback":
+        if result.action in ENDING_ACTIONS:
             self.rollback_challenger()
         return False
 
@@ -433,6 +520,24 @@ class ABTestManager:
             "retired": len(self.history),
             "last_result": None if self.last_result is None else self.last_result.to_dict(),
         }
+
+
+_WINNERS = {
+    VerdictKind.PROMOTE: "challenger",
+    VerdictKind.ROLLBACK: "champion",
+    VerdictKind.CONTINUE: "inconclusive",
+    VerdictKind.INCONCLUSIVE: "inconclusive",
+    VerdictKind.HALT: "inconclusive",
+}
+_ACTIONS = {
+    VerdictKind.PROMOTE: "promote",
+    VerdictKind.ROLLBACK: "rollback",
+    VerdictKind.CONTINUE: "continue",
+    VerdictKind.INCONCLUSIVE: "end",
+    VerdictKind.HALT: "halt",
+}
+#: actions after which the challenger is retired and the champion keeps all traffic
+ENDING_ACTIONS = ("rollback", "halt", "end")
 
 
 def _version_or_none(data: dict[str, Any] | None) -> ModelVersion | None:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass
 
+from afs.continuous.core.decision import DecisionSettings
 from afs.continuous.errors import ContinuousError
 
 STRICT = ConfigDict(extra="forbid", validate_assignment=True)
@@ -95,11 +96,33 @@ def _default_metric_weights() -> dict[str, float]:
 class ABTestConfig:
     """How a challenger is tested against the champion (see the seed, "A/B Testing").
 
-    Metrics are compared over the last ``evaluation_window_hours`` of the test (never
-    before the challenger was deployed). A negative weight means lower is better.
+    ``decision_method="sequential"`` (the default) judges with always-valid statistics
+    (see docs/statistics.md): ``alpha``, ``min_effect`` (absolute quality), guardrail
+    margins, minimum data per arm, ``max_duration_hours``; ``planned_challenger_requests``
+    places the boundary. ``min_duration_hours`` delays promotion only.
+    ``"weighted"`` is the seed's rule: a weighted relative difference of the ``metrics``
+    over the last ``evaluation_window_hours``, against ``min_improvement_threshold`` and
+    ``promotion_threshold``, after ``min_samples_per_version`` records per version (a
+    negative weight means lower is better).
     ``traffic_split_percent`` and ``duration_hours`` are read/write views of
     ``initial_challenger_traffic`` and ``min_duration_hours``.
     """
+
+    def decision_settings(self) -> DecisionSettings:
+        return DecisionSettings(
+            alpha=self.alpha,
+            min_effect=self.min_effect,
+            latency_margin=self.latency_margin,
+            error_rate_margin=self.error_rate_margin,
+            negative_feedback_margin=self.negative_feedback_margin,
+            min_requests=self.min_requests_per_arm,
+            min_feedback=self.min_feedback_per_arm,
+            max_duration_hours=self.max_duration_hours,
+            min_duration_hours=self.min_duration_hours,
+            strict_guardrails=self.strict_guardrails,
+            planned_challenger_requests=self.planned_challenger_requests,
+            planned_challenger_share=min(max(self.initial_challenger_traffic, 0.01), 0.99),
+        )
 
     initial_challenger_traffic: Fraction = 0.1
     min_samples_per_version: Count = 100
@@ -112,6 +135,17 @@ class ABTestConfig:
     enable_auto_promotion: Flag = True
     promotion_threshold: Fraction = 0.05
     min_duration_hours: Hours = 48
+    decision_method: Literal["sequential", "weighted"] = "sequential"
+    alpha: Annotated[float, Strict(), Field(gt=0, lt=0.5, allow_inf_nan=False)] = 0.05
+    min_effect: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] = 0.0
+    max_duration_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 168
+    latency_margin: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] = 0.10
+    error_rate_margin: Fraction = 0.01
+    negative_feedback_margin: Fraction = 0.05
+    min_requests_per_arm: Count = 200
+    min_feedback_per_arm: Count = 20
+    strict_guardrails: Flag = False
+    planned_challenger_requests: Annotated[int, Strict(), Field(ge=10)] = 1000
 
     def __post_init__(self) -> None:
         missing = [m for m in self.metrics if m not in self.metric_weights]

@@ -197,7 +197,7 @@ def run_demo(
     decisive = ""
     try:
         for hour in range(hours):
-            served = _serve_hour(loop, models, rng, clock.now, users=400, requests=60)
+            served = _serve_hour(loop, models, rng, clock.now, requests=60)
             result = loop.run_iteration(train)
             _narrate(say, hour, served, result)
             if "champion_promoted" in result:
@@ -223,14 +223,13 @@ def _serve_hour(
     rng: random.Random,
     now: datetime,
     *,
-    users: int,
     requests: int,
 ) -> dict[str, list[float]]:
     served: dict[str, list[float]] = {}
     for i in range(requests):
         topic, reference = KNOWLEDGE[rng.randrange(len(KNOWLEDGE))]
         query = rng.choice(TRAIN_TEMPLATES).format(t=topic)
-        version = loop.route_request(key=f"user-{rng.randrange(users)}")
+        version = loop.route_request(key=f"request-{now:%Y%m%d%H}-{i}")
         assert version is not None
         if version.name not in models:
             models[version.name] = RetrievalModel.load(version.path)

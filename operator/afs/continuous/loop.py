@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afs.continuous.ab_test import ABTestManager, ModelVersion
+from afs.continuous.ab_test import ENDING_ACTIONS, ABTestManager, ModelVersion
 from afs.continuous.config import LoopConfig
 from afs.continuous.logger import UsageLogger
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
@@ -221,6 +221,7 @@ class ContinuousLearningLoop:
         result["ab_test_update"] = {
             "winner": comparison.winner,
             "action": comparison.action,
+            "verdict": comparison.verdict,
             "improvement": comparison.improvement,
             "reason": comparison.reason,
         }
@@ -228,7 +229,7 @@ class ContinuousLearningLoop:
             return
         if comparison.action == "promote":
             result["champion_promoted"] = manager.promote_challenger().name
-        elif comparison.action == "rollback":
+        elif comparison.action in ENDING_ACTIONS:
             result["challenger_rolled_back"] = manager.rollback_challenger().name
 
     # --- running ------------------------------------------------------------------

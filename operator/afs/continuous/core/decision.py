@@ -104,6 +104,11 @@ def _variance(n: int, total: float, sq_total: float) -> float:
     return max(0.0, (sq_total - total * total / n) / (n - 1))
 
 
+def _weight(epoch: Epoch) -> float:
+    """An epoch's weight: its duration (fixed by the schedule, not by the data)."""
+    return max(epoch.hours, 1e-9)
+
+
 def _mean_cs(
     epochs: Sequence[Epoch],
     pick: Any,
@@ -116,11 +121,11 @@ def _mean_cs(
     for epoch in epochs:
         a_n, a_sum, a_sq = pick(epoch.champion)
         b_n, b_sum, b_sq = pick(epoch.challenger)
-        if a_n < 2 or b_n < 2 or epoch.hours <= 0:
+        if a_n < 2 or b_n < 2:
             continue
         estimate = b_sum / b_n - a_sum / a_n
         variance = _variance(a_n, a_sum, a_sq) / a_n + _variance(b_n, b_sum, b_sq) / b_n
-        parts.append((epoch.hours, estimate, variance))
+        parts.append((_weight(epoch), estimate, variance))
     if not parts:
         return None
     estimate, variance = stats.combine(parts)
@@ -135,11 +140,11 @@ def _rate_cs(
     for epoch in epochs:
         a_x, a_n = pick(epoch.champion)
         b_x, b_n = pick(epoch.challenger)
-        if a_n < 1 or b_n < 1 or epoch.hours <= 0:
+        if a_n < 1 or b_n < 1:
             continue
         p_a, p_b = stats.smoothed_rate(a_x, a_n), stats.smoothed_rate(b_x, b_n)
         variance = p_a * (1 - p_a) / a_n + p_b * (1 - p_b) / b_n
-        parts.append((epoch.hours, b_x / b_n - a_x / a_n, variance))
+        parts.append((_weight(epoch), b_x / b_n - a_x / a_n, variance))
     if not parts:
         return None
     estimate, variance = stats.combine(parts)
