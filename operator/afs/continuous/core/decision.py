@@ -27,10 +27,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from afs.continuous.core import stats
 from afs.continuous.store.base import UsageStatistics
+
+if TYPE_CHECKING:
+    from afs.continuous.core.stats import Interval
 
 
 class VerdictKind(StrEnum):
@@ -115,8 +117,10 @@ def _mean_cs(
     *,
     tau2: float,
     alpha: float,
-) -> stats.Interval | None:
+) -> Interval | None:
     """Epoch-combined confidence sequence of a per-record mean (challenger − champion)."""
+    from afs.continuous.core import stats
+
     parts = []
     for epoch in epochs:
         a_n, a_sum, a_sq = pick(epoch.champion)
@@ -132,10 +136,10 @@ def _mean_cs(
     return stats.interval(estimate, variance, tau2=tau2, alpha=alpha)
 
 
-def _rate_cs(
-    epochs: Sequence[Epoch], pick: Any, *, tau2: float, alpha: float
-) -> stats.Interval | None:
+def _rate_cs(epochs: Sequence[Epoch], pick: Any, *, tau2: float, alpha: float) -> Interval | None:
     """Epoch-combined confidence sequence of a rate (events / trials), challenger − champion."""
+    from afs.continuous.core import stats
+
     parts = []
     for epoch in epochs:
         a_x, a_n = pick(epoch.champion)
@@ -151,7 +155,7 @@ def _rate_cs(
     return stats.interval(estimate, variance, tau2=tau2, alpha=alpha)
 
 
-def _describe(ci: stats.Interval | None, **extra: Any) -> dict[str, Any] | None:
+def _describe(ci: Interval | None, **extra: Any) -> dict[str, Any] | None:
     if ci is None:
         return None
     return {"estimate": ci.estimate, "lower": ci.lower, "upper": ci.upper, **extra}
@@ -159,6 +163,8 @@ def _describe(ci: stats.Interval | None, **extra: Any) -> dict[str, Any] | None:
 
 def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours: float) -> Verdict:
     """The verdict on a running test (see the module docstring)."""
+    from afs.continuous.core import stats  # numpy and scipy load only when judging
+
     s = settings
     champion = _total([e.champion for e in epochs])
     challenger = _total([e.challenger for e in epochs])
