@@ -91,7 +91,7 @@ def _beta_params(mean: float) -> tuple[float, float]:
 
 def _draw(
     rng: np.random.Generator, counts: NDArray[np.int64], quality: float, scenario: Scenario,
-    challenger: bool,
+    challenger: bool, base_error_rate: float,
 ) -> dict[str, Array]:  # fmt: skip
     """The sums of one look's requests for one arm, for every replication."""
     width = int(counts.max()) if counts.size else 0
@@ -104,7 +104,7 @@ def _draw(
     log_latency = rng.normal(math.log(LATENCY_MEDIAN_MS * factor), LATENCY_SIGMA, size=mask.shape)
     rated = rng.random(mask.shape) < FEEDBACK_RATE
     negative = rated & (rng.random(mask.shape) > q)
-    error_rate = ERROR_RATE * (scenario.error_factor if challenger else 1.0)
+    error_rate = base_error_rate * (scenario.error_factor if challenger else 1.0)
     errors = rng.random(mask.shape) < error_rate
     m = mask.astype(float)
     return {
@@ -251,7 +251,12 @@ class Outcome:
 
 
 def simulate(
-    scenario: Scenario, rate: float, reps: int, rng: np.random.Generator
+    scenario: Scenario,
+    rate: float,
+    reps: int,
+    rng: np.random.Generator,
+    *,
+    error_rate: float = ERROR_RATE,
 ) -> dict[str, Outcome]:
     settings = DecisionSettings(planned_challenger_requests=int(rate * HOURS * 0.1))
     rules = ("seed weighted rule", "t-test every look", "fixed horizon 48 h", "sequential engine")
@@ -279,8 +284,8 @@ def simulate(
         requests = rng.poisson(rate / LOOKS_PER_HOUR, size=reps)
         to_b = rng.binomial(requests, share)
         quality = BASE_QUALITY + scenario.drift * hour / HOURS
-        part_a = _draw(rng, requests - to_b, quality, scenario, challenger=False)
-        part_b = _draw(rng, to_b, quality * (1 + scenario.quality_lift), scenario, challenger=True)
+        part_a = _draw(rng, requests - to_b, quality, scenario, False, error_rate)
+        part_b = _draw(rng, to_b, quality * (1 + scenario.quality_lift), scenario, True, error_rate)
         champion_epochs[-1].add(part_a)
         challenger_epochs[-1].add(part_b)
         cumulative_a.add(part_a)
@@ -390,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rates", default="35,350")
+    parser.add_argument(
+        "--error-rate", type=float, default=ERROR_RATE, help="champion error rate (default 0.05)"
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
@@ -397,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     for rate in (float(r) for r in args.rates.split(",")):
         for scenario in SCENARIOS:
             print(f"{scenario.name} at {rate:.0f}/h …", file=sys.stderr)
-            results.append((rate, scenario, simulate(scenario, rate, args.reps, rng)))
+            outcome = simulate(scenario, rate, args.reps, rng, error_rate=args.error_rate)
+            results.append((rate, scenario, outcome))
     print("\n".join(report(results, args.reps)))
     print(f"\n{args.reps} replications per cell, {time.perf_counter() - started:.0f} s")
     return 0
