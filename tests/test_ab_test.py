@@ -219,3 +219,30 @@ def test_a_traffic_change_starts_a_new_epoch(manager: ABTestManager, clock: Fake
     assert [e["challenger_share"] for e in manager.epochs] == [0.1, 0.5]
     result = manager.compare_models()
     assert result is not None and result.evidence["epochs"] == 2
+
+
+def test_thompson_routing_shifts_traffic_but_never_feeds_the_test(
+    logger: UsageLogger, tmp_path: Path, clock: FakeClock
+) -> None:
+    config = ABTestConfig(
+        routing="thompson", min_arm_share=0.2, min_requests_per_arm=50, min_feedback_per_arm=10,
+        min_duration_hours=0, planned_challenger_requests=200, initial_challenger_traffic=0.5,
+    )  # fmt: skip
+    manager = ABTestManager(logger, config, output_dir=tmp_path / "b", clock=clock)
+    manager.set_champion("nayru-v1", "v1")
+    manager.deploy_challenger("nayru-v2", "v2")
+    clock.advance(minutes=1)
+    _serve(logger, manager, n=200, quality={"nayru-v1": 0.70, "nayru-v2": 0.72}, seed=1)
+    clock.advance(hours=1)
+    result = manager.compare_models()
+    assert result is not None
+    assert manager.traffic_split.challenger_weight == 0.8  # capped at 1 - min_arm_share
+    assert [e["bandit"] for e in manager.epochs] == [False, True]
+    assert result.evidence["epochs"] == 1  # the test saw the fixed-split epoch only
+
+
+def test_fixed_routing_never_moves_traffic(manager: ABTestManager, logger: UsageLogger) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.1)
+    _serve(logger, manager, n=400, quality={"nayru-v1": 0.5, "nayru-v2": 0.9})
+    manager.compare_models()
+    assert manager.traffic_split.challenger_weight == 0.1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import random
 import tempfile
@@ -323,9 +324,13 @@ class ABTestManager:
             self._apply_split(split)
         return split
 
-    def _apply_split(self, split: TrafficSplit) -> None:
+    def _apply_split(self, split: TrafficSplit, *, bandit: bool = False) -> None:
         """Change the weights; while a test runs, this starts a new epoch (statistics are
-        compared within epochs, so a ramp cannot mix periods of different traffic)."""
+        compared within epochs, so a ramp cannot mix periods of different traffic).
+
+        Epochs whose split a bandit chose from the data are marked: the promotion test
+        never uses them.
+        """
         if self.challenger is not None and (
             not self.epochs or self.epochs[-1]["challenger_share"] != split.challenger_weight
         ):
@@ -333,6 +338,7 @@ class ABTestManager:
                 {
                     "start": format_timestamp(self._clock()),
                     "challenger_share": split.challenger_weight,
+                    "bandit": bandit,
                 }
             )
         elif self.challenger is None:
@@ -420,6 +426,8 @@ class ABTestManager:
             return None
         now = self._clock()
         elapsed_hours = (now - parse_timestamp(self.challenger.created_at)).total_seconds() / 3600
+        if self.config.routing == "thompson":
+            self._thompson_update()
         if self.config.decision_method == "sequential":
             result = self._sequential(now, elapsed_hours)
         else:
@@ -427,7 +435,39 @@ class ABTestManager:
         self.last_result = result
         return result
 
+    def _thompson_update(self) -> None:
+        """Bandit routing: give the challenger the posterior probability that its mean
+        quality is higher (Thompson sampling's expected share), kept within
+        [min_arm_share, 1 - min_arm_share] and rounded to 5% so epochs stay few.
+
+        Only after the first fixed-split epoch has the minimum data: that epoch is the one
+        the promotion test judges; the bandit's own epochs never are.
+        """
+        assert self.champion is not None and self.challenger is not None
+        fixed = [e for e in self._epoch_statistics(self._clock()) if e.hours > 0]
+        needed = self.config.min_requests_per_arm
+        if not fixed or min(fixed[0].champion.count, fixed[0].challenger.count) < needed:
+            return
+        since = parse_timestamp(self.challenger.created_at)
+        stats = self.usage_logger.store.statistics
+        a = stats(since=since, model=self.champion.name)
+        b = stats(since=since, model=self.challenger.name)
+        if a.quality_mean is None or b.quality_mean is None:
+            return
+        variance = (a.quality_variance or 0.0) / max(a.scored, 1) + (
+            b.quality_variance or 0.0
+        ) / max(b.scored, 1)
+        z = (b.quality_mean - a.quality_mean) / math.sqrt(variance) if variance > 0 else 0.0
+        probability = 0.5 * math.erfc(-z / math.sqrt(2))
+        floor = self.config.min_arm_share
+        share = round(min(max(probability, floor), 1 - floor) * 20) / 20
+        share = min(max(share, floor), 1 - floor)
+        if abs(share - self.traffic_split.challenger_weight) > 1e-9:
+            with self._change():
+                self._apply_split(TrafficSplit.for_challenger(share), bandit=True)
+
     def _epoch_statistics(self, now: datetime) -> list[Epoch]:
+        """Statistics of each fixed-split epoch (bandit epochs are left out)."""
         assert self.champion is not None and self.challenger is not None
         epochs = self.epochs or [
             {
@@ -438,6 +478,8 @@ class ABTestManager:
         stats = self.usage_logger.store.statistics
         result = []
         for index, epoch in enumerate(epochs):
+            if epoch.get("bandit"):
+                continue
             start = parse_timestamp(epoch["start"])
             end = parse_timestamp(epochs[index + 1]["start"]) if index + 1 < len(epochs) else None
             hours = ((end or now) - start).total_seconds() / 3600

@@ -104,6 +104,10 @@ class ABTestConfig:
     over the last ``evaluation_window_hours``, against ``min_improvement_threshold`` and
     ``promotion_threshold``, after ``min_samples_per_version`` records per version (a
     negative weight means lower is better).
+    ``routing="thompson"`` (off by default) lets a bandit move traffic towards the
+    better-looking version (never below ``min_arm_share`` per arm) once the first,
+    fixed-split epoch has the minimum data; the promotion test judges fixed-split epochs
+    only, never the bandit's.
     ``traffic_split_percent`` and ``duration_hours`` are read/write views of
     ``initial_challenger_traffic`` and ``min_duration_hours``.
     """
@@ -146,6 +150,8 @@ class ABTestConfig:
     min_feedback_per_arm: Count = 20
     strict_guardrails: Flag = False
     planned_challenger_requests: Annotated[int, Strict(), Field(ge=10)] = 1000
+    routing: Literal["fixed", "thompson"] = "fixed"
+    min_arm_share: Annotated[float, Strict(), Field(gt=0, le=0.5, allow_inf_nan=False)] = 0.1
 
     def __post_init__(self) -> None:
         missing = [m for m in self.metrics if m not in self.metric_weights]
