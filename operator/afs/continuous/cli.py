@@ -362,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(demo=True)
 
+    sub.add_parser(
+        "crds", help="write the CustomResourceDefinitions generated from the API models",
+        add_help=False,
+    )  # fmt: skip
+
     p = sub.add_parser("db", help="database maintenance: migrate, retention")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     q = db_sub.add_parser(
@@ -388,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from afs.continuous.demo import main as demo_main
 
         return demo_main(arguments[1:])
+    if arguments[:1] == ["crds"]:
+        from afs.continuous.kube.crds import main as crds_main
+
+        return crds_main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(arguments)
     try:

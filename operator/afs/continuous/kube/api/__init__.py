@@ -1,0 +1,1 @@
+"""Versioned API models of the custom resources (group ``continuous.afs.dev``)."""

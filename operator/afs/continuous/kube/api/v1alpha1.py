@@ -1,0 +1,369 @@
+"""``continuous.afs.dev/v1alpha1``: LearningLoop, ABTest and ModelVersion.
+
+These pydantic models are the single source of truth: ``crds/*.yaml`` is generated from
+them (:mod:`afs.continuous.kube.crds`), and the operator parses every object through
+them, so a spec the API server accepted and the operator's idea of it never diverge.
+Fields are camelCase in YAML (aliases) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+if TYPE_CHECKING:
+    from afs.continuous.config import DataGeneratorConfig, TriggerConfig
+
+GROUP = "continuous.afs.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Hours = Annotated[float, Field(ge=0.0)]
+#: a duration such as "30s", "15m", "1h", "7d"
+Duration = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h|d)$")]
+
+
+class KubeModel(BaseModel):
+    """camelCase on the wire, unknown fields refused (a typo is an error, not a no-op)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# --- shared ------------------------------------------------------------------------
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(KubeModel):
+    """A status condition, the Kubernetes way."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class SecretKeyRef(KubeModel):
+    name: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1)]
+
+
+# --- LearningLoop --------------------------------------------------------------------
+
+
+class ModelSelector(KubeModel):
+    """Which usage records the loop watches: the logical model name, optionally one expert."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    expert: str | None = None
+
+
+class DatabaseSpec(KubeModel):
+    """Where the usage records are: a Secret key holding the postgresql:// URL (never a
+    literal password in a spec)."""
+
+    url_secret_ref: SecretKeyRef
+
+
+class TriggerSpec(KubeModel):
+    """The fields of ``TriggerConfig``, camelCase."""
+
+    enable_sample_count: bool = True
+    min_new_samples: Annotated[int, Field(ge=0)] = 1000
+    min_quality_score: Fraction = 0.7
+    enable_scheduled: bool = True
+    schedule_interval_hours: Annotated[float, Field(gt=0)] = 168
+    enable_quality_drop: bool = True
+    quality_drop_threshold: Fraction = 0.1
+    quality_window_hours: Annotated[float, Field(gt=0)] = 24
+    enable_error_rate: bool = False
+    error_rate_threshold: Fraction = 0.2
+    error_window_hours: Annotated[float, Field(gt=0)] = 24
+    min_samples_for_retrain: Annotated[int, Field(ge=0)] = 100
+    cooldown_hours: Hours = 24
+    min_window_samples: Annotated[int, Field(ge=0)] = 30
+    min_feedback_for_error_rate: Annotated[int, Field(ge=0)] = 20
+    retry_backoff_hours: Hours = 1.0
+
+    def to_config(self) -> TriggerConfig:
+        """The same settings for the trigger core the local loop uses."""
+        from afs.continuous.config import TriggerConfig
+
+        return TriggerConfig(**self.model_dump())
+
+
+class DatasetSpec(KubeModel):
+    """The fields of ``DataGeneratorConfig`` plus where the file goes."""
+
+    min_quality_score: Fraction = 0.7
+    min_user_feedback: Annotated[int, Field(ge=-1, le=1)] | None = 1
+    deduplicate: bool = True
+    max_samples: Annotated[int, Field(ge=0)] | None = None
+    format_type: Literal["chatml", "alpaca", "completion", "openai"] = "chatml"
+    path: str = "/data/dataset.jsonl"
+    volume_size_limit: str = "10Gi"
+
+    def to_config(self) -> DataGeneratorConfig:
+        """The generator settings (no rehearsal buffer: the Job's volume is fresh)."""
+        from afs.continuous.config import DataGeneratorConfig
+
+        values = self.model_dump(exclude={"path", "volume_size_limit"})
+        return DataGeneratorConfig(include_existing_data=False, **values)
+
+
+class TrainingSpec(KubeModel):
+    """The trainer: a pod template (its first container is the trainer) and Job limits."""
+
+    template: dict[str, Any] = Field(
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    exporter_image: str | None = None
+    backoff_limit: Annotated[int, Field(ge=0)] = 0
+    active_deadline_seconds: Annotated[int, Field(gt=0)] | None = None
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = 86400
+
+
+class ABTestSettings(KubeModel):
+    """The decision settings an ABTest created by the loop starts with."""
+
+    initial_challenger_traffic: Fraction = 0.1
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    min_effect: Annotated[float, Field(ge=0)] = 0.0
+    min_duration_hours: Hours = 48
+    max_duration_hours: Annotated[float, Field(gt=0)] = 168
+    min_requests_per_arm: Annotated[int, Field(ge=0)] = 200
+    min_feedback_per_arm: Annotated[int, Field(ge=0)] = 20
+
+
+class PromotionSpec(KubeModel):
+    mode: Literal["auto", "manual"] = "auto"
+    ab_test: ABTestSettings = Field(default_factory=ABTestSettings)
+
+
+class LearningLoopSpec(KubeModel):
+    model: ModelSelector
+    database: DatabaseSpec
+    triggers: TriggerSpec = Field(default_factory=TriggerSpec)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    training: TrainingSpec
+    check_interval: Duration = "1h"
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    suspend: bool = False
+
+
+class TriggerOutcome(KubeModel):
+    type: str | None = None
+    reason: str = ""
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    time: str | None = None
+
+
+class CurrentRun(KubeModel):
+    number: int
+    job: str
+    started: str
+
+
+class RunOutcome(KubeModel):
+    number: int
+    job: str
+    result: Literal["Succeeded", "Failed"]
+    finished: str
+    model_version: str | None = None
+    message: str = ""
+
+
+class RunsSummary(KubeModel):
+    count: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    recent: list[RunOutcome] = Field(default_factory=list)
+
+
+class LoopPhase(StrEnum):
+    PENDING = "Pending"
+    WATCHING = "Watching"
+    TRAINING = "Training"
+    TESTING = "Testing"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+
+
+class LearningLoopStatus(KubeModel):
+    phase: LoopPhase | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    last_check_time: str | None = None
+    last_trigger: TriggerOutcome | None = None
+    current_run: CurrentRun | None = None
+    runs: RunsSummary = Field(default_factory=RunsSummary)
+    last_retrain_time: str | None = None
+    champion: str | None = None
+    challenger: str | None = None
+
+
+# --- ModelVersion --------------------------------------------------------------------
+
+
+class Lineage(KubeModel):
+    loop: str | None = None
+    run: int | None = None
+    dataset_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    sample_count: Annotated[int, Field(ge=0)] | None = None
+    job: str | None = None
+    parent: str | None = None
+
+
+class ModelVersionSpec(KubeModel):
+    model: Annotated[str, Field(min_length=1)]
+    version: Annotated[str, Field(min_length=1)]
+    uri: Annotated[str, Field(min_length=1)]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    lineage: Lineage = Field(default_factory=Lineage)
+
+
+class Stage(StrEnum):
+    CANDIDATE = "Candidate"
+    CHALLENGER = "Challenger"
+    CHAMPION = "Champion"
+    RETIRED = "Retired"
+    REJECTED = "Rejected"
+
+
+class ModelVersionStatus(KubeModel):
+    stage: Stage | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+# --- ABTest (schema only for now) -----------------------------------------------------
+
+
+class VersionRef(KubeModel):
+    model_version: Annotated[str, Field(min_length=1)]
+    """Name of a ModelVersion in the same namespace."""
+    serving_name: str | None = None
+    """The backend name the traffic provider routes to (defaults to the version)."""
+
+
+class TargetRef(KubeModel):
+    api_version: str
+    kind: str
+    name: Annotated[str, Field(min_length=1)]
+
+
+class TrafficSpec(KubeModel):
+    provider: Literal["gateway-api", "istio", "kserve", "knative"]
+    target_ref: TargetRef
+
+
+class Step(KubeModel):
+    weight: Annotated[int, Field(ge=0, le=100)]
+    """Challenger share, percent."""
+    pause: Duration | None = None
+
+
+class DecisionSpec(KubeModel):
+    method: Literal["sequential", "weighted"] = "sequential"
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    min_effect: Annotated[float, Field(ge=0)] = 0.0
+    latency_margin: Annotated[float, Field(ge=0)] = 0.10
+    error_rate_margin: Fraction = 0.01
+    negative_feedback_margin: Fraction = 0.05
+    min_requests_per_arm: Annotated[int, Field(ge=0)] = 200
+    min_feedback_per_arm: Annotated[int, Field(ge=0)] = 20
+    min_duration_hours: Hours = 48
+    max_duration_hours: Annotated[float, Field(gt=0)] = 168
+
+
+class ABTestSpec(KubeModel):
+    champion: VersionRef
+    challenger: VersionRef
+    traffic: TrafficSpec
+    steps: list[Step] = Field(default_factory=lambda: [Step(weight=10)])
+    decision: DecisionSpec = Field(default_factory=DecisionSpec)
+    promotion: Literal["auto", "manual"] = "auto"
+
+
+class ABTestPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    INCONCLUSIVE = "Inconclusive"
+    HALTED = "Halted"
+
+
+class ABTestStatus(KubeModel):
+    phase: ABTestPhase | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    step: int = 0
+    verdict: str | None = None
+    reason: str = ""
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+
+
+# --- the kinds ---------------------------------------------------------------------------
+
+
+class Kind(KubeModel):
+    """What the CRD generator needs to know about one kind."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: list[str]
+    spec: type[KubeModel]
+    status: type[KubeModel]
+    printer_columns: list[dict[str, str]]
+
+
+KINDS = (
+    Kind(
+        kind="LearningLoop", plural="learningloops", singular="learningloop",
+        short_names=["ll"], spec=LearningLoopSpec, status=LearningLoopStatus,
+        printer_columns=[
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Champion", "type": "string", "jsonPath": ".status.champion"},
+            {"name": "Challenger", "type": "string", "jsonPath": ".status.challenger"},
+            {"name": "Last Trigger", "type": "string", "jsonPath": ".status.lastTrigger.type"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    ),
+    Kind(
+        kind="ABTest", plural="abtests", singular="abtest", short_names=["abt"],
+        spec=ABTestSpec, status=ABTestStatus,
+        printer_columns=[
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Champion", "type": "string", "jsonPath": ".spec.champion.modelVersion"},
+            {"name": "Challenger", "type": "string", "jsonPath": ".spec.challenger.modelVersion"},
+            {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    ),
+    Kind(
+        kind="ModelVersion", plural="modelversions", singular="modelversion",
+        short_names=["mv"], spec=ModelVersionSpec, status=ModelVersionStatus,
+        printer_columns=[
+            {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+            {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
+            {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    ),
+)  # fmt: skip

@@ -1,0 +1,129 @@
+"""The CRDs are generated from the models, structural, committed, and accept the examples."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from afs.continuous.kube import crds
+from afs.continuous.kube.api import v1alpha1
+from tests.docs_examples import ROOT
+
+EXAMPLES = sorted((ROOT / "examples" / "k8s").glob("*.yaml"))
+FREE_FORM = {"template", "metrics", "evidence"}
+
+
+def test_committed_crds_match_the_models() -> None:
+    rendered = crds.render()
+    for name, text in rendered.items():
+        committed = ROOT / "crds" / name
+        assert committed.exists(), f"run: afs-continuous crds ({name} missing)"
+        assert committed.read_text() == text, f"crds/{name} is stale: run afs-continuous crds"
+    assert sorted(p.name for p in (ROOT / "crds").glob("*.yaml")) == sorted(rendered)
+
+
+def _walk(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.get("properties", {}).items():
+            found += _walk(value, f"{path}.{key}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                found += _walk(node[key], f"{path}[{key}]")
+    return found
+
+
+@pytest.mark.parametrize("kind", v1alpha1.KINDS, ids=lambda k: k.kind)
+def test_schemas_are_structural(kind: v1alpha1.Kind) -> None:
+    schema = crds.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    text = yaml.safe_dump(schema)
+    for forbidden in ("$ref", "anyOf", "title", "$defs", "additionalProperties: true"):
+        assert forbidden not in text
+    for path, node in _walk(schema, kind.kind):
+        assert "type" in node, f"{path} has no type"
+        if "properties" in node:
+            assert node["type"] == "object" and "additionalProperties" not in node, path
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            assert path.rsplit(".", 1)[-1] in FREE_FORM, f"{path} should not be free-form"
+
+
+def test_crd_names_columns_and_status_subresource() -> None:
+    loop = crds.crd(v1alpha1.KINDS[0])
+    assert loop["metadata"]["name"] == "learningloops.continuous.afs.dev"
+    assert loop["spec"]["names"]["shortNames"] == ["ll"]
+    assert loop["spec"]["names"]["categories"] == ["afs"]
+    version = loop["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Phase", "Champion", "Challenger", "Last Trigger", "Age"]
+
+
+def _openapi_to_jsonschema(node: Any) -> Any:
+    """OpenAPI 3.0 ``nullable`` → JSON Schema type lists, for jsonschema's Draft 4."""
+    if isinstance(node, list):
+        return [_openapi_to_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _openapi_to_jsonschema(v) for k, v in node.items()}
+    if out.pop("nullable", False) and "type" in out:
+        out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def _validator(kind: str) -> jsonschema.Draft4Validator:
+    spec = next(crds.crd(k) for k in v1alpha1.KINDS if k.kind == kind)
+    schema = spec["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return jsonschema.Draft4Validator(_openapi_to_jsonschema(copy.deepcopy(schema)))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_the_crds_and_parse(path: Path) -> None:
+    manifest = yaml.safe_load(path.read_text())
+    assert manifest["apiVersion"] == v1alpha1.API_VERSION
+    errors = sorted(_validator(manifest["kind"]).iter_errors(manifest), key=str)
+    assert errors == []
+    kind = next(k for k in v1alpha1.KINDS if k.kind == manifest["kind"])
+    kind.spec.model_validate(manifest["spec"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"checkInterval": "soon"}, "does not match"),
+        ({"triggers": {"minNewSamples": -1}}, "less than the minimum"),
+        ({"promotion": {"mode": "yolo"}}, "is not one of"),
+        ({"model": {}}, "'name' is a required property"),
+    ],
+)
+def test_invalid_specs_are_refused_by_the_schema(change: dict[str, Any], message: str) -> None:
+    manifest = yaml.safe_load((ROOT / "examples/k8s/learningloop.yaml").read_text())
+    manifest["spec"].update(change)
+    errors = [str(e.message) for e in _validator("LearningLoop").iter_errors(manifest)]
+    assert any(message in e for e in errors), errors
+    with pytest.raises(ValueError):
+        v1alpha1.LearningLoopSpec.model_validate(manifest["spec"])
+
+
+def test_spec_sections_mirror_the_local_configs() -> None:
+    """The operator decides with the same cores: every setting must map one to one."""
+    from dataclasses import fields
+
+    from afs.continuous.config import DataGeneratorConfig, TriggerConfig
+
+    trigger = v1alpha1.TriggerSpec()
+    assert set(v1alpha1.TriggerSpec.model_fields) == {f.name for f in fields(TriggerConfig)}
+    assert trigger.to_config() == TriggerConfig()
+    dataset = v1alpha1.DatasetSpec().to_config()
+    generator_fields = {f.name for f in fields(DataGeneratorConfig)}
+    assert (
+        set(v1alpha1.DatasetSpec.model_fields) - {"path", "volume_size_limit"} <= generator_fields
+    )
+    assert dataset.format_type == "chatml" and dataset.include_existing_data is False
