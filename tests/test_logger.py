@@ -200,8 +200,11 @@ def test_usage_database_api(db_path: Path, clock: FakeClock) -> None:
     assert [r.id for r in db.query(min_quality=0.9)] == [record_id]
     assert db.count_new_samples(clock.now - timedelta(days=1), min_quality=0.5) == 1
     assert db.get_statistics()["total"] == 2
-    assert db.deduplicate(dry_run=True) == 1
-    assert db.deduplicate() == 1
+    with pytest.raises(InvalidBatchError):
+        db.insert_many([UsageRecord("", "", "q3", "r3", "m"), UsageRecord("", "", "", "r", "m")])
+    assert len(db.insert_many([UsageRecord("", "", "q", "r", "m", quality_score=0.1)])) == 1
+    assert db.deduplicate(dry_run=True) == 2
+    assert db.deduplicate() == 2
     assert [r.id for r in db.query()] == [record_id]
     db.close()
 

@@ -59,6 +59,7 @@ def test_iteration_sets_champion_retrains_and_deploys(tmp_path: Path, clock: Fak
     assert loop.status.champion_model == "nayru-v1"
     assert loop.status.challenger_model == "nayru-v2"
     assert loop.status.total_retrains == 1
+    assert loop.ab_manager is loop.ab_test_manager
     saved = json.loads((tmp_path / "out" / "loop_status.json").read_text())
     assert saved["total_retrains"] == 1 and saved["challenger_model"] == "nayru-v2"
 

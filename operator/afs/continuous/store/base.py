@@ -131,10 +131,6 @@ class UsageStatistics:
         return self.log_latency_sum / self.log_latency_count
 
     @property
-    def log_latency_variance(self) -> float | None:
-        return _variance(self.log_latency_count, self.log_latency_sum, self.log_latency_sq_sum)
-
-    @property
     def feedback_rate(self) -> float:
         return self.with_feedback / self.count if self.count else 0.0
 
