@@ -210,3 +210,21 @@ def test_errors_are_counted_per_window_and_model(store: UsageStore) -> None:
     assert store.statistics(model="a").errors == 2
     [first] = [r for r in store.iter_records(RecordQuery()) if r.query == "q0"]
     assert first.is_error is True
+
+
+def test_selection_can_be_limited_to_one_model_and_expert(store: UsageStore) -> None:
+    store.insert(
+        [
+            _rec(0, model="a", expert="asm", quality_score=0.9),
+            _rec(1, model="a", expert="gfx", quality_score=0.9),
+            _rec(2, model="b", expert="asm", quality_score=0.9),
+        ]
+    )
+    for selection, expected in (
+        (TrainingSelection(min_quality=0.5, model="a"), 2),
+        (TrainingSelection(min_quality=0.5, model="a", expert="asm"), 1),
+        (TrainingSelection(min_quality=0.5, model="a", since=T0 + timedelta(minutes=1)), 1),
+    ):
+        assert store.selection_counts(selection).total_candidates == expected
+        assert store.count_training_samples(selection, cap=10) == expected
+        assert len(list(store.iter_training_rows(selection))) == expected

@@ -154,6 +154,8 @@ def _generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
         "format_type": args.format,
         "max_samples": args.max_samples,
         "existing_data_path": args.existing,
+        "model": args.model,
+        "expert": args.expert,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.min_feedback is not None:
@@ -339,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--format", choices=["chatml", "alpaca", "completion", "openai"])
     p.add_argument("--max-samples", type=int)
+    p.add_argument("--model", help="only this model's records")
+    p.add_argument("--expert", help="only this expert's records")
     p.add_argument("--existing", help="rehearsal buffer (.jsonl) to merge into the output")
     p.add_argument("--no-existing", action="store_true", help="do not merge a rehearsal buffer")
     p.add_argument("--no-dedupe", action="store_true", help="keep duplicate samples")

@@ -39,6 +39,7 @@ class DataGeneratorConfig:
     of 0 disables the quality filter (unscored records pass); above 0, only scored
     records at or above it pass. ``max_samples`` caps the samples taken from usage (the
     best by quality, newest first on ties); rehearsal samples come on top of it.
+    ``model``/``expert`` (not in the original) take only that model's (expert's) records.
     """
 
     min_quality_score: Fraction = 0.7
@@ -48,6 +49,8 @@ class DataGeneratorConfig:
     existing_data_path: str | Path | None = None
     max_samples: Count | None = None
     format_type: FormatType = "chatml"
+    model: str | None = None
+    expert: str | None = None
 
 
 @dataclass(config=STRICT)

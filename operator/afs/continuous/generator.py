@@ -116,6 +116,8 @@ class TrainingDataGenerator:
             min_feedback=cfg.min_user_feedback,
             deduplicate=cfg.deduplicate,
             max_samples=cfg.max_samples,
+            model=cfg.model,
+            expert=cfg.expert,
         )
 
     def generate(

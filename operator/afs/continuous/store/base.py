@@ -43,6 +43,7 @@ class TrainingSelection:
     ``min_quality <= 0`` disables the quality filter (unscored records pass);
     otherwise only scored records at or above it pass. ``min_feedback=None`` disables
     the feedback filter; otherwise a record needs feedback ``>= min_feedback``.
+    ``model``/``expert`` restrict the candidates to one model's (and expert's) records.
     """
 
     since: datetime | None = None
@@ -50,6 +51,8 @@ class TrainingSelection:
     min_feedback: int | None = None
     deduplicate: bool = True
     max_samples: int | None = None
+    model: str | None = None
+    expert: str | None = None
 
 
 @dataclass(frozen=True)

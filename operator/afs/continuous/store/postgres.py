@@ -893,12 +893,19 @@ def _selection_conditions(
     (an ``OR`` would scan every partition).
     """
     params: dict[str, Any] = {}
-    window = "usage"
+    scope = ""
+    if selection.model is not None:
+        scope += " AND model = %(model)s"
+        params["model"] = selection.model
+    if selection.expert is not None:
+        scope += " AND expert = %(expert)s"
+        params["expert"] = selection.expert
+    window = f"(SELECT * FROM usage WHERE true{scope}) AS usage" if scope else "usage"
     if selection.since is not None:
         window = (
-            "(SELECT * FROM usage WHERE timestamp >= %(since)s UNION ALL "
-            "SELECT * FROM usage WHERE feedback_at >= %(since)s AND timestamp < %(since)s) "
-            "AS usage"
+            f"(SELECT * FROM usage WHERE timestamp >= %(since)s{scope} UNION ALL "
+            "SELECT * FROM usage WHERE feedback_at >= %(since)s AND timestamp < %(since)s"
+            f"{scope}) AS usage"
         )
         params["since"] = selection.since
     quality = "true"

@@ -831,10 +831,17 @@ def _selection_conditions(
     arrived since then: a thumbs-up given today makes yesterday's answer new training data.
     """
     params: dict[str, Any] = {}
-    window = "1"
+    scope = ["1"]
     if selection.since is not None:
-        window = "(timestamp >= :since OR feedback_at >= :since)"
+        scope.append("(timestamp >= :since OR feedback_at >= :since)")
         params["since"] = format_timestamp(selection.since)
+    if selection.model is not None:
+        scope.append("model = :model")
+        params["model"] = selection.model
+    if selection.expert is not None:
+        scope.append("expert = :expert")
+        params["expert"] = selection.expert
+    window = " AND ".join(scope)
     quality = "1"
     if selection.min_quality > 0:
         quality = "(quality_score >= :min_quality)"
