@@ -1,0 +1,108 @@
+"""The training Job: deterministic, owned, and wired to the trainer contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
+from afs.continuous.kube.jobs import LABEL_LOOP, LABEL_RUN, export_command, training_job
+from afs.continuous.kube.naming import dns_label, run_name
+from tests.docs_examples import ROOT
+
+SPEC = LearningLoopSpec.model_validate(
+    yaml.safe_load(Path(ROOT / "examples/k8s/learningloop.yaml").read_text())["spec"]
+)
+SINCE = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _job(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "loop": "nayru", "namespace": "ml", "uid": "uid-1", "spec": SPEC, "run": 3,
+        "since": SINCE,
+    }  # fmt: skip
+    values.update(overrides)
+    return training_job(**values)
+
+
+def test_job_is_named_labelled_and_owned_by_the_loop() -> None:
+    job = _job()
+    meta = job["metadata"]
+    assert meta["name"] == "nayru-run-3" == run_name("nayru", 3)
+    assert meta["labels"] == {LABEL_LOOP: "nayru", LABEL_RUN: "3"}
+    [owner] = meta["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "LearningLoop", "nayru", "uid-1", True,
+    )  # fmt: skip
+    assert job["spec"]["template"]["metadata"]["labels"][LABEL_RUN] == "3"
+    assert job == _job()  # the same inputs give the same Job
+
+
+def test_trainer_gets_the_contract_environment_and_the_data_volume() -> None:
+    pod = _job()["spec"]["template"]["spec"]
+    trainer = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in trainer["env"]}
+    assert env == {
+        "AFS_DATASET_PATH": "/data/dataset.jsonl",
+        "AFS_OUTPUT_DIR": "/data/output",
+        "AFS_RUN_ID": "nayru-run-3",
+    }
+    assert trainer["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert {"name": "afs-data", "mountPath": "/data"} in trainer["volumeMounts"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["volumes"][-1] == {"name": "afs-data", "emptyDir": {"sizeLimit": "10Gi"}}
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == 1  # the user's template kept
+
+
+def test_init_container_exports_what_the_trigger_counted() -> None:
+    exporter = _job()["spec"]["template"]["spec"]["initContainers"][0]
+    assert exporter["command"] == export_command(SPEC, SINCE)
+    assert exporter["command"][:3] == ["afs-continuous", "export", "/data/dataset.jsonl"]
+    assert exporter["command"][5:7] == ["--model", "nayru-v1"]
+    assert exporter["command"][-2:] == ["--since", "2026-11-20T12:00:00.000000Z"]
+    [env] = exporter["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "afs-usage-db", "key": "url"}
+
+
+def test_the_caller_template_is_not_modified() -> None:
+    before = yaml.safe_dump(SPEC.training.template)
+    _job()
+    assert yaml.safe_dump(SPEC.training.template) == before
+
+
+def test_job_limits_follow_the_spec() -> None:
+    spec = _job()["spec"]
+    limits = (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"])
+    assert limits == (1, 21600, 86400)
+
+
+def test_job_is_a_valid_kubernetes_object() -> None:
+    kubernetes_validate.validate(_job(), "1.30", strict=True)
+
+
+def test_a_template_without_containers_is_refused() -> None:
+    spec = SPEC.model_copy(update={"training": SPEC.training.model_copy(update={"template": {}})})
+    with pytest.raises(ValueError, match="containers"):
+        _job(spec=spec)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nayru-run-3", "nayru-run-3"),
+        ("Nayru_Run.3", None),
+        ("x" * 80, None),
+    ],
+)
+def test_dns_labels_are_valid_and_distinct(text: str, expected: str | None) -> None:
+    label = dns_label(text)
+    assert len(label) <= 63 and label == label.lower() and label[0] != "-" and label[-1] != "-"
+    if expected is not None:
+        assert label == expected
+    else:
+        assert label != dns_label(text + "y")
