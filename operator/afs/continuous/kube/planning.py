@@ -1,0 +1,114 @@
+"""Pure decisions of the LearningLoop controller: when to check, what a finished Job
+means, how conditions change. No Kubernetes calls here; the handlers do the I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from afs.continuous.kube.api.v1alpha1 import Condition, ConditionStatus, LearningLoopStatus
+from afs.continuous.timeutil import format_timestamp, parse_timestamp
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h|d)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+RECENT_RUNS = 5
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 1h, 7d)")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def check_due(status: LearningLoopStatus, interval: str, now: datetime) -> bool:
+    """A check is due when none was made yet, or the last one is ``interval`` old."""
+    if status.last_check_time is None:
+        return True
+    return now >= parse_timestamp(status.last_check_time) + parse_duration(interval)
+
+
+@dataclass(frozen=True)
+class TrainerReport:
+    model_uri: str
+    metrics: dict[str, float]
+
+
+def parse_termination_message(message: str | None) -> TrainerReport:
+    """The trainer's report: ``{"modelUri": "...", "metrics": {...}}`` as JSON.
+
+    Raises ValueError saying what is wrong (so the run fails with that message)."""
+    if not message or not message.strip():
+        raise ValueError("the trainer wrote no termination message")
+    try:
+        data = json.loads(message.strip().splitlines()[-1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"termination message is not JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("termination message must be a JSON object")
+    uri = data.get("modelUri")
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValueError("termination message has no modelUri")
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()
+    ):
+        raise ValueError("metrics must be an object of numbers")
+    return TrainerReport(uri, {str(k): float(v) for k, v in metrics.items()})
+
+
+def set_condition(
+    conditions: list[Condition],
+    *,
+    type: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
+) -> list[Condition]:
+    """Conditions with ``type`` set; lastTransitionTime moves only when status changes."""
+    value = ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    previous = next((c for c in conditions if c.type == type), None)
+    since = (
+        previous.last_transition_time
+        if previous is not None and previous.status == value
+        else format_timestamp(now)
+    )
+    updated = Condition(
+        type=type,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return [c for c in conditions if c.type != type] + [updated]
+
+
+def job_state(job: dict[str, Any] | None) -> str:
+    """``Missing``, ``Running``, ``Succeeded`` or ``Failed`` from a Job's status."""
+    if job is None:
+        return "Missing"
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return "Succeeded" if condition["type"] == "Complete" else "Failed"
+    if status.get("succeeded"):
+        return "Succeeded"
+    return "Running"
+
+
+def trainer_message(pods: list[dict[str, Any]], trainer: str) -> str | None:
+    """The trainer container's termination message from the Job's pods (newest first)."""
+    for pod in sorted(
+        pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp", ""), reverse=True
+    ):
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if container.get("name") == trainer and terminated.get("message"):
+                return str(terminated["message"])
+    return None
