@@ -246,3 +246,17 @@ def test_demo_runs_from_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--seed", "3"]) == EXIT_OK
     output = capsys.readouterr().out
     assert "PROMOTED:" in output and "== 4. Summary" in output
+
+
+def test_export_report_carries_the_dataset_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    db = str(tmp_path / "u.db")
+    main(["--db", db, "import", str(SAMPLE)])
+    out, report = tmp_path / "t.jsonl", tmp_path / "report.json"
+    assert main(["--db", db, "export", str(out), "--report", str(report)]) == EXIT_OK
+    data = json.loads(report.read_text())
+    assert data["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert data["final_count"] == len(out.read_text().splitlines())

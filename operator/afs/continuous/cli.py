@@ -7,6 +7,7 @@ id), 2 on invalid input or configuration (with a message naming what is wrong).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -180,7 +181,12 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
         f"without required feedback {result.filtered_by_feedback}, "
         f"duplicates {result.duplicates_removed}, rehearsal {result.existing_samples}"
     )
-    _emit(args, result.to_dict(), text)
+    data = result.to_dict()
+    if args.report:
+        digest = hashlib.sha256(Path(result.output_path).read_bytes()).hexdigest()
+        data["sha256"] = digest
+        Path(args.report).write_text(json.dumps(data), encoding="utf-8")
+    _emit(args, data, text)
     return EXIT_OK
 
 
@@ -346,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--existing", help="rehearsal buffer (.jsonl) to merge into the output")
     p.add_argument("--no-existing", action="store_true", help="do not merge a rehearsal buffer")
     p.add_argument("--no-dedupe", action="store_true", help="keep duplicate samples")
+    p.add_argument(
+        "--report",
+        help="also write the result (with the file's sha256) as JSON to this path, e.g. "
+        "/dev/termination-log in a Kubernetes init container",
+    )
     p.set_defaults(handler=cmd_export, prepare=_prepare_export)
 
     p = sub.add_parser("dedupe", parents=[common], help="delete duplicate records, keep the best")

@@ -30,6 +30,7 @@ def export_command(spec: LearningLoopSpec, since: datetime | None) -> list[str]:
     dataset = spec.dataset
     command = [
         "afs-continuous", "export", dataset.path, "--json", "--no-existing",
+        "--report", "/dev/termination-log",
         "--model", spec.model.name,
         "--min-quality", str(dataset.min_quality_score),
         "--min-feedback",
