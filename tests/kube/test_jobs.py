@@ -63,7 +63,7 @@ def test_init_container_exports_what_the_trigger_counted() -> None:
     exporter = _job()["spec"]["template"]["spec"]["initContainers"][0]
     assert exporter["command"] == export_command(SPEC, SINCE)
     assert exporter["command"][:3] == ["afs-continuous", "export", "/data/dataset.jsonl"]
-    assert exporter["command"][5:7] == ["--model", "nayru-v1"]
+    assert exporter["command"][5:9] == ["--report", "/dev/termination-log", "--model", "nayru-v1"]
     assert exporter["command"][-2:] == ["--since", "2026-11-20T12:00:00.000000Z"]
     [env] = exporter["env"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "afs-usage-db", "key": "url"}
