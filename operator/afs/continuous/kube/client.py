@@ -1,0 +1,83 @@
+"""The operator's only use of the ``kubernetes`` client: the few calls it needs, returning
+plain dicts, with "already exists" and "not found" turned into ordinary results."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
+
+
+class KubeClient:
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.api = api
+        self.core = k8s.CoreV1Api(api)
+        self.batch = k8s.BatchV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+
+    @classmethod
+    def connect(cls, host: str | None = None) -> KubeClient:
+        """In a pod: the service account; else the kubeconfig; ``host`` overrides (tests)."""
+        if host is not None:
+            configuration = k8s.Configuration()
+            configuration.host = host
+            return cls(k8s.ApiClient(configuration))
+        try:
+            k8s_config.load_incluster_config()
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config()
+        return cls(k8s.ApiClient())
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        data: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return data
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        secret = self.core.read_namespaced_secret(name, namespace)
+        data = (secret.data or {}).get(key)
+        if data is None:
+            raise KeyError(f"secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data).decode("utf-8")
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(self.batch.read_namespaced_job(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the Job, or return the one that already has its name (idempotent)."""
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            return self._plain(self.batch.create_namespaced_job(namespace, manifest))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            existing = self.get_job(namespace, manifest["metadata"]["name"])
+            assert existing is not None
+            return existing
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        selector = f"job-name={job}"
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        items = [self._plain(p) for p in pods.items]
+        # filter here too: not every API server (or emulator) honours the selector
+        return [p for p in items if p.get("metadata", {}).get("labels", {}).get("job-name") == job]
+
+    def create_model_version(self, manifest: dict[str, Any]) -> None:
+        """Create the ModelVersion; one of that name already there is fine (idempotent)."""
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "modelversions", manifest
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise

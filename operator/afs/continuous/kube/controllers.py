@@ -1,0 +1,377 @@
+"""kopf handlers, kept thin: a timer per LearningLoop reconciles it with
+:class:`LoopReconciler`, whose decisions come from the trigger core and
+:mod:`afs.continuous.kube.planning`; the handler writes the resulting status once.
+
+Restart-safety: a run's Job and ModelVersion are named after the loop and the run number
+(``runs.count + 1``), and creating them is idempotent, so an operator killed between
+creating a Job and recording it adopts the same Job when it comes back; a finished run is
+recorded in the status before the next one can start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from afs.continuous.config import DataGeneratorConfig, TriggerConfig
+from afs.continuous.kube import planning
+from afs.continuous.kube.api.v1alpha1 import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    CurrentRun,
+    LearningLoopSpec,
+    LearningLoopStatus,
+    LoopPhase,
+    RunOutcome,
+    TriggerOutcome,
+)
+from afs.continuous.kube.client import KubeClient
+from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE, LABEL_LOOP, LABEL_RUN, training_job
+from afs.continuous.kube.naming import loop_state_key, run_name
+from afs.continuous.logger import UsageLogger
+from afs.continuous.timeutil import Clock, format_timestamp, utc_now
+from afs.continuous.trigger import RetrainTrigger, TriggerResult
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+@dataclass
+class OperatorConfig:
+    poll_seconds: float = 30.0
+    exporter_image: str = DEFAULT_EXPORTER_IMAGE
+
+
+@dataclass
+class LoopReconciler:
+    """One reconciliation of one LearningLoop (everything but the status write)."""
+
+    kube: KubeClient
+    config: OperatorConfig
+    clock: Clock = utc_now
+    loggers: dict[str, UsageLogger] = field(default_factory=dict)
+
+    def logger_for(self, url: str) -> UsageLogger:
+        """One pooled store per database, kept for the operator's life."""
+        if url not in self.loggers:
+            self.loggers[url] = UsageLogger(url=url, clock=self.clock)
+        return self.loggers[url]
+
+    def reconcile(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        generation: int | None,
+        spec: dict[str, Any],
+        status: dict[str, Any],
+        event: EventSink,
+    ) -> LearningLoopStatus:
+        now = self.clock()
+        current = _parse_status(status)
+        current.observed_generation = generation
+        try:
+            parsed = LearningLoopSpec.model_validate(spec)
+        except ValidationError as exc:
+            message = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            current.conditions = planning.set_condition(
+                current.conditions, type="Ready", status=False, reason="InvalidSpec",
+                message=message, now=now, generation=generation,
+            )  # fmt: skip
+            current.phase = LoopPhase.FAILED
+            event("Warning", "InvalidSpec", message)
+            return current
+        if parsed.suspend:
+            current.phase = LoopPhase.SUSPENDED
+            current.conditions = planning.set_condition(
+                current.conditions, type="Ready", status=True, reason="Suspended",
+                message="spec.suspend is true", now=now, generation=generation,
+            )  # fmt: skip
+            return current
+        try:
+            url = self.kube.secret_value(
+                namespace, parsed.database.url_secret_ref.name, parsed.database.url_secret_ref.key
+            )
+            store = self.logger_for(url)
+        except Exception as exc:  # the secret or the database: a condition, not a crash loop
+            current.conditions = planning.set_condition(
+                current.conditions, type="Ready", status=False, reason="DatabaseUnavailable",
+                message=str(exc), now=now, generation=generation,
+            )  # fmt: skip
+            event("Warning", "DatabaseUnavailable", str(exc))
+            return current
+        trigger = RetrainTrigger(
+            store,
+            TriggerConfig(**parsed.triggers.model_dump()),
+            generator_config=_generator_config(parsed),
+            state_key=loop_state_key(namespace, name),
+            clock=self.clock,
+        )
+        if current.current_run is not None:
+            finished = self._follow_run(name, namespace, uid, parsed, current, trigger, event)
+            if not finished:
+                current.phase = LoopPhase.TRAINING
+                return current
+        if not planning.check_due(current, parsed.check_interval, now):
+            return current
+        result = trigger.check_triggers()
+        current.last_check_time = format_timestamp(now)
+        current.last_trigger = None if not result.triggered else _outcome(result, now)
+        if result.triggered:
+            self._start_run(name, namespace, uid, parsed, current, trigger, event, result.reason)
+        else:
+            current.phase = LoopPhase.WATCHING
+        current.conditions = planning.set_condition(
+            current.conditions, type="Ready", status=True, reason="Checked",
+            message=result.reason, now=now, generation=generation,
+        )  # fmt: skip
+        return current
+
+    def _start_run(
+        self,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        spec: LearningLoopSpec,
+        status: LearningLoopStatus,
+        trigger: RetrainTrigger,
+        event: EventSink,
+        reason: str,
+    ) -> None:
+        run = status.runs.count + 1
+        manifest = training_job(
+            loop=name, namespace=namespace, uid=uid, spec=spec, run=run,
+            since=trigger.state.last_retrain, exporter_image=self.config.exporter_image,
+        )  # fmt: skip
+        job = self.kube.create_job(manifest)
+        status.current_run = CurrentRun(
+            number=run,
+            job=job["metadata"]["name"],
+            started=format_timestamp(self.clock()),
+        )
+        status.phase = LoopPhase.TRAINING
+        event("Normal", "RunStarted", f"run {run}: Job {manifest['metadata']['name']} ({reason})")
+
+    def _follow_run(
+        self,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        spec: LearningLoopSpec,
+        status: LearningLoopStatus,
+        trigger: RetrainTrigger,
+        event: EventSink,
+    ) -> bool:
+        """Settle the current run if its Job finished; True when there is no run left."""
+        assert status.current_run is not None
+        run = status.current_run
+        job = self.kube.get_job(namespace, run.job)
+        state = planning.job_state(job)
+        if state == "Running":
+            return False
+        now = self.clock()
+        outcome: RunOutcome
+        if state == "Succeeded":
+            pods = self.kube.job_pods(namespace, run.job)
+            trainer = _trainer_name(spec)
+            try:
+                report = planning.parse_termination_message(planning.trainer_message(pods, trainer))
+            except ValueError as exc:
+                outcome = self._fail(status, run, trigger, event, f"trainer report: {exc}")
+            else:
+                dataset = _dataset_report(pods)
+                manifest = _model_version(name, namespace, uid, spec, run, report, dataset, status)
+                self.kube.create_model_version(manifest)
+                version_name = manifest["metadata"]["name"]
+                trigger.mark_retrain_completed()
+                status.last_retrain_time = format_timestamp(now)
+                status.challenger = version_name
+                outcome = RunOutcome(
+                    number=run.number, job=run.job, result="Succeeded",
+                    finished=format_timestamp(now), model_version=version_name,
+                )  # fmt: skip
+                status.runs.succeeded += 1
+                event(
+                    "Normal",
+                    "RunSucceeded",
+                    f"run {run.number}: ModelVersion {outcome.model_version}",
+                )
+        else:
+            why = "Job disappeared" if state == "Missing" else "Job failed"
+            outcome = self._fail(status, run, trigger, event, why)
+        status.runs.count = max(status.runs.count, run.number)
+        status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
+        status.current_run = None
+        return True
+
+    def _fail(
+        self,
+        status: LearningLoopStatus,
+        run: CurrentRun,
+        trigger: RetrainTrigger,
+        event: EventSink,
+        message: str,
+    ) -> RunOutcome:
+        trigger.mark_retrain_failed()  # the trigger backs off instead of firing again at once
+        status.runs.failed += 1
+        status.conditions = planning.set_condition(
+            status.conditions, type="LastRunSucceeded", status=False, reason="RunFailed",
+            message=f"run {run.number}: {message}", now=self.clock(),
+        )  # fmt: skip
+        event("Warning", "RunFailed", f"run {run.number}: {message}")
+        return RunOutcome(
+            number=run.number, job=run.job, result="Failed",
+            finished=format_timestamp(self.clock()), message=message,
+        )  # fmt: skip
+
+
+def _parse_status(status: dict[str, Any]) -> LearningLoopStatus:
+    ours = {k: v for k, v in (status or {}).items() if k in _STATUS_KEYS}
+    try:
+        return LearningLoopStatus.model_validate(ours)
+    except ValidationError:
+        log.warning("unreadable status replaced: %s", ours)
+        return LearningLoopStatus()
+
+
+_STATUS_KEYS = {
+    field_info.alias or name for name, field_info in LearningLoopStatus.model_fields.items()
+}
+
+
+def _generator_config(spec: LearningLoopSpec) -> DataGeneratorConfig:
+    config = spec.dataset.to_config()
+    config.model = spec.model.name
+    config.expert = spec.model.expert
+    return config
+
+
+def _outcome(result: TriggerResult, now: datetime) -> TriggerOutcome:
+    return TriggerOutcome(
+        type=None if result.trigger_type is None else result.trigger_type.value,
+        reason=result.reason,
+        metrics=result.metrics,
+        time=format_timestamp(now),
+    )
+
+
+def _trainer_name(spec: LearningLoopSpec) -> str:
+    containers = spec.training.template.get("spec", {}).get("containers") or [{}]
+    return str(containers[0].get("name", ""))
+
+
+def _dataset_report(pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """sampleCount and sha256 from the exporter's termination message, when readable."""
+    message = planning.trainer_message(pods, "export-dataset") or _init_message(pods)
+    try:
+        data = json.loads(message) if message else {}
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _init_message(pods: list[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if container.get("name") == "export-dataset" and terminated.get("message"):
+                return str(terminated["message"])
+    return None
+
+
+def _model_version(
+    loop: str,
+    namespace: str,
+    uid: str | None,
+    spec: LearningLoopSpec,
+    run: CurrentRun,
+    report: planning.TrainerReport,
+    dataset: dict[str, Any],
+    status: LearningLoopStatus,
+) -> dict[str, Any]:
+    lineage: dict[str, Any] = {"loop": loop, "run": run.number, "job": run.job}
+    if isinstance(dataset.get("sha256"), str):
+        lineage["datasetSha256"] = dataset["sha256"]
+    if isinstance(dataset.get("final_count"), int):
+        lineage["sampleCount"] = dataset["final_count"]
+    parent = status.champion or (
+        status.runs.recent[-1].model_version if status.runs.recent else None
+    )
+    if parent:
+        lineage["parent"] = parent
+    metadata: dict[str, Any] = {
+        "name": run_name(loop, run.number),
+        "namespace": namespace,
+        "labels": {LABEL_LOOP: loop, LABEL_RUN: str(run.number)},
+    }
+    if uid is not None:
+        metadata["ownerReferences"] = [
+            {"apiVersion": API_VERSION, "kind": "LearningLoop", "name": loop, "uid": uid}
+        ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ModelVersion",
+        "metadata": metadata,
+        "spec": {
+            "model": spec.model.name,
+            "version": f"run-{run.number}",
+            "uri": report.model_uri,
+            "metrics": report.metrics,
+            "lineage": lineage,
+        },
+        "status": {"stage": "Candidate"},
+    }
+
+
+def make_registry(
+    config: OperatorConfig, kube: KubeClient, *, clock: Clock = utc_now
+) -> kopf.OperatorRegistry:
+    """The operator's handlers, registered on a registry of their own (tests run several)."""
+    registry = kopf.OperatorRegistry()
+    reconciler = LoopReconciler(kube, config, clock)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # progress in annotations: nothing kopf writes can be pruned by our status schema
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+
+    @kopf.timer(
+        GROUP, VERSION, "learningloops", interval=config.poll_seconds,
+        backoff=config.poll_seconds, registry=registry,
+    )  # fmt: skip
+    def reconcile_loop(
+        name: str,
+        namespace: str | None,
+        uid: str,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        **_: Any,
+    ) -> None:
+        def event(kind: str, reason: str, message: str) -> None:
+            (kopf.warn if kind == "Warning" else kopf.info)(body, reason=reason, message=message)
+
+        assert namespace is not None  # LearningLoop is namespaced
+        new = reconciler.reconcile(
+            name=name, namespace=namespace, uid=uid, generation=meta.get("generation"),
+            spec=dict(spec), status=dict(status), event=event,
+        )  # fmt: skip
+        # None stays in the patch: a merge patch deletes a key set to null (e.g. currentRun)
+        patch.status.update(new.model_dump(by_alias=True, mode="json"))
+
+    return registry

@@ -1,0 +1,277 @@
+"""The operator end to end: the real kopf and the real ``kubernetes`` client against kmock's
+Kubernetes emulator, with usage records in a real throwaway PostgreSQL. The tests stand in
+for the other controllers: they mark Jobs finished and give pods their termination
+messages."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import kmock
+import kopf
+import pytest
+
+from afs.continuous import UsageLogger
+from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
+from afs.continuous.kube.client import KubeClient
+from afs.continuous.kube.controllers import OperatorConfig, make_registry
+from tests.postgres_server import fresh_schema
+
+NAMESPACE = "ml"
+RESOURCES = [
+    ("v1/namespaces", "Namespace", False),
+    ("v1/events", "Event", True),
+    ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False),
+    (f"{GROUP}/{VERSION}/learningloops", "LearningLoop", True),
+    (f"{GROUP}/{VERSION}/abtests", "ABTest", True),
+    (f"{GROUP}/{VERSION}/modelversions", "ModelVersion", True),
+    ("batch/v1/jobs", "Job", True),
+    ("v1/pods", "Pod", True),
+    ("v1/secrets", "Secret", True),
+]
+
+
+def _register(emulator: kmock.KubernetesEmulator) -> None:
+    for resource, kind, namespaced in RESOURCES:
+        info = emulator.resources[resource]
+        info.kind = kind
+        info.namespaced = namespaced
+        info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
+        if resource.startswith(GROUP) or resource == "batch/v1/jobs":
+            info.subresources = {"status"}
+
+
+@contextlib.asynccontextmanager
+async def operator(emulator: kmock.KubernetesEmulator) -> AsyncIterator[KubeClient]:
+    url = str(emulator.url).rstrip("/")
+    kube = KubeClient.connect(host=url)
+    registry = make_registry(OperatorConfig(poll_seconds=0.2), kube)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=url, insecure=True)
+
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(
+            registry=registry, standalone=True, clusterwide=True, ready_flag=ready, stop_flag=stop
+        )
+    )
+    await asyncio.wait_for(ready.wait(), 20)
+    try:
+        yield kube
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """The sync client must not block the loop the emulator serves on."""
+    return await asyncio.to_thread(fn, *args)
+
+
+async def _eventually(probe: Callable[[], Any], *, timeout: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await asyncio.to_thread(probe)
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+def _loop_manifest(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": {"name": "nayru-v1"},
+        "database": {"urlSecretRef": {"name": "usage-db", "key": "url"}},
+        "triggers": {
+            "minNewSamples": 20, "minSamplesForRetrain": 10, "enableScheduled": False,
+            "enableQualityDrop": False, "cooldownHours": 24,
+        },
+        "training": {
+            "backoffLimit": 0,
+            "template": {"spec": {"containers": [{"name": "trainer", "image": "trainer:1"}]}},
+        },
+        "checkInterval": "1s",
+    }  # fmt: skip
+    body.update(spec)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LearningLoop",
+        "metadata": {
+            "name": "nayru",
+            "namespace": NAMESPACE,
+            "uid": "loop-uid-1",
+            "resourceVersion": "1",
+            "generation": 1,
+        },
+        "spec": body,
+    }
+
+
+@pytest.fixture
+def usage_db() -> Any:
+    with fresh_schema() as url:
+        with UsageLogger(url=url) as logger:
+            logger.log_many(
+                [
+                    {"query": f"q{i}", "response": f"a{i}", "model": "nayru-v1",
+                     "quality_score": 0.9, "user_feedback": 1}
+                    for i in range(30)
+                ]
+            )  # fmt: skip
+        yield url
+
+
+async def _setup(kube: KubeClient, url: str, loop: dict[str, Any]) -> None:
+    secret = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "usage-db", "namespace": NAMESPACE},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }  # fmt: skip
+    await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+    await _call(
+        kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "learningloops",
+        loop,
+    )  # fmt: skip
+
+
+def _loop(kube: KubeClient) -> dict[str, Any]:
+    obj: dict[str, Any] = kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "learningloops", "nayru"
+    )
+    return obj
+
+
+def _finish_job(kube: KubeClient, name: str, *, succeeded: bool, message: str | None) -> None:
+    condition = {"type": "Complete" if succeeded else "Failed", "status": "True"}
+    kube.batch.patch_namespaced_job_status(
+        name, NAMESPACE, {"status": {"conditions": [condition], "succeeded": int(succeeded)}}
+    )
+    report = json.dumps({"final_count": 30, "sha256": "ab" * 32})
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{name}-abcde", "namespace": NAMESPACE, "labels": {"job-name": name}},
+        "spec": {"containers": [{"name": "trainer", "image": "trainer:1"}]},
+        "status": {
+            "initContainerStatuses": [
+                {"name": "export-dataset", "image": "afs", "imageID": "afs", "ready": False,
+                 "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": report}}}
+            ],
+            "containerStatuses": [
+                {"name": "trainer", "image": "trainer:1", "imageID": "trainer", "ready": False,
+                 "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 0 if succeeded else 1, "message": message}}}
+            ],
+        },
+    }  # fmt: skip
+    kube.core.create_namespaced_pod(NAMESPACE, pod)
+
+
+async def test_a_learning_loop_trains_and_records_a_model_version(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    _register(kmock)
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest())
+        job = await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-1"))
+        assert job["metadata"]["ownerReferences"][0]["name"] == "nayru"
+        init = job["spec"]["template"]["spec"]["initContainers"][0]
+        assert init["command"][:3] == ["afs-continuous", "export", "/data/dataset.jsonl"]
+        status = await _eventually(lambda: (_loop(kube).get("status") or {}).get("currentRun"))
+        assert status["job"] == "nayru-run-1"
+        assert (await _call(_loop, kube))["status"]["lastTrigger"]["type"] == "sample_count"
+
+        report = json.dumps({"modelUri": "s3://models/nayru/run-1", "metrics": {"loss": 0.25}})
+        await _call(lambda: _finish_job(kube, "nayru-run-1", succeeded=True, message=report))
+        version = await _eventually(lambda: _get_version(kube, "nayru-run-1"), timeout=20)
+        assert version["spec"]["uri"] == "s3://models/nayru/run-1"
+        assert version["spec"]["metrics"] == {"loss": 0.25}
+        assert version["spec"]["lineage"] == {
+            "loop": "nayru", "run": 1, "job": "nayru-run-1", "sampleCount": 30,
+            "datasetSha256": "ab" * 32,
+        }  # fmt: skip
+        final = await _eventually(
+            lambda: (s := _loop(kube).get("status") or {}).get("runs", {}).get("succeeded") and s
+        )
+        assert final.get("currentRun") is None
+        assert final["challenger"] == "nayru-run-1"
+        assert final["runs"]["recent"][-1]["result"] == "Succeeded"
+
+
+def _get_version(kube: KubeClient, name: str) -> dict[str, Any] | None:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        obj: dict[str, Any] = kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "modelversions", name
+        )
+        return obj
+    except ApiException:
+        return None
+
+
+async def test_an_operator_that_died_after_creating_the_job_adopts_it(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    """The previous operator created run 1's Job and died before recording it: the next
+    one fires the same trigger, finds the Job by its deterministic name, and adopts it."""
+    from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
+    from afs.continuous.kube.jobs import training_job
+
+    _register(kmock)
+    manifest = _loop_manifest()
+    orphan = training_job(
+        loop="nayru", namespace=NAMESPACE, uid="loop-uid-1",
+        spec=LearningLoopSpec.model_validate(manifest["spec"]), run=1, since=None,
+    )  # fmt: skip
+    orphan["metadata"]["annotations"] = {"created-by": "the operator that died"}
+    async with operator(kmock) as kube:
+        await _call(kube.batch.create_namespaced_job, NAMESPACE, orphan)
+        await _setup(kube, usage_db, manifest)
+        run = await _eventually(lambda: (_loop(kube).get("status") or {}).get("currentRun"))
+        assert run["job"] == "nayru-run-1"
+        jobs = await _call(kube.batch.list_namespaced_job, NAMESPACE)
+        assert [j.metadata.name for j in jobs.items] == ["nayru-run-1"]
+        job = await _call(kube.get_job, NAMESPACE, "nayru-run-1")
+        assert job["metadata"]["annotations"] == {"created-by": "the operator that died"}
+
+
+async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    _register(kmock)
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest(checkInterval="soon"))
+        conditions = await _eventually(lambda: (_loop(kube).get("status") or {}).get("conditions"))
+        [ready] = [c for c in conditions if c["type"] == "Ready"]
+        assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+        assert "checkInterval" in ready["message"]
+        assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
+
+
+async def test_a_failed_trainer_is_recorded_and_backs_off(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    _register(kmock)
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest())
+        await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-1"))
+        await _call(lambda: _finish_job(kube, "nayru-run-1", succeeded=False, message="OOM"))
+        status = await _eventually(
+            lambda: (s := _loop(kube).get("status") or {}).get("runs", {}).get("failed") and s
+        )
+        assert status["runs"]["recent"][-1]["result"] == "Failed"
+        [last] = [c for c in status["conditions"] if c["type"] == "LastRunSucceeded"]
+        assert last["status"] == "False"
+        await asyncio.sleep(1.5)  # several checks later: backing off, no second Job
+        assert await _call(kube.get_job, NAMESPACE, "nayru-run-2") is None
+    with UsageLogger(url=usage_db) as logger:
+        state = logger.store.get_state("k8s/ml/nayru")
+        assert state is not None and state["consecutive_failures"] == 1
