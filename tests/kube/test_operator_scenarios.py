@@ -20,6 +20,7 @@ from afs.continuous import UsageLogger
 from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
+from afs.continuous.kube.metrics import OperatorMetrics
 from tests.postgres_server import fresh_schema
 
 NAMESPACE = "ml"
@@ -46,11 +47,14 @@ def _register(emulator: kmock.KubernetesEmulator) -> None:
             info.subresources = {"status"}
 
 
+METRICS = OperatorMetrics()
+
+
 @contextlib.asynccontextmanager
 async def operator(emulator: kmock.KubernetesEmulator) -> AsyncIterator[KubeClient]:
     url = str(emulator.url).rstrip("/")
     kube = KubeClient.connect(host=url)
-    registry = make_registry(OperatorConfig(poll_seconds=0.2), kube)
+    registry = make_registry(OperatorConfig(poll_seconds=0.2), kube, metrics=METRICS)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -203,6 +207,9 @@ async def test_a_learning_loop_trains_and_records_a_model_version(
         assert final.get("currentRun") is None
         assert final["challenger"] == "nayru-run-1"
         assert final["runs"]["recent"][-1]["result"] == "Succeeded"
+    sample = METRICS.registry.get_sample_value
+    assert (sample("afs_loop_runs_total", {"outcome": "succeeded"}) or 0) >= 1
+    assert (sample("afs_loop_triggers_fired_total", {"type": "sample_count"}) or 0) >= 1
 
 
 def _get_version(kube: KubeClient, name: str) -> dict[str, Any] | None:
@@ -275,3 +282,56 @@ async def test_a_failed_trainer_is_recorded_and_backs_off(
     with UsageLogger(url=usage_db) as logger:
         state = logger.store.get_state("k8s/ml/nayru")
         assert state is not None and state["consecutive_failures"] == 1
+
+
+async def test_the_operator_command_serves_health_and_metrics(
+    kmock: kmock.KubernetesEmulator, tmp_path: Any
+) -> None:
+    import socket
+    import sys
+
+    import aiohttp
+
+    _register(kmock)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+                "clusters": [{"name": "emulator",
+                              "cluster": {"server": str(kmock.url).rstrip("/")}}],
+                "users": [{"name": "tester", "user": {"token": "x"}}],
+                "contexts": [{"name": "emulator",
+                              "context": {"cluster": "emulator", "user": "tester"}}],
+            }
+        )
+    )  # fmt: skip
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "afs.continuous", "operator", "--all-namespaces",
+        "--metrics-port", str(ports[0]), "--health-port", str(ports[1]),
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.1:{ports[1]}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert asyncio.get_running_loop().time() < deadline, "no /healthz"
+                await asyncio.sleep(0.2)
+            async with session.get(f"http://127.0.0.1:{ports[0]}/metrics") as response:
+                text = await response.text()
+        assert "afs_loop_reconcile_seconds" in text and "afs_loop_runs" in text
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)

@@ -381,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
         "crds", help="write the CustomResourceDefinitions generated from the API models",
         add_help=False,
     )  # fmt: skip
+    sub.add_parser(
+        "operator", help="run the Kubernetes operator (LearningLoop → Job → ModelVersion)",
+        add_help=False,
+    )  # fmt: skip
 
     p = sub.add_parser("db", help="database maintenance: migrate, retention")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -408,6 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from afs.continuous.demo import main as demo_main
 
         return demo_main(arguments[1:])
+    if arguments[:1] == ["operator"]:
+        from afs.continuous.kube.operator import main as operator_main
+
+        return operator_main(arguments[1:])
     if arguments[:1] == ["crds"]:
         from afs.continuous.kube.crds import main as crds_main
 

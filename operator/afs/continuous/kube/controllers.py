@@ -35,6 +35,7 @@ from afs.continuous.kube.api.v1alpha1 import (
 )
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE, LABEL_LOOP, LABEL_RUN, training_job
+from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
 from afs.continuous.logger import UsageLogger
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
@@ -58,6 +59,7 @@ class LoopReconciler:
     kube: KubeClient
     config: OperatorConfig
     clock: Clock = utc_now
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     loggers: dict[str, UsageLogger] = field(default_factory=dict)
 
     def logger_for(self, url: str) -> UsageLogger:
@@ -91,6 +93,7 @@ class LoopReconciler:
                 message=message, now=now, generation=generation,
             )  # fmt: skip
             current.phase = LoopPhase.FAILED
+            self.metrics.invalid_specs.inc()
             event("Warning", "InvalidSpec", message)
             return current
         if parsed.suspend:
@@ -127,9 +130,13 @@ class LoopReconciler:
         if not planning.check_due(current, parsed.check_interval, now):
             return current
         result = trigger.check_triggers()
+        self.metrics.checks.labels(namespace, name).inc()
         current.last_check_time = format_timestamp(now)
         current.last_trigger = None if not result.triggered else _outcome(result, now)
         if result.triggered:
+            self.metrics.triggers.labels(
+                current.last_trigger.type if current.last_trigger else ""
+            ).inc()
             self._start_run(name, namespace, uid, parsed, current, trigger, event, result.reason)
         else:
             current.phase = LoopPhase.WATCHING
@@ -162,6 +169,7 @@ class LoopReconciler:
             started=format_timestamp(self.clock()),
         )
         status.phase = LoopPhase.TRAINING
+        self.metrics.runs.labels("started").inc()
         event("Normal", "RunStarted", f"run {run}: Job {manifest['metadata']['name']} ({reason})")
 
     def _follow_run(
@@ -203,6 +211,7 @@ class LoopReconciler:
                     finished=format_timestamp(now), model_version=version_name,
                 )  # fmt: skip
                 status.runs.succeeded += 1
+                self.metrics.runs.labels("succeeded").inc()
                 event(
                     "Normal",
                     "RunSucceeded",
@@ -226,6 +235,7 @@ class LoopReconciler:
     ) -> RunOutcome:
         trigger.mark_retrain_failed()  # the trigger backs off instead of firing again at once
         status.runs.failed += 1
+        self.metrics.runs.labels("failed").inc()
         status.conditions = planning.set_condition(
             status.conditions, type="LastRunSucceeded", status=False, reason="RunFailed",
             message=f"run {run.number}: {message}", now=self.clock(),
@@ -336,11 +346,15 @@ def _model_version(
 
 
 def make_registry(
-    config: OperatorConfig, kube: KubeClient, *, clock: Clock = utc_now
+    config: OperatorConfig,
+    kube: KubeClient,
+    *,
+    clock: Clock = utc_now,
+    metrics: OperatorMetrics | None = None,
 ) -> kopf.OperatorRegistry:
     """The operator's handlers, registered on a registry of their own (tests run several)."""
     registry = kopf.OperatorRegistry()
-    reconciler = LoopReconciler(kube, config, clock)
+    reconciler = LoopReconciler(kube, config, clock, metrics or OperatorMetrics())
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -367,10 +381,11 @@ def make_registry(
             (kopf.warn if kind == "Warning" else kopf.info)(body, reason=reason, message=message)
 
         assert namespace is not None  # LearningLoop is namespaced
-        new = reconciler.reconcile(
-            name=name, namespace=namespace, uid=uid, generation=meta.get("generation"),
-            spec=dict(spec), status=dict(status), event=event,
-        )  # fmt: skip
+        with reconciler.metrics.reconcile_seconds.time():
+            new = reconciler.reconcile(
+                name=name, namespace=namespace, uid=uid, generation=meta.get("generation"),
+                spec=dict(spec), status=dict(status), event=event,
+            )  # fmt: skip
         # None stays in the patch: a merge patch deletes a key set to null (e.g. currentRun)
         patch.status.update(new.model_dump(by_alias=True, mode="json"))
 
