@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -12,7 +11,7 @@ import yaml
 
 from afs.continuous.kube import crds
 from afs.continuous.kube.api import v1alpha1
-from tests.docs_examples import ROOT
+from tests.docs_examples import ROOT, code_blocks
 
 EXAMPLES = sorted((ROOT / "examples" / "k8s").glob("*.yaml"))
 FREE_FORM = {"template", "metrics", "evidence"}
@@ -84,9 +83,19 @@ def _validator(kind: str) -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(_openapi_to_jsonschema(copy.deepcopy(schema)))
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_examples_validate_against_the_crds_and_parse(path: Path) -> None:
-    manifest = yaml.safe_load(path.read_text())
+DOC_MANIFESTS = [
+    block
+    for block in code_blocks((ROOT / "docs" / "operator.md").read_text(), "yaml")
+    if v1alpha1.API_VERSION in block
+]
+MANIFESTS = [(p.name, p.read_text()) for p in EXAMPLES] + [
+    (f"operator.md#{i}", block) for i, block in enumerate(DOC_MANIFESTS)
+]
+
+
+@pytest.mark.parametrize("text", [t for _, t in MANIFESTS], ids=[n for n, _ in MANIFESTS])
+def test_examples_validate_against_the_crds_and_parse(text: str) -> None:
+    manifest = yaml.safe_load(text)
     assert manifest["apiVersion"] == v1alpha1.API_VERSION
     errors = sorted(_validator(manifest["kind"]).iter_errors(manifest), key=str)
     assert errors == []

@@ -194,7 +194,9 @@ async def test_a_learning_loop_trains_and_records_a_model_version(
 
         report = json.dumps({"modelUri": "s3://models/nayru/run-1", "metrics": {"loss": 0.25}})
         await _call(lambda: _finish_job(kube, "nayru-run-1", succeeded=True, message=report))
-        version = await _eventually(lambda: _get_version(kube, "nayru-run-1"), timeout=20)
+        version = await _eventually(
+            lambda: _get_custom(kube, "modelversions", "nayru-run-1"), timeout=20
+        )
         assert version["spec"]["uri"] == "s3://models/nayru/run-1"
         assert version["spec"]["metrics"] == {"loss": 0.25}
         assert version["spec"]["lineage"] == {
@@ -205,23 +207,70 @@ async def test_a_learning_loop_trains_and_records_a_model_version(
             lambda: (s := _loop(kube).get("status") or {}).get("runs", {}).get("succeeded") and s
         )
         assert final.get("currentRun") is None
-        assert final["challenger"] == "nayru-run-1"
+        assert final.get("challenger") is None  # no traffic to test it on: a Candidate
         assert final["runs"]["recent"][-1]["result"] == "Succeeded"
+        stage = await _eventually(
+            lambda: (_get_custom(kube, "modelversions", "nayru-run-1") or {}).get("status")
+        )
+        assert stage["stage"] == "Candidate"
     sample = METRICS.registry.get_sample_value
     assert (sample("afs_loop_runs_total", {"outcome": "succeeded"}) or 0) >= 1
     assert (sample("afs_loop_triggers_fired_total", {"type": "sample_count"}) or 0) >= 1
 
 
-def _get_version(kube: KubeClient, name: str) -> dict[str, Any] | None:
+def _get_custom(kube: KubeClient, plural: str, name: str) -> dict[str, Any] | None:
     from kubernetes.client.rest import ApiException
 
     try:
         obj: dict[str, Any] = kube.custom.get_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, "modelversions", name
+            GROUP, VERSION, NAMESPACE, plural, name
         )
         return obj
     except ApiException:
         return None
+
+
+PROMOTION = {
+    "mode": "manual",
+    "champion": "nayru-baseline",
+    "traffic": {
+        "provider": "gateway-api",
+        "targetRef": {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "name": "nayru",
+        },
+    },
+    "abTest": {"initialChallengerTraffic": 0.05, "minDurationHours": 12},
+}  # fmt: skip
+
+
+async def test_a_new_version_with_a_champion_and_traffic_gets_an_ab_test(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    _register(kmock)
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest(promotion=PROMOTION))
+        await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-1"))
+        report = json.dumps({"modelUri": "s3://models/nayru/run-1"})
+        await _call(lambda: _finish_job(kube, "nayru-run-1", succeeded=True, message=report))
+        test = await _eventually(lambda: _get_custom(kube, "abtests", "nayru-run-1"))
+        assert test["spec"]["champion"] == {"modelVersion": "nayru-baseline"}
+        assert test["spec"]["challenger"] == {"modelVersion": "nayru-run-1"}
+        assert test["spec"]["traffic"] == PROMOTION["traffic"]
+        assert test["spec"]["steps"] == [{"weight": 5}]
+        assert test["spec"]["decision"]["minDurationHours"] == 12
+        assert test["spec"]["promotion"] == "manual"
+        assert test["metadata"]["ownerReferences"][0]["name"] == "nayru"
+        status = await _eventually(
+            lambda: (s := _loop(kube).get("status") or {}).get("challenger") and s
+        )
+        assert (status["challenger"], status["champion"]) == ("nayru-run-1", "nayru-baseline")
+        version = await _eventually(
+            lambda: (
+                (v := _get_custom(kube, "modelversions", "nayru-run-1") or {}).get("status") and v
+            )
+        )
+        assert version["status"]["stage"] == "Challenger"
+        assert version["spec"]["lineage"]["parent"] == "nayru-baseline"
 
 
 async def test_an_operator_that_died_after_creating_the_job_adopts_it(

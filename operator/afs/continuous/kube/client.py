@@ -71,13 +71,12 @@ class KubeClient:
         # filter here too: not every API server (or emulator) honours the selector
         return [p for p in items if p.get("metadata", {}).get("labels", {}).get("job-name") == job]
 
-    def create_model_version(self, manifest: dict[str, Any]) -> None:
-        """Create the ModelVersion; one of that name already there is fine (idempotent)."""
+    def create_custom_object(self, plural: str, manifest: dict[str, Any]) -> None:
+        """Create one of our resources; one of that name already there is fine
+        (idempotent: names are deterministic, so it is the one we meant)."""
         namespace = manifest["metadata"]["namespace"]
         try:
-            self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, "modelversions", manifest
-            )
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, manifest)
         except ApiException as exc:
             if exc.status != 409:
                 raise

@@ -21,7 +21,7 @@ import kopf
 from pydantic import ValidationError
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
-from afs.continuous.kube import planning
+from afs.continuous.kube import planning, promotion
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
     GROUP,
@@ -31,6 +31,7 @@ from afs.continuous.kube.api.v1alpha1 import (
     LearningLoopStatus,
     LoopPhase,
     RunOutcome,
+    Stage,
     TriggerOutcome,
 )
 from afs.continuous.kube.client import KubeClient
@@ -85,9 +86,7 @@ class LoopReconciler:
         try:
             parsed = LearningLoopSpec.model_validate(spec)
         except ValidationError as exc:
-            message = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
+            message = promotion.validation_message(exc)
             current.conditions = planning.set_condition(
                 current.conditions, type="Ready", status=False, reason="InvalidSpec",
                 message=message, now=now, generation=generation,
@@ -96,6 +95,7 @@ class LoopReconciler:
             self.metrics.invalid_specs.inc()
             event("Warning", "InvalidSpec", message)
             return current
+        current.champion = promotion.champion_of(parsed.promotion, current.champion)
         if parsed.suspend:
             current.phase = LoopPhase.SUSPENDED
             current.conditions = planning.set_condition(
@@ -201,11 +201,23 @@ class LoopReconciler:
             else:
                 dataset = _dataset_report(pods)
                 manifest = _model_version(name, namespace, uid, spec, run, report, dataset, status)
-                self.kube.create_model_version(manifest)
                 version_name = manifest["metadata"]["name"]
+                champion = promotion.champion_of(spec.promotion, status.champion)
+                tested = spec.promotion.traffic is not None and champion is not None
+                stage = Stage.CHALLENGER if tested else Stage.CANDIDATE
+                manifest["metadata"]["annotations"] = {promotion.INITIAL_STAGE: stage.value}
+                self.kube.create_custom_object("modelversions", manifest)
+                if tested:
+                    assert champion is not None
+                    test = promotion.challenger_test(
+                        loop=name, namespace=namespace, uid=uid, run=run.number,
+                        promotion=spec.promotion, champion=champion, challenger=version_name,
+                    )  # fmt: skip
+                    self.kube.create_custom_object("abtests", test)
+                    status.challenger = version_name
+                    event("Normal", "ABTestCreated", f"{version_name} against {champion}")
                 trigger.mark_retrain_completed()
                 status.last_retrain_time = format_timestamp(now)
-                status.challenger = version_name
                 outcome = RunOutcome(
                     number=run.number, job=run.job, result="Succeeded",
                     finished=format_timestamp(now), model_version=version_name,
@@ -341,7 +353,6 @@ def _model_version(
             "metrics": report.metrics,
             "lineage": lineage,
         },
-        "status": {"stage": "Candidate"},
     }
 
 
@@ -387,6 +398,24 @@ def make_registry(
                 spec=dict(spec), status=dict(status), event=event,
             )  # fmt: skip
         # None stays in the patch: a merge patch deletes a key set to null (e.g. currentRun)
+        patch.status.update(new.model_dump(by_alias=True, mode="json"))
+
+    @kopf.on.resume(GROUP, VERSION, "modelversions", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "modelversions", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "modelversions", field="spec", registry=registry)
+    def record_model_version(
+        meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, body: kopf.Body,
+        patch: kopf.Patch, **_: Any,
+    ) -> None:  # fmt: skip
+        new = promotion.model_version_status(
+            spec=dict(spec), status=dict(status), annotations=dict(meta.annotations),
+            now=clock(), generation=meta.get("generation"),
+        )  # fmt: skip
+        ready = next(c for c in new.conditions if c.type == "Ready")
+        if ready.reason == "InvalidSpec":
+            kopf.warn(body, reason="InvalidSpec", message=ready.message)
+        elif new.stage is not None and status.get("stage") != new.stage.value:
+            kopf.info(body, reason="Stage", message=f"stage {new.stage.value}")
         patch.status.update(new.model_dump(by_alias=True, mode="json"))
 
     return registry

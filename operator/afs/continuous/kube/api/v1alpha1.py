@@ -145,8 +145,27 @@ class ABTestSettings(KubeModel):
     min_feedback_per_arm: Annotated[int, Field(ge=0)] = 20
 
 
+class TargetRef(KubeModel):
+    api_version: str
+    kind: str
+    name: Annotated[str, Field(min_length=1)]
+
+
+class TrafficSpec(KubeModel):
+    provider: Literal["gateway-api", "istio", "kserve", "knative"]
+    target_ref: TargetRef
+
+
 class PromotionSpec(KubeModel):
+    """What a new ModelVersion goes on to. With ``traffic`` and a champion, the loop
+    starts an ABTest of the new version against the champion; without either, the new
+    version stays a Candidate (recorded, never served by the loop)."""
+
     mode: Literal["auto", "manual"] = "auto"
+    champion: str | None = None
+    """The ModelVersion serving now, before the loop has a champion of its own."""
+    traffic: TrafficSpec | None = None
+    """Where the ABTest shifts traffic; unset means no ABTest."""
     ab_test: ABTestSettings = Field(default_factory=ABTestSettings)
 
 
@@ -256,17 +275,6 @@ class VersionRef(KubeModel):
     """Name of a ModelVersion in the same namespace."""
     serving_name: str | None = None
     """The backend name the traffic provider routes to (defaults to the version)."""
-
-
-class TargetRef(KubeModel):
-    api_version: str
-    kind: str
-    name: Annotated[str, Field(min_length=1)]
-
-
-class TrafficSpec(KubeModel):
-    provider: Literal["gateway-api", "istio", "kserve", "knative"]
-    target_ref: TargetRef
 
 
 class Step(KubeModel):
