@@ -216,6 +216,12 @@ class LoopReconciler:
                     self.kube.create_custom_object("abtests", test)
                     status.challenger = version_name
                     event("Normal", "ABTestCreated", f"{version_name} against {champion}")
+                elif spec.promotion.traffic is not None:
+                    event(
+                        "Warning", "NoChampion",
+                        f"{version_name} stays a Candidate: no champion to test it against "
+                        "(set spec.promotion.champion)",
+                    )  # fmt: skip
                 trigger.mark_retrain_completed()
                 status.last_retrain_time = format_timestamp(now)
                 outcome = RunOutcome(
