@@ -11,7 +11,6 @@ recorded in the status before the next one can start.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,8 +40,6 @@ from afs.continuous.kube.naming import loop_state_key, run_name
 from afs.continuous.logger import UsageLogger
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
 from afs.continuous.trigger import RetrainTrigger, TriggerResult
-
-log = logging.getLogger(__name__)
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
 
@@ -81,7 +78,7 @@ class LoopReconciler:
         event: EventSink,
     ) -> LearningLoopStatus:
         now = self.clock()
-        current = _parse_status(status)
+        current = LearningLoopStatus.from_status(status)
         current.observed_generation = generation
         try:
             parsed = LearningLoopSpec.model_validate(spec)
@@ -263,20 +260,6 @@ class LoopReconciler:
             number=run.number, job=run.job, result="Failed",
             finished=format_timestamp(self.clock()), message=message,
         )  # fmt: skip
-
-
-def _parse_status(status: dict[str, Any]) -> LearningLoopStatus:
-    ours = {k: v for k, v in (status or {}).items() if k in _STATUS_KEYS}
-    try:
-        return LearningLoopStatus.model_validate(ours)
-    except ValidationError:
-        log.warning("unreadable status replaced: %s", ours)
-        return LearningLoopStatus()
-
-
-_STATUS_KEYS = {
-    field_info.alias or name for name, field_info in LearningLoopStatus.model_fields.items()
-}
 
 
 def _generator_config(spec: LearningLoopSpec) -> DataGeneratorConfig:

@@ -94,12 +94,7 @@ def model_version_status(
 
     A version without a stage takes the one its creator left in the annotation, else
     Candidate; a stage once set is never changed here (A/B tests move it)."""
-    try:
-        current = ModelVersionStatus.model_validate(
-            {k: v for k, v in (status or {}).items() if k in _STATUS_KEYS}
-        )
-    except ValidationError:
-        current = ModelVersionStatus()
+    current = ModelVersionStatus.from_status(status)
     current.observed_generation = generation
     try:
         ModelVersionSpec.model_validate(spec)
@@ -117,6 +112,3 @@ def model_version_status(
         message=f"stage {current.stage.value}", now=now, generation=generation,
     )  # fmt: skip
     return current
-
-
-_STATUS_KEYS = {info.alias or name for name, info in ModelVersionStatus.model_fields.items()}

@@ -8,10 +8,12 @@ Fields are camelCase in YAML (aliases) and snake_case in Python.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 if TYPE_CHECKING:
@@ -31,6 +33,17 @@ class KubeModel(BaseModel):
     """camelCase on the wire, unknown fields refused (a typo is an error, not a no-op)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any] | None) -> Self:
+        """Our part of a status another writer shares (kopf keeps its own keys there); an
+        unreadable one starts afresh instead of wedging the handler."""
+        keys = {info.alias or name for name, info in cls.model_fields.items()}
+        try:
+            return cls.model_validate({k: v for k, v in (status or {}).items() if k in keys})
+        except ValidationError as exc:
+            logging.getLogger(__name__).warning("unreadable %s replaced: %s", cls.__name__, exc)
+            return cls()
 
 
 # --- shared ------------------------------------------------------------------------
