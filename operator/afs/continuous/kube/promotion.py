@@ -68,15 +68,9 @@ def challenger_test(
             "challenger": {"modelVersion": challenger},
             "traffic": promotion.traffic.model_dump(by_alias=True, exclude_none=True),
             "steps": [{"weight": round(settings.initial_challenger_traffic * 100)}],
-            "decision": {
-                "method": "sequential",
-                "alpha": settings.alpha,
-                "minEffect": settings.min_effect,
-                "minDurationHours": settings.min_duration_hours,
-                "maxDurationHours": settings.max_duration_hours,
-                "minRequestsPerArm": settings.min_requests_per_arm,
-                "minFeedbackPerArm": settings.min_feedback_per_arm,
-            },
+            "decision": settings.model_dump(
+                by_alias=True, mode="json", exclude={"initial_challenger_traffic"}
+            ),
             "promotion": promotion.mode,
         },
     }

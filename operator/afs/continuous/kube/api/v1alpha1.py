@@ -146,16 +146,24 @@ class TrainingSpec(KubeModel):
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = 86400
 
 
-class ABTestSettings(KubeModel):
-    """The decision settings an ABTest created by the loop starts with."""
-
-    initial_challenger_traffic: Fraction = 0.1
+class DecisionSpec(KubeModel):
+    method: Literal["sequential", "weighted"] = "sequential"
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     min_effect: Annotated[float, Field(ge=0)] = 0.0
-    min_duration_hours: Hours = 48
-    max_duration_hours: Annotated[float, Field(gt=0)] = 168
+    latency_margin: Annotated[float, Field(ge=0)] = 0.10
+    error_rate_margin: Fraction = 0.01
+    negative_feedback_margin: Fraction = 0.05
     min_requests_per_arm: Annotated[int, Field(ge=0)] = 200
     min_feedback_per_arm: Annotated[int, Field(ge=0)] = 20
+    min_duration_hours: Hours = 48
+    max_duration_hours: Annotated[float, Field(gt=0)] = 168
+
+
+class ABTestSettings(DecisionSpec):
+    """The decision settings an ABTest created by the loop starts with, and the
+    challenger's first share of traffic."""
+
+    initial_challenger_traffic: Fraction = 0.1
 
 
 class TargetRef(KubeModel):
@@ -294,19 +302,6 @@ class Step(KubeModel):
     weight: Annotated[int, Field(ge=0, le=100)]
     """Challenger share, percent."""
     pause: Duration | None = None
-
-
-class DecisionSpec(KubeModel):
-    method: Literal["sequential", "weighted"] = "sequential"
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    min_effect: Annotated[float, Field(ge=0)] = 0.0
-    latency_margin: Annotated[float, Field(ge=0)] = 0.10
-    error_rate_margin: Fraction = 0.01
-    negative_feedback_margin: Fraction = 0.05
-    min_requests_per_arm: Annotated[int, Field(ge=0)] = 200
-    min_feedback_per_arm: Annotated[int, Field(ge=0)] = 20
-    min_duration_hours: Hours = 48
-    max_duration_hours: Annotated[float, Field(gt=0)] = 168
 
 
 class ABTestSpec(KubeModel):
