@@ -60,14 +60,15 @@ class UsageRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
         """Build from a mapping, ignoring keys that are not fields (e.g. ``created_at``)."""
-        return cls(**{name: data[name] for name in _FIELD_NAMES if name in data})
+        return cls(**{name: data[name] for name in RECORD_FIELDS if name in data})
 
     def compute_dedupe_hash(self) -> str:
         return compute_dedupe_hash(self.query, self.response)
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
-_MAPPING_KEYS = frozenset(_FIELD_NAMES) | {"context", "created_at"}
+RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
+"""The record's fields in order: its stored columns and its dict keys."""
+_MAPPING_KEYS = frozenset(RECORD_FIELDS) | {"context", "created_at"}
 
 
 def _normalize_text(text: str) -> str:

@@ -35,7 +35,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from afs.continuous.errors import ContinuousError, InvalidFieldError, SchemaVersionError
-from afs.continuous.records import UsageRecord, new_record_id, new_record_ids
+from afs.continuous.records import RECORD_FIELDS, UsageRecord, new_record_id, new_record_ids
 from afs.continuous.store.base import (
     IdFactory,
     RecordQuery,
@@ -58,23 +58,7 @@ _RETRY_SECONDS = 120.0
 _STREAM_BATCH = 2000
 _MAX_ID_ATTEMPTS = 8
 
-_COLUMNS = (
-    "id",
-    "timestamp",
-    "query",
-    "response",
-    "model",
-    "expert",
-    "latency_ms",
-    "token_count",
-    "quality_score",
-    "user_feedback",
-    "feedback_text",
-    "context_hash",
-    "dedupe_hash",
-    "is_error",
-)
-RECORD_COLUMNS = ", ".join(_COLUMNS)
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
 _COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN"
 
 _ROLLUP_COLUMNS = (

@@ -34,6 +34,7 @@ from typing import Any
 
 from afs.continuous.errors import ContinuousError, InvalidFieldError, SchemaVersionError
 from afs.continuous.records import (
+    RECORD_FIELDS,
     UsageRecord,
     compute_dedupe_hash,
     new_record_id,
@@ -60,11 +61,8 @@ _IN_CHUNK = 500
 _FOLD_EVERY = 256
 _MAX_TAIL = 4096
 
-RECORD_COLUMNS = (
-    "id, timestamp, query, response, model, expert, latency_ms, token_count, "
-    "quality_score, user_feedback, feedback_text, context_hash, dedupe_hash, is_error"
-)
-_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
+_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
 
 _ROLLUP_COLUMNS = (
     "n, n_scored, quality_sum, quality_sq_sum, latency_sum, n_log_latency, "
