@@ -14,6 +14,14 @@ Rules: the seed's weighted rule (checked hourly, 24 h window, 100 records per ve
 the sequential engine of afs.continuous (core.decision, vectorised here with the same
 core.stats functions; a test checks both agree).
 
+For error-rate scenarios two references show what any test could do with the same data,
+at the engine's error-guardrail level (alpha/3) and at the whole alpha: an "oracle SPRT"
+(the likelihood ratio of the challenger's errors between the two true rates, at every
+look: the best anytime-valid test for this exact alternative), and a "power bound"
+(Neyman-Pearson's randomised test on the challenger's errors at 96 h with the champion's
+rate known exactly: no test at that level, sequential or not, rolls back more often by
+96 h).
+
 Prints P(promote) and P(rollback) by 48 h and by 96 h with Monte Carlo standard errors,
 and the median hours and challenger requests to a decision.
 
@@ -30,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.stats import binom
 
 from afs.continuous.core import stats
 from afs.continuous.core.decision import DecisionSettings
@@ -243,6 +252,29 @@ def engine_decisions(
 Flags = NDArray[np.bool_]
 
 
+def _oracle_sprt(errors: Array, requests: Array, p0: float, p1: float, alpha: float) -> Flags:
+    """Wald's likelihood ratio of the challenger's errors, true rates known: by Ville's
+    inequality it exceeds 1/alpha under p0 with probability at most alpha, at any look."""
+    log_lr = errors * math.log(p1 / p0) + (requests - errors) * math.log((1 - p1) / (1 - p0))
+    flags: Flags = log_lr >= math.log(1 / alpha)
+    return flags
+
+
+def _power_bound(
+    rng: np.random.Generator, errors: Array, requests: Array, p0: float, alpha: float
+) -> Flags:
+    """The most powerful level-alpha test of p0 against a higher rate, given the
+    challenger's requests: reject above the critical count, at it with the probability
+    that makes the size exactly alpha."""
+    critical = binom.isf(alpha, requests, p0)
+    tail = binom.sf(critical, requests, p0)
+    at_critical = binom.pmf(critical, requests, p0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma = np.where(at_critical > 0, (alpha - tail) / at_critical, 0.0)
+    flags: Flags = (errors > critical) | ((errors == critical) & (rng.random(errors.shape) < gamma))
+    return flags
+
+
 @dataclass
 class Outcome:
     decided_at: NDArray[np.int64]  # look index, -1 when never
@@ -259,7 +291,18 @@ def simulate(
     error_rate: float = ERROR_RATE,
 ) -> dict[str, Outcome]:
     settings = DecisionSettings(planned_challenger_requests=int(rate * HOURS * 0.1))
-    rules = ("seed weighted rule", "t-test every look", "fixed horizon 48 h", "sequential engine")
+    rules: tuple[str, ...] = (
+        "seed weighted rule", "t-test every look", "fixed horizon 48 h", "sequential engine"
+    )  # fmt: skip
+    guard = settings.alpha / 3
+    p0, p1 = error_rate, error_rate * scenario.error_factor
+    references: dict[str, float] = {}
+    if scenario.error_factor != 1.0:
+        references = {
+            "oracle SPRT a/3": guard, "oracle SPRT a": settings.alpha,
+            "power bound a/3": guard, "power bound a": settings.alpha,
+        }  # fmt: skip
+        rules = (*rules, *references)
     outcome = {
         r: Outcome(np.full(reps, -1), np.zeros(reps, dtype=np.int64), np.zeros(reps)) for r in rules
     }
@@ -314,6 +357,13 @@ def simulate(
             )
         ]  # fmt: skip
         decisions[rules[3]] = engine_decisions(epochs, settings)
+        never = np.zeros(reps, dtype=bool)
+        errors_b, requests_b = cumulative_b.sums["err"], cumulative_b.sums["n"]
+        for rule, level in references.items():
+            if rule.startswith("oracle"):
+                decisions[rule] = (never, _oracle_sprt(errors_b, requests_b, p0, p1, level))
+            elif look == LOOKS - 1:
+                decisions[rule] = (never, _power_bound(rng, errors_b, requests_b, p0, level))
         for rule, (promote, rollback) in decisions.items():
             out = outcome[rule]
             fresh = out.decided_at < 0
