@@ -12,6 +12,7 @@ import yaml
 from afs.continuous.kube import crds
 from afs.continuous.kube.api import v1alpha1
 from tests.docs_examples import ROOT, code_blocks
+from tests.kube.structural import pruned_fields, schema_of
 
 EXAMPLES = sorted((ROOT / "examples" / "k8s").glob("*.yaml"))
 FREE_FORM = {"template", "metrics", "evidence"}
@@ -61,6 +62,21 @@ def test_crd_names_columns_and_status_subresource() -> None:
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["Phase", "Champion", "Challenger", "Last Trigger", "Age"]
+
+
+@pytest.mark.parametrize(
+    ("obj", "pruned"),
+    [
+        ({"metadata": {"annotations": {"kopf.zalando.org/x": "{}"}}}, []),
+        ({"status": {"phase": "Idle", "kopf": {"progress": {}}}}, ["status.kopf"]),
+        ({"status": {"conditions": [{"type": "Ready", "x": 1}]}}, ["status.conditions[0].x"]),
+        ({"status": {"lastTrigger": {"metrics": {"anything": {"nested": 1}}}}}, []),
+        ({"spec": {"training": {"template": {"spec": {"whatever": True}}}}}, []),
+        ({"spec": {"modle": {"name": "x"}}}, ["spec.modle"]),
+    ],
+)  # fmt: skip
+def test_pruning_check_finds_undeclared_fields(obj: dict[str, Any], pruned: list[str]) -> None:
+    assert pruned_fields(obj, schema_of("LearningLoop")) == pruned
 
 
 def _openapi_to_jsonschema(node: Any) -> Any:

@@ -21,6 +21,7 @@ from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
+from tests.kube.structural import pruned_fields, schema_of
 from tests.postgres_server import fresh_schema
 
 NAMESPACE = "ml"
@@ -213,9 +214,23 @@ async def test_a_learning_loop_trains_and_records_a_model_version(
             lambda: (_get_custom(kube, "modelversions", "nayru-run-1") or {}).get("status")
         )
         assert stage["stage"] == "Candidate"
+        assert await _call(_pruned_in_a_cluster, kube) == []
     sample = METRICS.registry.get_sample_value
     assert (sample("afs_loop_runs_total", {"outcome": "succeeded"}) or 0) >= 1
     assert (sample("afs_loop_triggers_fired_total", {"type": "sample_count"}) or 0) >= 1
+
+
+def _pruned_in_a_cluster(kube: KubeClient) -> list[str]:
+    """Fields of our objects that a real API server would drop (see tests.kube.structural)."""
+    found = []
+    for plural, kind in (
+        ("learningloops", "LearningLoop"), ("abtests", "ABTest"), ("modelversions", "ModelVersion")
+    ):  # fmt: skip
+        listing = kube.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)
+        for obj in listing["items"]:
+            name = obj["metadata"]["name"]
+            found += [f"{kind}/{name}: {p}" for p in pruned_fields(obj, schema_of(kind))]
+    return found
 
 
 def _get_custom(kube: KubeClient, plural: str, name: str) -> dict[str, Any] | None:
@@ -271,6 +286,7 @@ async def test_a_new_version_with_a_champion_and_traffic_gets_an_ab_test(
         )
         assert version["status"]["stage"] == "Challenger"
         assert version["spec"]["lineage"]["parent"] == "nayru-baseline"
+        assert await _call(_pruned_in_a_cluster, kube) == []
 
 
 async def test_an_operator_that_died_after_creating_the_job_adopts_it(
@@ -310,6 +326,7 @@ async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
         assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
         assert "checkInterval" in ready["message"]
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
+        assert await _call(_pruned_in_a_cluster, kube) == []
 
 
 async def test_a_failed_trainer_is_recorded_and_backs_off(
@@ -328,6 +345,7 @@ async def test_a_failed_trainer_is_recorded_and_backs_off(
         assert last["status"] == "False"
         await asyncio.sleep(1.5)  # several checks later: backing off, no second Job
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-2") is None
+        assert await _call(_pruned_in_a_cluster, kube) == []
     with UsageLogger(url=usage_db) as logger:
         state = logger.store.get_state("k8s/ml/nayru")
         assert state is not None and state["consecutive_failures"] == 1
