@@ -1,0 +1,60 @@
+{{/* The release's full name, at most 63 characters (a DNS label). */}}
+{{- define "afs-continuous.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "afs-continuous.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "afs-continuous.labels" -}}
+{{ include "afs-continuous.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "afs-continuous.serviceAccountName" -}}
+{{- default (include "afs-continuous.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "afs-continuous.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* What the operator does to our own resources and to the Jobs it launches. */}}
+{{- define "afs-continuous.workloadRules" -}}
+- apiGroups: ["continuous.afs.dev"]
+  resources: ["learningloops", "modelversions", "abtests"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: ["continuous.afs.dev"]
+  resources: ["learningloops/status", "modelversions/status", "abtests/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* What kopf itself needs cluster-wide: resource discovery and namespace watching. */}}
+{{- define "afs-continuous.frameworkRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end -}}

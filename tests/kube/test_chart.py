@@ -1,0 +1,180 @@
+"""The Helm chart renders valid objects, grants what the operator does, refuses bad values,
+and ships the same CRDs as ``crds/``; ``manifests/install.yaml`` is its rendering."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from afs.continuous import __version__
+from tests.docs_examples import ROOT
+
+CHART = ROOT / "charts" / "afs-continuous"
+
+
+def _render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    rendered = helm.Chart.load(CHART).render(values, name="afs", namespace="afs-system")
+    return [
+        doc
+        for path, text in sorted(rendered.items())
+        if path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def _one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [found] = [d for d in documents if d["kind"] == kind]
+    return found
+
+
+def _allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+        for rule in rules
+    )
+
+
+# What the operator and kopf do (kube/client.py, kube/controllers.py, kopf's watches).
+WORKLOAD = [
+    ("continuous.afs.dev", "learningloops", "watch"),
+    ("continuous.afs.dev", "learningloops", "patch"),
+    ("continuous.afs.dev", "learningloops/status", "patch"),
+    ("continuous.afs.dev", "modelversions", "create"),
+    ("continuous.afs.dev", "modelversions", "watch"),
+    ("continuous.afs.dev", "modelversions/status", "patch"),
+    ("continuous.afs.dev", "abtests", "create"),
+    ("continuous.afs.dev", "abtests", "get"),
+    ("batch", "jobs", "create"),
+    ("batch", "jobs", "get"),
+    ("", "pods", "list"),
+    ("", "secrets", "get"),
+    ("", "events", "create"),
+]
+FRAMEWORK = [
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("", "namespaces", "watch"),
+]
+
+
+def test_the_chart_lints_clean() -> None:
+    report = helm.lint(CHART, strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_the_chart_version_follows_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
+
+
+def test_chart_crds_and_install_manifests_are_up_to_date() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "render_manifests.py"), "--check"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"run: python scripts/render_manifests.py\n{result.stderr}"
+    chart_crds = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert chart_crds == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        None,
+        {"watchNamespace": "ml", "verbose": True, "metrics": {"serviceMonitor": {"enabled": True}}},
+        {"metrics": {"port": 0}, "health": {"port": 0}, "serviceAccount": {"create": False}},
+    ],
+    ids=["defaults", "one-namespace", "no-ports"],
+)
+def test_rendered_objects_are_valid_kubernetes(values: dict[str, Any] | None) -> None:
+    for document in _render(values):
+        if document["kind"] != "ServiceMonitor":  # a prometheus-operator CRD
+            kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+def test_install_manifests_are_valid_kubernetes() -> None:
+    text = (ROOT / "manifests" / "install.yaml").read_text()
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    assert documents[0] == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "afs-system"},
+    }
+    for document in documents:
+        kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+@pytest.mark.parametrize(("group", "resource", "verb"), WORKLOAD + FRAMEWORK)
+def test_cluster_wide_rbac_grants_what_the_operator_does(
+    group: str, resource: str, verb: str
+) -> None:
+    assert _allows(_one(_render(), "ClusterRole")["rules"], group, resource, verb)
+
+
+def test_one_namespace_gets_a_role_there_and_only_discovery_cluster_wide() -> None:
+    documents = _render({"watchNamespace": "ml"})
+    cluster_rules = _one(documents, "ClusterRole")["rules"]
+    role = _one(documents, "Role")
+    assert role["metadata"]["namespace"] == "ml"
+    assert _one(documents, "RoleBinding")["subjects"][0]["namespace"] == "afs-system"
+    for permission in WORKLOAD:
+        assert _allows(role["rules"], *permission), permission
+        assert not _allows(cluster_rules, *permission), permission
+    for permission in FRAMEWORK:
+        assert _allows(cluster_rules, *permission), permission
+    [container] = _one(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["--namespace=ml"]
+
+
+def test_the_deployment_runs_one_standalone_operator_with_probes_and_settings() -> None:
+    deployment = _one(
+        _render({"pollSeconds": 10, "image": {"repository": "r/afs", "tag": "t"}}), "Deployment"
+    )
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "r/afs:t"
+    assert container["command"] == ["afs-continuous", "operator"]
+    assert container["args"] == ["--all-namespaces"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {
+        "AFS_OPERATOR_POLL_SECONDS": "10", "AFS_EXPORTER_IMAGE": "r/afs:t",
+        "AFS_METRICS_PORT": "9090", "AFS_HEALTH_PORT": "8080",
+    }  # fmt: skip
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_without_ports_there_is_no_service_and_no_probe() -> None:
+    documents = _render({"metrics": {"port": 0}, "health": {"port": 0}})
+    assert [d for d in documents if d["kind"] == "Service"] == []
+    [container] = _one(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in container and "livenessProbe" not in container
+
+
+@pytest.mark.parametrize(
+    ("values", "error", "message"),
+    [
+        ({"imag": {"tag": "x"}}, helm.HelmValuesError, "additional properties 'imag' not allowed"),
+        ({"image": {"pullPolicy": "Sometimes"}}, helm.HelmValuesError, "/image/pullPolicy"),
+        ({"watchNamespace": "Bad_NS"}, helm.HelmValuesError, "/watchNamespace"),
+        ({"pollSeconds": 0}, helm.HelmValuesError, "/pollSeconds"),
+        ({"metrics": {"port": 70000}}, helm.HelmValuesError, "/metrics/port"),
+        (
+            {"metrics": {"port": 0, "serviceMonitor": {"enabled": True}}},
+            helm.HelmRenderError, "serviceMonitor.enabled needs metrics.port",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_values_are_refused_by_name(
+    values: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        _render(values)
