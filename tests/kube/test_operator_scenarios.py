@@ -227,6 +227,7 @@ def _pruned_in_a_cluster(kube: KubeClient) -> list[str]:
         ("learningloops", "LearningLoop"), ("abtests", "ABTest"), ("modelversions", "ModelVersion")
     ):  # fmt: skip
         listing = kube.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)
+        assert listing["items"] or kind != "LearningLoop", "nothing was checked"
         for obj in listing["items"]:
             name = obj["metadata"]["name"]
             found += [f"{kind}/{name}: {p}" for p in pruned_fields(obj, schema_of(kind))]
