@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -154,15 +155,13 @@ def _loop(kube: KubeClient) -> dict[str, Any]:
     return obj
 
 
-def _finish_job(kube: KubeClient, name: str, *, succeeded: bool, message: str | None) -> None:
-    condition = {"type": "Complete" if succeeded else "Failed", "status": "True"}
-    kube.batch.patch_namespaced_job_status(
-        name, NAMESPACE, {"status": {"conditions": [condition], "succeeded": int(succeeded)}}
-    )
+def _trainer_pod(name: str, *, succeeded: bool, message: str | None) -> dict[str, Any]:
+    """The Job's pod as the kubelet leaves it: both containers terminated, with messages."""
     report = json.dumps({"final_count": 30, "sha256": "ab" * 32})
-    pod = {
+    return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"{name}-abcde", "namespace": NAMESPACE, "labels": {"job-name": name}},
+        "metadata": {"name": f"{name}-abcde", "namespace": NAMESPACE, "labels": {"job-name": name},
+                     "resourceVersion": "1"},
         "spec": {"containers": [{"name": "trainer", "image": "trainer:1"}]},
         "status": {
             "initContainerStatuses": [
@@ -176,7 +175,20 @@ def _finish_job(kube: KubeClient, name: str, *, succeeded: bool, message: str | 
             ],
         },
     }  # fmt: skip
-    kube.core.create_namespaced_pod(NAMESPACE, pod)
+
+
+def _job_status(*, succeeded: bool) -> dict[str, Any]:
+    condition = {"type": "Complete" if succeeded else "Failed", "status": "True"}
+    return {"conditions": [condition], "succeeded": int(succeeded)}
+
+
+def _finish_job(kube: KubeClient, name: str, *, succeeded: bool, message: str | None) -> None:
+    kube.batch.patch_namespaced_job_status(
+        name, NAMESPACE, {"status": _job_status(succeeded=succeeded)}
+    )
+    kube.core.create_namespaced_pod(
+        NAMESPACE, _trainer_pod(name, succeeded=succeeded, message=message)
+    )
 
 
 async def test_a_learning_loop_trains_and_records_a_model_version(
@@ -314,6 +326,40 @@ async def test_an_operator_that_died_after_creating_the_job_adopts_it(
         assert [j.metadata.name for j in jobs.items] == ["nayru-run-1"]
         job = await _call(kube.get_job, NAMESPACE, "nayru-run-1")
         assert job["metadata"]["annotations"] == {"created-by": "the operator that died"}
+
+
+async def test_a_run_that_finished_while_the_operator_was_down_is_recorded_once(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    """The operator started run 1 and stopped; the Job finished before the next one
+    started. The next one records the run once and does not fire the trigger again."""
+    _register(kmock)
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest())
+        await _eventually(lambda: (_loop(kube).get("status") or {}).get("currentRun"))
+    # No operator is running: the Job controller and the kubelet finish the run.
+    job_key = ("batch/v1/jobs", NAMESPACE, "nayru-run-1")
+    job = copy.deepcopy(kmock.objects[job_key].raw)
+    job["status"] = _job_status(succeeded=True)
+    kmock.objects[job_key] = job
+    report = json.dumps({"modelUri": "s3://models/nayru/run-1"})
+    pod = _trainer_pod("nayru-run-1", succeeded=True, message=report)
+    kmock.objects["v1/pods", NAMESPACE, pod["metadata"]["name"]] = pod
+
+    async with operator(kmock) as kube:
+        status = await _eventually(
+            lambda: (s := _loop(kube).get("status") or {}).get("runs", {}).get("succeeded") and s
+        )
+        assert status.get("currentRun") is None
+        await asyncio.sleep(1.5)  # several checks later
+        jobs = await _call(kube.batch.list_namespaced_job, NAMESPACE)
+        assert [j.metadata.name for j in jobs.items] == ["nayru-run-1"]
+        versions = await _call(
+            kube.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "modelversions"
+        )
+        assert [v["metadata"]["name"] for v in versions["items"]] == ["nayru-run-1"]
+        assert versions["items"][0]["spec"]["uri"] == "s3://models/nayru/run-1"
+        assert (await _call(_loop, kube))["status"]["runs"]["succeeded"] == 1
 
 
 async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
