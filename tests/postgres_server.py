@@ -4,6 +4,7 @@ one started from the ``pgserver`` wheel. Each test gets a schema of its own."""
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import uuid
 import warnings
@@ -73,3 +74,11 @@ def restart_server(*, stopped_for: float = 0.5) -> None:
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
     time.sleep(stopped_for)
     handle.ensure_postgres_running()  # type: ignore[attr-defined]
+
+
+def unreachable_url(*, password: str) -> str:
+    """A PostgreSQL URL on a local port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"postgresql://u:{password}@127.0.0.1:{port}/usage"

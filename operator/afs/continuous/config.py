@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass
 
 from afs.continuous.core.decision import DecisionSettings
-from afs.continuous.errors import ContinuousError
+from afs.continuous.errors import ContinuousError, redact_secrets
 
 STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -182,7 +182,12 @@ DEFAULT_DB = "~/.context/training/continuous/usage.db"
 DEFAULT_OUTPUT_DIR = "~/.context/training/continuous"
 
 
-@dataclass(config=STRICT)
+# LoopConfig may hold a database URL with its password: pydantic's errors would otherwise
+# quote every argument given (our own messages name the field and what is wrong).
+LOOP_STRICT = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
+
+@dataclass(config=LOOP_STRICT)
 class LoopConfig:
     """The whole loop (see the seed, "Configuration file").
 
@@ -229,7 +234,10 @@ class LoopConfig:
         if self.database_url is not None and not self.database_url.startswith(
             ("postgresql://", "postgres://")
         ):
-            raise ValueError(f"database_url must be a postgresql:// URL, got {self.database_url!r}")
+            raise ValueError(
+                "database_url must be a postgresql:// URL, "
+                f"got {redact_secrets(self.database_url)!r}"
+            )
         self.output_dir = Path(self.output_dir).expanduser()
         self.models_dir = (
             self.output_dir / "models"

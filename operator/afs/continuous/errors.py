@@ -7,9 +7,23 @@ subclass that names the offending field and value, so callers that already catch
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _MAX_REPR = 80
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@")
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s]*)")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every password in it masked: in a URL's authority, in a
+    ``password=`` query parameter, or in a libpq ``key=value`` string.
+
+    Database URLs come from secrets, and drivers quote them in their errors; a message,
+    a status condition or an Event that echoes one must not carry the password to
+    whoever can read it.
+    """
+    return _PASSWORD_PARAM.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
 
 
 class ContinuousError(Exception):

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote
 
-from afs.continuous.errors import InvalidFieldError
+from afs.continuous.errors import InvalidFieldError, redact_secrets
 from afs.continuous.records import new_record_id
 from afs.continuous.store.base import (
     IdFactory,
@@ -77,7 +77,9 @@ def resolve_target(db_path: str | Path | None = None, url: str | None = None) ->
     variable ``AFS_DATABASE_URL``, else the embedded default SQLite file."""
     if url is not None:
         if not is_postgres_url(url) and not str(url).startswith("sqlite:"):
-            raise InvalidFieldError("url", url, "must be a postgresql:// or sqlite:/// URL")
+            raise InvalidFieldError(
+                "url", redact_secrets(str(url)), "must be a postgresql:// or sqlite:/// URL"
+            )
         return url
     if db_path is not None:
         return db_path

@@ -34,7 +34,12 @@ from psycopg import errors, sql
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from afs.continuous.errors import ContinuousError, InvalidFieldError, SchemaVersionError
+from afs.continuous.errors import (
+    ContinuousError,
+    InvalidFieldError,
+    SchemaVersionError,
+    redact_secrets,
+)
 from afs.continuous.records import RECORD_FIELDS, UsageRecord, new_record_id, new_record_ids
 from afs.continuous.store.base import (
     IdFactory,
@@ -247,6 +252,7 @@ class PostgresUsageStore:
         self._known_days: set[date] = set()
         self._id_pool: list[str] = []
         self._partition_lock = threading.Lock()
+        _probe(url)
         self.pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
             url,
             min_size=1,
@@ -811,6 +817,20 @@ class _Batch:
             self.records.append(record)
             self.flags.append(free)
             yield record
+
+
+def _probe(url: str) -> None:
+    """One direct connection before the pool: a pool retries quietly until its timeout,
+    so a refused connection or a wrong password would otherwise surface 30 s later as
+    "cannot connect", without the server's reason."""
+    try:
+        with psycopg.connect(url, connect_timeout=10):
+            pass
+    except psycopg.Error as exc:
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise StoreUnavailableError(
+            f"cannot connect to PostgreSQL at {_safe(url)}: {redact_secrets(reason)}"
+        ) from exc
 
 
 def _safe(url: str) -> str:
