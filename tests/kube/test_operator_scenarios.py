@@ -23,7 +23,7 @@ from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
 from tests.kube.structural import pruned_fields, schema_of
-from tests.postgres_server import fresh_schema
+from tests.postgres_server import fresh_schema, unreachable_url
 
 NAMESPACE = "ml"
 RESOURCES = [
@@ -374,6 +374,38 @@ async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
         assert "checkInterval" in ready["message"]
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
         assert await _call(_pruned_in_a_cluster, kube) == []
+
+
+@pytest.mark.parametrize(
+    ("secret_url", "message"),
+    [
+        (None, "secret ml/usage-db not found"),
+        (unreachable_url(password="s3cret"), "Connection refused"),
+    ],
+    ids=["no-secret", "unreachable"],
+)
+async def test_an_unusable_database_sets_a_condition_without_the_password(
+    kmock: kmock.KubernetesEmulator, secret_url: str | None, message: str
+) -> None:
+    _register(kmock)
+    async with operator(kmock) as kube:
+        if secret_url is not None:
+            secret = {
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "usage-db", "namespace": NAMESPACE},
+                "data": {"url": base64.b64encode(secret_url.encode()).decode()},
+            }  # fmt: skip
+            await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+        await _call(
+            kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE,
+            "learningloops", _loop_manifest(),
+        )  # fmt: skip
+        conditions = await _eventually(lambda: (_loop(kube).get("status") or {}).get("conditions"))
+        [ready] = [c for c in conditions if c["type"] == "Ready"]
+        assert (ready["status"], ready["reason"]) == ("False", "DatabaseUnavailable")
+        assert message in ready["message"]
+        assert "s3cret" not in ready["message"]
+        assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
 
 
 async def test_a_failed_trainer_is_recorded_and_backs_off(

@@ -38,10 +38,17 @@ class KubeClient:
         return data
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
-        secret = self.core.read_namespaced_secret(name, namespace)
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:  # its text is the whole HTTP exchange: say what failed
+            if exc.status == 404:
+                raise LookupError(f"secret {namespace}/{name} not found") from None
+            raise LookupError(
+                f"cannot read secret {namespace}/{name}: {exc.status} {exc.reason}"
+            ) from None
         data = (secret.data or {}).get(key)
         if data is None:
-            raise KeyError(f"secret {namespace}/{name} has no key {key!r}")
+            raise LookupError(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data).decode("utf-8")
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:

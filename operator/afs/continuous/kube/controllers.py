@@ -20,6 +20,7 @@ import kopf
 from pydantic import ValidationError
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
+from afs.continuous.errors import redact_secrets
 from afs.continuous.kube import planning, promotion
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
@@ -106,11 +107,12 @@ class LoopReconciler:
             )
             store = self.logger_for(url)
         except Exception as exc:  # the secret or the database: a condition, not a crash loop
+            message = redact_secrets(str(exc))  # status and Events are readable by many
             current.conditions = planning.set_condition(
                 current.conditions, type="Ready", status=False, reason="DatabaseUnavailable",
-                message=str(exc), now=now, generation=generation,
+                message=message, now=now, generation=generation,
             )  # fmt: skip
-            event("Warning", "DatabaseUnavailable", str(exc))
+            event("Warning", "DatabaseUnavailable", message)
             return current
         trigger = RetrainTrigger(
             store,
