@@ -290,7 +290,7 @@ class PostgresUsageStore:
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 if isinstance(exc, errors.QueryCanceled) or time.monotonic() > deadline:
                     raise StoreUnavailableError(
-                        f"PostgreSQL at {_safe(self.url)} unavailable: {exc}"
+                        f"PostgreSQL at {_safe(self.url)} unavailable: {redact_secrets(str(exc))}"
                     ) from exc
                 log.warning("PostgreSQL connection lost (%s); retrying", exc)
                 retried = True
