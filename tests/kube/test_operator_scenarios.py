@@ -362,6 +362,40 @@ async def test_a_run_that_finished_while_the_operator_was_down_is_recorded_once(
         assert (await _call(_loop, kube))["status"]["runs"]["succeeded"] == 1
 
 
+async def test_a_job_name_still_held_by_a_deleted_loop_is_not_adopted(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    """A LearningLoop deleted and applied again under the same name: the old one's Job is
+    still there until garbage collection removes it. The new loop waits for the name
+    instead of taking that run for its own."""
+    from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
+    from afs.continuous.kube.jobs import training_job
+
+    _register(kmock)
+    manifest = _loop_manifest()
+    old = training_job(
+        loop="nayru", namespace=NAMESPACE, uid="the-deleted-loop",
+        spec=LearningLoopSpec.model_validate(manifest["spec"]), run=1, since=None,
+    )  # fmt: skip
+    async with operator(kmock) as kube:
+        await _call(kube.batch.create_namespaced_job, NAMESPACE, old)
+        await _setup(kube, usage_db, manifest)
+        conditions = await _eventually(
+            lambda: [
+                c for c in (_loop(kube).get("status") or {}).get("conditions") or []
+                if c["reason"] == "NameTaken"
+            ]
+        )  # fmt: skip
+        assert "Job nayru-run-1" in conditions[0]["message"]
+        assert (await _call(_loop, kube))["status"].get("currentRun") is None
+
+        await _call(kube.batch.delete_namespaced_job, "nayru-run-1", NAMESPACE)
+        run = await _eventually(lambda: (_loop(kube).get("status") or {}).get("currentRun"))
+        assert run["job"] == "nayru-run-1"
+        job = await _call(kube.get_job, NAMESPACE, "nayru-run-1")
+        assert job["metadata"]["ownerReferences"][0]["uid"] == "loop-uid-1"
+
+
 async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
     kmock: kmock.KubernetesEmulator, usage_db: str
 ) -> None:

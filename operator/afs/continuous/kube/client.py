@@ -78,12 +78,19 @@ class KubeClient:
         # filter here too: not every API server (or emulator) honours the selector
         return [p for p in items if p.get("metadata", {}).get("labels", {}).get("job-name") == job]
 
-    def create_custom_object(self, plural: str, manifest: dict[str, Any]) -> None:
-        """Create one of our resources; one of that name already there is fine
-        (idempotent: names are deterministic, so it is the one we meant)."""
-        namespace = manifest["metadata"]["namespace"]
+    def create_custom_object(self, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create one of our resources, or return the one that already has its name
+        (idempotent: names are deterministic; the caller checks whose it is)."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, manifest)
+            created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, manifest
+            )
+            return created
         except ApiException as exc:
             if exc.status != 409:
                 raise
+        existing: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name
+        )
+        return existing

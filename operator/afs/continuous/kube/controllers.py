@@ -26,6 +26,7 @@ from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
     GROUP,
     VERSION,
+    Condition,
     CurrentRun,
     LearningLoopSpec,
     LearningLoopStatus,
@@ -136,7 +137,14 @@ class LoopReconciler:
             self.metrics.triggers.labels(
                 current.last_trigger.type if current.last_trigger else ""
             ).inc()
-            self._start_run(name, namespace, uid, parsed, current, trigger, event, result.reason)
+            taken = self._start_run(
+                name, namespace, uid, parsed, current, trigger, event, result.reason
+            )
+            if taken is not None:  # fires again at the next check, when the name is free
+                current.phase = LoopPhase.WATCHING
+                current.conditions = _name_taken(current.conditions, taken, now, generation)
+                event("Warning", "NameTaken", taken)
+                return current
         else:
             current.phase = LoopPhase.WATCHING
         current.conditions = planning.set_condition(
@@ -155,13 +163,16 @@ class LoopReconciler:
         trigger: RetrainTrigger,
         event: EventSink,
         reason: str,
-    ) -> None:
+    ) -> str | None:
+        """Create the run's Job; the reason it could not when its name is another's."""
         run = status.runs.count + 1
         manifest = training_job(
             loop=name, namespace=namespace, uid=uid, spec=spec, run=run,
             since=trigger.state.last_retrain, exporter_image=self.config.exporter_image,
         )  # fmt: skip
         job = self.kube.create_job(manifest)
+        if uid is not None and not planning.controlled_by(job, uid):
+            return _taken_message("Job", manifest["metadata"]["name"])
         status.current_run = CurrentRun(
             number=run,
             job=job["metadata"]["name"],
@@ -170,6 +181,7 @@ class LoopReconciler:
         status.phase = LoopPhase.TRAINING
         self.metrics.runs.labels("started").inc()
         event("Normal", "RunStarted", f"run {run}: Job {manifest['metadata']['name']} ({reason})")
+        return None
 
     def _follow_run(
         self,
@@ -205,7 +217,12 @@ class LoopReconciler:
                 tested = spec.promotion.traffic is not None and champion is not None
                 stage = Stage.CHALLENGER if tested else Stage.CANDIDATE
                 manifest["metadata"]["annotations"] = {promotion.INITIAL_STAGE: stage.value}
-                self.kube.create_custom_object("modelversions", manifest)
+                recorded = self.kube.create_custom_object("modelversions", manifest)
+                if uid is not None and not planning.controlled_by(recorded, uid):
+                    taken = _taken_message("ModelVersion", version_name)
+                    status.conditions = _name_taken(status.conditions, taken, now, None)
+                    event("Warning", "NameTaken", taken)
+                    return False  # the run stays current: recorded once the name is free
                 if tested:
                     assert champion is not None
                     test = promotion.challenger_test(
@@ -262,6 +279,22 @@ class LoopReconciler:
             number=run.number, job=run.job, result="Failed",
             finished=format_timestamp(self.clock()), message=message,
         )  # fmt: skip
+
+
+def _taken_message(kind: str, name: str) -> str:
+    return (
+        f"{kind} {name} exists and belongs to another owner (a deleted LearningLoop of the "
+        "same name, until garbage collection removes it); waiting for the name to be free"
+    )
+
+
+def _name_taken(
+    conditions: list[Condition], message: str, now: datetime, generation: int | None
+) -> list[Condition]:
+    return planning.set_condition(
+        conditions, type="Ready", status=False, reason="NameTaken", message=message,
+        now=now, generation=generation,
+    )  # fmt: skip
 
 
 def _generator_config(spec: LearningLoopSpec) -> DataGeneratorConfig:

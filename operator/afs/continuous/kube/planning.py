@@ -4,6 +4,7 @@ means, how conditions change. No Kubernetes calls here; the handlers do the I/O.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +58,11 @@ def parse_termination_message(message: str | None) -> TrainerReport:
         isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()
     ):
         raise ValueError("metrics must be an object of numbers")
+    # A diverged run reports NaN or Infinity; the API server refuses them in JSON, so
+    # the run would fail at the ModelVersion instead of saying why.
+    not_finite = sorted(str(k) for k, v in metrics.items() if not math.isfinite(v))
+    if not_finite:
+        raise ValueError(f"metrics must be finite numbers: {', '.join(not_finite)}")
     return TrainerReport(uri, {str(k): float(v) for k, v in metrics.items()})
 
 
@@ -100,6 +106,14 @@ def job_state(job: dict[str, Any] | None) -> str:
     if status.get("succeeded"):
         return "Succeeded"
     return "Running"
+
+
+def controlled_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether ``obj`` names the owner with ``uid``: an object found under one of our
+    deterministic names may still be another's, such as the Job of a deleted
+    LearningLoop of the same name that garbage collection has not removed yet."""
+    references = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(reference.get("uid") == uid for reference in references)
 
 
 def trainer_message(pods: list[dict[str, Any]], trainer: str) -> str | None:
