@@ -364,6 +364,29 @@ async def test_a_run_that_finished_while_the_operator_was_down_is_recorded_once(
         assert (await _call(_loop, kube))["status"]["runs"]["succeeded"] == 1
 
 
+async def test_a_suspended_loop_checks_nothing_until_resumed(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    _register(kmock)
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest(suspend=True))
+        status = await _eventually(
+            lambda: (s := _loop(kube).get("status") or {}).get("phase") == "Suspended" and s
+        )
+        [ready] = [c for c in status["conditions"] if c["type"] == "Ready"]
+        assert (ready["status"], ready["reason"]) == ("True", "Suspended")
+        assert status["observedGeneration"] == 1
+        await asyncio.sleep(1.5)  # enough data to fire, and several ticks: still nothing
+        assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
+        assert (await _call(_loop, kube))["status"].get("lastCheckTime") is None
+
+        await _call(
+            kube.custom.patch_namespaced_custom_object, GROUP, VERSION, NAMESPACE,
+            "learningloops", "nayru", {"spec": {"suspend": False}},
+        )  # fmt: skip
+        await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-1"))
+
+
 async def test_a_job_name_still_held_by_a_deleted_loop_is_not_adopted(
     kmock: kmock.KubernetesEmulator, usage_db: str
 ) -> None:
