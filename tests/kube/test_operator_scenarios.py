@@ -81,6 +81,19 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
+def _event_reasons(emulator: kmock.KubernetesEmulator) -> set[str]:
+    """Reasons of the Events posted so far, read from the requests the emulator served
+    (it stores only the first of kopf's Events: they share a generated name it does not
+    expand, so the others are refused with a conflict after they were sent)."""
+    return {
+        str((request.data or {}).get("reason"))
+        for request in list(emulator)
+        if request.method == "POST"
+        and request.resource is not None
+        and request.resource.plural == "events"
+    }
+
+
 async def _eventually(probe: Callable[[], Any], *, timeout: float = 20.0) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -227,6 +240,7 @@ async def test_a_learning_loop_trains_and_records_a_model_version(
         )
         assert stage["stage"] == "Candidate"
         assert await _call(_pruned_in_a_cluster, kube) == []
+        await _eventually(lambda: {"RunStarted", "RunSucceeded"} <= _event_reasons(kmock))
     sample = METRICS.registry.get_sample_value
     assert (sample("afs_loop_runs_total", {"outcome": "succeeded"}) or 0) >= 1
     assert (sample("afs_loop_triggers_fired_total", {"type": "sample_count"}) or 0) >= 1
@@ -302,6 +316,7 @@ async def test_a_new_version_with_a_champion_and_traffic_gets_an_ab_test(
         assert version["status"]["stage"] == "Challenger"
         assert version["spec"]["lineage"]["parent"] == "nayru-baseline"
         assert await _call(_pruned_in_a_cluster, kube) == []
+        await _eventually(lambda: {"ABTestCreated", "Stage"} <= _event_reasons(kmock))
 
 
 async def test_an_operator_that_died_after_creating_the_job_adopts_it(
@@ -413,6 +428,7 @@ async def test_a_job_name_still_held_by_a_deleted_loop_is_not_adopted(
         )  # fmt: skip
         assert "Job nayru-run-1" in conditions[0]["message"]
         assert (await _call(_loop, kube))["status"].get("currentRun") is None
+        await _eventually(lambda: "NameTaken" in _event_reasons(kmock))
 
         await _call(kube.batch.delete_namespaced_job, "nayru-run-1", NAMESPACE)
         run = await _eventually(lambda: (_loop(kube).get("status") or {}).get("currentRun"))
@@ -444,6 +460,7 @@ async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
         [ready] = [c for c in conditions if c["type"] == "Ready"]
         assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
         assert ready["message"].startswith(field)
+        await _eventually(lambda: "InvalidSpec" in _event_reasons(kmock))
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
         assert await _call(_pruned_in_a_cluster, kube) == []
 
@@ -477,6 +494,7 @@ async def test_an_unusable_database_sets_a_condition_without_the_password(
         assert (ready["status"], ready["reason"]) == ("False", "DatabaseUnavailable")
         assert message in ready["message"]
         assert "s3cret" not in ready["message"]
+        await _eventually(lambda: "DatabaseUnavailable" in _event_reasons(kmock))
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
 
 
@@ -497,6 +515,7 @@ async def test_a_failed_trainer_is_recorded_and_backs_off(
         await asyncio.sleep(1.5)  # several checks later: backing off, no second Job
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-2") is None
         assert await _call(_pruned_in_a_cluster, kube) == []
+        await _eventually(lambda: "RunFailed" in _event_reasons(kmock))
     with UsageLogger(url=usage_db) as logger:
         state = logger.store.get_state("k8s/ml/nayru")
         assert state is not None and state["consecutive_failures"] == 1
