@@ -148,13 +148,15 @@ def usage_db() -> Any:
         yield url
 
 
-async def _setup(kube: KubeClient, url: str, loop: dict[str, Any]) -> None:
-    secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "usage-db", "namespace": NAMESPACE},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
-    }  # fmt: skip
-    await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+async def _setup(kube: KubeClient, url: str | None, loop: dict[str, Any]) -> None:
+    """The database URL's Secret (none when ``url`` is None) and the LearningLoop."""
+    if url is not None:
+        secret = {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "usage-db", "namespace": NAMESPACE},
+            "data": {"url": base64.b64encode(url.encode()).decode()},
+        }  # fmt: skip
+        await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
     await _call(
         kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "learningloops",
         loop,
@@ -478,17 +480,7 @@ async def test_an_unusable_database_sets_a_condition_without_the_password(
 ) -> None:
     _register(kmock)
     async with operator(kmock) as kube:
-        if secret_url is not None:
-            secret = {
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "usage-db", "namespace": NAMESPACE},
-                "data": {"url": base64.b64encode(secret_url.encode()).decode()},
-            }  # fmt: skip
-            await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
-        await _call(
-            kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE,
-            "learningloops", _loop_manifest(),
-        )  # fmt: skip
+        await _setup(kube, secret_url, _loop_manifest())
         conditions = await _eventually(lambda: (_loop(kube).get("status") or {}).get("conditions"))
         [ready] = [c for c in conditions if c["type"] == "Ready"]
         assert (ready["status"], ready["reason"]) == ("False", "DatabaseUnavailable")
