@@ -11,6 +11,7 @@ recorded in the status before the next one can start.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,12 +62,26 @@ class LoopReconciler:
     clock: Clock = utc_now
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     loggers: dict[str, UsageLogger] = field(default_factory=dict)
+    _opening: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _opening_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def logger_for(self, url: str) -> UsageLogger:
-        """One pooled store per database, kept for the operator's life."""
-        if url not in self.loggers:
-            self.loggers[url] = UsageLogger(url=url, clock=self.clock)
-        return self.loggers[url]
+        """One pooled store per database, kept for the operator's life.
+
+        Timers run in worker threads and every loop on a database asks for it at its first
+        check: opened under a lock per URL, so a thousand loops share one pool instead of
+        racing to open (and leak) several, and a slow database delays only its own loops.
+        """
+        logger = self.loggers.get(url)
+        if logger is not None:
+            return logger
+        with self._opening_lock:
+            lock = self._opening.setdefault(url, threading.Lock())
+        with lock:
+            logger = self.loggers.get(url)
+            if logger is None:
+                logger = self.loggers[url] = UsageLogger(url=url, clock=self.clock)
+        return logger
 
     def reconcile(
         self,
