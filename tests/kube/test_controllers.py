@@ -18,4 +18,6 @@ def test_loops_checked_at_once_share_one_store_per_database() -> None:
             assert len({id(logger) for logger in loggers}) == 1
             assert list(reconciler.loggers) == [url]
         finally:
-            loggers[0].close()
+            reconciler.close()
+        assert reconciler.loggers == {}
+        assert loggers[0].store.pool.closed  # type: ignore[attr-defined]

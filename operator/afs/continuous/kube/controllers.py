@@ -83,6 +83,13 @@ class LoopReconciler:
                 logger = self.loggers[url] = UsageLogger(url=url, clock=self.clock)
         return logger
 
+    def close(self) -> None:
+        """Close every store's pool (at the operator's shutdown)."""
+        with self._opening_lock:
+            loggers, self.loggers = list(self.loggers.values()), {}
+        for logger in loggers:
+            logger.close()
+
     def reconcile(
         self,
         *,
@@ -411,6 +418,10 @@ def make_registry(
         # progress in annotations: nothing kopf writes can be pruned by our status schema
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+
+    @kopf.on.cleanup(registry=registry)
+    def close_stores(**_: Any) -> None:
+        reconciler.close()
 
     @kopf.timer(
         GROUP, VERSION, "learningloops", interval=config.poll_seconds,
