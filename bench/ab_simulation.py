@@ -12,7 +12,9 @@ S4 challenger latency +20%; S5 challenger error rate x2.
 Rules: the seed's weighted rule (checked hourly, 24 h window, 100 records per version,
 5% threshold, 48 h minimum), a t-test at every look, a fixed-horizon t-test at 48 h, and
 the sequential engine of afs.continuous (core.decision, vectorised here with the same
-core.stats functions; a test checks both agree).
+core.stats functions; a test checks both agree), by default (promotion blocked by a
+guardrail proven worse) and with strict_guardrails (promotion also needs every guardrail
+shown within its margin: latency +10%, error rate +0.01, negative feedback +0.05).
 
 For error-rate scenarios two references show what any test could do with the same data,
 at the engine's error-guardrail level (alpha/3) and at the whole alpha: an "oracle SPRT"
@@ -34,7 +36,7 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -238,6 +240,17 @@ def engine_decisions(
         parts, ("neg", "rated"),
         stats.mixing_variance(s.planned_variance(0.25, s.feedback_rate), guard), guard,
     )  # fmt: skip
+    strict = np.ones(reps, dtype=bool)
+    if s.strict_guardrails:  # promotion also needs every guardrail shown within its margin
+        e_est, e_rad = _cs_rate(
+            parts, ("err", "n"),
+            stats.mixing_variance(s.planned_variance(0.05 * 0.95), guard), guard,
+        )  # fmt: skip
+        strict = (
+            (l_est + l_rad <= math.log1p(s.latency_margin))
+            & (e_est + e_rad <= s.error_rate_margin)
+            & (n_est + n_rad <= s.negative_feedback_margin)
+        )
     worse = (
         (l_est - l_rad > 0)
         | (errors >= math.log(1 / guard))
@@ -245,7 +258,7 @@ def engine_decisions(
         | (q_est + q_rad < 0)
     )
     rollback = enough & ~halt & worse
-    promote = enough & ~halt & ~worse & (q_est - q_rad > s.min_effect)
+    promote = enough & ~halt & ~worse & strict & (q_est - q_rad > s.min_effect)
     return promote, rollback | (enough & halt)
 
 
@@ -291,8 +304,10 @@ def simulate(
     error_rate: float = ERROR_RATE,
 ) -> dict[str, Outcome]:
     settings = DecisionSettings(planned_challenger_requests=int(rate * HOURS * 0.1))
+    strict = replace(settings, strict_guardrails=True)
     rules: tuple[str, ...] = (
-        "seed weighted rule", "t-test every look", "fixed horizon 48 h", "sequential engine"
+        "seed weighted rule", "t-test every look", "fixed horizon 48 h", "sequential engine",
+        "engine, strict",
     )  # fmt: skip
     guard = settings.alpha / 3
     p0, p1 = error_rate, error_rate * scenario.error_factor
@@ -357,6 +372,7 @@ def simulate(
             )
         ]  # fmt: skip
         decisions[rules[3]] = engine_decisions(epochs, settings)
+        decisions[rules[4]] = engine_decisions(epochs, strict)
         never = np.zeros(reps, dtype=bool)
         errors_b, requests_b = cumulative_b.sums["err"], cumulative_b.sums["n"]
         for rule, level in references.items():
