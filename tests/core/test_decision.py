@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+from dataclasses import replace
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,32 +115,61 @@ def _simulation() -> ModuleType:
     return module
 
 
-def test_the_vectorised_simulation_engine_agrees_with_judge() -> None:
-    sim = _simulation()
-    rng = np.random.default_rng(3)
-    reps = 300
-    arrays = []
+STRICT = replace(SETTINGS, strict_guardrails=True)
+
+
+def _random_epochs(rng: np.random.Generator, reps: int) -> list[Any]:
+    """Two epochs (10% and 50% to the challenger) of per-arm sums for ``reps`` tests: the
+    challenger differs from the champion by random amounts on every metric, so that
+    promotions, rollbacks, blocked promotions and undecided tests all occur."""
+    changes = {
+        "quality": rng.uniform(-0.02, 0.08, size=reps),
+        "log_latency": np.log(rng.uniform(0.97, 1.15, size=reps)),
+        "negative": rng.uniform(-0.05, 0.06, size=reps),
+        "errors": rng.uniform(-0.01, 0.02, size=reps),
+    }
+    epochs = []
     for share in (0.1, 0.5):
+        quality = rng.uniform(0.6, 0.8, size=reps)
+        log_latency = np.log(rng.uniform(150, 260, size=reps))
+        negative = rng.uniform(0.1, 0.5, size=reps)
+        errors = rng.uniform(0.02, 0.08, size=reps)
+        total = rng.integers(1500, 15000, size=reps)
+        to_challenger = rng.binomial(total, share).astype(float)  # as planned: no SRM
         arms = []
-        for _ in range(2):
-            n = rng.integers(150, 3000, size=reps).astype(float)
-            mean = rng.uniform(0.6, 0.8, size=reps)
-            log_mean = np.log(rng.uniform(150, 260, size=reps))
+        for challenger in (0.0, 1.0):  # how much of the change this arm has
+            n = to_challenger if challenger else total - to_challenger
+            mean = quality + challenger * changes["quality"]
+            log_mean = log_latency + challenger * changes["log_latency"]
             rated = np.floor(n * rng.uniform(0.05, 0.2, size=reps))
             arms.append({
                 "n": n, "q": mean * n, "q2": n * mean**2 + (n - 1) * 0.0225,
                 "ll": log_mean * n, "ll2": n * log_mean**2 + (n - 1) * 0.25, "lat": n * 200.0,
-                "rated": rated, "neg": np.floor(rated * rng.uniform(0.1, 0.5, size=reps)),
-                "pos": rated * 0, "err": np.floor(n * rng.uniform(0.02, 0.12, size=reps)),
+                "rated": rated,
+                "neg": np.floor(rated * (negative + challenger * changes["negative"])),
+                "pos": rated * 0, "err": np.floor(n * (errors + challenger * changes["errors"])),
             })  # fmt: skip
-        arrays.append((rng.uniform(5, 50), share, arms[0], arms[1]))
-    promote, rollback = sim.engine_decisions(arrays, SETTINGS)
+        epochs.append((rng.uniform(5, 50), share, arms[0], arms[1]))
+    return epochs
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, STRICT], ids=["default", "strict-guardrails"])
+def test_the_vectorised_simulation_engine_agrees_with_judge(settings: DecisionSettings) -> None:
+    sim = _simulation()
+    reps = 300
+    arrays = _random_epochs(np.random.default_rng(3), reps)
+    promote, rollback = sim.engine_decisions(arrays, settings)
+    # every outcome occurs, so agreement means something
+    assert promote.sum() > 0 and rollback.sum() > 0 and (promote | rollback).sum() < reps
+    if settings.strict_guardrails:  # and the margins do block some promotions
+        relaxed, _ = sim.engine_decisions(arrays, SETTINGS)
+        assert (relaxed & ~promote).any()
     for i in range(reps):
         epochs = [
             Epoch(hours, share, _from_arrays(a, i), _from_arrays(b, i))
             for hours, share, a, b in arrays
         ]
-        kind = judge(epochs, SETTINGS, elapsed_hours=60).kind
+        kind = judge(epochs, settings, elapsed_hours=60).kind
         assert promote[i] == (kind is VerdictKind.PROMOTE), i
         assert rollback[i] == (kind in (VerdictKind.ROLLBACK, VerdictKind.HALT)), i
 
