@@ -89,6 +89,25 @@ def test_worse_challenger_is_rolled_back_not_promoted(
     assert manager.challenger is None and manager.history[-1].name == "nayru-v2"
 
 
+def test_a_split_off_plan_halts_the_test_even_for_a_better_challenger(
+    logger: UsageLogger, manager: ABTestManager, clock: FakeClock
+) -> None:
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.1)
+    rng = random.Random(3)
+    for i in range(600):  # something else sends half the traffic to the challenger
+        name = "nayru-v2" if i % 2 else "nayru-v1"
+        q = min(1.0, max(0.0, rng.gauss(0.8 if i % 2 else 0.6, 0.05)))
+        logger.log(f"q{i}", f"a{i}", name, latency_ms=100, quality_score=q, user_feedback=1)
+    clock.advance(hours=3)
+    result = manager.compare_models()
+    assert result is not None
+    assert (result.verdict, result.action) == ("HALT", "halt")
+    assert "sample-ratio mismatch" in result.reason
+    assert not manager.auto_promote_if_ready()
+    assert manager.champion is not None and manager.champion.name == "nayru-v1"
+    assert manager.challenger is None
+
+
 def test_metrics_are_per_version_not_global(logger: UsageLogger, manager: ABTestManager) -> None:
     manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
     _serve(logger, manager, n=300, quality={"nayru-v1": 0.5, "nayru-v2": 0.9})
