@@ -12,8 +12,9 @@ import argparse
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import kopf
 from prometheus_client import start_http_server
@@ -23,44 +24,112 @@ from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.kube.metrics import OperatorMetrics
 
+T = TypeVar("T")
+
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _namespace(text: str) -> str:
+    if not _NAMESPACE.match(text):
+        raise ValueError(f"not a namespace name: {text!r}")
+    return text
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise ValueError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a port from 0 to 65535, got {text!r}")
+    return value
+
+
+def _checked(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """``convert`` for argparse: its message, not a bare "invalid value"."""
+
+    def check(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    check.__name__ = convert.__name__.strip("_")
+    return check
+
+
+# (option dest, environment variable, conversion, default)
+ENVIRONMENT: list[tuple[str, str, Callable[[str], Any], Any]] = [
+    ("namespace", "AFS_OPERATOR_NAMESPACE", _namespace, None),
+    ("poll_seconds", "AFS_OPERATOR_POLL_SECONDS", _positive_seconds, 30.0),
+    ("exporter_image", "AFS_EXPORTER_IMAGE", str, DEFAULT_EXPORTER_IMAGE),
+    ("metrics_port", "AFS_METRICS_PORT", _port, 9090),
+    ("health_port", "AFS_HEALTH_PORT", _port, 8080),
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="afs-continuous operator",
         description="Reconcile LearningLoops: check triggers against the usage database, "
-        "run training Jobs, record ModelVersions.",
+        "run training Jobs, record ModelVersions. Every setting can also come from the "
+        "environment variable named in its help.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
-        "--namespace", default=env("AFS_OPERATOR_NAMESPACE"), help="watch one namespace"
+        "--namespace",
+        type=_checked(_namespace),
+        help="watch one namespace (AFS_OPERATOR_NAMESPACE)",
     )
     scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
     parser.add_argument(
-        "--poll-seconds", type=float, default=float(env("AFS_OPERATOR_POLL_SECONDS", "30")),
-        help="how often each loop is reconciled (its checkInterval decides when it checks)",
+        "--poll-seconds", type=_checked(_positive_seconds),
+        help="how often each loop is reconciled; its checkInterval decides when it checks "
+        "(AFS_OPERATOR_POLL_SECONDS)",
     )  # fmt: skip
     parser.add_argument(
-        "--exporter-image", default=env("AFS_EXPORTER_IMAGE", DEFAULT_EXPORTER_IMAGE),
-        help="image of the data-export init container",
+        "--exporter-image", help="image of the data-export init container (AFS_EXPORTER_IMAGE)"
+    )
+    parser.add_argument(
+        "--metrics-port", type=_checked(_port),
+        help="Prometheus metrics port, 0 disables (AFS_METRICS_PORT)",
     )  # fmt: skip
     parser.add_argument(
-        "--metrics-port", type=int, default=int(env("AFS_METRICS_PORT", "9090")),
-        help="Prometheus metrics port (0 disables)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--health-port", type=int, default=int(env("AFS_HEALTH_PORT", "8080")),
-        help="port of the /healthz liveness probe (0 disables)",
+        "--health-port", type=_checked(_port),
+        help="port of the /healthz liveness probe, 0 disables (AFS_HEALTH_PORT)",
     )  # fmt: skip
     parser.add_argument("--peering", help="use kopf peering NAME instead of --standalone")
-    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    # the environment gives the defaults; a bad value is refused by its variable's name
+    defaults: dict[str, Any] = {}
+    for dest, name, convert, fallback in ENVIRONMENT:
+        raw = os.environ.get(name)
+        try:
+            defaults[dest] = fallback if raw is None else convert(raw)
+        except ValueError as exc:
+            parser.error(f"{name}: {exc}")
+    parser.set_defaults(**defaults)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.all_namespaces and not args.namespace:
-        build_parser().error("give --namespace NS or --all-namespaces")
+        parser.error("give --namespace NS or --all-namespaces")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     metrics = OperatorMetrics()
     if args.metrics_port:

@@ -1,0 +1,50 @@
+"""``afs-continuous operator``'s settings: flags, the environment, and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from afs.continuous.kube import operator
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "message"),
+    [
+        ([], {}, "give --namespace NS or --all-namespaces"),
+        (["--namespace", "Bad_NS"], {}, "argument --namespace: not a namespace name: 'Bad_NS'"),
+        (["--all-namespaces", "--metrics-port", "70000"], {},
+         "argument --metrics-port: must be a port from 0 to 65535, got '70000'"),
+        (["--all-namespaces", "--poll-seconds", "0"], {},
+         "argument --poll-seconds: must be a positive number of seconds, got '0'"),
+        (["--all-namespaces"], {"AFS_METRICS_PORT": "abc"},
+         "AFS_METRICS_PORT: not a port number: 'abc'"),
+        (["--all-namespaces"], {"AFS_OPERATOR_POLL_SECONDS": "nan"},
+         "AFS_OPERATOR_POLL_SECONDS: must be a positive number of seconds, got 'nan'"),
+        ([], {"AFS_OPERATOR_NAMESPACE": "ml/prod"},
+         "AFS_OPERATOR_NAMESPACE: not a namespace name: 'ml/prod'"),
+    ],
+)  # fmt: skip
+def test_bad_settings_are_refused_by_name(
+    argv: list[str],
+    environment: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_:
+        operator.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_settings_come_from_the_environment_and_flags_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AFS_OPERATOR_NAMESPACE", "ml")
+    monkeypatch.setenv("AFS_METRICS_PORT", "0")
+    monkeypatch.setenv("AFS_OPERATOR_POLL_SECONDS", "5")
+    args = operator.build_parser().parse_args(["--poll-seconds", "2.5"])
+    assert (args.namespace, args.metrics_port, args.poll_seconds) == ("ml", 0, 2.5)
+    assert args.health_port == 8080
