@@ -10,6 +10,7 @@ import base64
 import contextlib
 import copy
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
 from tests.kube.structural import pruned_fields, schema_of
-from tests.postgres_server import fresh_schema, unreachable_url
+from tests.postgres_server import fresh_schema, restart_server, unreachable_url
 
 NAMESPACE = "ml"
 RESOURCES = [
@@ -53,10 +54,13 @@ METRICS = OperatorMetrics()
 
 
 @contextlib.asynccontextmanager
-async def operator(emulator: kmock.KubernetesEmulator) -> AsyncIterator[KubeClient]:
+async def operator(
+    emulator: kmock.KubernetesEmulator, *, database_retry_seconds: float = 10.0
+) -> AsyncIterator[KubeClient]:
     url = str(emulator.url).rstrip("/")
     kube = KubeClient.connect(host=url)
-    registry = make_registry(OperatorConfig(poll_seconds=0.2), kube, metrics=METRICS)
+    config = OperatorConfig(poll_seconds=0.2, database_retry_seconds=database_retry_seconds)
+    registry = make_registry(config, kube, metrics=METRICS)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -487,6 +491,30 @@ async def test_an_unusable_database_sets_a_condition_without_the_password(
         assert message in ready["message"]
         assert "s3cret" not in ready["message"]
         await _eventually(lambda: "DatabaseUnavailable" in _event_reasons(kmock))
+        assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("AFS_TEST_DATABASE_URL")),
+    reason="stops the server, which only the test's own throwaway server allows",
+)
+async def test_a_database_outage_is_a_condition_and_the_loop_recovers(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    never = {"minNewSamples": 10**6, "enableScheduled": False, "enableQualityDrop": False}
+    _register(kmock)
+    async with operator(kmock, database_retry_seconds=1.0) as kube:
+        await _setup(kube, usage_db, _loop_manifest(triggers=never))
+
+        def ready_reason() -> str | None:
+            conditions = (_loop(kube).get("status") or {}).get("conditions") or []
+            return next((c["reason"] for c in conditions if c["type"] == "Ready"), None)
+
+        await _eventually(lambda: ready_reason() == "Checked")
+        outage = asyncio.create_task(asyncio.to_thread(restart_server, stopped_for=5.0))
+        await _eventually(lambda: ready_reason() == "DatabaseUnavailable", timeout=30)
+        await outage
+        await _eventually(lambda: ready_reason() == "Checked", timeout=30)
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
 
 

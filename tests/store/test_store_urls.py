@@ -9,8 +9,7 @@ import time
 import pytest
 
 from afs.continuous import LoopConfig, UsageLogger
-from afs.continuous.errors import InvalidFieldError
-from afs.continuous.store.postgres import StoreUnavailableError
+from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
 from tests.postgres_server import unreachable_url
 
 

@@ -52,6 +52,10 @@ class InvalidBatchError(ContinuousError, ValueError):
         super().__init__(f"{label} {index}: {cause}")
 
 
+class StoreUnavailableError(ContinuousError):
+    """The database could not be reached (within the store's retry window)."""
+
+
 class SchemaVersionError(ContinuousError):
     """The database was written by a newer afs-continuous than this one."""
 

@@ -21,7 +21,7 @@ import kopf
 from pydantic import ValidationError
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
-from afs.continuous.errors import redact_secrets
+from afs.continuous.errors import StoreUnavailableError, redact_secrets
 from afs.continuous.kube import planning, promotion
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
@@ -41,6 +41,7 @@ from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE, LABEL_LOOP, LABEL_R
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
 from afs.continuous.logger import UsageLogger
+from afs.continuous.store import open_store
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
 from afs.continuous.trigger import RetrainTrigger, TriggerResult
 
@@ -51,6 +52,9 @@ EventSink = Callable[[str, str, str], None]  # (type, reason, message)
 class OperatorConfig:
     poll_seconds: float = 30.0
     exporter_image: str = DEFAULT_EXPORTER_IMAGE
+    # A check is retried at the next tick anyway: better a DatabaseUnavailable condition
+    # after a few seconds than a worker thread held for the library's two minutes.
+    database_retry_seconds: float = 10.0
 
 
 @dataclass
@@ -80,7 +84,8 @@ class LoopReconciler:
         with lock:
             logger = self.loggers.get(url)
             if logger is None:
-                logger = self.loggers[url] = UsageLogger(url=url, clock=self.clock)
+                store = open_store(url, retry_seconds=self.config.database_retry_seconds)
+                logger = self.loggers[url] = UsageLogger(url=url, store=store, clock=self.clock)
         return logger
 
     def close(self) -> None:
@@ -130,13 +135,29 @@ class LoopReconciler:
             )
             store = self.logger_for(url)
         except Exception as exc:  # the secret or the database: a condition, not a crash loop
-            message = redact_secrets(str(exc))  # status and Events are readable by many
-            current.conditions = planning.set_condition(
-                current.conditions, type="Ready", status=False, reason="DatabaseUnavailable",
-                message=message, now=now, generation=generation,
+            return _database_unavailable(current, exc, now=now, generation=generation, event=event)
+        try:
+            return self._advance(
+                name=name, namespace=namespace, uid=uid, generation=generation, now=now,
+                parsed=parsed, current=current, store=store, event=event,
             )  # fmt: skip
-            event("Warning", "DatabaseUnavailable", message)
-            return current
+        except StoreUnavailableError as exc:  # lost since it was opened: the next tick retries
+            return _database_unavailable(current, exc, now=now, generation=generation, event=event)
+
+    def _advance(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        generation: int | None,
+        now: datetime,
+        parsed: LearningLoopSpec,
+        current: LearningLoopStatus,
+        store: UsageLogger,
+        event: EventSink,
+    ) -> LearningLoopStatus:
+        """Follow the current run, then check the triggers when due (the store is open)."""
         trigger = RetrainTrigger(
             store,
             TriggerConfig(**parsed.triggers.model_dump()),
@@ -301,6 +322,23 @@ class LoopReconciler:
             number=run.number, job=run.job, result="Failed",
             finished=format_timestamp(self.clock()), message=message,
         )  # fmt: skip
+
+
+def _database_unavailable(
+    current: LearningLoopStatus,
+    exc: Exception,
+    *,
+    now: datetime,
+    generation: int | None,
+    event: EventSink,
+) -> LearningLoopStatus:
+    message = redact_secrets(str(exc))  # status and Events are readable by many
+    current.conditions = planning.set_condition(
+        current.conditions, type="Ready", status=False, reason="DatabaseUnavailable",
+        message=message, now=now, generation=generation,
+    )  # fmt: skip
+    event("Warning", "DatabaseUnavailable", message)
+    return current
 
 
 def _taken_message(kind: str, name: str) -> str:

@@ -87,19 +87,29 @@ def resolve_target(db_path: str | Path | None = None, url: str | None = None) ->
 
 
 def open_store(
-    target: str | Path, *, id_factory: IdFactory = new_record_id, migrate: bool | None = None
+    target: str | Path,
+    *,
+    id_factory: IdFactory = new_record_id,
+    migrate: bool | None = None,
+    retry_seconds: float | None = None,
 ) -> UsageStore:
     """Open the store a path or URL names, creating and migrating it if needed.
 
     ``postgresql://`` (or ``postgres://``) URLs open PostgreSQL; anything else is SQLite.
     ``AFS_AUTO_MIGRATE=0`` makes PostgreSQL refuse an old schema instead of migrating it.
+    ``retry_seconds`` bounds how long PostgreSQL calls retry a lost connection before
+    raising StoreUnavailableError (default: long enough to ride out a server restart).
     """
     if is_postgres_url(target):
         from afs.continuous.store.postgres import PostgresUsageStore
 
         if migrate is None:
             migrate = os.environ.get("AFS_AUTO_MIGRATE", "1").strip().lower() not in ("0", "false")
-        return PostgresUsageStore(str(target), id_factory=id_factory, migrate=migrate)
+        if retry_seconds is None:
+            return PostgresUsageStore(str(target), id_factory=id_factory, migrate=migrate)
+        return PostgresUsageStore(
+            str(target), id_factory=id_factory, migrate=migrate, retry_seconds=retry_seconds
+        )
     from afs.continuous.store.sqlite import SQLiteUsageStore
 
     return SQLiteUsageStore(sqlite_path_from_target(target), id_factory=id_factory)

@@ -38,6 +38,7 @@ from afs.continuous.errors import (
     ContinuousError,
     InvalidFieldError,
     SchemaVersionError,
+    StoreUnavailableError,
     redact_secrets,
 )
 from afs.continuous.records import RECORD_FIELDS, UsageRecord, new_record_id, new_record_ids
@@ -206,10 +207,6 @@ MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 
-class StoreUnavailableError(ContinuousError):
-    """The database could not be reached within the retry window."""
-
-
 def partition_name(day: date) -> str:
     return f"usage_p{day:%Y%m%d}"
 
@@ -259,7 +256,7 @@ class PostgresUsageStore:
             max_size=pool_size,
             configure=_configure,
             open=False,
-            timeout=30,
+            timeout=min(30.0, retry_seconds),  # waiting for a connection counts too
             name="afs-continuous",
         )
         try:
