@@ -19,9 +19,10 @@ import kopf
 import pytest
 
 from afs.continuous import UsageLogger
-from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
+from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION, LearningLoopSpec
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
+from afs.continuous.kube.jobs import training_job
 from afs.continuous.kube.metrics import OperatorMetrics
 from tests.kube.structural import pruned_fields, schema_of
 from tests.postgres_server import fresh_schema, restart_server, unreachable_url
@@ -164,6 +165,14 @@ async def _setup(kube: KubeClient, url: str | None, loop: dict[str, Any]) -> Non
     await _call(
         kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "learningloops",
         loop,
+    )  # fmt: skip
+
+
+def _first_job(manifest: dict[str, Any], *, uid: str) -> dict[str, Any]:
+    """Run 1's Job of the loop ``manifest`` as the operator builds it, owned by ``uid``."""
+    return training_job(
+        loop=manifest["metadata"]["name"], namespace=NAMESPACE, uid=uid,
+        spec=LearningLoopSpec.model_validate(manifest["spec"]), run=1, since=None,
     )  # fmt: skip
 
 
@@ -330,15 +339,9 @@ async def test_an_operator_that_died_after_creating_the_job_adopts_it(
 ) -> None:
     """The previous operator created run 1's Job and died before recording it: the next
     one fires the same trigger, finds the Job by its deterministic name, and adopts it."""
-    from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
-    from afs.continuous.kube.jobs import training_job
-
     _register(kmock)
     manifest = _loop_manifest()
-    orphan = training_job(
-        loop="nayru", namespace=NAMESPACE, uid="loop-uid-1",
-        spec=LearningLoopSpec.model_validate(manifest["spec"]), run=1, since=None,
-    )  # fmt: skip
+    orphan = _first_job(manifest, uid="loop-uid-1")
     orphan["metadata"]["annotations"] = {"created-by": "the operator that died"}
     async with operator(kmock) as kube:
         await _call(kube.batch.create_namespaced_job, NAMESPACE, orphan)
@@ -414,15 +417,9 @@ async def test_a_job_name_still_held_by_a_deleted_loop_is_not_adopted(
     """A LearningLoop deleted and applied again under the same name: the old one's Job is
     still there until garbage collection removes it. The new loop waits for the name
     instead of taking that run for its own."""
-    from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
-    from afs.continuous.kube.jobs import training_job
-
     _register(kmock)
     manifest = _loop_manifest()
-    old = training_job(
-        loop="nayru", namespace=NAMESPACE, uid="the-deleted-loop",
-        spec=LearningLoopSpec.model_validate(manifest["spec"]), run=1, since=None,
-    )  # fmt: skip
+    old = _first_job(manifest, uid="the-deleted-loop")
     async with operator(kmock) as kube:
         await _call(kube.batch.create_namespaced_job, NAMESPACE, old)
         await _setup(kube, usage_db, manifest)
