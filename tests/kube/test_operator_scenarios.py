@@ -515,6 +515,39 @@ async def test_a_database_outage_is_a_condition_and_the_loop_recovers(
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
 
 
+FORBIDDEN = kmock.KubernetesError(  # what an API server says when RBAC is missing
+    status=403,
+    reason="Forbidden",
+    message='jobs.batch is forbidden: User "system:serviceaccount:afs-system:afs-continuous" '
+    'cannot create resource "jobs" in API group "batch" in the namespace "ml"',
+)
+
+
+async def test_a_refused_job_is_a_condition_with_the_server_s_reason(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    """Missing RBAC, say: the check is recorded, the trigger fires again at the next
+    check (an hour here), and the status says what was refused and why."""
+    _register(kmock)
+    kmock["create", kmock.resource("batch", "v1", "jobs")] << FORBIDDEN
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest(checkInterval="1h"))
+        conditions = await _eventually(
+            lambda: [
+                c for c in (_loop(kube).get("status") or {}).get("conditions") or []
+                if c["reason"] == "KubernetesApiError"
+            ]
+        )  # fmt: skip
+        assert conditions[0]["message"] == (
+            "cannot create Job ml/nayru-run-1: 403 jobs.batch is forbidden: User "
+            '"system:serviceaccount:afs-system:afs-continuous" cannot create resource "jobs" '
+            'in API group "batch" in the namespace "ml"'
+        )
+        status = (await _call(_loop, kube))["status"]
+        assert status.get("currentRun") is None and status["lastCheckTime"]
+        await _eventually(lambda: "KubernetesApiError" in _event_reasons(kmock))
+
+
 async def test_a_failed_trainer_is_recorded_and_backs_off(
     kmock: kmock.KubernetesEmulator, usage_db: str
 ) -> None:

@@ -1,16 +1,33 @@
 """The operator's only use of the ``kubernetes`` client: the few calls it needs, returning
-plain dicts, with "already exists" and "not found" turned into ordinary results."""
+plain dicts, with "already exists" and "not found" turned into ordinary results and any
+other refusal into a :class:`KubeApiError` that says what was refused and why."""
 
 from __future__ import annotations
 
 import base64
+import json
+from contextlib import suppress
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
+from afs.continuous.errors import ContinuousError
 from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
+
+
+class KubeApiError(ContinuousError):
+    """The API server refused a call (forbidden, invalid, unavailable, …)."""
+
+
+def _refused(exc: ApiException, action: str) -> KubeApiError:
+    """An ApiException's text is the whole HTTP exchange; keep the status and the
+    server's own message (a Kubernetes Status)."""
+    detail = exc.reason or ""
+    with suppress(ValueError, AttributeError):  # not a Status: keep the HTTP reason
+        detail = json.loads(exc.body or "{}").get("message") or detail
+    return KubeApiError(f"cannot {action}: {exc.status} {detail}".rstrip())
 
 
 class KubeClient:
@@ -57,23 +74,27 @@ class KubeClient:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise
+            raise _refused(exc, f"read Job {namespace}/{name}") from None
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create the Job, or return the one that already has its name (idempotent)."""
-        namespace = manifest["metadata"]["namespace"]
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
             return self._plain(self.batch.create_namespaced_job(namespace, manifest))
         except ApiException as exc:
             if exc.status != 409:
-                raise
-            existing = self.get_job(namespace, manifest["metadata"]["name"])
-            assert existing is not None
-            return existing
+                raise _refused(exc, f"create Job {namespace}/{name}") from None
+        existing = self.get_job(namespace, name)
+        if existing is None:  # deleted between the two calls: the next check creates it
+            raise KubeApiError(f"cannot create Job {namespace}/{name}: it is being deleted")
+        return existing
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         selector = f"job-name={job}"
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        try:
+            pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        except ApiException as exc:
+            raise _refused(exc, f"list the pods of Job {namespace}/{job}") from None
         items = [self._plain(p) for p in pods.items]
         # filter here too: not every API server (or emulator) honours the selector
         return [p for p in items if p.get("metadata", {}).get("labels", {}).get("job-name") == job]
@@ -89,8 +110,11 @@ class KubeClient:
             return created
         except ApiException as exc:
             if exc.status != 409:
-                raise
-        existing: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name
-        )
+                raise _refused(exc, f"create {plural} {namespace}/{name}") from None
+        try:
+            existing: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            raise _refused(exc, f"read {plural} {namespace}/{name}") from None
         return existing

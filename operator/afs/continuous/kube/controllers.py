@@ -36,7 +36,7 @@ from afs.continuous.kube.api.v1alpha1 import (
     Stage,
     TriggerOutcome,
 )
-from afs.continuous.kube.client import KubeClient
+from afs.continuous.kube.client import KubeApiError, KubeClient
 from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE, LABEL_LOOP, LABEL_RUN, training_job
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
@@ -143,6 +143,14 @@ class LoopReconciler:
             )  # fmt: skip
         except StoreUnavailableError as exc:  # lost since it was opened: the next tick retries
             return _database_unavailable(current, exc, now=now, generation=generation, event=event)
+        except KubeApiError as exc:  # e.g. RBAC: what was refused, retried at the next check
+            message = str(exc)
+            current.conditions = planning.set_condition(
+                current.conditions, type="Ready", status=False, reason="KubernetesApiError",
+                message=message, now=now, generation=generation,
+            )  # fmt: skip
+            event("Warning", "KubernetesApiError", message)
+            return current
 
     def _advance(
         self,
