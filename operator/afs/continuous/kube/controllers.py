@@ -27,7 +27,6 @@ from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
     GROUP,
     VERSION,
-    Condition,
     CurrentRun,
     LearningLoopSpec,
     LearningLoopStatus,
@@ -135,22 +134,25 @@ class LoopReconciler:
             )
             store = self.logger_for(url)
         except Exception as exc:  # the secret or the database: a condition, not a crash loop
-            return _database_unavailable(current, exc, now=now, generation=generation, event=event)
+            return _not_ready(
+                current, reason="DatabaseUnavailable", message=redact_secrets(str(exc)),
+                now=now, generation=generation, event=event,
+            )  # fmt: skip
         try:
             return self._advance(
                 name=name, namespace=namespace, uid=uid, generation=generation, now=now,
                 parsed=parsed, current=current, store=store, event=event,
             )  # fmt: skip
         except StoreUnavailableError as exc:  # lost since it was opened: the next tick retries
-            return _database_unavailable(current, exc, now=now, generation=generation, event=event)
-        except KubeApiError as exc:  # e.g. RBAC: what was refused, retried at the next check
-            message = str(exc)
-            current.conditions = planning.set_condition(
-                current.conditions, type="Ready", status=False, reason="KubernetesApiError",
-                message=message, now=now, generation=generation,
+            return _not_ready(
+                current, reason="DatabaseUnavailable", message=redact_secrets(str(exc)),
+                now=now, generation=generation, event=event,
             )  # fmt: skip
-            event("Warning", "KubernetesApiError", message)
-            return current
+        except KubeApiError as exc:  # e.g. RBAC: what was refused, retried at the next check
+            return _not_ready(
+                current, reason="KubernetesApiError", message=str(exc),
+                now=now, generation=generation, event=event,
+            )  # fmt: skip
 
     def _advance(
         self,
@@ -174,7 +176,10 @@ class LoopReconciler:
             clock=self.clock,
         )
         if current.current_run is not None:
-            finished = self._follow_run(name, namespace, uid, parsed, current, trigger, event)
+            finished = self._follow_run(
+                name=name, namespace=namespace, uid=uid, spec=parsed, status=current,
+                trigger=trigger, event=event,
+            )  # fmt: skip
             if not finished:
                 current.phase = LoopPhase.TRAINING
                 return current
@@ -189,13 +194,15 @@ class LoopReconciler:
                 current.last_trigger.type if current.last_trigger else ""
             ).inc()
             taken = self._start_run(
-                name, namespace, uid, parsed, current, trigger, event, result.reason
-            )
+                name=name, namespace=namespace, uid=uid, spec=parsed, status=current,
+                trigger=trigger, event=event, reason=result.reason,
+            )  # fmt: skip
             if taken is not None:  # fires again at the next check, when the name is free
                 current.phase = LoopPhase.WATCHING
-                current.conditions = _name_taken(current.conditions, taken, now, generation)
-                event("Warning", "NameTaken", taken)
-                return current
+                return _not_ready(
+                    current, reason="NameTaken", message=taken, now=now,
+                    generation=generation, event=event,
+                )  # fmt: skip
         else:
             current.phase = LoopPhase.WATCHING
         current.conditions = planning.set_condition(
@@ -206,6 +213,7 @@ class LoopReconciler:
 
     def _start_run(
         self,
+        *,
         name: str,
         namespace: str,
         uid: str | None,
@@ -236,6 +244,7 @@ class LoopReconciler:
 
     def _follow_run(
         self,
+        *,
         name: str,
         namespace: str,
         uid: str | None,
@@ -259,7 +268,10 @@ class LoopReconciler:
             try:
                 report = planning.parse_termination_message(planning.trainer_message(pods, trainer))
             except ValueError as exc:
-                outcome = self._fail(status, run, trigger, event, f"trainer report: {exc}")
+                outcome = self._fail(
+                    status=status, run=run, trigger=trigger, event=event,
+                    message=f"trainer report: {exc}",
+                )  # fmt: skip
             else:
                 dataset = _dataset_report(pods)
                 manifest = _model_version(name, namespace, uid, spec, run, report, dataset, status)
@@ -270,9 +282,11 @@ class LoopReconciler:
                 manifest["metadata"]["annotations"] = {promotion.INITIAL_STAGE: stage.value}
                 recorded = self.kube.create_custom_object("modelversions", manifest)
                 if uid is not None and not planning.controlled_by(recorded, uid):
-                    taken = _taken_message("ModelVersion", version_name)
-                    status.conditions = _name_taken(status.conditions, taken, now, None)
-                    event("Warning", "NameTaken", taken)
+                    _not_ready(
+                        status, reason="NameTaken",
+                        message=_taken_message("ModelVersion", version_name),
+                        now=now, generation=None, event=event,
+                    )  # fmt: skip
                     return False  # the run stays current: recorded once the name is free
                 if tested:
                     assert champion is not None
@@ -304,7 +318,7 @@ class LoopReconciler:
                 )
         else:
             why = "Job disappeared" if state == "Missing" else "Job failed"
-            outcome = self._fail(status, run, trigger, event, why)
+            outcome = self._fail(status=status, run=run, trigger=trigger, event=event, message=why)
         status.runs.count = max(status.runs.count, run.number)
         status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
         status.current_run = None
@@ -312,6 +326,7 @@ class LoopReconciler:
 
     def _fail(
         self,
+        *,
         status: LearningLoopStatus,
         run: CurrentRun,
         trigger: RetrainTrigger,
@@ -332,20 +347,23 @@ class LoopReconciler:
         )  # fmt: skip
 
 
-def _database_unavailable(
+def _not_ready(
     current: LearningLoopStatus,
-    exc: Exception,
     *,
+    reason: str,
+    message: str,
     now: datetime,
     generation: int | None,
     event: EventSink,
 ) -> LearningLoopStatus:
-    message = redact_secrets(str(exc))  # status and Events are readable by many
+    """``Ready=False`` for ``reason`` and the Warning Event that says the same (messages
+    that may quote a database URL are redacted by the caller: status and Events are
+    readable by many)."""
     current.conditions = planning.set_condition(
-        current.conditions, type="Ready", status=False, reason="DatabaseUnavailable",
-        message=message, now=now, generation=generation,
+        current.conditions, type="Ready", status=False, reason=reason, message=message,
+        now=now, generation=generation,
     )  # fmt: skip
-    event("Warning", "DatabaseUnavailable", message)
+    event("Warning", reason, message)
     return current
 
 
@@ -354,15 +372,6 @@ def _taken_message(kind: str, name: str) -> str:
         f"{kind} {name} exists and belongs to another owner (a deleted LearningLoop of the "
         "same name, until garbage collection removes it); waiting for the name to be free"
     )
-
-
-def _name_taken(
-    conditions: list[Condition], message: str, now: datetime, generation: int | None
-) -> list[Condition]:
-    return planning.set_condition(
-        conditions, type="Ready", status=False, reason="NameTaken", message=message,
-        now=now, generation=generation,
-    )  # fmt: skip
 
 
 def _generator_config(spec: LearningLoopSpec) -> DataGeneratorConfig:
