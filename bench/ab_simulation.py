@@ -318,6 +318,7 @@ def simulate(
             "power bound a/3": guard, "power bound a": settings.alpha,
         }  # fmt: skip
         rules = (*rules, *references)
+    never = np.zeros(reps, dtype=bool)  # the references never promote
     outcome = {
         r: Outcome(np.full(reps, -1), np.zeros(reps, dtype=np.int64), np.zeros(reps)) for r in rules
     }
@@ -373,7 +374,6 @@ def simulate(
         ]  # fmt: skip
         decisions[rules[3]] = engine_decisions(epochs, settings)
         decisions[rules[4]] = engine_decisions(epochs, strict)
-        never = np.zeros(reps, dtype=bool)
         errors_b, requests_b = cumulative_b.sums["err"], cumulative_b.sums["n"]
         for rule, level in references.items():
             if rule.startswith("oracle"):

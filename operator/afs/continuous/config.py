@@ -184,7 +184,7 @@ DEFAULT_OUTPUT_DIR = "~/.context/training/continuous"
 
 # LoopConfig may hold a database URL with its password: pydantic's errors would otherwise
 # quote every argument given (our own messages name the field and what is wrong).
-LOOP_STRICT = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+LOOP_STRICT = ConfigDict(**STRICT, hide_input_in_errors=True)
 
 
 @dataclass(config=LOOP_STRICT)

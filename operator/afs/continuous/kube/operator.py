@@ -65,7 +65,6 @@ def _checked(convert: Callable[[str], T]) -> Callable[[str], T]:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    check.__name__ = convert.__name__.strip("_")
     return check
 
 
