@@ -42,7 +42,7 @@ def _allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -
     )
 
 
-# What the operator and kopf do (kube/client.py, kube/controllers.py, kopf's watches).
+# What the operator and kopf do (kube/client.py, kube/controllers/, kopf's watches).
 WORKLOAD = [
     ("continuous.afs.dev", "learningloops", "watch"),
     ("continuous.afs.dev", "learningloops", "patch"),
@@ -52,6 +52,12 @@ WORKLOAD = [
     ("continuous.afs.dev", "modelversions/status", "patch"),
     ("continuous.afs.dev", "abtests", "create"),
     ("continuous.afs.dev", "abtests", "get"),
+    ("continuous.afs.dev", "abtests", "watch"),
+    ("continuous.afs.dev", "abtests", "patch"),
+    ("continuous.afs.dev", "abtests/status", "patch"),
+    ("continuous.afs.dev", "learningloops", "get"),
+    ("gateway.networking.k8s.io", "httproutes", "get"),
+    ("gateway.networking.k8s.io", "httproutes", "patch"),
     ("batch", "jobs", "create"),
     ("batch", "jobs", "get"),
     ("", "pods", "list"),

@@ -24,9 +24,11 @@ from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.jobs import training_job
 from afs.continuous.kube.metrics import OperatorMetrics
+from tests.kube.emulator import ApiServerEmulator
 from tests.kube.structural import pruned_fields, schema_of
 from tests.postgres_server import fresh_schema, restart_server, unreachable_url
 
+pytestmark = pytest.mark.kmock(cls=ApiServerEmulator)
 NAMESPACE = "ml"
 RESOURCES = [
     ("v1/namespaces", "Namespace", False),
@@ -314,7 +316,7 @@ async def test_a_new_version_with_a_champion_and_traffic_gets_an_ab_test(
         test = await _eventually(lambda: _get_custom(kube, "abtests", "nayru-run-1"))
         assert test["spec"]["champion"] == {"modelVersion": "nayru-baseline"}
         assert test["spec"]["challenger"] == {"modelVersion": "nayru-run-1"}
-        assert test["spec"]["traffic"] == PROMOTION["traffic"]
+        assert test["spec"]["traffic"] == {**PROMOTION["traffic"], "onDrift": "reassert"}
         assert test["spec"]["steps"] == [{"weight": 5}]
         assert test["spec"]["decision"]["minDurationHours"] == 12
         assert test["spec"]["promotion"] == "manual"

@@ -14,7 +14,7 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -24,11 +24,11 @@ from typing import Any
 
 from afs.continuous.config import ABTestConfig
 from afs.continuous.core import abtest as core
-from afs.continuous.core.decision import Epoch, VerdictKind, judge
+from afs.continuous.core.decision import Epoch, EpochWindow, VerdictKind, judge
 from afs.continuous.errors import ContinuousError, InvalidFieldError
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.records import check_text
-from afs.continuous.store.base import UsageStatistics
+from afs.continuous.store.base import UsageStatistics, UsageStore
 from afs.continuous.timeutil import Clock, format_timestamp, parse_timestamp, utc_now
 
 DEFAULT_STATE_FILE = "~/.context/training/continuous/ab_test_state.json"
@@ -475,23 +475,21 @@ class ABTestManager:
                 "challenger_share": self.traffic_split.challenger_weight,
             }
         ]
-        stats = self.usage_logger.store.statistics
-        result = []
+        windows = []
         for index, epoch in enumerate(epochs):
             if epoch.get("bandit"):
                 continue
             start = parse_timestamp(epoch["start"])
             end = parse_timestamp(epochs[index + 1]["start"]) if index + 1 < len(epochs) else None
             hours = ((end or now) - start).total_seconds() / 3600
-            result.append(
-                Epoch(
-                    hours=max(hours, 0.0),
-                    challenger_share=float(epoch["challenger_share"]),
-                    champion=stats(since=start, until=end, model=self.champion.name),
-                    challenger=stats(since=start, until=end, model=self.challenger.name),
-                )
-            )
-        return result
+            share = float(epoch["challenger_share"])
+            windows.append(EpochWindow(start, end, max(hours, 0.0), share))
+        return measure_epochs(
+            self.usage_logger.store,
+            windows,
+            champion=self.champion.name,
+            challenger=self.challenger.name,
+        )
 
     def _sequential(self, now: datetime, elapsed_hours: float) -> ABTestResult:
         epochs = self._epoch_statistics(now)
@@ -584,3 +582,19 @@ ENDING_ACTIONS = ("rollback", "halt", "end")
 
 def _version_or_none(data: dict[str, Any] | None) -> ModelVersion | None:
     return None if data is None else ModelVersion.from_dict(data)
+
+
+def measure_epochs(
+    store: UsageStore, windows: Sequence[EpochWindow], *, champion: str, challenger: str
+) -> list[Epoch]:
+    """Each arm's statistics per epoch, from its own records (``model`` = the arm's name):
+    the local loop and the operator's ABTest controller judge the same numbers."""
+    return [
+        Epoch(
+            hours=window.hours,
+            challenger_share=window.challenger_share,
+            champion=store.statistics(since=window.start, until=window.end, model=champion),
+            challenger=store.statistics(since=window.start, until=window.end, model=challenger),
+        )
+        for window in windows
+    ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,16 @@ class Epoch:
     challenger_share: float
     champion: UsageStatistics
     challenger: UsageStatistics
+
+
+@dataclass(frozen=True)
+class EpochWindow:
+    """When an epoch's records count (``end`` None: still open) and its planned split."""
+
+    start: datetime
+    end: datetime | None
+    hours: float
+    challenger_share: float
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,99 @@ class KubeClient:
         except ApiException as exc:
             raise _refused(exc, f"read {plural} {namespace}/{name}") from None
         return existing
+
+    def get_custom_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of our resources, or None when it does not exist."""
+        return self.get_object(
+            group=GROUP, version=VERSION, plural=plural, namespace=namespace, name=name
+        )
+
+    def get_object(
+        self, *, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """Any namespaced custom resource (a serving resource such as an HTTPRoute), or
+        None when it, or its kind, does not exist."""
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _refused(exc, f"read {plural}.{group} {namespace}/{name}") from None
+        return found
+
+    def json_patch(
+        self,
+        *,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        operations: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Apply an RFC 6902 patch; a failed ``test`` operation (someone else wrote in
+        between) is a :class:`PatchConflictError`, to be re-read and decided again."""
+        try:
+            patched: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+                group, version, namespace, plural, name, operations
+            )
+        except ApiException as exc:
+            action = f"patch {plural}.{group} {namespace}/{name}"
+            if exc.status in (409, 422) or _test_failed(exc):
+                raise PatchConflictError(str(_refused(exc, action))) from None
+            raise _refused(exc, action) from None
+        return patched
+
+    def patch_custom_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> bool:
+        """Merge ``status`` into one of our resources' status; False when it is gone."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, {"status": status}
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise _refused(exc, f"patch the status of {plural} {namespace}/{name}") from None
+        return True
+
+    def patch_custom_object(
+        self, plural: str, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A merge patch on one of our resources (the command line's actions)."""
+        try:
+            patched: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, body
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise LookupError(f"{plural} {namespace}/{name} not found") from None
+            raise _refused(exc, f"patch {plural} {namespace}/{name}") from None
+        return patched
+
+    def list_custom_objects(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Our resources in ``namespace``, or in every namespace when it is None."""
+        try:
+            if namespace is None:
+                listing = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            else:
+                listing = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural
+                )
+        except ApiException as exc:
+            raise _refused(exc, f"list {plural}") from None
+        return list(listing.get("items") or [])
+
+
+class PatchConflictError(KubeApiError):
+    """A patch's ``test`` operation failed: the object changed since it was read."""
+
+
+def _test_failed(exc: ApiException) -> bool:
+    """Servers differ in how they report a failed ``test`` (422 Invalid, or 500 with the
+    JSON-patch library's message)."""
+    body = str(exc.body or "").lower()
+    return any(text in body for text in ("testing value", "jsonpatchtestfailed", "test failed"))

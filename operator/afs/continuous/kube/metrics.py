@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from afs.continuous.kube.api.v1alpha1 import ABTestPhase, ArmWeights
 
 
 class OperatorMetrics:
@@ -29,3 +33,47 @@ class OperatorMetrics:
             "afs_loop_invalid_specs", "Reconciliations refused for an invalid spec",
             registry=self.registry,
         )  # fmt: skip
+        self.abtest_phase = Gauge(
+            "afs_abtest_phase", "1 for the phase each ABTest is in, 0 for the others",
+            ["namespace", "name", "phase"], registry=self.registry,
+        )  # fmt: skip
+        self.abtest_weight = Gauge(
+            "afs_abtest_weight", "The weight (percent) each ABTest last wrote, per arm",
+            ["namespace", "name", "arm"], registry=self.registry,
+        )  # fmt: skip
+        self.abtest_decisions = Counter(
+            "afs_abtest_decisions", "ABTests ended, by verdict", ["verdict"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.abtest_duration = Histogram(
+            "afs_abtest_duration_seconds", "How long ABTests ran, from first step to verdict",
+            registry=self.registry,
+            buckets=(3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400,
+                     14 * 86400, 30 * 86400),
+        )  # fmt: skip
+        self.abtest_reconcile_seconds = Histogram(
+            "afs_abtest_reconcile_seconds", "Duration of one ABTest reconciliation",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+
+    def set_abtest(
+        self, namespace: str, name: str, phase: ABTestPhase | None, weights: ArmWeights | None
+    ) -> None:
+        for each in ABTestPhase:
+            self.abtest_phase.labels(namespace, name, each.value).set(int(each == phase))
+        if weights is not None:
+            self.abtest_weight.labels(namespace, name, "champion").set(weights.champion)
+            self.abtest_weight.labels(namespace, name, "challenger").set(weights.challenger)
+
+    def forget_abtest(self, namespace: str, name: str) -> None:
+        """A deleted test's series go (they would otherwise stay at their last value)."""
+        for each in ABTestPhase:
+            self._remove(self.abtest_phase, namespace, name, each.value)
+        for arm in ("champion", "challenger"):
+            self._remove(self.abtest_weight, namespace, name, arm)
+
+    @staticmethod
+    def _remove(gauge: Gauge, *labels: str) -> None:
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)

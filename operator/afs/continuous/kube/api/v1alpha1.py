@@ -175,6 +175,9 @@ class TargetRef(KubeModel):
 class TrafficSpec(KubeModel):
     provider: Literal["gateway-api", "istio", "kserve", "knative"]
     target_ref: TargetRef
+    on_drift: Literal["reassert", "pause"] = "reassert"
+    """What a test does when someone else changed its weights: write ours back (with a
+    ``WeightsDrifted`` Event), or stop in place until the weights are ours again."""
 
 
 class PromotionSpec(KubeModel):
@@ -251,6 +254,9 @@ class LearningLoopStatus(KubeModel):
     runs: RunsSummary = Field(default_factory=RunsSummary)
     last_retrain_time: str | None = None
     champion: str | None = None
+    champion_model: str | None = None
+    """The ``model`` the champion's usage records are logged under, once an ABTest has
+    promoted one (the triggers and the next data set count these); else ``spec.model``."""
     challenger: str | None = None
 
 
@@ -288,7 +294,7 @@ class ModelVersionStatus(KubeModel):
     observed_generation: int | None = None
 
 
-# --- ABTest (schema only for now) -----------------------------------------------------
+# --- ABTest ------------------------------------------------------------------------------
 
 
 class VersionRef(KubeModel):
@@ -296,30 +302,80 @@ class VersionRef(KubeModel):
     """Name of a ModelVersion in the same namespace."""
     serving_name: str | None = None
     """The backend name the traffic provider routes to (defaults to the version)."""
+    usage_model: str | None = None
+    """The ``model`` this arm's usage records are logged under (defaults to the version)."""
+
+    @property
+    def backend(self) -> str:
+        return self.serving_name or self.model_version
+
+    @property
+    def records(self) -> str:
+        return self.usage_model or self.model_version
 
 
 class Step(KubeModel):
     weight: Annotated[int, Field(ge=0, le=100)]
     """Challenger share, percent."""
     pause: Duration | None = None
+    """How long the step lasts at least (unset: until the next analysis)."""
 
 
 class ABTestSpec(KubeModel):
     champion: VersionRef
     challenger: VersionRef
     traffic: TrafficSpec
-    steps: list[Step] = Field(default_factory=lambda: [Step(weight=10)])
+    steps: Annotated[list[Step], Field(min_length=1)] = Field(
+        default_factory=lambda: [Step(weight=10)]
+    )
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     promotion: Literal["auto", "manual"] = "auto"
+    database: DatabaseSpec | None = None
+    """Where the arms' usage records are (default: the owning LearningLoop's database)."""
+    analysis_interval: Duration | None = None
+    """How often the test is judged (default: the operator's poll interval)."""
+    approved_challenger: str | None = None
+    """With ``promotion: manual``: the challenger approved for promotion (kept in Git)."""
 
 
 class ABTestPhase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
+    WAITING_PROMOTION = "WaitingPromotion"
     PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
     INCONCLUSIVE = "Inconclusive"
     HALTED = "Halted"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (
+            ABTestPhase.PENDING, ABTestPhase.RUNNING, ABTestPhase.WAITING_PROMOTION
+        )  # fmt: skip
+
+
+class ArmWeights(KubeModel):
+    champion: Annotated[int, Field(ge=0)]
+    challenger: Annotated[int, Field(ge=0)]
+
+
+class RuleWeights(KubeModel):
+    """The weights one rule of the serving resource had before the test (None: unset,
+    the provider's default), restored exactly when the test ends without a promotion."""
+
+    rule: Annotated[int, Field(ge=0)]
+    champion: int | None = None
+    challenger: int | None = None
+
+
+class EpochStatus(KubeModel):
+    """A period of constant weights. ``applied`` is when they were written, ``start``
+    when the serving resource accepted them (records count from then)."""
+
+    step: Annotated[int, Field(ge=0)]
+    weights: ArmWeights
+    applied: str
+    start: str | None = None
 
 
 class ABTestStatus(KubeModel):
@@ -327,6 +383,13 @@ class ABTestStatus(KubeModel):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     step: int = 0
+    weights: ArmWeights | None = None
+    """The weights this test last wrote."""
+    original: list[RuleWeights] | None = None
+    epochs: list[EpochStatus] = Field(default_factory=list)
+    started: str | None = None
+    finished: str | None = None
+    last_analysis_time: str | None = None
     verdict: str | None = None
     reason: str = ""
     evidence: dict[str, Any] = Field(
@@ -368,6 +431,8 @@ KINDS = (
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Champion", "type": "string", "jsonPath": ".spec.champion.modelVersion"},
             {"name": "Challenger", "type": "string", "jsonPath": ".spec.challenger.modelVersion"},
+            {"name": "Step", "type": "integer", "jsonPath": ".status.step"},
+            {"name": "Weight", "type": "integer", "jsonPath": ".status.weights.challenger"},
             {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],

@@ -1,6 +1,10 @@
-"""kopf handlers, kept thin: a timer per LearningLoop reconciles it with
+"""The LearningLoop controller: a timer per loop reconciles it with
 :class:`LoopReconciler`, whose decisions come from the trigger core and
 :mod:`afs.continuous.kube.planning`; the handler writes the resulting status once.
+
+While the loop's ABTest runs, the loop is ``Testing`` and starts no run; when the test
+ends the loop takes its outcome (a promoted challenger becomes the loop's champion, whose
+records the triggers count from then on) and watches again.
 
 Restart-safety: a run's Job and ModelVersion are named after the loop and the run number
 (``runs.count + 1``), and creating them is idempotent, so an operator killed between
@@ -11,13 +15,10 @@ recorded in the status before the next one can start.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
@@ -25,35 +26,25 @@ from afs.continuous.errors import StoreUnavailableError, redact_secrets
 from afs.continuous.kube import planning, promotion
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
-    GROUP,
-    VERSION,
+    ABTestPhase,
     CurrentRun,
     LearningLoopSpec,
     LearningLoopStatus,
     LoopPhase,
+    ModelSelector,
     RunOutcome,
     Stage,
     TriggerOutcome,
+    VersionRef,
 )
 from afs.continuous.kube.client import KubeApiError, KubeClient
-from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE, LABEL_LOOP, LABEL_RUN, training_job
+from afs.continuous.kube.controllers.shared import EventSink, OperatorConfig, StorePool
+from afs.continuous.kube.jobs import LABEL_LOOP, LABEL_RUN, training_job
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
 from afs.continuous.logger import UsageLogger
-from afs.continuous.store import open_store
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
 from afs.continuous.trigger import RetrainTrigger, TriggerResult
-
-EventSink = Callable[[str, str, str], None]  # (type, reason, message)
-
-
-@dataclass
-class OperatorConfig:
-    poll_seconds: float = 30.0
-    exporter_image: str = DEFAULT_EXPORTER_IMAGE
-    # A check is retried at the next tick anyway: better a DatabaseUnavailable condition
-    # after a few seconds than a worker thread held for the library's two minutes.
-    database_retry_seconds: float = 10.0
 
 
 @dataclass
@@ -62,37 +53,9 @@ class LoopReconciler:
 
     kube: KubeClient
     config: OperatorConfig
+    stores: StorePool
     clock: Clock = utc_now
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    loggers: dict[str, UsageLogger] = field(default_factory=dict)
-    _opening: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
-    _opening_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def logger_for(self, url: str) -> UsageLogger:
-        """One pooled store per database, kept for the operator's life.
-
-        Timers run in worker threads and every loop on a database asks for it at its first
-        check: opened under a lock per URL, so a thousand loops share one pool instead of
-        racing to open (and leak) several, and a slow database delays only its own loops.
-        """
-        logger = self.loggers.get(url)
-        if logger is not None:
-            return logger
-        with self._opening_lock:
-            lock = self._opening.setdefault(url, threading.Lock())
-        with lock:
-            logger = self.loggers.get(url)
-            if logger is None:
-                store = open_store(url, retry_seconds=self.config.database_retry_seconds)
-                logger = self.loggers[url] = UsageLogger(url=url, store=store, clock=self.clock)
-        return logger
-
-    def close(self) -> None:
-        """Close every store's pool (at the operator's shutdown)."""
-        with self._opening_lock:
-            loggers, self.loggers = list(self.loggers.values()), {}
-        for logger in loggers:
-            logger.close()
 
     def reconcile(
         self,
@@ -129,10 +92,27 @@ class LoopReconciler:
             )  # fmt: skip
             return current
         try:
+            if current.challenger is not None and self._testing(
+                namespace=namespace, status=current, event=event
+            ):
+                current.phase = LoopPhase.TESTING
+                current.conditions = planning.set_condition(
+                    current.conditions, type="Ready", status=True, reason="Testing",
+                    message=f"ABTest {current.challenger} is running; no run starts until it ends",
+                    now=now, generation=generation,
+                )  # fmt: skip
+                return current
+        except KubeApiError as exc:
+            return _not_ready(
+                current, reason="KubernetesApiError", message=str(exc),
+                now=now, generation=generation, event=event,
+            )  # fmt: skip
+        parsed = _watching_champion(parsed, current)
+        try:
             url = self.kube.secret_value(
                 namespace, parsed.database.url_secret_ref.name, parsed.database.url_secret_ref.key
             )
-            store = self.logger_for(url)
+            store = self.stores.logger_for(url)
         except Exception as exc:  # the secret or the database: a condition, not a crash loop
             return _not_ready(
                 current, reason="DatabaseUnavailable", message=redact_secrets(str(exc)),
@@ -153,6 +133,34 @@ class LoopReconciler:
                 current, reason="KubernetesApiError", message=str(exc),
                 now=now, generation=generation, event=event,
             )  # fmt: skip
+
+    def _testing(self, *, namespace: str, status: LearningLoopStatus, event: EventSink) -> bool:
+        """Whether the loop's ABTest is still running; when it has ended, its outcome is
+        taken into the status (the ABTest is named like its challenger)."""
+        challenger = status.challenger
+        assert challenger is not None
+        test = self.kube.get_custom_object("abtests", namespace, challenger)
+        if test is None:
+            event("Warning", "ABTestMissing", f"ABTest {challenger} is gone; watching again")
+            status.challenger = None
+            return False
+        phase = (test.get("status") or {}).get("phase")
+        if phase not in {p.value for p in ABTestPhase if p.finished}:
+            return True
+        if phase == ABTestPhase.PROMOTED.value:
+            try:
+                arm = VersionRef.model_validate((test.get("spec") or {}).get("challenger"))
+            except ValidationError:
+                arm = VersionRef(model_version=challenger)
+            status.champion, status.champion_model = arm.model_version, arm.records
+            event("Normal", "ChampionChanged", f"{challenger} promoted by its ABTest")
+        else:
+            event(
+                "Normal", "ABTestEnded",
+                f"ABTest {challenger} ended {phase}; the champion stays {status.champion}",
+            )  # fmt: skip
+        status.challenger = None
+        return False
 
     def _advance(
         self,
@@ -367,6 +375,15 @@ def _not_ready(
     return current
 
 
+def _watching_champion(spec: LearningLoopSpec, status: LearningLoopStatus) -> LearningLoopSpec:
+    """The spec as the triggers and the next data set see it: once an ABTest promoted a
+    champion, its records (``championModel``) rather than ``spec.model``'s."""
+    if status.champion_model is None or status.champion_model == spec.model.name:
+        return spec
+    watched = ModelSelector(name=status.champion_model, expert=spec.model.expert)
+    return spec.model_copy(update={"model": watched})
+
+
 def _taken_message(kind: str, name: str) -> str:
     return (
         f"{kind} {name} exists and belongs to another owner (a deleted LearningLoop of the "
@@ -455,72 +472,3 @@ def _model_version(
             "lineage": lineage,
         },
     }
-
-
-def make_registry(
-    config: OperatorConfig,
-    kube: KubeClient,
-    *,
-    clock: Clock = utc_now,
-    metrics: OperatorMetrics | None = None,
-) -> kopf.OperatorRegistry:
-    """The operator's handlers, registered on a registry of their own (tests run several)."""
-    registry = kopf.OperatorRegistry()
-    reconciler = LoopReconciler(kube, config, clock, metrics or OperatorMetrics())
-
-    @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # progress in annotations: nothing kopf writes can be pruned by our status schema
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
-
-    @kopf.on.cleanup(registry=registry)
-    def close_stores(**_: Any) -> None:
-        reconciler.close()
-
-    @kopf.timer(
-        GROUP, VERSION, "learningloops", interval=config.poll_seconds,
-        backoff=config.poll_seconds, registry=registry,
-    )  # fmt: skip
-    def reconcile_loop(
-        name: str,
-        namespace: str | None,
-        uid: str,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        body: kopf.Body,
-        patch: kopf.Patch,
-        **_: Any,
-    ) -> None:
-        def event(kind: str, reason: str, message: str) -> None:
-            (kopf.warn if kind == "Warning" else kopf.info)(body, reason=reason, message=message)
-
-        assert namespace is not None  # LearningLoop is namespaced
-        with reconciler.metrics.reconcile_seconds.time():
-            new = reconciler.reconcile(
-                name=name, namespace=namespace, uid=uid, generation=meta.get("generation"),
-                spec=dict(spec), status=dict(status), event=event,
-            )  # fmt: skip
-        # None stays in the patch: a merge patch deletes a key set to null (e.g. currentRun)
-        patch.status.update(new.model_dump(by_alias=True, mode="json"))
-
-    @kopf.on.resume(GROUP, VERSION, "modelversions", registry=registry)
-    @kopf.on.create(GROUP, VERSION, "modelversions", registry=registry)
-    @kopf.on.update(GROUP, VERSION, "modelversions", field="spec", registry=registry)
-    def record_model_version(
-        meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, body: kopf.Body,
-        patch: kopf.Patch, **_: Any,
-    ) -> None:  # fmt: skip
-        new = promotion.model_version_status(
-            spec=dict(spec), status=dict(status), annotations=dict(meta.annotations),
-            now=clock(), generation=meta.get("generation"),
-        )  # fmt: skip
-        ready = next(c for c in new.conditions if c.type == "Ready")
-        if ready.reason == "InvalidSpec":
-            kopf.warn(body, reason="InvalidSpec", message=ready.message)
-        elif new.stage is not None and status.get("stage") != new.stage.value:
-            kopf.info(body, reason="Stage", message=f"stage {new.stage.value}")
-        patch.status.update(new.model_dump(by_alias=True, mode="json"))
-
-    return registry

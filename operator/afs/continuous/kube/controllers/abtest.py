@@ -1,0 +1,237 @@
+"""The ABTest controller's shell: read the serving resource, the ModelVersions and the
+arms' statistics; let :func:`afs.continuous.kube.rollout.plan` decide; apply its patch to
+the serving resource, then the ModelVersion stages; hand the status back to the handler,
+which writes it once. Nothing is decided here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from afs.continuous.ab_test import measure_epochs
+from afs.continuous.core.decision import Epoch
+from afs.continuous.errors import StoreUnavailableError, redact_secrets
+from afs.continuous.kube import planning, promotion, rollout
+from afs.continuous.kube.api.v1alpha1 import (
+    ABTestPhase,
+    ABTestSpec,
+    ABTestStatus,
+    DatabaseSpec,
+    LearningLoopSpec,
+)
+from afs.continuous.kube.client import KubeApiError, KubeClient, PatchConflictError
+from afs.continuous.kube.controllers.shared import EventSink, OperatorConfig, StorePool
+from afs.continuous.kube.metrics import OperatorMetrics
+from afs.continuous.kube.routing import Arms, Observed, RoutingError, TrafficRouter, router_for
+from afs.continuous.logger import UsageLogger
+from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: ABTestStatus
+    consume_action: bool = False
+
+
+@dataclass
+class ABTestReconciler:
+    kube: KubeClient
+    config: OperatorConfig
+    stores: StorePool
+    clock: Clock = utc_now
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+
+    def reconcile(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        generation: int | None,
+        spec: dict[str, Any],
+        status: dict[str, Any],
+        annotations: dict[str, str],
+        owners: list[dict[str, Any]],
+        event: EventSink,
+    ) -> Outcome:
+        now = self.clock()
+        identity = rollout.Identity(namespace, name, uid, generation)
+        current = ABTestStatus.from_status(status)
+        current.observed_generation = generation
+        try:
+            parsed = ABTestSpec.model_validate(spec)
+            router = router_for(parsed.traffic)
+        except (ValidationError, RoutingError) as exc:
+            message = (
+                promotion.validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+            )
+            self._invalid(current, message=message, generation=generation, event=event)
+            return Outcome(current)
+        action = annotations.get(rollout.ACTION_ANNOTATION)
+        try:
+            if current.phase is not None and current.phase.finished:
+                observation = rollout.Observation(route=Observed(found=False), action=action)
+            else:
+                observation = self._observe(
+                    parsed=parsed, router=router, current=current, namespace=namespace,
+                    owners=owners, action=action,
+                )  # fmt: skip
+            plan = rollout.plan(
+                spec=parsed, status=current, router=router, observation=observation,
+                identity=identity, analysis_interval=self._analysis_interval(parsed), now=now,
+            )  # fmt: skip
+            if plan.patch:
+                target = parsed.traffic.target_ref
+                self.kube.json_patch(
+                    group=router.resource.group, version=router.resource.version,
+                    plural=router.resource.plural, namespace=namespace, name=target.name,
+                    operations=plan.patch,
+                )  # fmt: skip
+            for version, stage in plan.stages.items():
+                self.kube.patch_custom_status(
+                    "modelversions", namespace, version, {"stage": stage.value}
+                )
+        except PatchConflictError as exc:  # someone wrote in between: read again next time
+            current.conditions = planning.set_condition(
+                current.conditions, type="Progressing", status=True, reason="Conflict",
+                message=f"the target changed while it was written; retrying: {exc}", now=now,
+                generation=generation,
+            )  # fmt: skip
+            return Outcome(current)
+        except KubeApiError as exc:
+            return Outcome(self._not_ready(current, "KubernetesApiError", str(exc), event=event))
+        except (LookupError, StoreUnavailableError) as exc:
+            message = redact_secrets(str(exc))
+            return Outcome(self._not_ready(current, "DatabaseUnavailable", message, event=event))
+        for kind, reason, message in plan.events:
+            event(kind, reason, message)
+        self._observe_metrics(namespace=namespace, name=name, plan=plan)
+        return Outcome(plan.status, plan.consume_action)
+
+    def finalize(
+        self, *, name: str, namespace: str, uid: str | None, spec: dict[str, Any],
+        status: dict[str, Any], event: EventSink,
+    ) -> None:  # fmt: skip
+        """A test deleted while it held the traffic gives it back (its original weights)."""
+        self.metrics.forget_abtest(namespace, name)
+        try:
+            parsed = ABTestSpec.model_validate(spec)
+            router = router_for(parsed.traffic)
+        except (ValidationError, RoutingError):
+            return  # it never wrote anything
+        current = ABTestStatus.from_status(status)
+        route = self._route(parsed, router, namespace)
+        identity = rollout.Identity(namespace, name, uid, None)
+        patch = rollout.restore_on_delete(
+            status=current, router=router, route=route, identity=identity, now=self.clock()
+        )
+        if patch:
+            self.kube.json_patch(
+                group=router.resource.group, version=router.resource.version,
+                plural=router.resource.plural, namespace=namespace,
+                name=parsed.traffic.target_ref.name, operations=patch,
+            )  # fmt: skip
+            event("Normal", "WeightsRestored", "test deleted while running: original weights back")
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _observe(
+        self,
+        *,
+        parsed: ABTestSpec,
+        router: TrafficRouter,
+        current: ABTestStatus,
+        namespace: str,
+        owners: list[dict[str, Any]],
+        action: str | None,
+    ) -> rollout.Observation:
+        missing = tuple(
+            f"{arm}.modelVersion: ModelVersion {namespace}/{ref.model_version} not found"
+            for arm, ref in (("champion", parsed.champion), ("challenger", parsed.challenger))
+            if self.kube.get_custom_object("modelversions", namespace, ref.model_version) is None
+        )
+        route = self._route(parsed, router, namespace)
+        epochs: list[Epoch] = []
+        judging = current.phase in (ABTestPhase.RUNNING, ABTestPhase.WAITING_PROMOTION)
+        now = self.clock()
+        if judging and route.found and rollout.analysis_due(
+            current, self._analysis_interval(parsed), now
+        ):  # fmt: skip
+            store = self._store(parsed, namespace, owners)
+            epochs = measure_epochs(
+                store.store, rollout.epoch_windows(current, now),
+                champion=parsed.champion.records, challenger=parsed.challenger.records,
+            )  # fmt: skip
+        return rollout.Observation(
+            route=route, missing_versions=missing, action=action, epochs=epochs
+        )
+
+    def _route(self, parsed: ABTestSpec, router: TrafficRouter, namespace: str) -> Observed:
+        resource = router.resource
+        obj = self.kube.get_object(
+            group=resource.group, version=resource.version, plural=resource.plural,
+            namespace=namespace, name=parsed.traffic.target_ref.name,
+        )  # fmt: skip
+        return router.observe(obj, Arms(parsed.champion.backend, parsed.challenger.backend))
+
+    def _store(
+        self, parsed: ABTestSpec, namespace: str, owners: list[dict[str, Any]]
+    ) -> UsageLogger:
+        database = parsed.database or self._owner_database(namespace, owners)
+        if database is None:
+            raise LookupError("spec.database: not set, and no owning LearningLoop to take it from")
+        ref = database.url_secret_ref
+        return self.stores.logger_for(self.kube.secret_value(namespace, ref.name, ref.key))
+
+    def _owner_database(self, namespace: str, owners: list[dict[str, Any]]) -> DatabaseSpec | None:
+        for owner in owners:
+            if owner.get("kind") != "LearningLoop":
+                continue
+            loop = self.kube.get_custom_object("learningloops", namespace, str(owner.get("name")))
+            if loop is None:
+                continue
+            try:
+                return LearningLoopSpec.model_validate(loop.get("spec") or {}).database
+            except ValidationError:
+                continue
+        return None
+
+    def _analysis_interval(self, parsed: ABTestSpec) -> timedelta:
+        if parsed.analysis_interval is not None:
+            return planning.parse_duration(parsed.analysis_interval)
+        return timedelta(seconds=self.config.poll_seconds)
+
+    # --- status and metrics ---------------------------------------------------------------
+
+    def _invalid(
+        self, current: ABTestStatus, *, message: str, generation: int | None, event: EventSink
+    ) -> None:
+        current.phase = current.phase or ABTestPhase.PENDING
+        current.conditions = planning.set_condition(
+            current.conditions, type="Ready", status=False, reason="InvalidSpec",
+            message=message, now=self.clock(), generation=generation,
+        )  # fmt: skip
+        self.metrics.invalid_specs.inc()
+        event("Warning", "InvalidSpec", message)
+
+    def _not_ready(
+        self, current: ABTestStatus, reason: str, message: str, *, event: EventSink
+    ) -> ABTestStatus:
+        current.conditions = planning.set_condition(
+            current.conditions, type="Ready", status=False, reason=reason, message=message,
+            now=self.clock(), generation=current.observed_generation,
+        )  # fmt: skip
+        event("Warning", reason, message)
+        return current
+
+    def _observe_metrics(self, *, namespace: str, name: str, plan: rollout.Plan) -> None:
+        status = plan.status
+        self.metrics.set_abtest(namespace, name, status.phase, status.weights)
+        if plan.ended:
+            self.metrics.abtest_decisions.labels(status.verdict or "").inc()
+            if status.started and status.finished:
+                took = parse_timestamp(status.finished) - parse_timestamp(status.started)
+                self.metrics.abtest_duration.observe(took.total_seconds())

@@ -1,0 +1,196 @@
+"""What every traffic provider does, and the pieces they share.
+
+A router knows one kind of serving resource and nothing of A/B tests: where the two arms'
+weights sit in it (:meth:`TrafficRouter.observe`) and how to write them
+(:meth:`~TrafficRouter.patch_weights`, :meth:`~TrafficRouter.restore`,
+:meth:`~TrafficRouter.promote`). Every builder is pure: object read in, JSON patch out.
+Each patch starts with ``test`` operations on what was read, so that if another writer
+changed the resource in between, the API server refuses the patch instead of our write
+silently undoing theirs; the controller re-reads and decides again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from afs.continuous.kube.api.v1alpha1 import GROUP, ArmWeights, RuleWeights
+
+#: the annotation on the serving resource recording what the test wrote, in the same
+#: patch as the weights (so a restarted operator knows what it last wrote, atomically)
+RECORD_ANNOTATION = f"{GROUP}/abtest"
+
+JsonPatch = list[dict[str, Any]]
+
+
+class RoutingError(ValueError):
+    """The serving resource cannot carry the test as it is (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a router's kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+@dataclass(frozen=True)
+class Arms:
+    """The two arms' backend names in the serving resource."""
+
+    champion: str
+    challenger: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one arm's weight lives: the JSON pointer of the weight, the pointer and value
+    that identify the entry (tested before every write), the weight as read (None: the
+    field is unset) and what unset means to the provider."""
+
+    path: str
+    anchor: tuple[str, Any]
+    weight: int | None
+    default: int
+
+    @property
+    def effective(self) -> int:
+        return self.default if self.weight is None else self.weight
+
+
+@dataclass(frozen=True)
+class RuleSlots:
+    """One routing rule that holds both arms."""
+
+    rule: int
+    champion: Slot
+    challenger: Slot
+
+    @property
+    def weights(self) -> ArmWeights:
+        return ArmWeights(champion=self.champion.effective, challenger=self.challenger.effective)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A serving resource as read: whether it exists, the rules holding both arms, the
+    backends that are missing, whether its controller accepted the current generation,
+    and what our last write recorded on it."""
+
+    found: bool
+    rules: tuple[RuleSlots, ...] = ()
+    missing: tuple[str, ...] = ()
+    accepted: bool = True
+    waiting: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    managed_fields: Sequence[Mapping[str, Any]] = ()
+
+    @property
+    def weights(self) -> list[ArmWeights]:
+        return [rule.weights for rule in self.rules]
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        """Our record on the resource (see :data:`RECORD_ANNOTATION`), if readable."""
+        raw = self.annotations.get(RECORD_ANNOTATION)
+        try:
+            value = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def original(self) -> list[RuleWeights]:
+        """The weights to restore later, exactly as read (unset stays unset)."""
+        return [
+            RuleWeights(rule=r.rule, champion=r.champion.weight, challenger=r.challenger.weight)
+            for r in self.rules
+        ]
+
+    def last_writer(self, path_prefix: str) -> str | None:
+        """The field manager that most recently wrote under ``path_prefix`` (e.g.
+        ``f:spec``), from ``managedFields``, when the server reports it."""
+        writers = [
+            entry for entry in self.managed_fields
+            if path_prefix in (entry.get("fieldsV1") or {}) and entry.get("manager")
+        ]  # fmt: skip
+        if not writers:
+            return None
+        newest = max(writers, key=lambda entry: str(entry.get("time") or ""))
+        return str(newest["manager"])
+
+
+class TrafficRouter(Protocol):
+    """One kind of serving resource (one file per provider, see the factory)."""
+
+    resource: Resource
+
+    def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
+        """The live weights of both arms, and whether the resource is usable."""
+        ...
+
+    def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
+        """Set both arms' weights in every rule that holds them; nothing else."""
+        ...
+
+    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
+        """Put back the weights the resource had before the test."""
+        ...
+
+    def promote(self, observed: Observed) -> JsonPatch:
+        """Finish a promotion the provider's way (all traffic to the challenger)."""
+        ...
+
+
+def escape(key: str) -> str:
+    """A JSON pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def set_slot(slot: Slot, weight: int) -> JsonPatch:
+    """Test the entry and the weight as read, then write ``weight`` (nothing when equal)."""
+    if slot.weight == weight:
+        return []
+    tests: JsonPatch = [{"op": "test", "path": slot.anchor[0], "value": slot.anchor[1]}]
+    if slot.weight is None:
+        return [*tests, {"op": "add", "path": slot.path, "value": weight}]
+    return [
+        *tests,
+        {"op": "test", "path": slot.path, "value": slot.weight},
+        {"op": "replace", "path": slot.path, "value": weight},
+    ]
+
+
+def unset_slot(slot: Slot) -> JsonPatch:
+    """Remove the weight field so the provider's default applies again."""
+    if slot.weight is None:
+        return []
+    return [
+        {"op": "test", "path": slot.anchor[0], "value": slot.anchor[1]},
+        {"op": "test", "path": slot.path, "value": slot.weight},
+        {"op": "remove", "path": slot.path},
+    ]
+
+
+def record_ops(observed: Observed, record: Mapping[str, Any]) -> JsonPatch:
+    """Write our record in the same patch as the weights, testing the one read (so two
+    operators, or an operator and its restarted self, cannot both write)."""
+    value = json.dumps(dict(record), sort_keys=True, separators=(",", ":"))
+    if not observed.annotations:
+        return [{"op": "add", "path": "/metadata/annotations", "value": {RECORD_ANNOTATION: value}}]
+    path = f"/metadata/annotations/{escape(RECORD_ANNOTATION)}"
+    previous = observed.annotations.get(RECORD_ANNOTATION)
+    if previous is None:
+        return [{"op": "add", "path": path, "value": value}]
+    return [
+        {"op": "test", "path": path, "value": previous},
+        {"op": "replace", "path": path, "value": value},
+    ]

@@ -1,0 +1,120 @@
+"""Gateway API ``HTTPRoute`` (``gateway.networking.k8s.io/v1``).
+
+An arm is the ``backendRefs`` entry whose ``name`` is the arm's serving name, in every rule
+that holds both arms. Weights are relative, 0 is allowed and unset means 1. ``rules`` and
+``backendRefs`` are atomic lists (server-side apply would replace them whole), so the
+weights are patched by index, after reading, with ``test`` operations on what was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.routing.base import (
+    Arms,
+    JsonPatch,
+    Observed,
+    Resource,
+    RoutingError,
+    RuleSlots,
+    Slot,
+    set_slot,
+    unset_slot,
+)
+
+DEFAULT_WEIGHT = 1
+
+
+class GatewayAPIRouter:
+    resource = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+
+    def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
+        if obj is None:
+            return Observed(found=False)
+        metadata = obj.get("metadata") or {}
+        rules: list[RuleSlots] = []
+        seen: set[str] = set()
+        for index, rule in enumerate((obj.get("spec") or {}).get("rules") or []):
+            refs = (rule or {}).get("backendRefs") or []
+            names = {str(ref.get("name")): i for i, ref in enumerate(refs) if isinstance(ref, dict)}
+            seen.update(names)
+            if arms.champion in names and arms.challenger in names:
+                rules.append(
+                    RuleSlots(
+                        rule=index,
+                        champion=_slot(index, names[arms.champion], refs, arms.champion),
+                        challenger=_slot(index, names[arms.challenger], refs, arms.challenger),
+                    )
+                )
+        missing: tuple[str, ...] = ()
+        if not rules:  # no rule holds both: name what is absent altogether, else both
+            missing = tuple(n for n in (arms.champion, arms.challenger) if n not in seen) or (
+                arms.champion, arms.challenger,
+            )  # fmt: skip
+        accepted, waiting = _accepted(obj)
+        return Observed(
+            found=True,
+            rules=tuple(rules),
+            missing=missing,
+            accepted=accepted,
+            waiting=waiting,
+            annotations=dict(metadata.get("annotations") or {}),
+            managed_fields=list(metadata.get("managedFields") or []),
+        )
+
+    def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
+        if weights.champion + weights.challenger <= 0:
+            raise RoutingError("both arms at weight 0 would leave the rule with no traffic")
+        ops: JsonPatch = []
+        for rule in observed.rules:
+            ops += set_slot(rule.champion, weights.champion)
+            ops += set_slot(rule.challenger, weights.challenger)
+        return ops
+
+    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
+        before = {entry.rule: entry for entry in original}
+        ops: JsonPatch = []
+        for rule in observed.rules:
+            entry = before.get(rule.rule)
+            if entry is None:  # a rule added during the test: leave it as it is
+                continue
+            for slot, weight in (
+                (rule.champion, entry.champion), (rule.challenger, entry.challenger)
+            ):  # fmt: skip
+                ops += unset_slot(slot) if weight is None else set_slot(slot, weight)
+        return ops
+
+    def promote(self, observed: Observed) -> JsonPatch:
+        return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
+
+
+def _slot(rule: int, index: int, refs: Sequence[Mapping[str, Any]], name: str) -> Slot:
+    base = f"/spec/rules/{rule}/backendRefs/{index}"
+    weight = refs[index].get("weight")
+    return Slot(
+        path=f"{base}/weight",
+        anchor=(f"{base}/name", name),
+        weight=int(weight) if isinstance(weight, int) and not isinstance(weight, bool) else None,
+        default=DEFAULT_WEIGHT,
+    )
+
+
+def _accepted(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """Accepted by every parent that reports, at the route's current generation (a route
+    no controller reports on yet counts as accepted: there is nothing to wait for)."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    for parent in (obj.get("status") or {}).get("parents") or []:
+        ref = (parent.get("parentRef") or {}).get("name", "?")
+        accepted = next(
+            (c for c in parent.get("conditions") or [] if c.get("type") == "Accepted"), None
+        )
+        if accepted is None:
+            continue
+        if accepted.get("status") != "True":
+            return False, f"parent {ref} has not accepted the route: {accepted.get('reason', '')}"
+        seen = accepted.get("observedGeneration")
+        if isinstance(generation, int) and isinstance(seen, int) and seen < generation:
+            return False, f"parent {ref} has accepted generation {seen}, not {generation} yet"
+    return True, ""
