@@ -26,4 +26,5 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
     async def _serve_create(self, request: Any) -> Any:
-        return kmock.Response(status=201, payload=await super()._serve_create(request))
+        created = await super()._serve_create(request)
+        return kmock.Response(status=201, payload=created)  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.jobs import training_job
 from afs.continuous.kube.metrics import OperatorMetrics
+from afs.continuous.timeutil import Clock, utc_now
 from tests.kube.emulator import ApiServerEmulator
 from tests.kube.structural import pruned_fields, schema_of
 from tests.postgres_server import fresh_schema, restart_server, unreachable_url
@@ -40,6 +41,7 @@ RESOURCES = [
     ("batch/v1/jobs", "Job", True),
     ("v1/pods", "Pod", True),
     ("v1/secrets", "Secret", True),
+    ("gateway.networking.k8s.io/v1/httproutes", "HTTPRoute", True),
 ]
 
 
@@ -58,12 +60,15 @@ METRICS = OperatorMetrics()
 
 @contextlib.asynccontextmanager
 async def operator(
-    emulator: kmock.KubernetesEmulator, *, database_retry_seconds: float = 10.0
+    emulator: kmock.KubernetesEmulator,
+    *,
+    database_retry_seconds: float = 10.0,
+    clock: Clock = utc_now,
 ) -> AsyncIterator[KubeClient]:
     url = str(emulator.url).rstrip("/")
     kube = KubeClient.connect(host=url)
     config = OperatorConfig(poll_seconds=0.2, database_retry_seconds=database_retry_seconds)
-    registry = make_registry(config, kube, metrics=METRICS)
+    registry = make_registry(config, kube, metrics=METRICS, clock=clock)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -263,14 +268,15 @@ async def test_a_learning_loop_trains_and_records_a_model_version(
     assert (sample("afs_loop_triggers_fired_total", {"type": "sample_count"}) or 0) >= 1
 
 
-def _pruned_in_a_cluster(kube: KubeClient) -> list[str]:
-    """Fields the operator wrote that a real API server would drop (tests.kube.structural)."""
+def _pruned_in_a_cluster(kube: KubeClient, *, expect: str = "LearningLoop") -> list[str]:
+    """Fields the operator wrote that a real API server would drop (tests.kube.structural);
+    at least one object of the kind ``expect`` must be there to be looked at."""
     found = []
     for plural, kind in (
         ("learningloops", "LearningLoop"), ("abtests", "ABTest"), ("modelversions", "ModelVersion")
     ):  # fmt: skip
         listing = kube.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)
-        assert listing["items"] or kind != "LearningLoop", "nothing was checked"
+        assert listing["items"] or kind != expect, "nothing was checked"
         for obj in listing["items"]:
             name = obj["metadata"]["name"]
             if kind == "LearningLoop":  # the user writes its spec, the operator its status
@@ -291,7 +297,7 @@ def _get_custom(kube: KubeClient, plural: str, name: str) -> dict[str, Any] | No
         return None
 
 
-PROMOTION = {
+PROMOTION: dict[str, Any] = {
     "mode": "manual",
     "champion": "nayru-baseline",
     "traffic": {

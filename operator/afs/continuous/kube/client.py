@@ -15,6 +15,7 @@ from kubernetes.client.rest import ApiException
 
 from afs.continuous.errors import ContinuousError
 from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
+from afs.continuous.kube.routing.base import FIELD_MANAGER
 
 
 class KubeApiError(ContinuousError):
@@ -154,7 +155,7 @@ class KubeClient:
         between) is a :class:`PatchConflictError`, to be re-read and decided again."""
         try:
             patched: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-                group, version, namespace, plural, name, operations
+                group, version, namespace, plural, name, operations, field_manager=FIELD_MANAGER
             )
         except ApiException as exc:
             action = f"patch {plural}.{group} {namespace}/{name}"

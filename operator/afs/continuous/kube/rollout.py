@@ -36,7 +36,13 @@ from afs.continuous.kube.api.v1alpha1 import (
     RuleWeights,
     Stage,
 )
-from afs.continuous.kube.routing import JsonPatch, Observed, TrafficRouter, record_ops
+from afs.continuous.kube.routing import (
+    FIELD_MANAGER,
+    JsonPatch,
+    Observed,
+    TrafficRouter,
+    record_ops,
+)
 from afs.continuous.timeutil import format_timestamp, parse_timestamp
 
 ACTION_ANNOTATION = "continuous.afs.dev/action"
@@ -405,7 +411,7 @@ class _Planner:
 
     def drifted(self, live: Sequence[ArmWeights]) -> Plan:
         assert self.s.weights is not None
-        who = self.route.last_writer(ROUTE_FIELDS)
+        who = self.route.last_writer(ROUTE_FIELDS, other_than=FIELD_MANAGER)
         seen = ", ".join(f"{w.champion}/{w.challenger}" for w in live)
         message = (
             f"weights changed to {seen} (champion/challenger) by {who or 'another writer'}; "

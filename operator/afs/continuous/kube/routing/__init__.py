@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from afs.continuous.kube.api.v1alpha1 import TrafficSpec
 from afs.continuous.kube.routing.base import (
+    FIELD_MANAGER,
     RECORD_ANNOTATION,
     Arms,
     JsonPatch,
@@ -18,6 +19,7 @@ from afs.continuous.kube.routing.base import (
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 
 __all__ = [
+    "FIELD_MANAGER",
     "RECORD_ANNOTATION",
     "Arms",
     "JsonPatch",

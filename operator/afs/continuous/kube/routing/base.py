@@ -22,6 +22,9 @@ from afs.continuous.kube.api.v1alpha1 import GROUP, ArmWeights, RuleWeights
 #: patch as the weights (so a restarted operator knows what it last wrote, atomically)
 RECORD_ANNOTATION = f"{GROUP}/abtest"
 
+#: who the operator's writes to other teams' resources show as (``managedFields``)
+FIELD_MANAGER = "afs-continuous"
+
 JsonPatch = list[dict[str, Any]]
 
 
@@ -115,12 +118,13 @@ class Observed:
             for r in self.rules
         ]
 
-    def last_writer(self, path_prefix: str) -> str | None:
-        """The field manager that most recently wrote under ``path_prefix`` (e.g.
-        ``f:spec``), from ``managedFields``, when the server reports it."""
+    def last_writer(self, path_prefix: str, *, other_than: str) -> str | None:
+        """The field manager, other than ``other_than`` (us), that most recently wrote
+        under ``path_prefix`` (e.g. ``f:spec``), when the server reports ``managedFields``."""
         writers = [
             entry for entry in self.managed_fields
-            if path_prefix in (entry.get("fieldsV1") or {}) and entry.get("manager")
+            if path_prefix in (entry.get("fieldsV1") or {})
+            and entry.get("manager") not in (None, "", other_than)
         ]  # fmt: skip
         if not writers:
             return None
