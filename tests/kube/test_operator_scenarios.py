@@ -29,7 +29,7 @@ from tests.kube.emulator import ApiServerEmulator
 from tests.kube.structural import pruned_fields, schema_of
 from tests.postgres_server import fresh_schema, restart_server, unreachable_url
 
-pytestmark = pytest.mark.kmock(cls=ApiServerEmulator)
+pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(120)]
 NAMESPACE = "ml"
 RESOURCES = [
     ("v1/namespaces", "Namespace", False),

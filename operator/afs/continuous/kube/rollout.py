@@ -79,6 +79,8 @@ class Observation:
 
     route: Observed
     missing_versions: tuple[str, ...] = ()
+    stages: Mapping[str, str | None] = field(default_factory=dict)
+    """The ModelVersions' stages as read (by name)."""
     action: str | None = None
     epochs: Sequence[Epoch] = ()
 
@@ -233,7 +235,14 @@ class _Planner:
         self.out.patch = [*ops, *record_ops(self.route, self.record(phase=phase, weights=weights))]
 
     def stage(self, version: str, stage: Stage) -> None:
-        self.out.stages[version] = stage
+        if self.observed.stages.get(version) != stage.value:
+            self.out.stages[version] = stage
+
+    def running_stages(self) -> None:
+        """Kept while the test runs, not only set at its start: a ModelVersion recorded
+        at the same moment may have written its first stage over ours."""
+        self.stage(self.spec.champion.model_version, Stage.CHAMPION)
+        self.stage(self.spec.challenger.model_version, Stage.CHALLENGER)
 
     # --- the lifecycle ------------------------------------------------------------------
 
@@ -302,7 +311,6 @@ class _Planner:
             original = [RuleWeights.model_validate(o) for o in record.get("original") or []]
         except (KeyError, TypeError, ValueError):
             return False
-        recorded = [e for e in self.s.epochs if e.applied == applied]
         if phase.finished:
             if self.s.phase == phase:
                 return False
@@ -315,8 +323,9 @@ class _Planner:
             self.condition("Ready", True, phase.value, self.s.reason)
             self.out.ended = True
             return True
-        if recorded or weights is None:
-            return False
+        started = self.s.phase not in (None, ABTestPhase.PENDING)
+        if weights is None or (started and (step, weights) == (self.s.step, self.s.weights)):
+            return False  # the status has it (a drift written back changes neither)
         self.s.original = self.s.original or original
         self.s.step, self.s.weights = step, weights
         self.s.epochs = [*self.s.epochs, EpochStatus(step=step, weights=weights, applied=applied)]
@@ -329,8 +338,7 @@ class _Planner:
     def start(self) -> Plan:
         self.s.original = self.route.original()
         self.s.started = format_timestamp(self.now)
-        self.stage(self.spec.champion.model_version, Stage.CHAMPION)
-        self.stage(self.spec.challenger.model_version, Stage.CHALLENGER)
+        self.running_stages()
         return self.apply_step(0, "started")
 
     def apply_step(self, step: int, why: str) -> Plan:
@@ -364,12 +372,15 @@ class _Planner:
 
     def follow(self, action: str | None) -> Plan:
         assert self.s.weights is not None
+        self.running_stages()
         live = self.route.weights
         if any(w != self.s.weights for w in live):
             return self.drifted(live)
         self.accept()
         if self.s.epochs[-1].start is None:
             return self.out
+        if self.s.phase == ABTestPhase.WAITING_PROMOTION and self.approved(action):
+            return self.promote_or_wait(action)  # on the evidence that made it wait
         if not analysis_due(self.status, self.analysis_interval, self.now):
             return self.out
         verdict = judge(self.observed.epochs, decision_settings(self.spec),
@@ -381,11 +392,11 @@ class _Planner:
         kind = verdict.kind
         waiting = self.s.phase == ABTestPhase.WAITING_PROMOTION
         if kind in (VerdictKind.ROLLBACK, VerdictKind.HALT):
-            return self.finish(kind, verdict)
+            return self.finish(kind)
         if kind == VerdictKind.PROMOTE or waiting:
-            return self.promote_or_wait(verdict, action)
+            return self.promote_or_wait(action)
         if kind == VerdictKind.INCONCLUSIVE:
-            return self.finish(kind, verdict, prefix="not enough evidence: ")
+            return self.finish(kind, prefix="not enough evidence: ")
         self.s.verdict = kind.value
         self.condition("Progressing", True, "Analysing", self.s.reason)
         return self.next_step()
@@ -437,15 +448,17 @@ class _Planner:
     def status_condition_reason(self, type_: str) -> str | None:
         return next((c.reason for c in self.status.conditions if c.type == type_), None)
 
-    def promote_or_wait(self, verdict: Verdict, action: str | None) -> Plan:
-        approved = action == "promote" or (
+    def approved(self, action: str | None) -> bool:
+        return action == "promote" or (
             self.spec.approved_challenger == self.spec.challenger.model_version
         )
-        if self.spec.promotion == "auto" or approved:
+
+    def promote_or_wait(self, action: str | None) -> Plan:
+        if self.spec.promotion == "auto" or self.approved(action):
             if action == "promote":
                 self.out.consume_action = True
             how = "approved" if self.spec.promotion == "manual" else "automatic"
-            return self.finish(VerdictKind.PROMOTE, verdict, prefix=f"promoted ({how}): ")
+            return self.finish(VerdictKind.PROMOTE, prefix=f"promoted ({how}): ")
         if self.s.phase != ABTestPhase.WAITING_PROMOTION:
             self.event(
                 "Normal", "WaitingPromotion",
@@ -457,7 +470,7 @@ class _Planner:
         self.condition("Progressing", True, "WaitingPromotion", self.s.reason)
         return self.out
 
-    def finish(self, kind: VerdictKind, verdict: Verdict | None, *, prefix: str = "") -> Plan:
+    def finish(self, kind: VerdictKind, *, prefix: str = "") -> Plan:
         phase = _FINAL[kind]
         self.s.phase = phase
         self.s.verdict = kind.value

@@ -148,11 +148,22 @@ class ABTestReconciler:
         owners: list[dict[str, Any]],
         action: str | None,
     ) -> rollout.Observation:
+        arms = (("champion", parsed.champion), ("challenger", parsed.challenger))
+        versions = {
+            ref.model_version: self.kube.get_custom_object(
+                "modelversions", namespace, ref.model_version
+            )
+            for _, ref in arms
+        }
         missing = tuple(
             f"{arm}.modelVersion: ModelVersion {namespace}/{ref.model_version} not found"
-            for arm, ref in (("champion", parsed.champion), ("challenger", parsed.challenger))
-            if self.kube.get_custom_object("modelversions", namespace, ref.model_version) is None
+            for arm, ref in arms
+            if versions[ref.model_version] is None
         )
+        stages = {
+            name: ((version or {}).get("status") or {}).get("stage")
+            for name, version in versions.items()
+        }
         route = self._route(parsed, router, namespace)
         epochs: list[Epoch] = []
         judging = current.phase in (ABTestPhase.RUNNING, ABTestPhase.WAITING_PROMOTION)
@@ -166,7 +177,7 @@ class ABTestReconciler:
                 champion=parsed.champion.records, challenger=parsed.challenger.records,
             )  # fmt: skip
         return rollout.Observation(
-            route=route, missing_versions=missing, action=action, epochs=epochs
+            route=route, missing_versions=missing, stages=stages, action=action, epochs=epochs
         )
 
     def _route(self, parsed: ABTestSpec, router: TrafficRouter, namespace: str) -> Observed:
