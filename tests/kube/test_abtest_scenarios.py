@@ -27,11 +27,15 @@ from tests.kube.test_operator_scenarios import (
     _call,
     _event_reasons,
     _eventually,
+    _finish_job,
     _get_custom,
+    _loop,
+    _loop_manifest,
     _pruned_in_a_cluster,
     _register,
     operator,
 )
+from tests.kube.test_operator_scenarios import _setup as _setup_loop
 from tests.postgres_server import fresh_schema
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(120)]
@@ -509,3 +513,86 @@ async def test_an_invalid_abtest_touches_no_weight(
         assert RECORD_ANNOTATION not in (
             (await _call(_live_route, kube))["metadata"].get("annotations") or {}
         )
+
+
+def _route_patches(emulator: kmock.KubernetesEmulator) -> int:
+    return sum(
+        1
+        for request in list(emulator)
+        if request.method == "PATCH" and request.resource is not None
+        and request.resource.plural == "httproutes"
+        and any(op.get("path", "").endswith("/weight") for op in request.data or [])
+    )  # fmt: skip
+
+
+async def test_an_operator_restarted_mid_test_applies_no_step_twice(
+    kmock: kmock.KubernetesEmulator, usage_db: str, clock: FakeClock
+) -> None:
+    _register(kmock)
+    steps = [{"weight": 20, "pause": "1h"}, {"weight": 50}]
+    async with operator(kmock, clock=clock) as kube:
+        await _setup(kube, usage_db, test=_abtest(steps=steps))
+        await _counting(kube)
+        assert await _call(_arm_weights, kube) == [("nayru-v1", 80), ("nayru-v2", 20)]
+    clock.advance(hours=2)  # the pause is over while no operator runs
+    async with operator(kmock, clock=clock) as kube:
+        await _eventually(lambda: _status(kube).get("step") == 1)
+        start = await _counting(kube)
+        assert await _call(_arm_weights, kube) == [("nayru-v1", 50), ("nayru-v2", 50)]
+    async with operator(kmock, clock=clock) as kube:
+        await asyncio.sleep(1.0)  # several reconciles of a test that is where it should be
+        assert (await _call(_status, kube))["step"] == 1
+        _traffic(usage_db, start, arms=BETTER)
+        clock.advance(hours=3)
+        status = await _eventually(_phase(kube, "Promoted"))
+        assert [e["step"] for e in status["epochs"]] == [0, 1]
+        assert await _call(_arm_weights, kube) == [("nayru-v1", 0), ("nayru-v2", 100)]
+    assert _route_patches(kmock) == 3  # step 1, step 2, promotion: each once
+
+
+async def test_the_whole_loop_closes_in_the_cluster(
+    kmock: kmock.KubernetesEmulator, usage_db: str, clock: FakeClock
+) -> None:
+    """LearningLoop → Job → ModelVersion → ABTest → Promoted → the loop's champion is the
+    new version, its records fire the next run, and that run's parent is the champion."""
+    _register(kmock)
+    promotion = {
+        "mode": "auto", "champion": "nayru-v1",
+        "traffic": {"provider": "gateway-api", "targetRef": TARGET},
+        "abTest": {"initialChallengerTraffic": 0.5, "minRequestsPerArm": 100,
+                   "minFeedbackPerArm": 20, "minDurationHours": 0, "maxDurationHours": 24},
+    }  # fmt: skip
+    _traffic(usage_db, clock() - timedelta(hours=1), arms={"nayru-v1": (30, 0.9)}, hours=0.5)
+    async with operator(kmock, clock=clock) as kube:
+        await _create(kube, "modelversions", _version("nayru-v1"))
+        route = _route({"name": "nayru-v1", "port": 80}, {"name": "nayru-run-1", "weight": 0})
+        await _call(
+            kube.custom.create_namespaced_custom_object, *GATEWAY[:2], NAMESPACE, GATEWAY[2],
+            route,
+        )  # fmt: skip
+        await _setup_loop(kube, usage_db, _loop_manifest(promotion=promotion))
+        await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-1"))
+        report = json.dumps({"modelUri": "s3://models/nayru/run-1"})
+        await _call(lambda: _finish_job(kube, "nayru-run-1", succeeded=True, message=report))
+        start = await _counting(kube, "nayru-run-1")
+        loop = await _eventually(lambda: (s := _loop(kube)["status"])["phase"] == "Testing" and s)
+        assert loop["challenger"] == "nayru-run-1"
+        _traffic(usage_db, start, arms={"nayru-v1": (300, 0.6), "nayru-run-1": (300, 0.8)})
+        clock.advance(hours=3)
+        await _eventually(lambda: _status(kube, "nayru-run-1").get("phase") == "Promoted")
+        loop = await _eventually(
+            lambda: (s := _loop(kube)["status"]).get("champion") == "nayru-run-1" and s
+        )
+        assert (loop["championModel"], loop.get("challenger")) == ("nayru-run-1", None)
+        assert await _call(_stage, kube, "nayru-run-1") == "Champion"
+        assert await _call(_stage, kube, "nayru-v1") == "Retired"
+        clock.advance(hours=25)  # past the cooldown: the champion's own records fire run 2
+        job = await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-2"))
+        export = job["spec"]["template"]["spec"]["initContainers"][0]["command"]
+        assert export[export.index("--model") + 1] == "nayru-run-1"
+        report = json.dumps({"modelUri": "s3://models/nayru/run-2"})
+        await _call(lambda: _finish_job(kube, "nayru-run-2", succeeded=True, message=report))
+        version = await _eventually(lambda: _get_custom(kube, "modelversions", "nayru-run-2"))
+        assert version["spec"]["lineage"]["parent"] == "nayru-run-1"
+        assert await _call(_pruned_in_a_cluster, kube) == []
+        await _eventually(lambda: "ChampionChanged" in _event_reasons(kmock))
