@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
         "operator", help="run the Kubernetes operator (LearningLoop → Job → ModelVersion)",
         add_help=False,
     )  # fmt: skip
+    sub.add_parser(
+        "abtest", help="the operator's A/B tests: list, status, promote, abort", add_help=False
+    )
 
     p = sub.add_parser("db", help="database maintenance: migrate, retention")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -416,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from afs.continuous.kube.operator import main as operator_main
 
         return operator_main(arguments[1:])
+    if arguments[:1] == ["abtest"]:
+        from afs.continuous.kube.abtest_cli import main as abtest_main
+
+        return abtest_main(arguments[1:])
     if arguments[:1] == ["crds"]:
         from afs.continuous.kube.crds import main as crds_main
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from contextlib import suppress
 from typing import Any
 
@@ -48,8 +49,26 @@ class KubeClient:
         try:
             k8s_config.load_incluster_config()
         except k8s_config.ConfigException:
-            k8s_config.load_kube_config()
+            try:
+                k8s_config.load_kube_config(config_file=_kubeconfig())
+            except (k8s_config.ConfigException, OSError) as exc:
+                raise KubeApiError(f"no cluster to talk to: {exc}") from None
         return cls(k8s.ApiClient())
+
+    @staticmethod
+    def default_namespace() -> str:
+        """The namespace a command acts in when none is given: the kubeconfig context's,
+        or the pod's own in a cluster, else ``default``."""
+        try:
+            _, active = k8s_config.list_kube_config_contexts(config_file=_kubeconfig())
+            return str((active or {}).get("context", {}).get("namespace") or "default")
+        except (k8s_config.ConfigException, OSError):
+            pass
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as file:
+                return file.read().strip() or "default"
+        except OSError:
+            return "default"
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         data: dict[str, Any] = self.api.sanitize_for_serialization(obj)
@@ -204,6 +223,11 @@ class KubeClient:
         except ApiException as exc:
             raise _refused(exc, f"list {plural}") from None
         return list(listing.get("items") or [])
+
+
+def _kubeconfig() -> str | None:
+    """``KUBECONFIG`` as it is now (the client library reads it once, at import)."""
+    return os.environ.get("KUBECONFIG") or None
 
 
 class PatchConflictError(KubeApiError):

@@ -1,0 +1,167 @@
+"""``afs-continuous abtest list|status|promote|abort``: look at A/B tests and act on them
+through the API. ``promote`` and ``abort`` set the annotation the operator consumes
+(``continuous.afs.dev/action``), so they work the same from ``kubectl annotate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from afs.continuous.kube.api.v1alpha1 import ABTestPhase
+from afs.continuous.kube.client import KubeApiError, KubeClient
+from afs.continuous.kube.rollout import ACTION_ANNOTATION
+
+EXIT_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="afs-continuous abtest",
+        description="Look at the operator's A/B tests, approve a promotion or abort a test.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("list", parents=[common], help="the A/B tests, one line each")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
+    p = sub.add_parser("status", parents=[common], help="one test: phase, weights, evidence")
+    p.add_argument("name")
+    p = sub.add_parser(
+        "promote", parents=[common],
+        help="approve the challenger's promotion (acted on once the evidence says PROMOTE)",
+    )  # fmt: skip
+    p.add_argument("name")
+    p = sub.add_parser(
+        "abort",
+        parents=[common],
+        help="end the test now: original weights back, challenger rejected",
+    )
+    p.add_argument("name")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        kube = KubeClient.connect()
+        namespace = args.namespace or KubeClient.default_namespace()
+        if args.action == "list":
+            return _list(kube, None if args.all_namespaces else namespace, as_json=args.json)
+        test = kube.get_custom_object("abtests", namespace, args.name)
+        if test is None:
+            raise LookupError(f"abtest {namespace}/{args.name} not found")
+        if args.action == "status":
+            return _status(test, as_json=args.json)
+        return _act(kube, test, args.action, as_json=args.json)
+    except (KubeApiError, LookupError) as exc:
+        print(f"afs-continuous abtest: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _summary(test: dict[str, Any]) -> dict[str, Any]:
+    spec, status = test.get("spec") or {}, test.get("status") or {}
+    return {
+        "namespace": test["metadata"].get("namespace"),
+        "name": test["metadata"]["name"],
+        "phase": status.get("phase") or "Pending",
+        "step": status.get("step", 0) + 1 if status.get("weights") else None,
+        "steps": len(spec.get("steps") or [{}]),
+        "weights": status.get("weights"),
+        "verdict": status.get("verdict"),
+        "champion": (spec.get("champion") or {}).get("modelVersion"),
+        "challenger": (spec.get("challenger") or {}).get("modelVersion"),
+        "promotion": spec.get("promotion", "auto"),
+    }
+
+
+def _list(kube: KubeClient, namespace: str | None, *, as_json: bool) -> int:
+    rows = [_summary(t) for t in kube.list_custom_objects("abtests", namespace)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no A/B tests" + (f" in namespace {namespace}" if namespace else ""))
+        return 0
+    header = ("NAMESPACE", "NAME", "PHASE", "STEP", "WEIGHT", "VERDICT", "CHAMPION", "CHALLENGER")
+    table = [header] + [
+        (
+            r["namespace"], r["name"], r["phase"],
+            f"{r['step']}/{r['steps']}" if r["step"] else "-",
+            f"{r['weights']['challenger']}%" if r["weights"] else "-",
+            r["verdict"] or "-", r["champion"] or "-", r["challenger"] or "-",
+        )
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def _status(test: dict[str, Any], *, as_json: bool) -> int:
+    summary, status = _summary(test), test.get("status") or {}
+    if as_json:
+        print(json.dumps({**summary, "status": status}, indent=2))
+        return 0
+    print(f"ABTest {summary['namespace']}/{summary['name']}: {summary['phase']}")
+    print(f"  champion   {summary['champion']}")
+    print(f"  challenger {summary['challenger']}  (promotion: {summary['promotion']})")
+    if summary["weights"]:
+        w = summary["weights"]
+        print(f"  step {summary['step']}/{summary['steps']}: challenger {w['challenger']}%, "
+              f"champion {w['champion']}%")  # fmt: skip
+    if summary["verdict"]:
+        print(f"  verdict    {summary['verdict']}: {status.get('reason', '')}")
+    arms = (status.get("evidence") or {}).get("arms") or {}
+    for arm in ("champion", "challenger"):
+        numbers = arms.get(arm)
+        if numbers:
+            quality = numbers.get("mean_quality")
+            print(
+                f"  {arm:<10} {numbers.get('requests', 0)} requests, "
+                f"{numbers.get('rated', 0)} rated, mean quality "
+                + ("-" if quality is None else f"{quality:.4f}")
+            )
+    quality = (status.get("evidence") or {}).get("quality")
+    if quality:
+        print(
+            f"  quality difference {quality['estimate']:+.4f} "
+            f"[{quality['lower']:+.4f}, {quality['upper']:+.4f}]"
+        )
+    for condition in status.get("conditions") or []:
+        print(
+            f"  {condition['type']}={condition['status']} {condition['reason']}: "
+            f"{condition.get('message', '')}"
+        )
+    return 0
+
+
+def _act(kube: KubeClient, test: dict[str, Any], action: str, *, as_json: bool) -> int:
+    summary = _summary(test)
+    phase = ABTestPhase(summary["phase"])
+    where = f"{summary['namespace']}/{summary['name']}"
+    if phase.finished:
+        raise LookupError(f"abtest {where} has ended ({phase.value}); nothing to {action}")
+    body = {"metadata": {"annotations": {ACTION_ANNOTATION: action}}}
+    kube.patch_custom_object("abtests", summary["namespace"], summary["name"], body)
+    if action == "abort":
+        message = (
+            f"abort of {where} requested: the original weights come back at the next reconcile"
+        )
+    elif phase == ABTestPhase.WAITING_PROMOTION:
+        message = f"promotion of {summary['challenger']} approved: it happens at the next reconcile"
+    else:
+        message = (
+            f"promotion of {summary['challenger']} approved in advance: it happens once the "
+            f"evidence says PROMOTE (now {phase.value})"
+        )
+    print(
+        json.dumps({"abtest": where, "action": action, "message": message}) if as_json else message
+    )
+    return 0
