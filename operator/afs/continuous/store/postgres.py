@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors, sql
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from afs.continuous.errors import (
     ContinuousError,
@@ -285,7 +285,9 @@ class PostgresUsageStore:
                 with self.pool.connection() as conn, conn.transaction():
                     return action(conn, retried)
             except (psycopg.OperationalError, PoolTimeout) as exc:
-                if isinstance(exc, errors.QueryCanceled) or time.monotonic() > deadline:
+                # a closed pool (the store was closed, e.g. at shutdown) never comes back
+                stop = isinstance(exc, errors.QueryCanceled | PoolClosed)
+                if stop or time.monotonic() > deadline:
                     raise StoreUnavailableError(
                         f"PostgreSQL at {_safe(self.url)} unavailable: {redact_secrets(str(exc))}"
                     ) from exc
