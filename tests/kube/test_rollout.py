@@ -59,9 +59,11 @@ def _running(step: int = 0, weight: int = 10, start: str | None = T0) -> ABTestS
     )  # fmt: skip
 
 
-def _plan(status: ABTestStatus, route: Any, **observation: Any) -> rollout.Plan:
+def _plan(
+    status: ABTestStatus, route: Any, *, spec: ABTestSpec = SPEC, **observation: Any
+) -> rollout.Plan:
     return rollout.plan(
-        spec=SPEC, status=status, router=ROUTER,
+        spec=spec, status=status, router=ROUTER,
         observation=rollout.Observation(route=route, **observation), identity=ME,
         analysis_interval=timedelta(seconds=30), now=NOW,
     )  # fmt: skip
@@ -178,3 +180,16 @@ def test_a_deleted_running_test_restores_and_a_finished_one_does_not() -> None:
     assert any(op["op"] == "remove" for op in ops)
     ended = dict(record, phase="Promoted")
     assert rollout.restore_on_delete(status=_running(), route=_route(0, 100, ended), **kwargs) == []
+
+
+def test_a_test_paused_by_drift_resumes_with_a_new_epoch_once_the_weights_are_back() -> None:
+    status = _running()
+    spec = SPEC.model_copy(deep=True)
+    spec.traffic.on_drift = "pause"
+    paused = _plan(status, _route(70, 30), spec=spec)  # someone else's weights
+
+    assert paused.patch == [] and paused.status.epochs == status.epochs
+    assert paused.status.conditions[-1].reason == "WeightsDrifted"
+    resumed = _plan(paused.status, _route(90, 10), spec=spec)
+    assert "Resumed" in _reasons(resumed)
+    assert [e.applied for e in resumed.status.epochs] == [T0, format_timestamp(NOW)]

@@ -206,10 +206,11 @@ class _Planner:
         self.out.events.append((kind, reason, message))
 
     def waiting(self, reason: str, message: str) -> Plan:
-        """Ready=False for something outside the test; nothing is written."""
-        self.condition("Ready", False, reason, message)
-        if not any(e[1] == reason for e in self.out.events):
+        """Ready=False for something outside the test; nothing is written. The Event is
+        posted when the reason is new, not at every reconcile while it lasts."""
+        if self.status_condition_reason("Ready") != reason:
             self.event("Warning", reason, message)
+        self.condition("Ready", False, reason, message)
         return self.out
 
     def ours(self, record: Mapping[str, Any] | None) -> bool:
@@ -376,6 +377,16 @@ class _Planner:
         live = self.route.weights
         if any(w != self.s.weights for w in live):
             return self.drifted(live)
+        if self.status_condition_reason("Progressing") == "WeightsDrifted":  # was paused
+            # the weights are ours again; what ran meanwhile was off plan: a new epoch
+            self.s.epochs = [
+                *self.s.epochs,
+                EpochStatus(step=self.s.step, weights=self.s.weights,
+                            applied=format_timestamp(self.now)),
+            ]  # fmt: skip
+            message = "the weights are this test's again; resumed with a new epoch"
+            self.event("Normal", "Resumed", message)
+            self.condition("Progressing", True, "Resumed", message)
         self.accept()
         if self.s.epochs[-1].start is None:
             return self.out

@@ -221,21 +221,23 @@ class ABTestReconciler:
         self, current: ABTestStatus, *, message: str, generation: int | None, event: EventSink
     ) -> None:
         current.phase = current.phase or ABTestPhase.PENDING
+        if _ready_reason(current) != "InvalidSpec":
+            event("Warning", "InvalidSpec", message)
         current.conditions = planning.set_condition(
             current.conditions, type="Ready", status=False, reason="InvalidSpec",
             message=message, now=self.clock(), generation=generation,
         )  # fmt: skip
         self.metrics.invalid_specs.inc()
-        event("Warning", "InvalidSpec", message)
 
     def _not_ready(
         self, current: ABTestStatus, reason: str, message: str, *, event: EventSink
     ) -> ABTestStatus:
+        if _ready_reason(current) != reason:  # once when it starts, not at every reconcile
+            event("Warning", reason, message)
         current.conditions = planning.set_condition(
             current.conditions, type="Ready", status=False, reason=reason, message=message,
             now=self.clock(), generation=current.observed_generation,
         )  # fmt: skip
-        event("Warning", reason, message)
         return current
 
     def _observe_metrics(self, *, namespace: str, name: str, plan: rollout.Plan) -> None:
@@ -246,3 +248,7 @@ class ABTestReconciler:
             if status.started and status.finished:
                 took = parse_timestamp(status.finished) - parse_timestamp(status.started)
                 self.metrics.abtest_duration.observe(took.total_seconds())
+
+
+def _ready_reason(status: ABTestStatus) -> str | None:
+    return next((c.reason for c in status.conditions if c.type == "Ready"), None)
