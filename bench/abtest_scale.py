@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import multiprocessing
 import random
 import sys
 import tempfile
@@ -35,17 +34,14 @@ from typing import Any
 from urllib.parse import quote
 
 import kmock
-import kopf
 import psycopg
 from operator_scale import RESOURCES as LOOP_RESOURCES
-from operator_scale import ForgetfulEmulator
+from operator_scale import ForgetfulEmulator, operator_round
 
 from afs.continuous import UsageLogger
 from afs.continuous.ab_test import measure_epochs
 from afs.continuous.core.decision import EpochWindow, judge
 from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION, ABTestSpec
-from afs.continuous.kube.client import KubeClient
-from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.rollout import decision_settings
 from afs.continuous.timeutil import format_timestamp
 
@@ -170,42 +166,8 @@ def _emulator_process(url: str, size: int, conn: Connection) -> None:
 
 async def round_of_judgements(url: str, size: int) -> tuple[float, float, float, list[str]]:
     """(wall s, operator CPU s, emulator CPU s, verdicts seen) for ``size`` tests judged
-    once each."""
-    ours, theirs = multiprocessing.Pipe()
-    child = multiprocessing.get_context("spawn").Process(
-        target=_emulator_process, args=(url, size, theirs), daemon=True
-    )
-    child.start()
-    server = await asyncio.to_thread(ours.recv)
-    registry = make_registry(OperatorConfig(poll_seconds=1.0), KubeClient.connect(server))
-
-    @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=server, insecure=True)
-
-    @kopf.on.startup(registry=registry)
-    def quiet(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.posting.enabled = False
-        settings.execution.max_workers = 16
-
-    ready, stop = asyncio.Event(), asyncio.Event()
-    cpu, start = time.process_time(), time.perf_counter()
-    task = asyncio.create_task(
-        kopf.operator(
-            registry=registry, standalone=True, clusterwide=True,
-            ready_flag=ready, stop_flag=stop,
-        )
-    )  # fmt: skip
-    emulator_cpu, verdicts = await asyncio.wait_for(asyncio.to_thread(ours.recv), 1800)
-    wall, used = time.perf_counter() - start, time.process_time() - cpu
-    stop.set()
-    try:  # a slow shutdown (kopf closing a thousand timers) must not lose the figures
-        await asyncio.wait_for(task, 120)
-    except (TimeoutError, asyncio.CancelledError):
-        print("the operator did not stop within 120 s; cancelled", file=sys.stderr)
-    finally:
-        ours.send("stop")
-        child.join(30)
+    once each (the emulator in a process of its own: the CPU figure is the operator's)."""
+    wall, used, (emulator_cpu, verdicts) = await operator_round(_emulator_process, (url, size))
     return wall, used, float(emulator_cpu), list(verdicts)
 
 

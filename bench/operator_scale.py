@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import quote
@@ -147,7 +148,7 @@ async def _serve_emulator(url: str, size: int, conn: Connection, *, forgetful: b
             await asyncio.sleep(0.1)
 
 
-def _emulator_process(url: str, size: int, conn: Connection, forgetful: bool) -> None:
+def _emulator_process(url: str, size: int, forgetful: bool, conn: Connection) -> None:
     asyncio.run(_serve_emulator(url, size, conn, forgetful=forgetful))
 
 
@@ -156,9 +157,19 @@ async def round_of_checks(url: str, size: int, *, forgetful: bool) -> tuple[floa
 
     The emulator runs in its own process so that the CPU figure is the operator's alone.
     """
+    wall, used, message = await operator_round(_emulator_process, (url, size, forgetful))
+    return wall, used, float(message)
+
+
+async def operator_round(
+    target: Callable[..., None], args: tuple[Any, ...]
+) -> tuple[float, float, Any]:
+    """Start ``target(*args, conn)`` (an emulator) in a process of its own, run the operator
+    against the URL it sends until it sends the round's result; (wall s, operator CPU s,
+    that result)."""
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("spawn").Process(
-        target=_emulator_process, args=(url, size, theirs, forgetful), daemon=True
+        target=target, args=(*args, theirs), daemon=True
     )
     child.start()
     server = await asyncio.to_thread(ours.recv)
@@ -183,7 +194,6 @@ async def round_of_checks(url: str, size: int, *, forgetful: bool) -> tuple[floa
     )  # fmt: skip
     message = await asyncio.wait_for(asyncio.to_thread(ours.recv), 1800)
     wall, used = time.perf_counter() - start, time.process_time() - cpu
-    emulator_cpu = float(message)
     stop.set()
     try:  # a slow shutdown (kopf closing a thousand timers) must not lose the figures
         await asyncio.wait_for(task, 120)
@@ -192,7 +202,7 @@ async def round_of_checks(url: str, size: int, *, forgetful: bool) -> tuple[floa
     finally:
         ours.send("stop")
         child.join(30)
-    return wall, used, emulator_cpu
+    return wall, used, message
 
 
 def direct_check_ms(url: str) -> float:
