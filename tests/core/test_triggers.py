@@ -158,6 +158,16 @@ def test_backoff_doubles_and_is_capped_by_cooldown() -> None:
     assert [backoff(config, n).total_seconds() / 3600 for n in (0, 1, 2, 3, 6)] == [0, 1, 2, 4, 24]
 
 
+@pytest.mark.parametrize(
+    ("cooldown", "cap"), [(24, 24), (0, 7 * 24)], ids=["cooldown", "no-cooldown"]
+)
+def test_backoff_after_endless_failures_stays_bounded(cooldown: float, cap: float) -> None:
+    """A trainer that failed a thousand times and was repaired must run again."""
+    config = TriggerConfig(retry_backoff_hours=1, cooldown_hours=cooldown)
+    for failures in (1025, 10**6):
+        assert backoff(config, failures) == timedelta(hours=cap)
+
+
 def test_priority_and_metrics_are_reported() -> None:
     decision = _decide(
         {"enable_error_rate": True},

@@ -9,8 +9,11 @@ Anything else is a failed retrain whose error carries the tail of standard error
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,32 @@ def _tail(text: str) -> str:
     return text if len(text) <= _TAIL_CHARS else "…" + text[-_TAIL_CHARS:]
 
 
+def _run_in_own_group(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` in a process group of its own, so that a timeout stops the trainer and
+    everything it started (a shell's children would otherwise keep running, and keep the
+    output pipes open so that waiting for them hangs)."""
+    try:
+        process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise TrainCommandError(f"train_command not found: {args[0]}") from exc
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise TrainCommandError(f"train_command ran past {timeout_s:g}s and was stopped") from exc
+    except BaseException:  # interrupted: leave nothing behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
 def run_train_command(
     template: str, *, data_path: str | Path, output_dir: str | Path, timeout_s: float
 ) -> dict[str, Any]:
@@ -45,12 +74,7 @@ def run_train_command(
         part.replace("{data_path}", str(data_path)).replace("{output_dir}", str(output))
         for part in parts
     ]
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except FileNotFoundError as exc:
-        raise TrainCommandError(f"train_command not found: {args[0]}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise TrainCommandError(f"train_command ran past {timeout_s:g}s and was stopped") from exc
+    done = _run_in_own_group(args, timeout_s)
     if done.returncode != 0:
         raise TrainCommandError(
             f"train_command exited with status {done.returncode}; stderr: {_tail(done.stderr)}"

@@ -121,14 +121,20 @@ def sample_cap(config: TriggerConfig) -> int:
     return max(config.min_new_samples, config.min_samples_for_retrain, 1)
 
 
+#: the longest back-off when there is no cooldown to cap it (a repaired trainer must run
+#: again within a week, however many attempts failed before)
+MAX_BACKOFF_HOURS = 7 * 24.0
+
+
 def backoff(config: TriggerConfig, failures: int) -> timedelta:
-    """Wait after ``failures`` consecutive failed attempts: doubling, capped by cooldown."""
+    """Wait after ``failures`` consecutive failed attempts: doubling, capped by the cooldown
+    (or a week without one). The exponent is bounded first: after a thousand failures
+    ``2 ** n`` hours no longer fits a timedelta."""
     if failures <= 0:
         return timedelta(0)
-    hours = config.retry_backoff_hours * 2 ** (failures - 1)
-    if config.cooldown_hours > 0:
-        hours = min(hours, config.cooldown_hours)
-    return timedelta(hours=hours)
+    cap = config.cooldown_hours if config.cooldown_hours > 0 else MAX_BACKOFF_HOURS
+    hours = config.retry_backoff_hours * 2.0 ** min(failures - 1, 64)
+    return timedelta(hours=min(hours, cap))
 
 
 def decide(
