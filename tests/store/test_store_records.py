@@ -7,10 +7,11 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from afs.continuous import InvalidFieldError
+from afs.continuous import InvalidBatchError, InvalidFieldError, UsageLogger
 from afs.continuous.records import UsageRecord, normalize_record
 from afs.continuous.store import RecordQuery, TrainingSelection, UsageStore, open_store
 
@@ -228,3 +229,22 @@ def test_selection_can_be_limited_to_one_model_and_expert(store: UsageStore) -> 
         assert store.selection_counts(selection).total_candidates == expected
         assert store.count_training_samples(selection, cap=10) == expected
         assert len(list(store.iter_training_rows(selection))) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("query", "a\x00b"), ("model", "m\x00"), ("token_count", 2**31), ("token_count", 2**63)],
+)
+def test_values_one_backend_cannot_store_are_refused_alike_on_both(
+    store_target: str, field: str, value: Any
+) -> None:
+    """NUL characters and token counts past 32 bits: the library's own error, nothing
+    written, on SQLite as on PostgreSQL (which cannot hold them)."""
+    record = {"query": "q", "response": "r", "model": "m", field: value}
+    with UsageLogger(store_target) as logger:
+        with pytest.raises(InvalidBatchError) as caught:
+            logger.log_many([{"query": "fine", "response": "r", "model": "m"}, record])
+        assert (caught.value.index, caught.value.cause.field) == (1, field)
+        with pytest.raises(InvalidFieldError):
+            logger.log(**record)
+        assert logger.store.model_counts() == {}

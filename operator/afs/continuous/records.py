@@ -27,6 +27,8 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_NAME_CHARS = 256
 #: Largest accepted free-text feedback.
 MAX_FEEDBACK_TEXT_CHARS = 65_536
+#: the largest token_count (the PostgreSQL column is a 32-bit integer)
+MAX_TOKEN_COUNT = 2**31 - 1
 
 FEEDBACK_VALUES = (-1, 0, 1)
 
@@ -130,6 +132,7 @@ def check_text(field: str, value: Any, *, max_chars: int = MAX_TEXT_CHARS) -> st
         raise InvalidFieldError(field, value, "must be a non-empty string")
     if len(value) > max_chars:
         raise InvalidFieldError(field, value, f"must be at most {max_chars} characters")
+    _check_no_nul(field, value)
     if not value.isascii():
         _check_encodable(field, value)
     return value
@@ -142,9 +145,16 @@ def check_optional_text(field: str, value: Any, *, max_chars: int) -> str | None
         raise InvalidFieldError(field, value, "must be a string or None")
     if len(value) > max_chars:
         raise InvalidFieldError(field, value, f"must be at most {max_chars} characters")
+    _check_no_nul(field, value)
     if not value.isascii():
         _check_encodable(field, value)
     return value
+
+
+def _check_no_nul(field: str, value: str) -> None:
+    """PostgreSQL text cannot hold NUL; refused on every backend alike."""
+    if "\x00" in value:
+        raise InvalidFieldError(field, value, "must not contain NUL characters")
 
 
 def _check_encodable(field: str, value: str) -> None:
@@ -177,6 +187,8 @@ def check_token_count(value: Any) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidFieldError("token_count", value, "must be a non-negative integer or None")
+    if value > MAX_TOKEN_COUNT:  # the column is a 32-bit integer in PostgreSQL
+        raise InvalidFieldError("token_count", value, f"must be at most {MAX_TOKEN_COUNT}")
     return value
 
 
@@ -263,7 +275,10 @@ def _plainly_valid(r: UsageRecord) -> bool:
                                   and len(r.expert) <= MAX_NAME_CHARS))
         and type(lat) is float and 0.0 <= lat < math.inf
         and (qs is None or (type(qs) is float and 0.0 <= qs <= 1.0))
-        and (r.token_count is None or (type(r.token_count) is int and r.token_count >= 0))
+        and (r.token_count is None
+             or (type(r.token_count) is int and 0 <= r.token_count <= MAX_TOKEN_COUNT))
+        and "\x00" not in q and "\x00" not in a and "\x00" not in m
+        and (r.expert is None or "\x00" not in r.expert)
         and (fb is None or (type(fb) is int and -1 <= fb <= 1))
         and r.feedback_text is None and r.context_hash is None and r.dedupe_hash is None
     )  # fmt: skip
