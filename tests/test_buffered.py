@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -125,10 +127,10 @@ def test_refused_records_are_kept_and_reported(logger: UsageLogger) -> None:
     with pytest.raises(RecordsRejectedError):
         buffered.flush()
     [(record, error)] = buffered.rejected
-    assert record.query == "dup" and error.field == "id"
+    assert record.query == "dup"
+    assert isinstance(error, InvalidFieldError) and error.field == "id"
     assert logger.get_statistics()["total"] == 2
-    buffered.rejected.clear()
-    buffered.close()
+    buffered.close()  # the rejection was reported once; closing does not raise it again
 
 
 def test_generated_id_collision_renames_and_feedback_follows(db_path: Path) -> None:
@@ -148,3 +150,57 @@ def test_generated_id_collision_renames_and_feedback_follows(db_path: Path) -> N
 def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="on_full"):
         BufferedUsageLogger(None, on_full="drop")  # type: ignore[arg-type]
+
+
+def _refuse_poison(db_path: Path) -> None:
+    """A database that refuses some records outright (a trigger): a refusal no check of
+    ours foresees, as a constraint or policy in a real database would be."""
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON usage WHEN NEW.query = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by policy'); END"
+        )
+
+
+def test_a_record_the_database_refuses_is_isolated_and_the_rest_written(
+    logger: UsageLogger, db_path: Path
+) -> None:
+    _refuse_poison(db_path)
+    buffered = BufferedUsageLogger(logger, batch_size=1000)
+    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(999)]
+    rows.insert(500, {"query": "poison", "response": "r", "model": "m"})
+    buffered.log_many(rows)
+    with pytest.raises(RecordsRejectedError, match="refused by policy"):
+        buffered.flush(timeout=30)
+    [(record, error)] = buffered.rejected
+    assert record.query == "poison" and "refused by policy" in str(error)
+    assert logger.get_statistics()["total"] == 999
+    buffered.close(timeout=30)
+
+
+def test_one_rejection_does_not_poison_the_logger(logger: UsageLogger, db_path: Path) -> None:
+    _refuse_poison(db_path)
+    buffered = BufferedUsageLogger(logger)
+    buffered.log("poison", "r", "m")
+    with pytest.raises(RecordsRejectedError):
+        buffered.flush(timeout=30)
+    later = buffered.log("later", "r", "m")
+    assert buffered.record_feedback(later, 1) is True  # no stale error, and it is stored
+    buffered.flush(timeout=30)
+    buffered.close(timeout=30)
+    stored = logger.store.get(later)
+    assert stored is not None and stored.user_feedback == 1
+
+
+def test_records_are_written_when_the_program_exits_without_close(db_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from afs.continuous import UsageLogger\n"
+        "logger = UsageLogger(sys.argv[1])\n"
+        "buffered = logger.buffered(flush_interval_s=60, batch_size=100_000)\n"
+        "buffered.log_many({'query': f'q{i}', 'response': 'r', 'model': 'm'}"
+        " for i in range(12_000))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(db_path)], check=True, timeout=120)
+    with UsageLogger(db_path) as logger:
+        assert logger.get_statistics()["total"] == 12_000

@@ -5,26 +5,34 @@ commits queued records in batches. Nothing is dropped silently:
 
 - the queue is bounded (``max_pending``); when full, ``log()`` waits for room
   (``on_full="block"``, the default) or raises :class:`BufferFullError`;
-- a failed commit (database locked past its timeout, disk full, …) keeps the batch at the
-  head of the queue and is retried with backoff; ``flush()`` raises the last error if the
-  queue cannot drain within its timeout;
-- a record the store refuses outright (a caller-supplied id that already exists) is kept
-  in :attr:`BufferedUsageLogger.rejected` and ``flush()`` raises :class:`RecordsRejectedError`;
+- a failed commit that may pass later (the database unreachable or locked past its
+  timeout, the disk full) keeps the batch at the head of the queue and is retried with
+  backoff; ``flush()`` raises the last error if the queue cannot drain within its timeout;
+- a record the store refuses outright (a caller-supplied id that already exists, a value
+  the database cannot hold) is found by halving the batch, kept in
+  :attr:`BufferedUsageLogger.rejected`, and never holds up the others; the next
+  ``flush()`` raises :class:`RecordsRejectedError` for it once, and the logger goes on;
 - feedback for a record still queued waits for that record to be written first;
-- ``close()`` (or leaving the ``with`` block) flushes.
+- ``close()`` (or leaving the ``with`` block) flushes, and so does the interpreter's exit
+  for a logger that was never closed.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import sqlite3
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
-from afs.continuous.errors import ContinuousError, InvalidFieldError
+from afs.continuous.errors import ContinuousError, StoreUnavailableError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.records import UsageRecord
 from afs.continuous.store import UsageStore
@@ -40,6 +48,34 @@ class FlushTimeoutError(ContinuousError):
 
 class RecordsRejectedError(ContinuousError):
     """The store refused some queued records; they are kept in ``.rejected``."""
+
+
+log = logging.getLogger(__name__)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure that may pass (the record is not at fault): retried, never rejected.
+    psycopg is looked at only when loaded (a PostgreSQL store loaded it)."""
+    if isinstance(exc, StoreUnavailableError | sqlite3.OperationalError | OSError):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+
+#: how long the interpreter's exit waits for a logger that was never closed
+EXIT_FLUSH_SECONDS = 30.0
+_OPEN: weakref.WeakSet[BufferedUsageLogger] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """Records whose ids were returned are written even if the program forgot ``close()``
+    (the writer is a daemon thread: without this, exit would drop its queue)."""
+    for logger in list(_OPEN):
+        try:
+            logger.close(EXIT_FLUSH_SECONDS)
+        except Exception as exc:  # report, and let the other loggers flush too
+            log.error("usage records left unwritten at exit: %s", exc)
 
 
 class BufferedUsageLogger:
@@ -65,7 +101,8 @@ class BufferedUsageLogger:
         self.flush_interval_s = flush_interval_s
         self.on_full = on_full
         self.max_backoff_s = max_backoff_s
-        self.rejected: list[tuple[UsageRecord, InvalidFieldError]] = []
+        self.rejected: list[tuple[UsageRecord, Exception]] = []
+        self._reported = 0  # rejections already raised by a flush
         self.last_error: BaseException | None = None
         self.retries = 0
         self._queue: deque[UsageRecord] = deque()
@@ -79,6 +116,7 @@ class BufferedUsageLogger:
         self._cond = threading.Condition()
         self._writer = threading.Thread(target=self._run, name="afs-usage-writer", daemon=True)
         self._writer.start()
+        _OPEN.add(self)
 
     @property
     def store(self) -> UsageStore:
@@ -159,12 +197,23 @@ class BufferedUsageLogger:
         with self._cond:
             queued = record_id in self._unwritten
         if queued:
-            self.flush()
+            self._drain(None)  # a rejection elsewhere is flush()'s to report, not ours
         record_id = self.renamed.get(record_id, record_id)
         return self.logger.record_feedback(record_id, feedback, feedback_text)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every record queued so far is committed (or rejected)."""
+        """Wait until every record queued so far is committed (or rejected); raise
+        :class:`RecordsRejectedError` for records rejected since the last flush."""
+        self._drain(timeout)
+        with self._cond:
+            new = self.rejected[self._reported :]
+            self._reported = len(self.rejected)
+        if new:
+            raise RecordsRejectedError(
+                f"{len(new)} record(s) refused by the store, kept in .rejected; first: {new[0][1]}"
+            )
+
+    def _drain(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._enqueued
@@ -180,15 +229,10 @@ class BufferedUsageLogger:
                 if not self._writer.is_alive():
                     raise ContinuousError("the writer thread died") from self.last_error
                 self._cond.wait(remaining if remaining is not None else 1.0)
-            if self.rejected:
-                count = len(self.rejected)
-                raise RecordsRejectedError(
-                    f"{count} record(s) refused by the store, kept in .rejected; "
-                    f"first: {self.rejected[0][1]}"
-                )
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then stop the writer thread."""
+        _OPEN.discard(self)
         try:
             self.flush(timeout)
         finally:
@@ -245,16 +289,23 @@ class BufferedUsageLogger:
             backoff = 0.01
 
     def _write(self, batch: list[UsageRecord]) -> None:
-        """Commit a batch; if the store refuses a record, isolate it and write the rest."""
+        """Commit a batch; if the store refuses a record, find it by halving the batch and
+        write the rest (in order: each part leaves the queue as soon as it is settled). A
+        failure that may pass propagates, and what is left is retried."""
         try:
             self._insert(batch)
-        except InvalidFieldError:
-            for record in batch:  # each one leaves the queue as soon as it is settled
-                try:
-                    self._insert([record])
-                except InvalidFieldError as exc:
-                    self.rejected.append((record, exc))
-                    self._done([record])
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            if len(batch) == 1:
+                with self._cond:
+                    self.rejected.append((batch[0], exc))
+                log.warning("usage record %s refused by the store: %s", batch[0].id, exc)
+                self._done(batch)
+                return
+            middle = len(batch) // 2
+            self._write(batch[:middle])
+            self._write(batch[middle:])
 
     def _insert(self, records: list[UsageRecord]) -> None:
         before = [r.id for r in records]

@@ -32,7 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from afs.continuous.errors import ContinuousError, InvalidFieldError, SchemaVersionError
+from afs.continuous.errors import (
+    ContinuousError,
+    InvalidFieldError,
+    SchemaVersionError,
+    StoreUnavailableError,
+)
 from afs.continuous.records import (
     RECORD_FIELDS,
     UsageRecord,
@@ -148,7 +153,7 @@ _INDEXES_V1 = (
 )
 
 
-class StoreBusyError(ContinuousError):
+class StoreBusyError(StoreUnavailableError):
     """Another process held the database's write lock for longer than the busy timeout."""
 
 
