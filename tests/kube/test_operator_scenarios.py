@@ -481,8 +481,11 @@ async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
     [
         (None, "secret ml/usage-db not found"),
         (unreachable_url(password="s3cret"), "Connection refused"),
+        ("/etc/s3cret", "secret ml/usage-db key 'url' does not hold a postgresql:// URL"),
+        ("token=s3cret", "secret ml/usage-db key 'url' does not hold a postgresql:// URL"),
+        ("postgresql://u:a s3cret@db/x", "key 'url' holds a malformed PostgreSQL URL"),
     ],
-    ids=["no-secret", "unreachable"],
+    ids=["no-secret", "unreachable", "a-path", "another-secret", "malformed"],
 )
 async def test_an_unusable_database_sets_a_condition_without_the_password(
     kmock: kmock.KubernetesEmulator, secret_url: str | None, message: str

@@ -23,7 +23,12 @@ from afs.continuous.kube.api.v1alpha1 import (
     LearningLoopSpec,
 )
 from afs.continuous.kube.client import KubeApiError, KubeClient, PatchConflictError
-from afs.continuous.kube.controllers.shared import EventSink, OperatorConfig, StorePool
+from afs.continuous.kube.controllers.shared import (
+    EventSink,
+    OperatorConfig,
+    StorePool,
+    database_url,
+)
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.routing import Arms, Observed, RoutingError, TrafficRouter, router_for
 from afs.continuous.logger import UsageLogger
@@ -194,8 +199,7 @@ class ABTestReconciler:
         database = parsed.database or self._owner_database(namespace, owners)
         if database is None:
             raise LookupError("spec.database: not set, and no owning LearningLoop to take it from")
-        ref = database.url_secret_ref
-        return self.stores.logger_for(self.kube.secret_value(namespace, ref.name, ref.key))
+        return self.stores.logger_for(database_url(self.kube, namespace, database.url_secret_ref))
 
     def _owner_database(self, namespace: str, owners: list[dict[str, Any]]) -> DatabaseSpec | None:
         for owner in owners:

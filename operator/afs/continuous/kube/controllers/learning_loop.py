@@ -38,7 +38,12 @@ from afs.continuous.kube.api.v1alpha1 import (
     VersionRef,
 )
 from afs.continuous.kube.client import KubeApiError, KubeClient
-from afs.continuous.kube.controllers.shared import EventSink, OperatorConfig, StorePool
+from afs.continuous.kube.controllers.shared import (
+    EventSink,
+    OperatorConfig,
+    StorePool,
+    database_url,
+)
 from afs.continuous.kube.jobs import LABEL_LOOP, LABEL_RUN, training_job
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
@@ -109,9 +114,7 @@ class LoopReconciler:
             )  # fmt: skip
         parsed = _watching_champion(parsed, current)
         try:
-            url = self.kube.secret_value(
-                namespace, parsed.database.url_secret_ref.name, parsed.database.url_secret_ref.key
-            )
+            url = database_url(self.kube, namespace, parsed.database.url_secret_ref)
             store = self.stores.logger_for(url)
         except Exception as exc:  # the secret or the database: a condition, not a crash loop
             return _not_ready(

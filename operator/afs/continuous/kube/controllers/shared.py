@@ -7,12 +7,32 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import psycopg
+
+from afs.continuous.kube.api.v1alpha1 import SecretKeyRef
+from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.logger import UsageLogger
-from afs.continuous.store import open_store
+from afs.continuous.store import is_postgres_url, open_store
 from afs.continuous.timeutil import Clock, utc_now
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+def database_url(kube: KubeClient, namespace: str, ref: SecretKeyRef) -> str:
+    """The PostgreSQL URL a Secret holds; anything else is refused without a word of its
+    content. A spec's author may name any Secret of the namespace, and conditions and
+    Events are read by many: a value that is not a PostgreSQL URL must not be opened as a
+    SQLite path (or parsed into an error message) and so shown to them."""
+    value = kube.secret_value(namespace, ref.name, ref.key).strip()
+    where = f"secret {namespace}/{ref.name} key {ref.key!r}"
+    if not is_postgres_url(value):
+        raise LookupError(f"{where} does not hold a postgresql:// URL")
+    try:
+        psycopg.conninfo.conninfo_to_dict(value)
+    except psycopg.ProgrammingError:
+        raise LookupError(f"{where} holds a malformed PostgreSQL URL") from None
+    return value
 
 
 @dataclass
