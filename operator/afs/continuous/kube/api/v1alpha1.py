@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 if TYPE_CHECKING:
@@ -23,10 +23,29 @@ GROUP = "continuous.afs.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+#: the longest span any setting may name: ten years (beyond, dates leave the calendar)
+MAX_HOURS = 87_600.0
+#: the largest count any setting may name
+MAX_COUNT = 1_000_000_000
+
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-Hours = Annotated[float, Field(ge=0.0)]
-#: a duration such as "30s", "15m", "1h", "7d"
-Duration = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h|d)$")]
+Hours = Annotated[float, Field(ge=0.0, le=MAX_HOURS)]
+PositiveHours = Annotated[float, Field(gt=0.0, le=MAX_HOURS)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
+def _bounded_duration(text: str) -> str:
+    amount, unit = float(text[:-1]), text[-1]
+    hours = amount * {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}[unit]
+    if hours > MAX_HOURS:
+        raise ValueError(f"must be at most {MAX_HOURS / 24:.0f}d")
+    return text
+
+
+#: a duration such as "30s", "15m", "1h", "7d" (at most ten years)
+Duration = Annotated[
+    str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h|d)$"), AfterValidator(_bounded_duration)
+]
 
 
 class KubeModel(BaseModel):
@@ -92,20 +111,21 @@ class TriggerSpec(KubeModel):
     """The fields of ``TriggerConfig``, camelCase."""
 
     enable_sample_count: bool = True
-    min_new_samples: Annotated[int, Field(ge=0)] = 1000
+    min_new_samples: Count = 1000
     min_quality_score: Fraction = 0.7
     enable_scheduled: bool = True
-    schedule_interval_hours: Annotated[float, Field(gt=0)] = 168
+    schedule_interval_hours: PositiveHours = 168
     enable_quality_drop: bool = True
     quality_drop_threshold: Fraction = 0.1
-    quality_window_hours: Annotated[float, Field(gt=0)] = 24
+    quality_window_hours: Annotated[float, Field(gt=0, le=MAX_HOURS / 2)] = 24
+    """Two windows back to back: the current one and the one before."""
     enable_error_rate: bool = False
     error_rate_threshold: Fraction = 0.2
-    error_window_hours: Annotated[float, Field(gt=0)] = 24
-    min_samples_for_retrain: Annotated[int, Field(ge=0)] = 100
+    error_window_hours: PositiveHours = 24
+    min_samples_for_retrain: Count = 100
     cooldown_hours: Hours = 24
-    min_window_samples: Annotated[int, Field(ge=0)] = 30
-    min_feedback_for_error_rate: Annotated[int, Field(ge=0)] = 20
+    min_window_samples: Count = 30
+    min_feedback_for_error_rate: Count = 20
     retry_backoff_hours: Hours = 1.0
 
     def to_config(self) -> TriggerConfig:
@@ -121,7 +141,7 @@ class DatasetSpec(KubeModel):
     min_quality_score: Fraction = 0.7
     min_user_feedback: Annotated[int, Field(ge=-1, le=1)] | None = 1
     deduplicate: bool = True
-    max_samples: Annotated[int, Field(ge=0)] | None = None
+    max_samples: Count | None = None
     format_type: Literal["chatml", "alpaca", "completion", "openai"] = "chatml"
     path: str = "/data/dataset.jsonl"
     volume_size_limit: str = "10Gi"
@@ -141,22 +161,38 @@ class TrainingSpec(KubeModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
     exporter_image: str | None = None
-    backoff_limit: Annotated[int, Field(ge=0)] = 0
-    active_deadline_seconds: Annotated[int, Field(gt=0)] | None = None
-    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = 86400
+    backoff_limit: Annotated[int, Field(ge=0, le=100)] = 0
+    active_deadline_seconds: Annotated[int, Field(gt=0, le=int(MAX_HOURS * 3600))] | None = None
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=int(MAX_HOURS * 3600))] | None = 86400
+
+    @field_validator("template")
+    @classmethod
+    def _has_a_trainer(cls, template: dict[str, Any]) -> dict[str, Any]:
+        """The first container is the trainer: it must be there, named, with an image."""
+        spec = template.get("spec")
+        containers = spec.get("containers") if isinstance(spec, dict) else None
+        if not isinstance(containers, list) or not containers:
+            raise ValueError("spec.containers must list the trainer container")
+        for index, container in enumerate(containers):
+            if not isinstance(container, dict):
+                raise ValueError(f"spec.containers.{index} must be an object")
+            for key in ("name", "image"):
+                if not isinstance(container.get(key), str) or not container[key]:
+                    raise ValueError(f"spec.containers.{index}.{key} must be a non-empty string")
+        return template
 
 
 class DecisionSpec(KubeModel):
     method: Literal["sequential", "weighted"] = "sequential"
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    min_effect: Annotated[float, Field(ge=0)] = 0.0
-    latency_margin: Annotated[float, Field(ge=0)] = 0.10
+    min_effect: Annotated[float, Field(ge=0, le=1)] = 0.0
+    latency_margin: Annotated[float, Field(ge=0, le=100)] = 0.10
     error_rate_margin: Fraction = 0.01
     negative_feedback_margin: Fraction = 0.05
-    min_requests_per_arm: Annotated[int, Field(ge=0)] = 200
-    min_feedback_per_arm: Annotated[int, Field(ge=0)] = 20
+    min_requests_per_arm: Count = 200
+    min_feedback_per_arm: Count = 20
     min_duration_hours: Hours = 48
-    max_duration_hours: Annotated[float, Field(gt=0)] = 168
+    max_duration_hours: PositiveHours = 168
 
 
 class ABTestSettings(DecisionSpec):
