@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -187,6 +189,46 @@ def test_retention_removes_old_days_and_archives_them(store: UsageStore, tmp_pat
     assert [a["timestamp"][:10] for a in archived] == ["2026-11-01", "2026-11-02", "2026-11-03"]
     assert {"id", "query", "created_at"} <= set(archived[0])
     assert store.drop_before(T0 + timedelta(days=3))["removed_records"] == 0
+
+
+def test_retention_never_deletes_a_record_it_did_not_archive(
+    store_target: str, tmp_path: Path
+) -> None:
+    """Old-dated records keep arriving while retention runs: each one ends up either in
+    the archive or still in the store, never deleted unarchived."""
+    writer_store, store = open_store(store_target), open_store(store_target)
+    writer_store.insert([_rec(m) for m in range(0, 3 * 24 * 60, 7)])  # three days of history
+    written: list[str] = []
+    failures: list[Exception] = []
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        minute = 0
+        while not stop.is_set():
+            try:  # a day dropped under this store must be created again, not fail
+                written.extend(writer_store.insert([_rec(minute % (2 * 24 * 60) + 1)]))
+            except Exception as exc:
+                failures.append(exc)
+            minute += 13
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        time.sleep(0.2)
+        archive = tmp_path / "old.jsonl.gz"
+        result = store.drop_before(T0 + timedelta(days=2), archive=archive)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        writer.join()
+    with gzip.open(archive, "rt") as lines:
+        archived = {json.loads(line)["id"] for line in lines}
+    kept = {r.id for r in store.iter_records(RecordQuery())}
+    assert result["archived_records"] >= result["removed_records"] > 0
+    assert [i for i in written if i not in archived and i not in kept] == []
+    assert failures == []
+    writer_store.close()
+    store.close()
 
 
 def test_schema_version_is_recorded(store: UsageStore) -> None:

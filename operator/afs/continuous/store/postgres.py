@@ -402,6 +402,8 @@ class PostgresUsageStore:
                 if "no partition" not in str(exc):
                     raise
                 days = {datetime.fromisoformat(r.timestamp).date() for r in batch.drain()}
+                with self._partition_lock:  # known here, but dropped by another (retention)
+                    self._known_days -= days
                 self._retrying(partial(_ensure_partitions_for, self, days))
         raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
 
@@ -736,24 +738,20 @@ class PostgresUsageStore:
         """
         doomed = [(name, day) for name, day in self.partitions() if _day_bounds(day)[1] <= cutoff]
         archived = 0
-        if archive is not None:
-            for name, _day in doomed:
-                query = sql.SQL(
-                    "SELECT {cols}, created_at FROM {table} ORDER BY timestamp, id"
-                ).format(cols=sql.SQL(RECORD_COLUMNS), table=sql.Identifier(name))
-                archived += write_archive(
-                    archive,
-                    (
-                        _record(row[:-1]).to_dict() | {"created_at": format_timestamp(row[-1])}
-                        for row in self._stream(query, None)
-                    ),
-                )
 
         def drop(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
+            """Per partition, in one transaction: lock it against writers, archive what
+            it holds, drop it; so nothing that arrives meanwhile is dropped unarchived (a
+            retry after a lost connection may append a partition to the archive twice,
+            never lose one)."""
+            nonlocal archived
             removed = 0
             for name, day in doomed:
                 start, end = _day_bounds(day)
                 table = sql.Identifier(name)
+                conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+                if archive is not None:
+                    archived += write_archive(archive, _partition_rows(conn, table))
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
                 removed += int(row[0]) if row else 0
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
@@ -774,6 +772,20 @@ class PostgresUsageStore:
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _partition_rows(
+    conn: psycopg.Connection[TupleRow], table: sql.Identifier
+) -> Iterator[dict[str, Any]]:
+    """A partition's records as archive lines, streamed in the caller's transaction."""
+    query = sql.SQL("SELECT {cols}, created_at FROM {table} ORDER BY timestamp, id").format(
+        cols=sql.SQL(RECORD_COLUMNS), table=table
+    )
+    with conn.cursor(name="afs_archive") as cur:
+        cur.itersize = _STREAM_BATCH
+        cur.execute(query)
+        for row in cur:
+            yield _record(row[:-1]).to_dict() | {"created_at": format_timestamp(row[-1])}
 
 
 def _ensure_partitions_for(

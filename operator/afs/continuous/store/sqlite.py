@@ -528,19 +528,19 @@ class SQLiteUsageStore:
         """
         bound = format_timestamp(cutoff)
         archived = 0
-        if archive is not None:
-            archived = write_archive(
-                archive,
-                (
-                    _from_row(row[:-1]).to_dict() | {"created_at": row[-1]}
-                    for row in self._stream(
-                        f"SELECT {RECORD_COLUMNS}, created_at FROM usage WHERE timestamp < ? "
-                        "ORDER BY timestamp",
-                        (bound,),
-                    )
-                ),
-            )
+        # One write transaction holds the lock from reading to deleting: a record dated
+        # before the cutoff that arrives meanwhile waits, and is not deleted unarchived.
         with self._write() as conn:
+            if archive is not None:
+                rows = conn.execute(
+                    f"SELECT {RECORD_COLUMNS}, created_at FROM usage WHERE timestamp < ? "
+                    "ORDER BY timestamp",
+                    (bound,),
+                )
+                archived = write_archive(
+                    archive,
+                    (_from_row(row[:-1]).to_dict() | {"created_at": row[-1]} for row in rows),
+                )
             removed = conn.execute("DELETE FROM usage WHERE timestamp < ?", (bound,)).rowcount
             if removed:
                 _rebuild_rollup(conn)
