@@ -260,3 +260,35 @@ def test_export_report_carries_the_dataset_hash(
     data = json.loads(report.read_text())
     assert data["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert data["final_count"] == len(out.read_text().splitlines())
+
+
+BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+       f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+       f"*{chr(97 + i)}]" for i in range(8)]
+    + ["trigger_config: *i"]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [
+        ("bomb.yaml", BOMB, "aliases expand to more than 100000 values"),
+        ("loop.yaml", "a: &a [*a]\ntrigger_config: *a", "aliases expand to more than"),
+        ("big.yaml", "x: " + "a" * (1 << 20), "larger than 1048576 bytes"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("long.json", json.dumps({"trigger_config": {"min_new_samples": "9" * 5000}}),
+         "min_new_samples"),
+    ],
+    ids=["alias-bomb", "recursive-alias", "oversized", "deep", "long-value"],
+)  # fmt: skip
+def test_a_hostile_config_file_is_refused_at_once_without_echoing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, error: str
+) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    assert main(["run", "--config", str(config), "--max-iterations", "1"]) == EXIT_INVALID
+    message = capsys.readouterr().err
+    assert error in message
+    assert len(message) < 1000

@@ -9,6 +9,7 @@ key. Nested sections (``trigger_config`` …) accept a mapping or the object its
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
@@ -285,18 +286,69 @@ def build_config(cls: type[T], data: Any, *, source: str) -> T:
 def _describe(err: Any) -> str:
     if err["type"] == "unexpected_keyword_argument":
         return "unknown setting"
-    return f"{err['msg']} (got {err['input']!r})"
+    shown = repr(err["input"])
+    if len(shown) > MAX_ECHO_CHARS:  # never the whole input: it may be huge (or a bomb)
+        shown = f"{shown[:MAX_ECHO_CHARS]}… ({type(err['input']).__name__})"
+    return f"{err['msg']} (got {shown})"
+
+
+#: a configuration file is settings, not data: larger files are refused unread
+MAX_CONFIG_BYTES = 1 << 20
+#: how many values a configuration file may hold once its YAML aliases are expanded
+MAX_EXPANDED_NODES = 100_000
+#: how much of a bad value an error message repeats
+MAX_ECHO_CHARS = 200
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, float]) -> float:
+    """How many nodes ``node`` stands for once every alias in it is expanded (infinite
+    for a recursive one); memoised, so the cost is that of the document as written."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = math.inf  # until known: a node reached again while being sized is a cycle
+    total = 1.0
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[key] = total
+    return total
+
+
+def _load_yaml(text: str) -> Any:
+    """``safe_load``, refusing documents whose aliases expand past
+    :data:`MAX_EXPANDED_NODES` (a few hundred bytes of nested aliases, "billion laughs",
+    stand for more values than any program can check or print)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise yaml.YAMLError(f"its aliases expand to more than {MAX_EXPANDED_NODES} values")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML mapping (chosen by extension; ``.json`` is JSON, else YAML)."""
     file = Path(path).expanduser()
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file ({exc.strerror})") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        text = raw.decode("utf-8")
+        data = json.loads(text) if file.suffix == ".json" else _load_yaml(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text ({exc.reason})") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{file}: nested too deeply") from exc
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"{file}: not valid {'JSON' if file.suffix == '.json' else 'YAML'}: {exc}"
