@@ -11,7 +11,8 @@ import re
 from typing import Any
 
 _MAX_REPR = 80
-_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@")
+# up to the last '@' of the URL: a password may hold an unencoded '/' or '@'
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*@")
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s]*)")
 
 

@@ -6,6 +6,7 @@ Callers use the factory and the :class:`UsageStore` interface, never a backend m
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -39,6 +40,11 @@ DATABASE_URL_ENV = "AFS_DATABASE_URL"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
+_LIBPQ_STRING = re.compile(
+    r"^\s*(host|hostaddr|port|dbname|user|password|sslmode|service)\s*=", re.IGNORECASE
+)
+
+
 def sqlite_path_from_target(target: str | Path) -> Path:
     """The file behind a plain path or a ``sqlite:///path`` URL, with ``~`` expanded."""
     if isinstance(target, Path):
@@ -61,9 +67,15 @@ def sqlite_path_from_target(target: str | Path) -> Path:
         scheme = target.split("://", 1)[0]
         raise InvalidFieldError(
             "db_path",
-            target,
+            redact_secrets(target),
             f"uses an unknown database scheme ({scheme!r}); use a file path, sqlite:///path "
             "or postgresql://…",
+        )
+    if _LIBPQ_STRING.match(target):  # not a file name: never create a file called that
+        raise InvalidFieldError(
+            "db_path",
+            redact_secrets(target),
+            "looks like a libpq key=value string; use a postgresql:// URL",
         )
     return Path(target).expanduser()
 

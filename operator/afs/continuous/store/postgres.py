@@ -833,7 +833,14 @@ class _Batch:
 def _probe(url: str) -> None:
     """One direct connection before the pool: a pool retries quietly until its timeout,
     so a refused connection or a wrong password would otherwise surface 30 s later as
-    "cannot connect", without the server's reason."""
+    "cannot connect", without the server's reason. A URL that does not parse is said to
+    be malformed and no more: the parser's message quotes the text around the fault,
+    which is often the password."""
+    if _safe(url).startswith("<"):
+        raise StoreUnavailableError(
+            f"cannot connect to PostgreSQL: {_safe(url)}; percent-encode any '/', '@', ':', "
+            "'%' or space in the user name and password"
+        )
     try:
         with psycopg.connect(url, connect_timeout=10):
             pass
@@ -845,11 +852,16 @@ def _probe(url: str) -> None:
 
 
 def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for messages (``<…>`` when it cannot be told apart:
+    an unencoded '/' or '@' in a password moves the host into the path, and showing
+    "host" and "database" would show the password's pieces)."""
+    authority = url.split("://", 1)[-1].split("/", 1)
+    if authority[0].count("@") > 1 or (len(authority) == 2 and "@" in authority[1]):
+        return "<malformed URL>"
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
-        return "<unparseable URL>"
+        return "<malformed URL>"
     host = info.get("host", "localhost")
     return f"{info.get('user', '')}@{host}/{info.get('dbname', '')}"
 
