@@ -292,3 +292,30 @@ def test_a_hostile_config_file_is_refused_at_once_without_echoing_it(
     message = capsys.readouterr().err
     assert error in message
     assert len(message) < 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["records", "--limit", "1" + "0" * 20], "--limit: must be between 0 and 1000000000"),
+        (["export", "o.jsonl", "--max-samples", "1" + "0" * 20], "--max-samples: must be between"),
+        (["score", "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["stats", "--since", "99999999d"], "since reaches back before the calendar starts"),
+        (["records", "--since", "99999999d"], "since reaches back before the calendar starts"),
+        (["db", "retention", "--keep-days", "99999999"], "--keep-days must be between 0 and 36500"),
+        (["log", "--query", "q", "--response", "r", "--model", "m", "--tokens", "1" + "0" * 20],
+         "token_count must be at most 2147483647"),
+    ],
+    ids=["limit", "max-samples", "batch-size", "stats-since", "records-since", "keep-days",
+         "tokens"],
+)  # fmt: skip
+def test_out_of_range_numbers_and_dates_are_refused_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], error: str
+) -> None:
+    try:
+        code = main(["--db", str(tmp_path / "u.db"), *argv])
+    except SystemExit as exc:  # argparse's own refusal
+        code = int(exc.code or 0)
+    assert code != 0
+    err = capsys.readouterr().err
+    assert error in err and "Traceback" not in err

@@ -215,8 +215,10 @@ def cmd_db(args: argparse.Namespace) -> int:
                 f"{_describe_target(target)}: schema version {version}",
             )
             return EXIT_OK
-        if args.keep_days < 0:
-            raise CommandError(f"--keep-days must be >= 0, got {args.keep_days}")
+        if not 0 <= args.keep_days <= MAX_KEEP_DAYS:
+            raise CommandError(
+                f"--keep-days must be between 0 and {MAX_KEEP_DAYS}, got {args.keep_days}"
+            )
         cutoff = utc_now() - timedelta(days=args.keep_days)
         archive = Path(args.archive).expanduser() if args.archive else None
         result = store.drop_before(cutoff, archive=archive)
@@ -327,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--min-quality", type=float)
     p.add_argument("--with-feedback", action="store_true")
-    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p.add_argument("--limit", type=_count, default=20, help="at most this many (default 20)")
     p.set_defaults(handler=cmd_records)
 
     p = sub.add_parser(
@@ -346,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="minimum feedback (1 positive only; none disables the filter)",
     )  # fmt: skip
     p.add_argument("--format", choices=["chatml", "alpaca", "completion", "openai"])
-    p.add_argument("--max-samples", type=int)
+    p.add_argument("--max-samples", type=_count)
     p.add_argument("--model", help="only this model's records")
     p.add_argument("--expert", help="only this expert's records")
     p.add_argument("--existing", help="rehearsal buffer (.jsonl) to merge into the output")
@@ -404,9 +406,35 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(store_command=cmd_db)
 
     p = sub.add_parser("score", parents=[common], help="score unscored records (heuristic)")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=_positive_count, default=500)
     p.set_defaults(handler=cmd_score)
     return parser
+
+
+#: the largest count a flag takes (beyond, databases' integers overflow)
+MAX_COUNT = 1_000_000_000
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number from 0 to :data:`MAX_COUNT`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_COUNT}, got {text}")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+#: a hundred years: further back, dates leave the calendar
+MAX_KEEP_DAYS = 36_500
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,5 +66,10 @@ def parse_since(value: str | datetime, *, now: datetime, field: str = "since") -
         match = _RELATIVE.match(value)
         if match:
             amount, unit = float(match.group(1)), _UNITS[match.group(2)]
-            return to_utc(now) - timedelta(**{unit: amount})
+            try:
+                return to_utc(now) - timedelta(**{unit: amount})
+            except OverflowError:
+                raise InvalidFieldError(
+                    field, value, "reaches back before the calendar starts"
+                ) from None
     return parse_timestamp(value, field=field)
