@@ -297,9 +297,9 @@ def test_a_hostile_config_file_is_refused_at_once_without_echoing_it(
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
-        (["records", "--limit", "1" + "0" * 20], "--limit: must be between 0 and 1000000000"),
-        (["export", "o.jsonl", "--max-samples", "1" + "0" * 20], "--max-samples: must be between"),
-        (["score", "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["records", "--limit", "1" + "0" * 20], "--limit: must be at most 1000000000"),
+        (["export", "o.jsonl", "--max-samples", "1" + "0" * 20], "--max-samples: must be at most"),
+        (["score", "--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
         (["stats", "--since", "99999999d"], "since reaches back before the calendar starts"),
         (["records", "--since", "99999999d"], "since reaches back before the calendar starts"),
         (["db", "retention", "--keep-days", "99999999"], "--keep-days must be between 0 and 36500"),

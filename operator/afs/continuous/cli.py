@@ -416,20 +416,21 @@ MAX_COUNT = 1_000_000_000
 
 
 def _count(text: str) -> int:
-    """An argparse type: a whole number from 0 to :data:`MAX_COUNT`."""
+    """An argparse type: a whole number up to :data:`MAX_COUNT` (a negative one is left
+    to the command, which refuses it with its own message)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_COUNT}, got {text}")
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT}, got {text}")
     return value
 
 
 def _positive_count(text: str) -> int:
     value = _count(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
