@@ -319,3 +319,19 @@ def test_out_of_range_numbers_and_dates_are_refused_by_name(
     assert code != 0
     err = capsys.readouterr().err
     assert error in err and "Traceback" not in err
+
+
+def test_an_import_line_nested_too_deeply_is_refused_by_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = tmp_path / "deep.jsonl"
+    deep = "[" * 100_000 + "]" * 100_000
+    lines.write_text(
+        '{"query": "q", "response": "r", "model": "m"}\n'
+        f'{{"query": {deep}, "response": "r", "model": "m"}}\n'
+    )
+    db = str(tmp_path / "u.db")
+    assert main(["--db", db, "import", str(lines)]) == EXIT_INVALID
+    assert "line 2: nested too deeply to be a record; nothing imported" in capsys.readouterr().err
+    assert main(["--db", db, "--json", "stats"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["total"] == 0

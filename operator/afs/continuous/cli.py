@@ -81,6 +81,10 @@ def _import_lines(handle: TextIO, name: str) -> Iterator[dict[str, Any]]:
             raise CommandError(
                 f"{name} line {number}: not valid JSON ({exc.msg}); nothing imported"
             ) from exc
+        except RecursionError:
+            raise CommandError(
+                f"{name} line {number}: nested too deeply to be a record; nothing imported"
+            ) from None
         try:
             record_from_mapping(data)  # shape check with the line number at hand
         except InvalidFieldError as exc:
