@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,16 @@ def test_job_limits_follow_the_spec() -> None:
 
 def test_job_is_a_valid_kubernetes_object() -> None:
     kubernetes_validate.validate(_job(), "1.30", strict=True)
+
+
+def test_a_long_loop_name_gives_valid_label_values() -> None:
+    """A loop's name may have 253 characters, a label value 63."""
+    loop = "l" + "o" * 198 + "p"
+    job = training_job(loop=loop, namespace="ml", uid="u", spec=SPEC, run=1, since=None)
+    labels = job["metadata"]["labels"]
+    value = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+    assert all(len(v) <= 63 and value.match(v) for v in labels.values()), labels
+    assert job["metadata"]["name"] == run_name(loop, 1) and len(run_name(loop, 1)) <= 63
 
 
 def test_a_template_without_containers_is_refused() -> None:

@@ -15,12 +15,20 @@ from typing import Any
 
 from afs.continuous import __version__
 from afs.continuous.kube.api.v1alpha1 import API_VERSION, LearningLoopSpec
-from afs.continuous.kube.naming import run_name
+from afs.continuous.kube.naming import dns_label, run_name
 from afs.continuous.timeutil import format_timestamp
 
 DEFAULT_EXPORTER_IMAGE = f"ghcr.io/afs-continuous/afs-continuous:{__version__}"
 LABEL_LOOP = "continuous.afs.dev/loop"
 LABEL_RUN = "continuous.afs.dev/run"
+
+
+def run_labels(loop: str, run: int) -> dict[str, str]:
+    """The labels of a run's Job, ModelVersion and ABTest. A label value holds at most 63
+    characters and a loop's name up to 253: long names keep a hash suffix instead."""
+    return {LABEL_LOOP: dns_label(loop), LABEL_RUN: str(run)}
+
+
 DATA_VOLUME = "afs-data"
 OUTPUT_DIR = "/data/output"
 
@@ -60,7 +68,7 @@ def training_job(
 ) -> dict[str, Any]:
     """The Job manifest for run ``run`` of ``loop`` (owned by the loop, named for the run)."""
     name = run_name(loop, run)
-    labels = {LABEL_LOOP: loop, LABEL_RUN: str(run)}
+    labels = run_labels(loop, run)
     template = copy.deepcopy(spec.training.template)
     pod_spec = template.setdefault("spec", {})
     containers = pod_spec.get("containers") or []

@@ -21,7 +21,7 @@ from afs.continuous.kube.api.v1alpha1 import (
     PromotionSpec,
     Stage,
 )
-from afs.continuous.kube.jobs import LABEL_LOOP, LABEL_RUN
+from afs.continuous.kube.jobs import run_labels
 
 INITIAL_STAGE = f"{GROUP}/initial-stage"
 
@@ -53,7 +53,7 @@ def challenger_test(
     metadata: dict[str, Any] = {
         "name": challenger,
         "namespace": namespace,
-        "labels": {LABEL_LOOP: loop, LABEL_RUN: str(run)},
+        "labels": run_labels(loop, run),
     }
     if uid is not None:
         metadata["ownerReferences"] = [

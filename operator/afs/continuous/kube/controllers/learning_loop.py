@@ -44,7 +44,7 @@ from afs.continuous.kube.controllers.shared import (
     StorePool,
     database_url,
 )
-from afs.continuous.kube.jobs import LABEL_LOOP, LABEL_RUN, training_job
+from afs.continuous.kube.jobs import run_labels, training_job
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
 from afs.continuous.logger import UsageLogger
@@ -457,7 +457,7 @@ def _model_version(
     metadata: dict[str, Any] = {
         "name": run_name(loop, run.number),
         "namespace": namespace,
-        "labels": {LABEL_LOOP: loop, LABEL_RUN: str(run.number)},
+        "labels": run_labels(loop, run.number),
     }
     if uid is not None:
         metadata["ownerReferences"] = [
