@@ -589,7 +589,7 @@ async def test_the_whole_loop_closes_in_the_cluster(
         clock.advance(hours=25)  # past the cooldown: the champion's own records fire run 2
         job = await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-2"))
         export = job["spec"]["template"]["spec"]["initContainers"][0]["command"]
-        assert export[export.index("--model") + 1] == "nayru-run-1"
+        assert "--model=nayru-run-1" in export
         report = json.dumps({"modelUri": "s3://models/nayru/run-2"})
         await _call(lambda: _finish_job(kube, "nayru-run-2", succeeded=True, message=report))
         version = await _eventually(lambda: _get_custom(kube, "modelversions", "nayru-run-2"))

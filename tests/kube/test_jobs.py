@@ -64,7 +64,7 @@ def test_init_container_exports_what_the_trigger_counted() -> None:
     exporter = _job()["spec"]["template"]["spec"]["initContainers"][0]
     assert exporter["command"] == export_command(SPEC, SINCE)
     assert exporter["command"][:3] == ["afs-continuous", "export", "/data/dataset.jsonl"]
-    assert exporter["command"][5:9] == ["--report", "/dev/termination-log", "--model", "nayru-v1"]
+    assert exporter["command"][5:8] == ["--report", "/dev/termination-log", "--model=nayru-v1"]
     assert exporter["command"][-2:] == ["--since", "2026-11-20T12:00:00.000000Z"]
     [env] = exporter["env"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "afs-usage-db", "key": "url"}
@@ -84,6 +84,17 @@ def test_job_limits_follow_the_spec() -> None:
 
 def test_job_is_a_valid_kubernetes_object() -> None:
     kubernetes_validate.validate(_job(), "1.30", strict=True)
+
+
+def test_the_export_command_keeps_hostile_names_as_values() -> None:
+    """Parsed by the real command line: a model named like an option stays the model."""
+    from afs.continuous.cli import build_parser
+
+    model = {"name": "--db=/tmp/other.db", "expert": "-x"}
+    spec = LearningLoopSpec.model_validate({**SPEC.model_dump(by_alias=True), "model": model})
+    args = build_parser().parse_args(export_command(spec, SINCE)[1:])
+    assert (args.model, args.expert, args.output) == ("--db=/tmp/other.db", "-x", SPEC.dataset.path)
+    assert args.db != "/tmp/other.db"
 
 
 def test_a_long_loop_name_gives_valid_label_values() -> None:

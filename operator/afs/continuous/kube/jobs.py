@@ -39,14 +39,14 @@ def export_command(spec: LearningLoopSpec, since: datetime | None) -> list[str]:
     command = [
         "afs-continuous", "export", dataset.path, "--json", "--no-existing",
         "--report", "/dev/termination-log",
-        "--model", spec.model.name,
+        f"--model={spec.model.name}",  # one word: a name such as "--db=x" stays a value
         "--min-quality", str(dataset.min_quality_score),
         "--min-feedback",
         "none" if dataset.min_user_feedback is None else str(dataset.min_user_feedback),
         "--format", dataset.format_type,
     ]  # fmt: skip
     if spec.model.expert is not None:
-        command += ["--expert", spec.model.expert]
+        command.append(f"--expert={spec.model.expert}")
     if not dataset.deduplicate:
         command.append("--no-dedupe")
     if dataset.max_samples is not None:

@@ -143,7 +143,8 @@ class DatasetSpec(KubeModel):
     deduplicate: bool = True
     max_samples: Count | None = None
     format_type: Literal["chatml", "alpaca", "completion", "openai"] = "chatml"
-    path: str = "/data/dataset.jsonl"
+    path: Annotated[str, Field(pattern=r"^/[^\x00]*$", max_length=4096)] = "/data/dataset.jsonl"
+    """Where the data set is written in the Job's pods (an absolute path)."""
     volume_size_limit: str = "10Gi"
 
     def to_config(self) -> DataGeneratorConfig:
