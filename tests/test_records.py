@@ -112,6 +112,8 @@ def test_normalize_converts_offsets_to_utc() -> None:
         ("latency_ms", -1),
         ("latency_ms", math.nan),
         ("latency_ms", math.inf),
+        ("latency_ms", 1e308),  # two of them summed are inf: stats --json printed Infinity
+        ("latency_ms", 86_400_001),
         ("latency_ms", "150"),
         ("latency_ms", True),
         ("quality_score", 1.5),

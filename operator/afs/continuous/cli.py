@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -42,7 +43,18 @@ def _since(value: str | None, *, field: str = "since") -> datetime | None:
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text)
+    print(json.dumps(_finite(data), indent=2, default=str, allow_nan=False) if args.json else text)
+
+
+def _finite(data: Any) -> Any:
+    """JSON has no Infinity or NaN (a sum of huge latencies overflows to inf): null."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 # --- commands ------------------------------------------------------------------------

@@ -27,6 +27,8 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_NAME_CHARS = 256
 #: Largest accepted free-text feedback.
 MAX_FEEDBACK_TEXT_CHARS = 65_536
+#: the longest latency a record may report: a day (sums of absurd ones overflow to inf)
+MAX_LATENCY_MS = 86_400_000.0
 #: the largest token_count (the PostgreSQL column is a 32-bit integer)
 MAX_TOKEN_COUNT = 2**31 - 1
 
@@ -177,8 +179,10 @@ def check_quality_score(value: Any, *, field: str = "quality_score") -> float | 
 
 
 def check_latency_ms(value: Any) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise InvalidFieldError("latency_ms", value, "must be a finite number >= 0")
+    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= MAX_LATENCY_MS:
+        raise InvalidFieldError(
+            "latency_ms", value, f"must be a finite number from 0 to {MAX_LATENCY_MS:.0f} (a day)"
+        )
     return float(value)
 
 
@@ -273,7 +277,7 @@ def _plainly_valid(r: UsageRecord) -> bool:
         and not q.isspace() and not a.isspace() and not m.isspace()
         and (r.expert is None or (type(r.expert) is str and r.expert.isascii()
                                   and len(r.expert) <= MAX_NAME_CHARS))
-        and type(lat) is float and 0.0 <= lat < math.inf
+        and type(lat) is float and 0.0 <= lat <= MAX_LATENCY_MS
         and (qs is None or (type(qs) is float and 0.0 <= qs <= 1.0))
         and (r.token_count is None
              or (type(r.token_count) is int and 0 <= r.token_count <= MAX_TOKEN_COUNT))
