@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from afs.continuous import DataGeneratorConfig, TrainingDataGenerator, UsageLogger
-from afs.continuous.errors import SampleFormatError
+from afs.continuous.errors import InvalidFieldError, SampleFormatError
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -245,3 +247,39 @@ def test_late_feedback_reaches_the_next_generation(logger: UsageLogger, tmp_path
     assert TrainingDataGenerator(logger).generate(tmp_path / "1.jsonl").final_count == 0
     logger.record_feedback(record_id, 1)
     assert TrainingDataGenerator(logger).generate(tmp_path / "2.jsonl").final_count == 1
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_an_output_path_that_is_not_a_regular_file_is_not_replaced(
+    populated: UsageLogger, tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "train.jsonl"
+    elsewhere = tmp_path / "someone-elses.txt"
+    elsewhere.write_text("keep me")
+    if kind == "symlink":
+        target.symlink_to(elsewhere)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    with pytest.raises(InvalidFieldError, match=r"output_path .* not replaced"):
+        TrainingDataGenerator(populated).generate(target)
+    assert elsewhere.read_text() == "keep me"
+    assert (target.is_symlink(), target.is_fifo(), target.is_dir()) == (
+        kind == "symlink", kind == "fifo", kind == "directory"
+    )  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_temporary_files_left_by_a_killed_export_are_cleaned(
+    populated: UsageLogger, tmp_path: Path
+) -> None:
+    target = tmp_path / "train.jsonl"
+    stale, fresh = tmp_path / ".train.jsonl.dead.tmp", tmp_path / ".train.jsonl.live.tmp"
+    for leftover in (stale, fresh):
+        leftover.write_text("partial")
+    day_and_more = time.time() - 25 * 3600
+    os.utime(stale, (day_and_more, day_and_more))
+    TrainingDataGenerator(populated).generate(target)
+    assert not stale.exists()
+    assert fresh.exists()  # perhaps another export's, still running

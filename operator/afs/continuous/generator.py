@@ -8,11 +8,15 @@ output untouched.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import math
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -229,9 +233,39 @@ def _read_samples(path: Path) -> Iterator[Sample]:
                 raise SampleFormatError(str(path), number, str(exc)) from exc
 
 
+#: a temporary file of ours this old was left by a killed export: removed on the next one
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+def _check_target(target: Path) -> None:
+    """Only a regular file is replaced: renaming over a symlink, a device or a FIFO would
+    silently swap a link someone relies on, or a file that is not ours, for our output."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a symbolic link" if stat.S_ISLNK(mode)
+            else "a directory" if stat.S_ISDIR(mode)
+            else "not a regular file"
+        )  # fmt: skip
+        raise InvalidFieldError("output_path", str(target), f"exists and is {kind}; not replaced")
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if leftover.is_file() and leftover.lstat().st_mtime < cutoff:
+                leftover.unlink()
+
+
 @contextmanager
 def _atomic_writer(target: Path) -> Iterator[IO[str]]:
     """Write to a temporary file beside ``target``; rename over it only on success."""
+    _check_target(target)
+    _remove_stale_temporaries(target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as handle:
