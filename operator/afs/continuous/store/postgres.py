@@ -291,7 +291,10 @@ class PostgresUsageStore:
                     raise StoreUnavailableError(
                         f"PostgreSQL at {_safe(self.url)} unavailable: {redact_secrets(str(exc))}"
                     ) from exc
-                log.warning("PostgreSQL connection lost (%s); retrying", exc)
+                # the first line only: the server's CONTEXT lines quote the data being
+                # written (users' queries and responses), which logs must not carry
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("PostgreSQL connection lost (%s); retrying", redact_secrets(first))
                 retried = True
                 self.pool.check()
                 time.sleep(delay)
