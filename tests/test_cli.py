@@ -335,3 +335,26 @@ def test_an_import_line_nested_too_deeply_is_refused_by_line(
     assert "line 2: nested too deeply to be a record; nothing imported" in capsys.readouterr().err
     assert main(["--db", db, "--json", "stats"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error"),
+    [
+        ("loop_status.json", "[]", "corrupt loop status (a JSON list, not an object)"),
+        ("loop_status.json", "{not json", "corrupt loop status"),
+        ("ab_test_state.json", '{"version": "2"}',
+         "corrupt A/B state (version '2' is not a number)"),
+        ("ab_test_state.json", "[1, 2]", "corrupt A/B state (not a JSON object)"),
+        ("ab_test_state.json", '{"version": 1, "history": [7]}', "corrupt A/B state"),
+    ],
+    ids=["status-list", "status-garbage", "state-version-text", "state-list", "state-history"],
+)  # fmt: skip
+def test_a_corrupt_state_file_is_named_instead_of_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, error: str
+) -> None:
+    out = tmp_path / "loop"
+    out.mkdir()
+    (out / name).write_text(content)
+    assert main(["status", "--db", str(tmp_path / "u.db"), "--output-dir", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert error in err and "Traceback" not in err

@@ -189,18 +189,28 @@ class ABTestManager:
             return
         try:
             data = json.loads(self.state_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ContinuousError(f"{self.state_file}: corrupt A/B state ({exc})") from exc
-        if data.get("version", _STATE_VERSION) > _STATE_VERSION:
+        if not isinstance(data, dict):
+            raise ContinuousError(f"{self.state_file}: corrupt A/B state (not a JSON object)")
+        version = data.get("version", _STATE_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ContinuousError(
+                f"{self.state_file}: corrupt A/B state (version {version!r} is not a number)"
+            )
+        if version > _STATE_VERSION:
             raise ContinuousError(f"{self.state_file}: written by a newer afs-continuous")
-        self.champion = _version_or_none(data.get("champion"))
-        self.challenger = _version_or_none(data.get("challenger"))
-        split = data.get("traffic_split") or {}
-        self.traffic_split = TrafficSplit(
-            split.get("champion_weight", 1.0), split.get("challenger_weight", 0.0)
-        )
-        self.history = [ModelVersion.from_dict(v) for v in data.get("history", [])]
-        self.epochs = list(data.get("epochs", []))
+        try:
+            self.champion = _version_or_none(data.get("champion"))
+            self.challenger = _version_or_none(data.get("challenger"))
+            split = data.get("traffic_split") or {}
+            self.traffic_split = TrafficSplit(
+                split.get("champion_weight", 1.0), split.get("challenger_weight", 0.0)
+            )
+            self.history = [ModelVersion.from_dict(v) for v in data.get("history", [])]
+            self.epochs = list(data.get("epochs", []))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ContinuousError(f"{self.state_file}: corrupt A/B state ({exc!r})") from exc
         self._loaded_stamp = stamp
 
     def _save(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from afs.continuous.ab_test import ENDING_ACTIONS, ABTestManager, ModelVersion
 from afs.continuous.config import LoopConfig
+from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
 from afs.continuous.training import run_train_command
@@ -56,7 +57,18 @@ def read_status(output_dir: Path) -> LoopStatus:
     path = output_dir / STATUS_FILE
     if not path.exists():
         return LoopStatus()
-    return LoopStatus.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ContinuousError(
+            f"{path}: corrupt loop status ({exc}); remove it to start afresh"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ContinuousError(
+            f"{path}: corrupt loop status (a JSON {type(data).__name__}, not an object); "
+            "remove it to start afresh"
+        )
+    return LoopStatus.from_dict(data)
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
