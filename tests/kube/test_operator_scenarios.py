@@ -454,8 +454,19 @@ async def test_a_job_name_still_held_by_a_deleted_loop_is_not_adopted(
         ({"checkInterval": "soon"}, "checkInterval"),
         ({"triggers": {"minNewSampels": 20}}, "triggers.minNewSampels"),
         ({"database": None}, "database"),
+        (
+            {
+                "training": {
+                    "template": {
+                        "spec": {"hostPID": True, "containers": [{"name": "t", "image": "t"}]}
+                    }
+                }
+            },
+            "training.template.spec.hostPID: not allowed by the operator's training policy",
+        ),
+        ({"checkInterval": "9999999d"}, "checkInterval"),
     ],
-    ids=["bad-interval", "misspelt-trigger", "no-database"],
+    ids=["bad-interval", "misspelt-trigger", "no-database", "host-pid", "endless-interval"],
 )
 async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
     kmock: kmock.KubernetesEmulator, usage_db: str, change: dict[str, Any], field: str

@@ -23,6 +23,7 @@ from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.kube.metrics import OperatorMetrics
+from afs.continuous.kube.training_policy import POLICIES
 
 T = TypeVar("T")
 
@@ -68,6 +69,12 @@ def _checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     return check
 
 
+def _policy(text: str) -> str:
+    if text not in POLICIES:
+        raise ValueError(f"must be one of {', '.join(POLICIES)}, got {text!r}")
+    return text
+
+
 # (option dest, environment variable, conversion, default)
 ENVIRONMENT: list[tuple[str, str, Callable[[str], Any], Any]] = [
     ("namespace", "AFS_OPERATOR_NAMESPACE", _namespace, None),
@@ -75,6 +82,7 @@ ENVIRONMENT: list[tuple[str, str, Callable[[str], Any], Any]] = [
     ("exporter_image", "AFS_EXPORTER_IMAGE", str, DEFAULT_EXPORTER_IMAGE),
     ("metrics_port", "AFS_METRICS_PORT", _port, 9090),
     ("health_port", "AFS_HEALTH_PORT", _port, 8080),
+    ("training_policy", "AFS_TRAINING_POLICY", _policy, "restricted"),
 ]
 
 
@@ -110,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-port", type=_checked(_port),
         help="port of the /healthz liveness probe, 0 disables (AFS_HEALTH_PORT)",
     )  # fmt: skip
+    parser.add_argument(
+        "--training-policy", type=_checked(_policy),
+        help="restricted: refuse training pod templates with host namespaces, hostPath, "
+        "privileged containers, privilege escalation or added capabilities; permissive: "
+        "leave that to the cluster's own admission (AFS_TRAINING_POLICY)",
+    )  # fmt: skip
     parser.add_argument("--peering", help="use kopf peering NAME instead of --standalone")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     # the environment gives the defaults; a bad value is refused by its variable's name
@@ -134,7 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port, registry=metrics.registry)
     registry = make_registry(
-        OperatorConfig(poll_seconds=args.poll_seconds, exporter_image=args.exporter_image),
+        OperatorConfig(
+            poll_seconds=args.poll_seconds,
+            exporter_image=args.exporter_image,
+            training_policy=args.training_policy,
+        ),
         KubeClient.connect(),
         metrics=metrics,
     )

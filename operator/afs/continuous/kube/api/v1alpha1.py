@@ -163,7 +163,10 @@ class TrainingSpec(KubeModel):
     )
     exporter_image: str | None = None
     backoff_limit: Annotated[int, Field(ge=0, le=100)] = 0
-    active_deadline_seconds: Annotated[int, Field(gt=0, le=int(MAX_HOURS * 3600))] | None = None
+    active_deadline_seconds: Annotated[int, Field(gt=0, le=int(MAX_HOURS * 3600))] | None = (
+        7 * 86400
+    )
+    """A run that takes longer is stopped (a week unless set; null: no deadline)."""
     ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=int(MAX_HOURS * 3600))] | None = 86400
 
     @field_validator("template")

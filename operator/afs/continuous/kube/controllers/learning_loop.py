@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
 from afs.continuous.errors import StoreUnavailableError, redact_secrets
-from afs.continuous.kube import planning, promotion
+from afs.continuous.kube import planning, promotion, training_policy
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
     ABTestPhase,
@@ -78,8 +78,13 @@ class LoopReconciler:
         current.observed_generation = generation
         try:
             parsed = LearningLoopSpec.model_validate(spec)
-        except ValidationError as exc:
-            message = promotion.validation_message(exc)
+            refused = training_policy.refusal(parsed.training.template, self.config.training_policy)
+            if refused is not None:
+                raise ValueError(refused)
+        except (ValidationError, ValueError) as exc:
+            message = (
+                promotion.validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+            )
             current.conditions = planning.set_condition(
                 current.conditions, type="Ready", status=False, reason="InvalidSpec",
                 message=message, now=now, generation=generation,
