@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -91,7 +91,8 @@ def test_normalize_fills_timestamp_and_hash_in_utc() -> None:
 
 
 def test_normalize_converts_offsets_to_utc() -> None:
-    record = normalize_record(_record(timestamp="2026-11-20T14:30:00+02:00"), now=NOW)
+    later = NOW + timedelta(hours=1)
+    record = normalize_record(_record(timestamp="2026-11-20T14:30:00+02:00"), now=later)
     assert record.timestamp == "2026-11-20T12:30:00.000000Z"
 
 
@@ -134,6 +135,8 @@ def test_normalize_converts_offsets_to_utc() -> None:
         ("user_feedback", True),
         ("user_feedback", "1"),
         ("timestamp", "yesterday"),
+        ("timestamp", "3000-01-01T00:00:00Z"),  # would count as new after every retrain
+        ("timestamp", "2026-11-20T12:05:01Z"),  # just past the 5 minutes of skew allowed
         ("timestamp", 12345),
         ("feedback_text", 7),
     ],
@@ -182,3 +185,13 @@ def test_record_from_mapping_hashes_context() -> None:
     one = record_from_mapping({"query": "q", "response": "r", "model": "m", "context": {"a": 1}})
     two = record_from_mapping({"query": "q", "response": "r", "model": "m", "context": {"a": 1}})
     assert one.context_hash is not None and one.context_hash == two.context_hash
+
+
+def test_the_clock_skew_allowed_is_five_minutes_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    at_the_limit = normalize_record(_record(timestamp="2026-11-20T12:05:00Z"), now=NOW)
+    assert at_the_limit.timestamp == "2026-11-20T12:05:00.000000Z"
+    monkeypatch.setenv("AFS_MAX_CLOCK_SKEW_SECONDS", "3600")
+    ahead = normalize_record(_record(timestamp="2026-11-20T12:59:00Z"), now=NOW)
+    assert ahead.timestamp == "2026-11-20T12:59:00.000000Z"

@@ -85,7 +85,7 @@ def _random_record(rng: random.Random, minute: int) -> UsageRecord:
         user_feedback=rng.choice([None, -1, 0, 1]),
         is_error=rng.random() < 0.2,
     )
-    return normalize_record(record, now=START)
+    return normalize_record(record, now=START + timedelta(days=365))  # dates are the subject
 
 
 def test_statistics_match_the_records_through_inserts_updates_folds_and_deletes(

@@ -197,7 +197,7 @@ def run_demo(
     decisive = ""
     try:
         for hour in range(hours):
-            served = _serve_hour(loop, models, rng, clock.now, requests=60)
+            served = _serve_hour(loop, models, rng, clock, requests=60)
             result = loop.run_iteration(train)
             _narrate(say, hour, served, result)
             if "champion_promoted" in result:
@@ -221,10 +221,13 @@ def _serve_hour(
     loop: ContinuousLearningLoop,
     models: dict[str, RetrievalModel],
     rng: random.Random,
-    now: datetime,
+    clock: SimulatedClock,
     *,
     requests: int,
 ) -> dict[str, list[float]]:
+    """An hour of traffic, each record logged when it happens; the clock is back at the
+    hour's start afterwards (the loop's iteration runs then, as it always did)."""
+    now = clock.now
     served: dict[str, list[float]] = {}
     for i in range(requests):
         topic, reference = KNOWLEDGE[rng.randrange(len(KNOWLEDGE))]
@@ -239,11 +242,13 @@ def _serve_hour(
         draw = rng.random()
         feedback = (1 if draw < 0.5 else None) if quality >= 0.7 else (-1 if draw < 0.5 else None)
         stamp = now + timedelta(seconds=i * 3600 // requests)
+        clock.now = stamp  # logged when it happens: a record is never from the future
         loop.log_usage(query, answer, version.name, latency_ms=rng.lognormvariate(4.0, 0.3),
                        quality_score=quality, user_feedback=feedback, timestamp=stamp)  # fmt: skip
         if quality < 0.4:  # a human expert steps in, and the user is satisfied
             loop.log_usage(query, reference, "expert-support", latency_ms=60_000.0,
                            quality_score=1.0, user_feedback=1, timestamp=stamp)  # fmt: skip
+    clock.now = now
     return served
 
 

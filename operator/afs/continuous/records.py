@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
@@ -27,6 +27,8 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_NAME_CHARS = 256
 #: Largest accepted free-text feedback.
 MAX_FEEDBACK_TEXT_CHARS = 65_536
+#: how far in the future a record's timestamp may be, by default (clocks drift)
+DEFAULT_MAX_CLOCK_SKEW_SECONDS = 300.0
 #: the longest latency a record may report: a day (sums of absurd ones overflow to inf)
 MAX_LATENCY_MS = 86_400_000.0
 #: the largest token_count (the PostgreSQL column is a 32-bit integer)
@@ -219,15 +221,41 @@ def check_record_id(value: Any) -> str:
 # --- whole records -----------------------------------------------------------------
 
 
-def normalize_record(record: UsageRecord, *, now: datetime) -> UsageRecord:
+def latest_timestamp(now: datetime) -> str:
+    """The latest timestamp a record may carry: ``now`` plus the clock skew allowed
+    (``AFS_MAX_CLOCK_SKEW_SECONDS``, default 300). A record dated in the future would
+    count as new after every retrain and fire the sample-count trigger forever."""
+    raw = os.environ.get("AFS_MAX_CLOCK_SKEW_SECONDS", "").strip()
+    try:
+        skew = float(raw) if raw else DEFAULT_MAX_CLOCK_SKEW_SECONDS
+    except ValueError:
+        skew = DEFAULT_MAX_CLOCK_SKEW_SECONDS
+    if not math.isfinite(skew) or skew < 0:
+        skew = DEFAULT_MAX_CLOCK_SKEW_SECONDS
+    return format_timestamp(now + timedelta(seconds=min(skew, 86_400 * 365)))
+
+
+def normalize_record(
+    record: UsageRecord, *, now: datetime, latest: str | None = None
+) -> UsageRecord:
     """Check every field of ``record`` in place and fill in what is derived.
 
-    The timestamp becomes canonical UTC text (``now`` when missing) and the dedupe hash
-    is computed when missing. An empty ``id`` stays empty: the store assigns one.
-    Raises :class:`InvalidFieldError` at the first broken rule.
+    The timestamp becomes canonical UTC text (``now`` when missing; at most ``latest``,
+    by default :func:`latest_timestamp`) and the dedupe hash is computed when missing. An
+    empty ``id`` stays empty: the store assigns one. Raises :class:`InvalidFieldError` at
+    the first broken rule.
     """
     r = record
-    r.timestamp = format_timestamp(now) if not r.timestamp else normalize_timestamp(r.timestamp)
+    if not r.timestamp:
+        r.timestamp = format_timestamp(now)
+    else:
+        r.timestamp = normalize_timestamp(r.timestamp)
+        limit = latest if latest is not None else latest_timestamp(now)
+        if r.timestamp > limit:  # canonical UTC text compares as time
+            raise InvalidFieldError(
+                "timestamp", r.timestamp, "must not be later than now plus the clock skew "
+                f"allowed (AFS_MAX_CLOCK_SKEW_SECONDS), {limit}",
+            )  # fmt: skip
     if not _plainly_valid(r):  # the common case skips the detailed checks below
         if r.id:
             check_record_id(r.id)
@@ -305,12 +333,13 @@ def normalized_stream(
     item raises :class:`InvalidBatchError` with its index when it is reached, so a
     store consuming the stream inside a transaction writes nothing.
     """
+    latest = latest_timestamp(now)
     for index, item in enumerate(items):
         try:
             record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
             if prepare is not None:
                 prepare(record)
-            yield normalize_record(record, now=now)
+            yield normalize_record(record, now=now, latest=latest)
         except InvalidFieldError as exc:
             raise InvalidBatchError(index, exc) from exc
 
