@@ -195,3 +195,28 @@ def test_the_clock_skew_allowed_is_five_minutes_unless_configured(
     monkeypatch.setenv("AFS_MAX_CLOCK_SKEW_SECONDS", "3600")
     ahead = normalize_record(_record(timestamp="2026-11-20T12:59:00Z"), now=NOW)
     assert ahead.timestamp == "2026-11-20T12:59:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("id", ""), ("id", 0), ("id", 12), ("timestamp", ""), ("timestamp", 0)]
+)
+def test_a_given_id_or_timestamp_that_is_empty_or_not_text_is_refused(
+    field: str, value: Any
+) -> None:
+    with pytest.raises(InvalidFieldError) as caught:
+        record_from_mapping({"query": "q", "response": "r", "model": "m", field: value})
+    assert caught.value.field == field
+
+
+def test_a_missing_or_null_id_and_timestamp_are_filled_in() -> None:
+    for data in ({}, {"id": None, "timestamp": None}):
+        record = record_from_mapping({"query": "q", "response": "r", "model": "m", **data})
+        assert (record.id, record.timestamp) == ("", "")
+
+
+def test_no_id_starts_like_a_command_line_option() -> None:
+    """The clock prefix went through '-' for a minute in every 68: ``feedback ID 1`` then
+    read the id as an option."""
+    starts = {new_record_id(now=float(second))[0] for second in range(0, 5000, 7)}
+    starts |= {i[0] for second in range(0, 5000, 64) for i in new_record_ids(3, now=second)}
+    assert "-" not in starts and len(starts) > 50

@@ -37,6 +37,9 @@ MAX_TOKEN_COUNT = 2**31 - 1
 FEEDBACK_VALUES = (-1, 0, 1)
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+#: an id never starts with '-': on a command line it would read as an option
+_ID_FIRST = _ID_ALPHABET.replace("-", "")
+_ID_SLOTS = len(_ID_FIRST) * 64
 _ID_RANDOM_CHARS = 10  # 60 bits
 _ID_PREFIX_SECONDS = 1
 
@@ -107,23 +110,23 @@ def compute_context_hash(context: Any) -> str | None:
 
 def new_record_ids(count: int, now: float | None = None) -> list[str]:
     """``count`` ids from one read of the system's random source (see new_record_id)."""
-    slot = int((time.time() if now is None else now) // _ID_PREFIX_SECONDS) % 4096
-    prefix = _ID_ALPHABET[slot >> 6] + _ID_ALPHABET[slot & 63]
+    slot = int((time.time() if now is None else now) // _ID_PREFIX_SECONDS) % _ID_SLOTS
+    prefix = _ID_FIRST[slot >> 6] + _ID_ALPHABET[slot & 63]
     text = base64.urlsafe_b64encode(os.urandom(9 * count)).decode()
     return [prefix + text[i : i + _ID_RANDOM_CHARS] for i in range(0, 12 * count, 12)]
 
 
 def new_record_id(now: float | None = None) -> str:
-    """A 12-character id: 2 characters of the clock's second (mod 4096), 60 random bits.
+    """A 12-character id: 2 characters of the clock's second (mod 4032), 60 random bits.
 
     The prefix only makes ids written in the same second sit together in the
     primary-key index, so a batch dirties a few hundred index pages instead of one per
     record (about twice the insert rate of fully random keys). Uniqueness rests on the
     60 random bits, and a collision is retried by the store, never dropped.
     """
-    slot = int((time.time() if now is None else now) // _ID_PREFIX_SECONDS) % 4096
+    slot = int((time.time() if now is None else now) // _ID_PREFIX_SECONDS) % _ID_SLOTS
     random_chars = base64.urlsafe_b64encode(os.urandom(9))[:_ID_RANDOM_CHARS].decode()
-    return _ID_ALPHABET[slot >> 6] + _ID_ALPHABET[slot & 63] + random_chars
+    return _ID_FIRST[slot >> 6] + _ID_ALPHABET[slot & 63] + random_chars
 
 
 # --- validation --------------------------------------------------------------------
@@ -372,6 +375,10 @@ def record_from_mapping(data: Any) -> UsageRecord:
         if name not in data:
             raise InvalidFieldError(name, None, "is required")
     get = data.get
+    for name in ("id", "timestamp"):  # given means meant: never silently replaced
+        value = get(name)
+        if name in data and value is not None and (not isinstance(value, str) or not value):
+            raise InvalidFieldError(name, value, "must be a non-empty string, or left out")
     context_hash = get("context_hash")
     if context_hash is None and get("context") is not None:
         context_hash = compute_context_hash(data["context"])
