@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import random
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from urllib.parse import quote
 import kmock
 import psycopg
 from operator_scale import RESOURCES as LOOP_RESOURCES
-from operator_scale import ForgetfulEmulator, operator_round
+from operator_scale import ForgetfulEmulator, operator_round, prepare_emulator
 
 from afs.continuous import UsageLogger
 from afs.continuous.ab_test import measure_epochs
@@ -125,17 +124,7 @@ def _version(name: str) -> dict[str, Any]:
 
 async def _serve_emulator(url: str, size: int, conn: Connection) -> None:
     async with ForgetfulEmulator() as emulator, kmock.Server(emulator):
-        for resource, kind, namespaced in RESOURCES:
-            info = emulator.resources[resource]
-            info.kind, info.namespaced = kind, namespaced
-            info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
-            if resource.startswith(GROUP):
-                info.subresources = {"status"}
-        emulator.objects["v1/secrets", "ml", "usage-db"] = {
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "usage-db", "namespace": "ml"},
-            "data": {"url": base64.b64encode(url.encode()).decode()},
-        }  # fmt: skip
+        prepare_emulator(emulator, RESOURCES, url)
         for name in ("v1", "v2"):
             emulator.objects[f"{GROUP}/{VERSION}/modelversions", "ml", name] = _version(name)
         key = f"{GROUP}/{VERSION}/abtests"

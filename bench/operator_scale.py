@@ -112,21 +112,28 @@ class ForgetfulEmulator(kmock.KubernetesEmulator):
                     break
 
 
+def prepare_emulator(
+    emulator: kmock.KubernetesEmulator, resources: list[tuple[str, str, bool]], url: str
+) -> None:
+    """Register ``resources`` and store the usage database's Secret (``ml/usage-db``)."""
+    for resource, kind, namespaced in resources:
+        info = emulator.resources[resource]
+        info.kind, info.namespaced = kind, namespaced
+        info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
+        if resource.startswith(GROUP):
+            info.subresources = {"status"}
+    emulator.objects["v1/secrets", "ml", "usage-db"] = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "usage-db", "namespace": "ml"},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }  # fmt: skip
+
+
 async def _serve_emulator(url: str, size: int, conn: Connection, *, forgetful: bool) -> None:
     """The emulator's side: serve, then report when every loop's status shows its check."""
     emulator_class = ForgetfulEmulator if forgetful else kmock.KubernetesEmulator
     async with emulator_class() as emulator, kmock.Server(emulator):
-        for resource, kind, namespaced in RESOURCES:
-            info = emulator.resources[resource]
-            info.kind, info.namespaced = kind, namespaced
-            info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
-            if resource.startswith(GROUP):
-                info.subresources = {"status"}
-        emulator.objects["v1/secrets", "ml", "usage-db"] = {
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "usage-db", "namespace": "ml"},
-            "data": {"url": base64.b64encode(url.encode()).decode()},
-        }  # fmt: skip
+        prepare_emulator(emulator, RESOURCES, url)
         key = f"{GROUP}/{VERSION}/learningloops"
         for index in range(size):
             emulator.objects[key, "ml", f"loop-{index}"] = _loop(index)
