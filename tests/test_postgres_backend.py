@@ -112,3 +112,16 @@ def test_records_from_any_day_get_a_partition(pg_url: str) -> None:
         assert len(ids) == 2
         assert [r.query for r in logger.get_records()] == ["new", "old"]
         assert logger.get_statistics(since="2019-03-04T00:00:00Z", until="2019-03-05")["total"] == 1
+
+
+def test_an_import_with_a_bad_line_imports_nothing_on_postgres(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The import streams into one COPY; a bad line aborts it."""
+    source = tmp_path / "in.jsonl"
+    good = '{"query": "fine", "response": "r", "model": "m"}\n'
+    source.write_text(good * 3000 + "{oops\n")
+    assert main(["import", str(source), "--db", pg_url]) != EXIT_OK
+    assert "line 3001: not valid JSON" in capsys.readouterr().err
+    assert main(["stats", "--db", pg_url, "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["total"] == 0
