@@ -70,6 +70,15 @@ class Identity:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    def wrote(self, record: Mapping[str, Any] | None) -> bool:
+        """Whether a record on the serving resource is this test's (by uid when both
+        have one: a test deleted and created again under its name is another test)."""
+        if record is None:
+            return False
+        if self.uid is not None and record.get("uid") is not None:
+            return bool(record.get("uid") == self.uid)
+        return bool(record.get("test") == self.key)
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -214,11 +223,7 @@ class _Planner:
         return self.out
 
     def ours(self, record: Mapping[str, Any] | None) -> bool:
-        if record is None:
-            return False
-        if self.identity.uid is not None and record.get("uid") is not None:
-            return bool(record.get("uid") == self.identity.uid)
-        return bool(record.get("test") == self.identity.key)
+        return self.identity.wrote(record)
 
     def record(self, *, phase: ABTestPhase, weights: ArmWeights | None) -> dict[str, Any]:
         original = self.s.original or []
@@ -545,10 +550,7 @@ def restore_on_delete(
     """The patch that puts back the original weights when a test that wrote them is
     deleted before it ended (nothing when it ended, or never wrote)."""
     record = route.record
-    mine = record is not None and (
-        record.get("uid") == identity.uid if identity.uid else record.get("test") == identity.key
-    )
-    if not route.found or not mine or str((record or {}).get("phase")) not in (
+    if not route.found or not identity.wrote(record) or str((record or {}).get("phase")) not in (
         ABTestPhase.RUNNING.value, ABTestPhase.WAITING_PROMOTION.value
     ):  # fmt: skip
         return []
