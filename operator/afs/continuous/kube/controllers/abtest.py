@@ -6,7 +6,7 @@ which writes it once. Nothing is decided here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,7 +30,14 @@ from afs.continuous.kube.controllers.shared import (
     database_url,
 )
 from afs.continuous.kube.metrics import OperatorMetrics
-from afs.continuous.kube.routing import Arms, Observed, RoutingError, TrafficRouter, router_for
+from afs.continuous.kube.routing import (
+    Arms,
+    JsonPatch,
+    Observed,
+    RoutingError,
+    TrafficRouter,
+    router_for,
+)
 from afs.continuous.logger import UsageLogger
 from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
 
@@ -82,19 +89,14 @@ class ABTestReconciler:
             else:
                 observation = self._observe(
                     parsed=parsed, router=router, current=current, namespace=namespace,
-                    owners=owners, action=action,
+                    owners=owners, action=action, now=now,
                 )  # fmt: skip
             plan = rollout.plan(
                 spec=parsed, status=current, router=router, observation=observation,
                 identity=identity, analysis_interval=self._analysis_interval(parsed), now=now,
             )  # fmt: skip
             if plan.patch:
-                target = parsed.traffic.target_ref
-                self.kube.json_patch(
-                    group=router.resource.group, version=router.resource.version,
-                    plural=router.resource.plural, namespace=namespace, name=target.name,
-                    operations=plan.patch,
-                )  # fmt: skip
+                self._patch_target(parsed, router, namespace, plan.patch)
             for version, stage in plan.stages.items():
                 self.kube.patch_custom_status(
                     "modelversions", namespace, version, {"stage": stage.value}
@@ -134,11 +136,7 @@ class ABTestReconciler:
             status=current, router=router, route=route, identity=identity, now=self.clock()
         )
         if patch:
-            self.kube.json_patch(
-                group=router.resource.group, version=router.resource.version,
-                plural=router.resource.plural, namespace=namespace,
-                name=parsed.traffic.target_ref.name, operations=patch,
-            )  # fmt: skip
+            self._patch_target(parsed, router, namespace, patch)
             event("Normal", "WeightsRestored", "test deleted while running: original weights back")
 
     # --- reading ------------------------------------------------------------------------
@@ -152,6 +150,7 @@ class ABTestReconciler:
         namespace: str,
         owners: list[dict[str, Any]],
         action: str | None,
+        now: datetime,
     ) -> rollout.Observation:
         arms = (("champion", parsed.champion), ("challenger", parsed.challenger))
         versions = {
@@ -172,7 +171,6 @@ class ABTestReconciler:
         route = self._route(parsed, router, namespace)
         epochs: list[Epoch] = []
         judging = current.phase in (ABTestPhase.RUNNING, ABTestPhase.WAITING_PROMOTION)
-        now = self.clock()
         if judging and route.found and rollout.analysis_due(
             current, self._analysis_interval(parsed), now
         ):  # fmt: skip
@@ -184,6 +182,15 @@ class ABTestReconciler:
         return rollout.Observation(
             route=route, missing_versions=missing, stages=stages, action=action, epochs=epochs
         )
+
+    def _patch_target(
+        self, parsed: ABTestSpec, router: TrafficRouter, namespace: str, patch: JsonPatch
+    ) -> None:
+        resource = router.resource
+        self.kube.json_patch(
+            group=resource.group, version=resource.version, plural=resource.plural,
+            namespace=namespace, name=parsed.traffic.target_ref.name, operations=patch,
+        )  # fmt: skip
 
     def _route(self, parsed: ABTestSpec, router: TrafficRouter, namespace: str) -> Observed:
         resource = router.resource
