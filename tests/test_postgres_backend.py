@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from afs.continuous import LoopConfig, UsageLogger
 from afs.continuous.cli import EXIT_OK, main
 from afs.continuous.demo import run_demo
+from afs.continuous.store import RecordQuery
 from afs.continuous.store.postgres import PostgresUsageStore
 from tests.postgres_server import fresh_schema
 
@@ -112,6 +115,39 @@ def test_records_from_any_day_get_a_partition(pg_url: str) -> None:
         assert len(ids) == 2
         assert [r.query for r in logger.get_records()] == ["new", "old"]
         assert logger.get_statistics(since="2019-03-04T00:00:00Z", until="2019-03-05")["total"] == 1
+
+
+def test_an_import_spanning_eleven_years_fits_in_the_lock_table(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """4,000 days of backfill with a partition per day needed ~24,000 locks in one
+    transaction ("out of shared memory" after two minutes of retries); old days now share
+    a partition per month, and feedback by id (which locks every partition) still works."""
+    first = datetime(2015, 1, 1, 12, tzinfo=UTC)
+    source = tmp_path / "history.jsonl"
+    with source.open("w") as out:
+        for day in range(4000):
+            at = (first + timedelta(days=day)).isoformat()
+            out.write(json.dumps({"id": f"day-{day:04d}", "query": "q", "response": "r",
+                                  "model": "m", "timestamp": at}) + "\n")  # fmt: skip
+    assert main(["import", str(source), "--db", pg_url]) == EXIT_OK
+    store = PostgresUsageStore(pg_url)
+    try:
+        partitions = store.partitions()
+        assert len(partitions) < 200
+        assert all(p.start < q.start and p.end <= q.start for p, q in pairwise(partitions))
+        assert store.count_records(RecordQuery()) == 4000
+        assert store.update_feedback("day-0042", 1, None, at=datetime.now(UTC))
+        # retention still removes exactly the days that ended by the cutoff, also from
+        # the middle of a month partition, and archives each record it removes
+        cutoff = first + timedelta(days=100, hours=3)
+        result = store.drop_before(cutoff, archive=tmp_path / "old.jsonl.gz")
+        assert result["removed_records"] == result["archived_records"] == 100
+        assert result["trimmed_partitions"] == ["usage_p20150401_20150501"]
+        assert store.count_records(RecordQuery()) == 3900
+        assert store.statistics().count == 3900
+    finally:
+        store.close()
 
 
 def test_an_import_with_a_bad_line_imports_nothing_on_postgres(

@@ -234,8 +234,9 @@ class UsageStore(Protocol):
 
     def drop_before(self, cutoff: datetime, *, archive: Path | None = None) -> dict[str, Any]:
         """Remove records older than ``cutoff``; with ``archive``, append them first to a
-        gzipped JSON Lines file. Returns ``dropped_partitions``, ``removed_records``,
-        ``archived_records``."""
+        gzipped JSON Lines file. Returns ``dropped_partitions`` and ``trimmed_partitions``
+        (PostgreSQL's tables dropped whole, and emptied of the old days only),
+        ``removed_records``, ``archived_records``."""
         ...
 
     def schema_version(self) -> int: ...

@@ -4,8 +4,9 @@ Choices and why:
 - psycopg 3 with a connection pool; ``COPY`` for every batch of inserts; server-side
   cursors for streaming reads; every statement parameterised (identifiers only from
   constants in this file, or built with ``psycopg.sql``).
-- ``usage`` is range-partitioned by day on ``timestamp`` (partitions are created ahead,
-  and on demand for the days a batch touches), so retention drops whole partitions.
+- ``usage`` is range-partitioned on ``timestamp``: a partition per day for recent days
+  (created ahead, and on demand for the days a batch touches), per month for old days a
+  backfill brings (see ``store/partitions.py``), so retention drops whole partitions.
 - ``usage_rollup`` (additive statistics per UTC hour, model and expert) is kept current by
   statement-level triggers with transition tables on insert, update and delete, so it is
   right whoever writes the table, and window statistics cost the same at any size.
@@ -50,6 +51,12 @@ from afs.continuous.store.base import (
     TrainingSelection,
     UsageStatistics,
     write_archive,
+)
+from afs.continuous.store.partitions import (
+    Partition,
+    parse_partition_name,
+    partition_for,
+    retention_plan,
 )
 from afs.continuous.store.windows import plan_window
 from afs.continuous.timeutil import format_timestamp
@@ -207,15 +214,6 @@ MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 
-def partition_name(day: date) -> str:
-    return f"usage_p{day:%Y%m%d}"
-
-
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
     # the loop's queries are short; starting parallel workers costs more than it saves
@@ -284,6 +282,13 @@ class PostgresUsageStore:
             try:
                 with self.pool.connection() as conn, conn.transaction():
                     return action(conn, retried)
+            except errors.OutOfMemory as exc:  # the lock table: retrying cannot help
+                raise ContinuousError(
+                    f"PostgreSQL at {_safe(self.url)} ran out of shared memory: "
+                    f"{_first_line(exc)}. One transaction locked more tables than the "
+                    "server's lock table holds (max_locks_per_transaction per connection); "
+                    "raise that setting or write fewer days at once"
+                ) from exc
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 # a closed pool (the store was closed, e.g. at shutdown) never comes back
                 stop = isinstance(exc, errors.QueryCanceled | PoolClosed)
@@ -291,10 +296,7 @@ class PostgresUsageStore:
                     raise StoreUnavailableError(
                         f"PostgreSQL at {_safe(self.url)} unavailable: {redact_secrets(str(exc))}"
                     ) from exc
-                # the first line only: the server's CONTEXT lines quote the data being
-                # written (users' queries and responses), which logs must not carry
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                log.warning("PostgreSQL connection lost (%s); retrying", redact_secrets(first))
+                log.warning("PostgreSQL connection lost (%s); retrying", _first_line(exc))
                 retried = True
                 self.pool.check()
                 time.sleep(delay)
@@ -331,7 +333,8 @@ class PostgresUsageStore:
                     )
             today = self._clock().date()
             for offset in range(-1, _PARTITIONS_AHEAD_DAYS + 1):
-                self._create_partition(conn, today + timedelta(days=offset))
+                day = today + timedelta(days=offset)
+                self._create_partition(conn, Partition(day, day + timedelta(days=1)))
             return LATEST_VERSION
 
         version = self._retrying(apply)
@@ -356,29 +359,29 @@ class PostgresUsageStore:
                 "`afs-continuous db migrate` (automatic migration is disabled)"
             )
 
-    def _create_partition(self, conn: psycopg.Connection[TupleRow], day: date) -> None:
-        start, end = _day_bounds(day)
+    def _create_partition(self, conn: psycopg.Connection[TupleRow], partition: Partition) -> None:
+        start, end = partition.bounds()
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} PARTITION OF usage FOR VALUES FROM ({}) TO ({})"
-            ).format(sql.Identifier(partition_name(day)), sql.Literal(start), sql.Literal(end))
+            ).format(sql.Identifier(partition.name), sql.Literal(start), sql.Literal(end))
         )
 
     def _ensure_partitions(self, conn: psycopg.Connection[TupleRow], days: set[date]) -> None:
-        """Create the partitions a batch needs (rarely: the next days exist ahead)."""
+        """Create the partitions a batch needs (rarely: the next days exist ahead). Under
+        the advisory lock, so two writers never shape overlapping month partitions."""
         with self._partition_lock:
             missing = days - self._known_days
         if not missing:
             return
-        rows = conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'usage'::regclass"
-        ).fetchall()
-        existing = {r[0] for r in rows}
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        existing = _read_partitions(conn)
+        today = self._clock().astimezone(UTC).date()
         for day in sorted(missing):
-            if partition_name(day) not in existing:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
-                self._create_partition(conn, day)
+            if not any(p.covers(day) for p in existing):
+                partition = partition_for(day, today=today, existing=existing)
+                self._create_partition(conn, partition)
+                existing.append(partition)
         with self._partition_lock:
             self._known_days |= missing
 
@@ -717,58 +720,55 @@ class PostgresUsageStore:
 
     # --- retention ----------------------------------------------------------------
 
-    def partitions(self) -> list[tuple[str, date]]:
-        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> list[tuple[str, date]]:
-            rows = conn.execute(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'usage'::regclass ORDER BY c.relname"
-            ).fetchall()
-            found = []
-            for (name,) in rows:
-                try:
-                    found.append((name, datetime.strptime(name, "usage_p%Y%m%d").date()))
-                except ValueError:
-                    continue  # not one of ours
-            return found
-
-        return self._retrying(read)
+    def partitions(self) -> list[Partition]:
+        return self._retrying(lambda conn, retried: _read_partitions(conn))
 
     def drop_before(self, cutoff: datetime, *, archive: Path | None = None) -> dict[str, Any]:
-        """Drop every daily partition that ends at or before ``cutoff``.
+        """Remove every record of the UTC days that end at or before ``cutoff``: drop the
+        partitions that hold only such days, and delete those days' records from a month
+        partition that also holds later ones.
 
-        With ``archive``, their records are first appended to a gzipped JSON Lines file
+        With ``archive``, the records are first appended to a gzipped JSON Lines file
         (one record per line, the fields of ``UsageRecord`` plus ``created_at``).
         """
-        doomed = [(name, day) for name, day in self.partitions() if _day_bounds(day)[1] <= cutoff]
+        dropped, trimmed = retention_plan(self.partitions(), cutoff)
         archived = 0
 
         def drop(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
             """Per partition, in one transaction: lock it against writers, archive what
-            it holds, drop it; so nothing that arrives meanwhile is dropped unarchived (a
+            goes, remove it; so nothing that arrives meanwhile is removed unarchived (a
             retry after a lost connection may append a partition to the archive twice,
             never lose one)."""
             nonlocal archived
             removed = 0
-            for name, day in doomed:
-                start, end = _day_bounds(day)
-                table = sql.Identifier(name)
+            for partition, until in [(p, None) for p in dropped] + list(trimmed):
+                start, end = partition.bounds()
+                end = until or end
+                table = sql.Identifier(partition.name)
                 conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
                 if archive is not None:
-                    archived += write_archive(archive, _partition_rows(conn, table))
-                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
-                removed += int(row[0]) if row else 0
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                    archived += write_archive(archive, _partition_rows(conn, table, end))
+                if until is None:
+                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+                    removed += int(row[0]) if row else 0
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                else:
+                    removed += conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE timestamp < %s").format(table), (end,)
+                    ).rowcount
                 conn.execute(
                     "DELETE FROM usage_rollup WHERE bucket >= %s AND bucket < %s",
                     (start.replace(tzinfo=None), end.replace(tzinfo=None)),
                 )
             return removed
 
-        removed = self._retrying(drop) if doomed else 0
+        removed = self._retrying(drop) if dropped or trimmed else 0
         with self._partition_lock:
-            self._known_days -= {day for _, day in doomed}
+            for partition in dropped:
+                self._known_days -= partition.days()
         return {
-            "dropped_partitions": [name for name, _ in doomed],
+            "dropped_partitions": [p.name for p in dropped],
+            "trimmed_partitions": [p.name for p, _ in trimmed],
             "removed_records": removed,
             "archived_records": archived,
         }
@@ -777,16 +777,32 @@ class PostgresUsageStore:
 # --- helpers -------------------------------------------------------------------------
 
 
+def _read_partitions(conn: psycopg.Connection[TupleRow]) -> list[Partition]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'usage'::regclass ORDER BY c.relname"
+    ).fetchall()
+    found = [parse_partition_name(name) for (name,) in rows]
+    return [p for p in found if p is not None]  # a table not of ours is left alone
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first line, redacted: the server's CONTEXT lines quote the data being
+    written (users' queries and responses), which logs and messages must not carry."""
+    return redact_secrets((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+
+
 def _partition_rows(
-    conn: psycopg.Connection[TupleRow], table: sql.Identifier
+    conn: psycopg.Connection[TupleRow], table: sql.Identifier, until: datetime
 ) -> Iterator[dict[str, Any]]:
-    """A partition's records as archive lines, streamed in the caller's transaction."""
-    query = sql.SQL("SELECT {cols}, created_at FROM {table} ORDER BY timestamp, id").format(
-        cols=sql.SQL(RECORD_COLUMNS), table=table
-    )
+    """A partition's records before ``until`` as archive lines, streamed in the caller's
+    transaction."""
+    query = sql.SQL(
+        "SELECT {cols}, created_at FROM {table} WHERE timestamp < %s ORDER BY timestamp, id"
+    ).format(cols=sql.SQL(RECORD_COLUMNS), table=table)
     with conn.cursor(name="afs_archive") as cur:
         cur.itersize = _STREAM_BATCH
-        cur.execute(query)
+        cur.execute(query, (until,))
         for row in cur:
             yield _record(row[:-1]).to_dict() | {"created_at": format_timestamp(row[-1])}
 

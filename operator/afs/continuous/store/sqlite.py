@@ -544,7 +544,12 @@ class SQLiteUsageStore:
             removed = conn.execute("DELETE FROM usage WHERE timestamp < ?", (bound,)).rowcount
             if removed:
                 _rebuild_rollup(conn)
-        return {"dropped_partitions": [], "removed_records": removed, "archived_records": archived}
+        return {
+            "dropped_partitions": [],
+            "trimmed_partitions": [],
+            "removed_records": removed,
+            "archived_records": archived,
+        }
 
     def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None:
         with self._write() as conn:
