@@ -7,6 +7,8 @@ import itertools
 import json
 import threading
 import time
+import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from afs.continuous import InvalidBatchError, InvalidFieldError, UsageLogger
 from afs.continuous.records import UsageRecord, normalize_record
 from afs.continuous.store import RecordQuery, TrainingSelection, UsageStore, open_store
+from afs.continuous.store.sqlite import SQLiteUsageStore
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -51,6 +54,55 @@ def test_generated_id_collision_is_retried_not_dropped(store_target: str) -> Non
     assert second[0] != first[0]
     assert store.count_records(RecordQuery()) == 2
     store.close()
+
+
+def test_a_long_batch_is_not_held_in_memory_while_it_is_written(store: UsageStore) -> None:
+    """An import streams its file into one transaction: the records already written must
+    be free to go, or memory grows with the file (it was ~5× the file). PostgreSQL keeps
+    the batch on purpose: a COPY cut by a lost connection is replayed from it."""
+    if not isinstance(store, SQLiteUsageStore):
+        pytest.skip("PostgreSQL keeps a batch to replay it after a lost connection")
+    alive: set[int] = set()
+    most_alive = 0
+
+    def records() -> Iterator[UsageRecord]:
+        nonlocal most_alive
+        for i in range(6000):
+            record = _rec(i % 1440)
+            alive.add(i)
+            weakref.finalize(record, alive.discard, i)
+            most_alive = max(most_alive, len(alive))
+            yield record
+
+    ids = store.insert(records())
+    assert len(ids) == len(set(ids)) == 6000
+    assert store.count_records(RecordQuery()) == 6000
+    assert most_alive <= 2500
+
+
+def test_a_generated_id_colliding_late_in_a_long_batch_is_replaced(store_target: str) -> None:
+    ids = itertools.chain(
+        ["AAAAAAAAAAAA"], (f"B{i:011d}" for i in range(2999)), ["AAAAAAAAAAAA"],
+        (f"C{i:011d}" for i in range(99)),
+    )  # fmt: skip
+    store = open_store(store_target, id_factory=lambda: next(ids))
+    try:
+        # one timestamp: PostgreSQL's key is (id, timestamp)
+        written = store.insert([_rec(1) for _ in range(3001)])
+        assert len(set(written)) == 3001 and written[0] == "AAAAAAAAAAAA"
+        assert written[-1] != "AAAAAAAAAAAA"
+        assert store.count_records(RecordQuery()) == 3001
+    finally:
+        store.close()
+
+
+def test_a_supplied_id_repeated_late_in_a_long_batch_writes_nothing(store: UsageStore) -> None:
+    records = [_rec(i % 1440, id=f"given-{i:05d}") for i in range(2500)]
+    records.append(_rec(5, id="given-00007"))
+    with pytest.raises(InvalidFieldError) as caught:
+        store.insert(records)
+    assert caught.value.field == "id"
+    assert store.count_records(RecordQuery()) == 0
 
 
 def test_supplied_duplicate_id_is_rejected_and_nothing_is_written(store: UsageStore) -> None:

@@ -458,13 +458,15 @@ class PostgresUsageStore:
             return {row[0] for row in rows}
 
         existing = self._retrying(taken)
+        seen: set[str] = set()  # two records of this batch may share a generated id
         for record, free in zip(records, batch.flags, strict=True):
-            if record.id in existing:
+            if record.id in existing or record.id in seen:
                 if not free:
                     raise InvalidFieldError(
                         "id", record.id, "must be unique; a record has it already"
                     )
                 record.id = self._id_factory()
+            seen.add(record.id)
 
     def update_feedback(
         self, record_id: str, feedback: int, feedback_text: str | None, at: datetime

@@ -29,6 +29,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ _BUSY_TIMEOUT_S = 60.0
 _STREAM_BATCH = 1000
 _MAX_ID_ATTEMPTS = 8
 _IN_CHUNK = 500
+_INSERT_CHUNK = 1000
 #: Inserts through ``log()`` between folds, and the unfolded tail a reader tolerates.
 _FOLD_EVERY = 256
 _MAX_TAIL = 4096
@@ -160,6 +162,16 @@ class StoreBusyError(StoreUnavailableError):
 def _bucket(timestamp: str) -> str:
     """The rollup bucket of a stored timestamp: its hour, ``YYYY-MM-DDTHH``."""
     return timestamp[:13]
+
+
+def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT id FROM usage WHERE id IN ({marks})", chunk)
+        found.update(row[0] for row in rows)
+    return found
 
 
 def _insert_row(record: UsageRecord) -> tuple[Any, ...]:
@@ -355,28 +367,66 @@ class SQLiteUsageStore:
     def insert(
         self, records: Iterable[UsageRecord], *, reassignable: Sequence[bool] | None = None
     ) -> list[str]:
-        records = list(records)  # every record is checked before anything is written
-        if not records:
-            return []
-        if reassignable is None:
-            reassignable = [not r.id for r in records]
-        pending = [r for r, free in zip(records, reassignable, strict=True) if free]
-        missing = [r for r in pending if not r.id]
+        """Write the records in one transaction, reading them in chunks as they come.
+
+        ``records`` may be a lazy iterable that checks each record (an import reading a
+        file): an exception from it rolls everything back, and only one chunk is held in
+        memory at a time. Each chunk is written under a savepoint, so a generated id that
+        collides is replaced and the chunk written again.
+        """
+        source = iter(records)
+        flags = None if reassignable is None else iter(reassignable)
+        head = list(islice(source, 2))
+        if len(head) == 1:  # one statement in autocommit mode: the cheapest durable write
+            (record,) = head
+            free = not record.id if flags is None else next(flags)
+            self._give_ids([record], [free])
+            for _attempt in range(_MAX_ID_ATTEMPTS):
+                try:
+                    self._insert_one(record)
+                    return [record.id]
+                except sqlite3.IntegrityError as exc:
+                    if "usage.id" not in str(exc):
+                        raise
+                    with self._read() as conn:
+                        self._reassign_colliding_ids(conn, [record], [free])
+            raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
+        ids: list[str] = []
+        if not head:
+            return ids
+        pending = chain(head, source)
+        with self._write() as conn:
+            while chunk := list(islice(pending, _INSERT_CHUNK)):
+                given = (
+                    [not r.id for r in chunk] if flags is None else list(islice(flags, len(chunk)))
+                )
+                self._give_ids(chunk, given)
+                self._insert_chunk(conn, chunk, given)
+                ids.extend(r.id for r in chunk)
+            _fold(conn)
+        return ids
+
+    def _give_ids(self, records: Sequence[UsageRecord], free: Sequence[bool]) -> None:
+        missing = [r for r, f in zip(records, free, strict=True) if f and not r.id]
         for record, new_id in zip(missing, self._new_ids(len(missing)), strict=True):
             record.id = new_id
+
+    def _insert_chunk(
+        self, conn: sqlite3.Connection, chunk: Sequence[UsageRecord], free: Sequence[bool]
+    ) -> None:
         for _attempt in range(_MAX_ID_ATTEMPTS):
+            conn.execute("SAVEPOINT afs_chunk")
             try:
-                if len(records) == 1:
-                    self._insert_one(records[0])
-                else:
-                    with self._write() as conn:
-                        conn.executemany(_INSERT, map(_insert_row, records))
-                        _fold(conn)
-                return [r.id for r in records]
+                conn.executemany(_INSERT, map(_insert_row, chunk))
             except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK TO afs_chunk")
+                conn.execute("RELEASE afs_chunk")
                 if "usage.id" not in str(exc):
                     raise
-                self._reassign_colliding_ids(records, {id(r) for r in pending})
+                self._reassign_colliding_ids(conn, chunk, free)
+                continue
+            conn.execute("RELEASE afs_chunk")
+            return
         raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
 
     def _insert_one(self, record: UsageRecord) -> None:
@@ -400,27 +450,19 @@ class SQLiteUsageStore:
             return new_record_ids(count)
         return [self._id_factory() for _ in range(count)]
 
-    def _reassign_colliding_ids(self, records: Sequence[UsageRecord], generated: set[int]) -> None:
+    def _reassign_colliding_ids(
+        self, conn: sqlite3.Connection, records: Sequence[UsageRecord], free: Sequence[bool]
+    ) -> None:
         """Give new ids to generated records that collide; reject supplied duplicates."""
-        taken = self._existing_ids([r.id for r in records])
+        taken = _existing_ids(conn, [r.id for r in records])
         seen: set[str] = set()
-        for record in records:
+        for record, generated in zip(records, free, strict=True):
             collides = record.id in taken or record.id in seen
-            if collides and id(record) in generated:
+            if collides and generated:
                 record.id = self._id_factory()
             elif collides:
                 raise InvalidFieldError("id", record.id, "must be unique; a record has it already")
             seen.add(record.id)
-
-    def _existing_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        with self._read() as conn:
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(f"SELECT id FROM usage WHERE id IN ({marks})", chunk)
-                found.update(row[0] for row in rows)
-        return found
 
     @staticmethod
     def _adjust_rollup(
