@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -166,6 +167,34 @@ def test_import_is_all_or_nothing(
     assert _json(capsys, ["--db", db, "--json", "stats"]) == _json(
         capsys, ["--db", str(tmp_path / "empty.db"), "--json", "stats"]
     )
+
+
+def test_a_retention_archive_is_imported_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The archive is gzipped JSON Lines; import reads it whatever its name."""
+    db, restored = str(tmp_path / "u.db"), str(tmp_path / "restored.db")
+    main(["--db", db, "import", str(SAMPLE)])
+    capsys.readouterr()
+    before = _json(capsys, ["--db", db, "--json", "stats"])
+    archive = tmp_path / "usage-archive.jsonl.gz"
+    assert main(["--db", db, "db", "retention", "--keep-days", "0", "--archive", str(archive)]) == 0
+    assert main(["--db", restored, "import", str(archive)]) == EXIT_OK
+    capsys.readouterr()
+    assert _json(capsys, ["--db", restored, "--json", "stats"]) == before
+
+
+def test_a_truncated_gzip_file_is_refused_and_imports_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = gzip.compress(SAMPLE.read_bytes())
+    source = tmp_path / "cut.jsonl.gz"
+    source.write_bytes(whole[: len(whole) // 2])
+    db = str(tmp_path / "u.db")
+    assert main(["--db", db, "import", str(source)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "cannot read the file" in err and "nothing imported" in err
+    assert _json(capsys, ["--db", db, "--json", "stats"])["total"] == 0  # type: ignore[index]
 
 
 def test_records_dedupe_and_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -109,7 +109,9 @@ def _spec_schema(kind: str) -> dict[str, Any]:
     return dict(schema)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @given(admitted(_spec_schema("LearningLoop")))
 def test_an_admitted_learning_loop_spec_works_or_is_invalid(spec: dict[str, Any]) -> None:
     try:
@@ -134,7 +136,9 @@ def test_an_admitted_learning_loop_spec_works_or_is_invalid(spec: dict[str, Any]
     core.decide(config, state, seen, NOW)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @given(admitted(_spec_schema("ABTest")))
 def test_an_admitted_abtest_spec_works_or_is_invalid(spec: dict[str, Any]) -> None:
     try:

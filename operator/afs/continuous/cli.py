@@ -7,6 +7,7 @@ id), 2 on invalid input or configuration (with a message naming what is wrong).
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import math
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
@@ -83,43 +84,66 @@ def cmd_feedback(args: argparse.Namespace, logger: UsageLogger) -> int:
     return EXIT_OK
 
 
-def _import_lines(handle: TextIO, name: str) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CommandError(
-                f"{name} line {number}: not valid JSON ({exc.msg}); nothing imported"
-            ) from exc
-        except RecursionError:
-            raise CommandError(
-                f"{name} line {number}: nested too deeply to be a record; nothing imported"
-            ) from None
-        try:
-            record_from_mapping(data)  # shape check with the line number at hand
-        except InvalidFieldError as exc:
-            raise CommandError(f"{name} line {number}: {exc}; nothing imported") from exc
-        yield data
+class _ImportLines:
+    """The JSON objects of an import file, with the number of the line last read, so a
+    record refused later (by the logger's checks, as the store consumes the stream) is
+    reported by its line; blank lines make that differ from its index. Lines are decoded
+    one by one, so bytes that are not UTF-8 are reported by their line too."""
+
+    def __init__(self, handle: BinaryIO, name: str) -> None:
+        self.handle, self.name, self.line = handle, name, 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for number, raw in enumerate(self.handle, start=1):
+            self.line = number
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise self.refused(f"not UTF-8 text (byte {exc.start + 1})") from None
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise self.refused(f"not valid JSON ({exc.msg})") from exc
+            except RecursionError:
+                raise self.refused("nested too deeply to be a record") from None
+            try:
+                record_from_mapping(data)  # shape check with the line number at hand
+            except InvalidFieldError as exc:
+                raise self.refused(str(exc)) from exc
+            yield data
+
+    def refused(self, reason: str) -> CommandError:
+        return CommandError(f"{self.name} line {self.line}: {reason}; nothing imported")
+
+
+def _open_import(path: str) -> BinaryIO:
+    """The file's bytes; gzipped (a retention archive) or not, whatever its name."""
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+        if handle.peek(2)[:2] == b"\x1f\x8b":
+            return gzip.GzipFile(fileobj=handle)  # type: ignore[return-value]  # closes it
+        return handle
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read ({exc.strerror})") from exc
 
 
 def cmd_import(args: argparse.Namespace, logger: UsageLogger) -> int:
     name = "<stdin>" if args.file == "-" else args.file
-    try:
-        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        raise CommandError(f"{name}: cannot read ({exc.strerror})") from exc
     # streamed into the store's one transaction (not read into a list first: that took
     # ~5x the file's size in memory); a bad line aborts it, and nothing is imported
-    with handle:
-        rows = tqdm(_import_lines(handle, name), desc="import", unit="rec", delay=1.0, disable=None)
+    with _open_import(args.file) as handle:
+        lines = _ImportLines(handle, name)
+        rows = tqdm(lines, desc="import", unit="rec", delay=1.0, disable=None)
         try:
             ids = logger.log_many(rows)
         except InvalidBatchError as exc:
-            raise CommandError(
-                f"{name}: record {exc.index + 1}: {exc.cause}; nothing imported"
-            ) from exc
+            raise lines.refused(str(exc.cause)) from exc
+        except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
+            raise lines.refused(f"cannot read the file ({exc})") from exc
     _emit(args, {"imported": len(ids)}, f"imported {len(ids)} records into {logger.db_path}")
     return EXIT_OK
 

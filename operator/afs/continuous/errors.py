@@ -41,7 +41,9 @@ class InvalidFieldError(ContinuousError, ValueError):
         shown = repr(value)
         if len(shown) > _MAX_REPR:
             shown = f"{shown[:_MAX_REPR]}… ({len(shown)} characters)"
-        super().__init__(f"{field} {rule}, got {shown}")
+        # a name that is not a plain word ('id ', '', 'a"b') is quoted, or it cannot be seen
+        named = field if re.fullmatch(r"[\w.\[\]-]+", field) else repr(field)[:_MAX_REPR]
+        super().__init__(f"{named} {rule}, got {shown}")
 
 
 class InvalidBatchError(ContinuousError, ValueError):
