@@ -48,6 +48,7 @@ RESOURCES = [
     (f"{GROUP}/{VERSION}/learningloops", "LearningLoop", True),
     (f"{GROUP}/{VERSION}/modelversions", "ModelVersion", True),
     ("batch/v1/jobs", "Job", True),
+    ("v1/serviceaccounts", "ServiceAccount", True),
     ("v1/pods", "Pod", True),
     ("v1/secrets", "Secret", True),
 ]

@@ -62,6 +62,7 @@ WORKLOAD = [
     ("batch", "jobs", "get"),
     ("", "pods", "list"),
     ("", "secrets", "get"),
+    ("", "serviceaccounts", "create"),
     ("", "events", "create"),
 ]
 FRAMEWORK = [

@@ -39,6 +39,7 @@ RESOURCES = [
     (f"{GROUP}/{VERSION}/abtests", "ABTest", True),
     (f"{GROUP}/{VERSION}/modelversions", "ModelVersion", True),
     ("batch/v1/jobs", "Job", True),
+    ("v1/serviceaccounts", "ServiceAccount", True),
     ("v1/pods", "Pod", True),
     ("v1/secrets", "Secret", True),
     ("gateway.networking.k8s.io/v1/httproutes", "HTTPRoute", True),
@@ -236,6 +237,10 @@ async def test_a_learning_loop_trains_and_records_a_model_version(
         assert job["metadata"]["ownerReferences"][0]["name"] == "nayru"
         init = job["spec"]["template"]["spec"]["initContainers"][0]
         assert init["command"][:3] == ["afs-continuous", "export", "/data/dataset.jsonl"]
+        # the trainer runs as an account of its own, with no rights and no token
+        assert job["spec"]["template"]["spec"]["serviceAccountName"] == "afs-continuous-training"
+        account = kmock.objects["v1/serviceaccounts", NAMESPACE, "afs-continuous-training"]
+        assert account["automountServiceAccountToken"] is False
         status = await _eventually(lambda: (_loop(kube).get("status") or {}).get("currentRun"))
         assert status["job"] == "nayru-run-1"
         assert (await _call(_loop, kube))["status"]["lastTrigger"]["type"] == "sample_count"

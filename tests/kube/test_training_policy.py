@@ -76,5 +76,6 @@ def test_the_job_runs_the_exporter_restricted_without_an_api_token_and_with_a_de
     assert exporter["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "url"}
     assert not any("postgres" in part for part in exporter["command"])
     assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "afs-continuous-training"
     assert job["spec"]["activeDeadlineSeconds"] == 7 * 86400
     kubernetes_validate.validate(job, "1.30", strict=True)

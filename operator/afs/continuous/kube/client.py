@@ -109,6 +109,15 @@ class KubeClient:
             raise KubeApiError(f"cannot create Job {namespace}/{name}: it is being deleted")
         return existing
 
+    def ensure_service_account(self, manifest: dict[str, Any]) -> None:
+        """Create the ServiceAccount unless one of its name exists (whoever made it)."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            self.core.create_namespaced_service_account(namespace, manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _refused(exc, f"create ServiceAccount {namespace}/{name}") from None
+
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         selector = f"job-name={job}"
         try:

@@ -39,6 +39,7 @@ EXPORTER_SECURITY: dict[str, Any] = {
 }
 DATA_VOLUME = "afs-data"
 OUTPUT_DIR = "/data/output"
+TRAINING_SERVICE_ACCOUNT = "afs-continuous-training"
 
 
 def export_command(spec: LearningLoopSpec, since: datetime | None) -> list[str]:
@@ -62,6 +63,21 @@ def export_command(spec: LearningLoopSpec, since: datetime | None) -> list[str]:
     if since is not None:
         command += ["--since", format_timestamp(since)]
     return command
+
+
+def training_service_account(namespace: str) -> dict[str, Any]:
+    """The account the training pods of ``namespace`` run as when their template names
+    none: no rights granted to it, and no token mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": TRAINING_SERVICE_ACCOUNT,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "afs-continuous"},
+        },
+        "automountServiceAccountToken": False,
+    }
 
 
 def training_job(
@@ -107,8 +123,11 @@ def training_job(
         "securityContext": EXPORTER_SECURITY,
     }
     pod_spec["initContainers"] = [exporter, *pod_spec.get("initContainers", [])]
-    # the trainer needs no API access: no token unless the template asks for one
+    # the trainer needs no API access: no token unless the template asks for one, and an
+    # account of its own rather than the namespace's default (which others may have
+    # granted rights to), unless the template names one
     pod_spec.setdefault("automountServiceAccountToken", False)
+    pod_spec.setdefault("serviceAccountName", TRAINING_SERVICE_ACCOUNT)
     pod_spec["volumes"] = [
         *pod_spec.get("volumes", []),
         {"name": DATA_VOLUME, "emptyDir": {"sizeLimit": spec.dataset.volume_size_limit}},

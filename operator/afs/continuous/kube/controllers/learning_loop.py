@@ -44,7 +44,12 @@ from afs.continuous.kube.controllers.shared import (
     StorePool,
     database_url,
 )
-from afs.continuous.kube.jobs import run_labels, training_job
+from afs.continuous.kube.jobs import (
+    TRAINING_SERVICE_ACCOUNT,
+    run_labels,
+    training_job,
+    training_service_account,
+)
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
 from afs.continuous.logger import UsageLogger
@@ -245,6 +250,9 @@ class LoopReconciler:
             loop=name, namespace=namespace, uid=uid, spec=spec, run=run,
             since=trigger.state.last_retrain, exporter_image=self.config.exporter_image,
         )  # fmt: skip
+        account = manifest["spec"]["template"]["spec"]["serviceAccountName"]
+        if account == TRAINING_SERVICE_ACCOUNT:  # each run: it may have been deleted
+            self.kube.ensure_service_account(training_service_account(namespace))
         job = self.kube.create_job(manifest)
         if uid is not None and not planning.controlled_by(job, uid):
             return _taken_message("Job", manifest["metadata"]["name"])
