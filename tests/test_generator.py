@@ -234,7 +234,9 @@ def test_output_directory_is_created_and_path_may_be_str(
 ) -> None:
     out = tmp_path / "new" / "dir" / "t.jsonl"
     result = TrainingDataGenerator(populated).generate(str(out))
-    assert out.exists() and result.output_path == str(out)
+    assert out.exists() and result.output_path == out
+    assert result.output_path.exists()  # a Path, as the original API gave it
+    assert result.to_dict()["output_path"] == str(out)
 
 
 def test_generator_accepts_a_usage_database(populated: UsageLogger, tmp_path: Path) -> None:

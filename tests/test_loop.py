@@ -101,7 +101,7 @@ def test_failed_retrain_is_not_counted_and_is_recorded(tmp_path: Path, clock: Fa
     loop = ContinuousLearningLoop(_config(tmp_path), clock=clock)
     _traffic(loop, 25)
 
-    def broken(path: str) -> dict[str, Any]:
+    def broken(path: Path) -> dict[str, Any]:
         raise RuntimeError("trainer crashed")
 
     result = loop.run_iteration(broken)

@@ -36,15 +36,58 @@ def _traffic(
     ]
 
 
-def test_sample_count_counts_what_the_generator_accepts(logger: UsageLogger) -> None:
+def _mixed_traffic(logger: UsageLogger) -> None:
     _traffic(logger, 30, feedback=None)  # scored but no thumbs-up: the generator rejects them
     _traffic(logger, 5, quality=0.2, start=100)  # thumbs-up but low quality
     _traffic(logger, 10, start=200)
     _traffic(logger, 10, start=200)  # duplicates of the previous ten
-    trigger = RetrainTrigger(logger, SMALL, clock=logger.now)
+
+
+def test_given_the_data_set_s_filters_the_count_is_what_it_accepts(logger: UsageLogger) -> None:
+    _mixed_traffic(logger)
+    dataset = DataGeneratorConfig(min_quality_score=0.7)  # thumbs-up only, by default
+    trigger = RetrainTrigger(logger, SMALL, generator_config=dataset, clock=logger.now)
     result = trigger.check_triggers()
     assert result.metrics["new_samples"] == 10
     assert not result.triggered
+
+
+def test_alone_the_trigger_counts_distinct_records_of_quality_as_the_seed_says(
+    logger: UsageLogger,
+) -> None:
+    _mixed_traffic(logger)  # 40 distinct records at 0.9, whatever their feedback
+    config = TriggerConfig(min_new_samples=40, cooldown_hours=0, enable_scheduled=False)
+    result = RetrainTrigger(logger, config, clock=logger.now).check_triggers()
+    assert result.metrics["new_samples"] == 40
+    assert result.trigger_type is TriggerType.SAMPLE_COUNT
+
+
+def test_the_original_api_s_sample_trigger_fires_on_quality_records_without_feedback(
+    logger: UsageLogger,
+) -> None:
+    """Code written for the original: 15 records of quality 0.8, no feedback."""
+    for i in range(15):
+        logger.log(f"q{i}", f"r{i}", "m", quality_score=0.8)
+    trigger = RetrainTrigger(
+        logger, TriggerConfig(min_new_samples=10, cooldown_hours=0, enable_scheduled=False)
+    )
+    assert trigger.check_triggers().triggered
+
+
+def test_a_rule_fires_even_on_too_little_data_and_the_retrainer_reports_it(
+    logger: UsageLogger, tmp_path: Path
+) -> None:
+    """The trigger reports what happened; the retrainer decides not to train on 3
+    samples, says why, and backs off."""
+    _traffic(logger, 3)
+    config = TriggerConfig(min_new_samples=2, min_samples_for_retrain=10, enable_scheduled=False)
+    retrainer = AutoRetrainer(logger, config, output_dir=tmp_path, clock=logger.now)
+    assert retrainer.trigger.check_triggers().trigger_type is TriggerType.SAMPLE_COUNT
+    result = retrainer.check_and_retrain(train_fn=lambda path: {"trained": True})
+    assert result is not None and result["status"] == "failed"
+    assert "only 3 training samples; need min_samples_for_retrain=10" in result["error"]
+    assert retrainer.trigger.state.consecutive_failures == 1
+    assert "backing off" in retrainer.trigger.check_triggers().reason
 
 
 def test_restart_keeps_cooldown_and_schedule(db_path: Path, clock: FakeClock) -> None:
@@ -97,9 +140,9 @@ def test_check_and_retrain_completes_and_starts_cooldown(
     logger: UsageLogger, tmp_path: Path
 ) -> None:
     _traffic(logger, 25)
-    seen: list[str] = []
+    seen: list[Path] = []
 
-    def train(data_path: str) -> dict[str, Any]:
+    def train(data_path: Path) -> dict[str, Any]:
         seen.append(data_path)
         return {"loss": 0.25, "model_path": "model.pth"}
 
@@ -109,7 +152,8 @@ def test_check_and_retrain_completes_and_starts_cooldown(
     assert result["trigger"]["type"] == "sample_count"
     assert result["generation"]["final_count"] == 25
     assert result["training"] == {"loss": 0.25, "model_path": "model.pth"}
-    lines = Path(seen[0]).read_text().splitlines()
+    assert isinstance(seen[0], Path)  # as the original API passed it
+    lines = seen[0].read_text().splitlines()
     assert len(lines) == 25 and json.loads(lines[0])["messages"][0]["role"] == "user"
     assert retrainer.check_and_retrain(train_fn=train) is None  # cooldown
     assert retrainer.trigger.state.total_retrains == 1
@@ -121,7 +165,7 @@ def test_failed_training_backs_off_instead_of_refiring(
     _traffic(logger, 25)
     calls = []
 
-    def broken(data_path: str) -> dict[str, Any]:
+    def broken(data_path: Path) -> dict[str, Any]:
         calls.append(data_path)
         raise RuntimeError("CUDA out of memory")
 

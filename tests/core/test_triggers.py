@@ -15,6 +15,7 @@ from afs.continuous.core.triggers import (
     TriggerType,
     backoff,
     decide,
+    too_little_data,
 )
 from afs.continuous.store import UsageStatistics
 
@@ -61,15 +62,21 @@ def test_sample_count(new: int, fires: bool) -> None:
     assert decision.trigger_type == (TriggerType.SAMPLE_COUNT if fires else None)
 
 
-def test_sample_count_below_retrain_minimum_does_not_fire() -> None:
+def test_a_rule_fires_whatever_the_retrain_minimum_which_the_retrainer_checks() -> None:
+    """As in the seed: the trigger reports that a rule fired; whether there is enough data
+    to train on is the retrainer's question."""
     config = QUIET | {
         "enable_sample_count": True,
         "min_new_samples": 10,
         "min_samples_for_retrain": 100,
     }
     decision = _decide(config, new=50)
-    assert not decision.triggered
-    assert "min_samples_for_retrain=100" in decision.reason
+    assert decision.triggered
+    parsed = TriggerConfig(min_new_samples=10, min_samples_for_retrain=100)
+    assert too_little_data(parsed, 50) == (
+        "only 50 training samples; need min_samples_for_retrain=100"
+    )
+    assert too_little_data(parsed, 100) is None
 
 
 @pytest.mark.parametrize(

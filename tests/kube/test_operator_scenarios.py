@@ -424,6 +424,34 @@ async def test_a_suspended_loop_checks_nothing_until_resumed(
         await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-1"))
 
 
+async def test_a_trigger_on_too_little_data_starts_no_job_and_backs_off(
+    kmock: kmock.KubernetesEmulator, usage_db: str
+) -> None:
+    """The sample rule fires at 20; 30 samples are fewer than the 50 a run needs: no
+    Job, the condition says why, and the attempt counts for the back-off."""
+    _register(kmock)
+    triggers = {
+        "minNewSamples": 20, "minSamplesForRetrain": 50, "enableScheduled": False,
+        "enableQualityDrop": False, "cooldownHours": 24, "retryBackoffHours": 1,
+    }  # fmt: skip
+    async with operator(kmock) as kube:
+        await _setup(kube, usage_db, _loop_manifest(triggers=triggers))
+        status = await _eventually(
+            lambda: any(
+                c["reason"] == "NotEnoughData" for c in (_loop(kube).get("status") or {}).get(
+                    "conditions", [])
+            ) and _loop(kube)["status"]
+        )  # fmt: skip
+        [ready] = [c for c in status["conditions"] if c["type"] == "Ready"]
+        assert "only 30 training samples; need min_samples_for_retrain=50" in ready["message"]
+        await asyncio.sleep(1.5)  # several checks: backing off, still no Job
+        assert await _call(kube.get_job, NAMESPACE, "nayru-run-1") is None
+        later = (await _call(_loop, kube))["status"]
+        [ready] = [c for c in later["conditions"] if c["type"] == "Ready"]
+        assert "backing off" in ready["message"]
+        await _eventually(lambda: "NotEnoughData" in _event_reasons(kmock))
+
+
 async def test_a_job_name_still_held_by_a_deleted_loop_is_not_adopted(
     kmock: kmock.KubernetesEmulator, usage_db: str
 ) -> None:

@@ -223,7 +223,7 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
     )
     data = result.to_dict()
     if args.report:
-        digest = hashlib.sha256(Path(result.output_path).read_bytes()).hexdigest()
+        digest = hashlib.sha256(result.output_path.read_bytes()).hexdigest()
         data["sha256"] = digest
         Path(args.report).write_text(json.dumps(data), encoding="utf-8")
     _emit(args, data, text)

@@ -119,8 +119,8 @@ class SimulatedClock:
         return self.now
 
 
-def _trainer(models_dir: Path) -> Callable[[str], dict[str, Any]]:
-    def train(data_path: str) -> dict[str, Any]:
+def _trainer(models_dir: Path) -> Callable[[Path], dict[str, Any]]:
+    def train(data_path: Path) -> dict[str, Any]:
         model = RetrievalModel.train(data_path)
         version = len(list(models_dir.glob("nayru-v*.json"))) + 1
         path = models_dir / f"nayru-v{version}.json"

@@ -44,7 +44,8 @@ class GenerationResult:
     ``duplicates_removed`` counts usage records dropped as duplicates of a better one,
     plus usage samples and rehearsal samples dropped as duplicates of rehearsal samples.
     ``existing_samples`` is how many rehearsal samples were written (part of
-    ``final_count``).
+    ``final_count``). ``output_path`` is a ``Path``, as in the original API (callers do
+    ``result.output_path.exists()``); ``to_dict`` gives it as text for JSON.
     """
 
     total_candidates: int
@@ -52,7 +53,7 @@ class GenerationResult:
     filtered_by_feedback: int
     duplicates_removed: int
     final_count: int
-    output_path: str
+    output_path: Path
     quality_stats: dict[str, float]
     timestamp: str
     existing_samples: int = 0
@@ -60,7 +61,7 @@ class GenerationResult:
     usage_samples: int = field(default=0)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"output_path": str(self.output_path)}
 
 
 class _QualityStats:
@@ -196,7 +197,7 @@ class TrainingDataGenerator:
             filtered_by_feedback=counts.filtered_by_feedback,
             duplicates_removed=duplicates,
             final_count=existing_written + usage_written,
-            output_path=str(output),
+            output_path=output,
             quality_stats=stats.as_dict(),
             timestamp=format_timestamp(utc_now()),
             existing_samples=existing_written,

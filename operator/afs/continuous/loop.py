@@ -182,7 +182,7 @@ class ContinuousLearningLoop:
             return train_fn
         command = self.config.train_command
 
-        def run(data_path: str) -> dict[str, Any]:
+        def run(data_path: Path) -> dict[str, Any]:
             run_dir = self.config.models_path / f"run-{self.status.total_retrains + 1}"
             return run_train_command(
                 command,

@@ -36,7 +36,8 @@ __all__ = [
     "TriggerType",
 ]
 
-TrainFn = Callable[[str], dict[str, Any]]
+#: called with the data set's path (a ``Path``); returns what training reported
+TrainFn = Callable[[Path], dict[str, Any]]
 
 
 @dataclass
@@ -62,9 +63,11 @@ class TriggerResult:
 class RetrainTrigger:
     """Decides when to retrain (see the seed, "Trigger Types").
 
-    The sample count counts exactly what the generator would accept since the last
-    retrain, using ``generator_config`` (by default: the generator's defaults with the
-    trigger's ``min_quality_score``).
+    The sample count counts what the data set that will be built accepts, when the
+    trigger is given that data set's ``generator_config`` (``AutoRetrainer``, the loop
+    and the operator give theirs). Without one it counts what the seed describes:
+    de-duplicated records since the last retrain with quality at least the trigger's
+    ``min_quality_score``, whatever their feedback.
     """
 
     def __init__(
@@ -79,7 +82,7 @@ class RetrainTrigger:
         self.usage_logger = usage_logger
         self.config = config if config is not None else TriggerConfig()
         self.generator_config = generator_config or DataGeneratorConfig(
-            min_quality_score=self.config.min_quality_score
+            min_quality_score=self.config.min_quality_score, min_user_feedback=None
         )
         self.state_key = state_key
         self._clock = clock
@@ -169,9 +172,12 @@ class AutoRetrainer:
         clock: Clock = utc_now,
     ) -> None:
         self.usage_logger = usage_logger
-        self.trigger = RetrainTrigger(
-            usage_logger, trigger_config, generator_config=generator_config, clock=clock
+        config = trigger_config if trigger_config is not None else TriggerConfig()
+        # the data set's own filters: by default the generator's, at the trigger's quality
+        dataset = generator_config or DataGeneratorConfig(
+            min_quality_score=config.min_quality_score
         )
+        self.trigger = RetrainTrigger(usage_logger, config, generator_config=dataset, clock=clock)
         self.generator = TrainingDataGenerator(usage_logger, self.trigger.generator_config)
         self.output_dir = Path(output_dir).expanduser()
         self._clock = clock
@@ -207,11 +213,9 @@ class AutoRetrainer:
             "generation": generation.to_dict(),
             "timestamp": format_timestamp(now),
         }
-        needed = self.trigger_config.min_samples_for_retrain
-        if generation.final_count < needed:
-            return self._failed(
-                outcome, f"only {generation.final_count} training samples; need {needed}"
-            )
+        too_little = core.too_little_data(self.trigger_config, generation.final_count)
+        if too_little is not None:
+            return self._failed(outcome, too_little)
         if train_fn is None:
             self.trigger.mark_retrain_completed()
             return outcome | {"status": "data_ready"}

@@ -143,8 +143,9 @@ def decide(
     """Whether to retrain now, which rule fired, why, and every number behind it.
 
     Order: cooldown, then back-off after failures, then the rules in priority order
-    (quality drop, error rate, sample count, schedule). A rule that fires still needs
-    ``min_samples_for_retrain`` new samples: retraining on less is pointless.
+    (quality drop, error rate, sample count, schedule). Whether there is enough data to
+    train on is not the trigger's question (as in the seed): the retrainer asks
+    :func:`too_little_data` and counts a run on too little as a failed attempt.
     """
     metrics = _metrics(config, state, seen, now)
     if state.last_retrain is not None:
@@ -170,14 +171,18 @@ def decide(
     if not fired:
         return Decision(False, None, "no trigger fired: " + _summary(config, metrics), metrics)
     kind, reason = fired[0]
-    if seen.new_samples < config.min_samples_for_retrain:
-        return Decision(
-            False, None,
-            f"{kind.value} would fire ({reason}), but only {seen.new_samples} new training "
-            f"samples; need min_samples_for_retrain={config.min_samples_for_retrain}",
-            metrics,
-        )  # fmt: skip
     return Decision(True, kind, reason, metrics)
+
+
+def too_little_data(config: TriggerConfig, samples: int) -> str | None:
+    """Why a retrain that fired should not train: fewer than ``min_samples_for_retrain``
+    samples (training on less is pointless); None when there are enough."""
+    if samples >= config.min_samples_for_retrain:
+        return None
+    return (
+        f"only {samples} training samples; need min_samples_for_retrain="
+        f"{config.min_samples_for_retrain}"
+    )
 
 
 def _fired_rules(

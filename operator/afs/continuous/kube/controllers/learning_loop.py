@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
+from afs.continuous.core.triggers import too_little_data
 from afs.continuous.errors import StoreUnavailableError, redact_secrets
 from afs.continuous.kube import planning, promotion, training_policy
 from afs.continuous.kube.api.v1alpha1 import (
@@ -210,6 +211,19 @@ class LoopReconciler:
         self.metrics.checks.labels(namespace, name).inc()
         current.last_check_time = format_timestamp(now)
         current.last_trigger = None if not result.triggered else _outcome(result, now)
+        too_little = result.triggered and too_little_data(
+            trigger.config, int(result.metrics["new_samples"])
+        )
+        if too_little:  # a too-small attempt, as in the library: reported, backed off
+            trigger.mark_retrain_failed()
+            current.phase = LoopPhase.WATCHING
+            message = f"{result.reason}, but {too_little}; not trained"
+            event("Normal", "NotEnoughData", message)
+            current.conditions = planning.set_condition(
+                current.conditions, type="Ready", status=True, reason="NotEnoughData",
+                message=message, now=now, generation=generation,
+            )  # fmt: skip
+            return current
         if result.triggered:
             self.metrics.triggers.labels(
                 current.last_trigger.type if current.last_trigger else ""
