@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,47 @@ def test_log_feedback_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_unknown_record_id_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--db", str(tmp_path / "u.db"), "feedback", "missing", "1"]) == EXIT_NOT_FOUND
+    db = str(tmp_path / "u.db")
+    assert main(["--db", db, "db", "migrate"]) == EXIT_OK
+    assert main(["--db", db, "feedback", "missing", "1"]) == EXIT_NOT_FOUND
     assert "no record with id 'missing'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["stats"], ["records"], ["export", "out.jsonl"], ["dedupe"], ["score"], ["feedback", "x", "1"],
+     ["db", "retention", "--keep-days", "1"], ["trigger", "--no-train"]],
+)  # fmt: skip
+def test_a_command_that_reads_refuses_a_missing_database_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    mistyped = tmp_path / "typo" / "usgae.db"
+    assert main([*command, "--db", str(mistyped)]) == EXIT_INVALID
+    assert f"no database at {mistyped}" in capsys.readouterr().err
+    assert not mistyped.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: p.mkdir(), "it is a directory"),
+        (lambda p: p.write_text("hello"), "the file is not an SQLite database"),
+        (lambda p: p.parent.joinpath("file").write_text("x"), "is a file, not a folder"),
+    ],
+)
+def test_a_path_that_cannot_be_a_database_is_named_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], object], reason: str
+) -> None:
+    target = tmp_path / "usage.db"
+    make(target)
+    if reason == "is a file, not a folder":  # a folder in the path is a file
+        target = tmp_path / "file" / "usage.db"
+    assert (
+        main(["log", "--query", "q", "--response", "r", "--model", "m", "--db", str(target)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert f"cannot open SQLite database {target}: " in err and reason in err
+    assert "Traceback" not in err
 
 
 def test_import_then_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,8 +204,11 @@ def test_import_is_all_or_nothing(
     assert main(["--db", db, "import", str(source)]) == EXIT_INVALID
     err = capsys.readouterr().err
     assert message in err and "nothing imported" in err
+    empty = str(tmp_path / "empty.db")
+    assert main(["--db", empty, "db", "migrate"]) == EXIT_OK
+    capsys.readouterr()
     assert _json(capsys, ["--db", db, "--json", "stats"]) == _json(
-        capsys, ["--db", str(tmp_path / "empty.db"), "--json", "stats"]
+        capsys, ["--db", empty, "--json", "stats"]
     )
 
 
@@ -277,6 +320,41 @@ def test_demo_runs_from_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "PROMOTED:" in output and "== 4. Summary" in output
 
 
+def test_the_demo_refuses_a_database_that_holds_records_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its synthetic records would mix with real traffic and halt every A/B test."""
+    db = str(tmp_path / "prod.db")
+    main(["--db", db, "import", str(SAMPLE)])
+    capsys.readouterr()
+    assert main(["demo", "--db", db, "--hours", "1"]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "already holds 120 usage records" in err and "--reuse-db" in err
+    assert _json(capsys, ["--db", db, "--json", "stats"])["total"] == 120  # type: ignore[index]
+    assert main(["demo", "--db", db, "--hours", "1", "--reuse-db"]) == EXIT_OK
+    assert "beside the 120 already in" in capsys.readouterr().out
+
+
+def test_the_demo_keeps_its_records_in_a_new_sqlite_file_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--db", str(db), "--hours", "1"]) == EXIT_OK
+    assert f"the demo's synthetic records go to {db}" in capsys.readouterr().out
+    assert _json(capsys, ["--db", str(db), "--json", "stats"])["total"] > 0  # type: ignore[index]
+
+
+def test_a_failed_retrain_exits_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "u.db")
+    assert main(["--db", db, "db", "migrate"]) == EXIT_OK
+    capsys.readouterr()
+    code = main(["trigger", "--db", db, "--output-dir", str(tmp_path / "loop"), "--no-train"])
+    assert code == 1
+    assert "only 0 training samples" in capsys.readouterr().out
+
+
 def test_export_report_carries_the_dataset_hash(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -341,8 +419,10 @@ def test_a_hostile_config_file_is_refused_at_once_without_echoing_it(
 def test_out_of_range_numbers_and_dates_are_refused_by_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], error: str
 ) -> None:
+    db = str(tmp_path / "u.db")
+    assert main(["--db", db, "db", "migrate"]) == EXIT_OK
     try:
-        code = main(["--db", str(tmp_path / "u.db"), *argv])
+        code = main(["--db", db, *argv])
     except SystemExit as exc:  # argparse's own refusal
         code = int(exc.code or 0)
     assert code != 0

@@ -75,7 +75,7 @@ def test_the_whole_loop_gives_the_same_results_on_both_backends(
     pg_url: str, tmp_path: Path
 ) -> None:
     on_sqlite = run_demo(tmp_path / "sqlite", say=lambda line: None)
-    on_postgres = run_demo(tmp_path / "pg", say=lambda line: None, database_url=pg_url)
+    on_postgres = run_demo(tmp_path / "pg", say=lambda line: None, database=pg_url)
     assert on_postgres == on_sqlite
     assert on_postgres["champion"] != "nayru-v1"
 

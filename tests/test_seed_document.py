@@ -163,6 +163,12 @@ def test_running_the_main_loop_commands_work_as_written(in_tmp: Path, private_ho
     [block] = code_blocks(section(SEED, "As a daemon"), "bash")
     commands = [line for line in block.splitlines() if line.startswith("python ")]
     assert len(commands) == 4
+    from afs.continuous import UsageLogger
+
+    with UsageLogger() as logger:  # the default database: enough for the forced retrain
+        for i in range(120):
+            logger.log(f"question {i}", f"answer {i}", "m", quality_score=0.9,
+                             user_feedback=1)  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     for command in commands:
         argv = [sys.executable, *command.split()[1:]]

@@ -24,7 +24,7 @@ from afs.continuous.config import ConfigError, DataGeneratorConfig, build_config
 from afs.continuous.errors import ContinuousError, InvalidBatchError, InvalidFieldError
 from afs.continuous.generator import TrainingDataGenerator
 from afs.continuous.logger import UsageLogger
-from afs.continuous.loop_cli import add_loop_options, run_loop_command
+from afs.continuous.loop_cli import add_loop_options, require_database, run_loop_command
 from afs.continuous.records import record_from_mapping
 from afs.continuous.scoring import HeuristicScorer
 from afs.continuous.store import DEFAULT_DB_PATH, is_postgres_url, open_store, resolve_target
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int)
     p.add_argument("--feedback", type=_feedback_value, help="-1, 0 or 1")
     p.add_argument("--error", action="store_true", help="the request failed")
-    p.set_defaults(handler=cmd_log)
+    p.set_defaults(handler=cmd_log, creates_db=True)
 
     p = sub.add_parser("feedback", parents=[common], help="record feedback on a logged record")
     p.add_argument("record_id")
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         "timestamp, id, context. Any invalid line aborts the import; nothing is written.",
     )  # fmt: skip
     p.add_argument("file", help="a .jsonl file, or - for standard input")
-    p.set_defaults(handler=cmd_import)
+    p.set_defaults(handler=cmd_import, creates_db=True)
 
     p = sub.add_parser("stats", parents=[common], help="usage statistics")
     p.add_argument("--since", help="ISO-8601 time or look-back such as 24h, 7d")
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = db_sub.add_parser(
         "migrate", parents=[common], help="create or upgrade the schema (idempotent)"
     )
-    q.set_defaults(store_command=cmd_db)
+    q.set_defaults(store_command=cmd_db, creates_db=True)
     q = db_sub.add_parser(
         "retention", parents=[common],
         help="remove records older than --keep-days (PostgreSQL: drops whole day partitions)",
@@ -502,10 +502,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "loop_mode", None) is not None:
             args.loop_db = args.db
             return run_loop_command(args, args.loop_mode)
+        if getattr(args, "prepare", None) is not None:  # the arguments first: no I/O
+            args.prepare(args)
+        if not getattr(args, "creates_db", False):
+            require_database(resolve_target(args.db), flag="--db")
         if getattr(args, "store_command", None) is not None:
             return int(args.store_command(args))
-        if getattr(args, "prepare", None) is not None:
-            args.prepare(args)
         with UsageLogger(args.db) as logger:
             return int(args.handler(args, logger))
     except CommandError as exc:

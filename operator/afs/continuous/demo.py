@@ -19,6 +19,7 @@ import argparse
 import json
 import random
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,8 +30,11 @@ from typing import Any
 
 from afs.continuous.ab_test import ABTestConfig
 from afs.continuous.config import DataGeneratorConfig, LoopConfig, TriggerConfig
+from afs.continuous.errors import ContinuousError, redact_secrets
 from afs.continuous.formats import Sample, format_sample, parse_sample
+from afs.continuous.logger import UsageLogger
 from afs.continuous.loop import ContinuousLearningLoop
+from afs.continuous.store import is_postgres_url
 
 
 def _load_knowledge() -> tuple[tuple[str, str], ...]:
@@ -141,10 +145,18 @@ def run_demo(
     seed: int = 7,
     hours: int = 72,
     say: Callable[[str], None] = print,
-    database_url: str | None = None,
+    database: str | None = None,
+    reuse_database: bool = False,
 ) -> dict[str, Any]:
-    """Run the whole cycle in ``workdir`` (usage records there too, unless
-    ``database_url`` names a PostgreSQL database); return the final summary."""
+    """Run the whole cycle in ``workdir`` (usage records there too, unless ``database``
+    names a SQLite file or a PostgreSQL URL); return the final summary.
+
+    The demo writes thousands of synthetic records, and records already there would
+    change its A/B test (every one halts on the mismatch): a database that holds records
+    is refused unless ``reuse_database``.
+    """
+    target = database if database is not None else str(workdir / "usage.db")
+    _check_fresh(target, reuse=reuse_database, say=say)
     rng = random.Random(seed)
     models_dir = workdir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -165,8 +177,7 @@ def run_demo(
     say(f"  held-out accuracy of nayru-v1: {held_out_accuracy(champion):.0%}")
 
     config = LoopConfig(
-        db_path=workdir / "usage.db",
-        database_url=database_url,
+        db_path=target,
         output_dir=workdir,
         models_dir=models_dir,
         champion_model="nayru-v1",
@@ -312,6 +323,23 @@ def _summary(loop: ContinuousLearningLoop, models: dict[str, RetrievalModel]) ->
     }
 
 
+def _check_fresh(target: str, *, reuse: bool, say: Callable[[str], None]) -> None:
+    shown = redact_secrets(target)
+    if is_postgres_url(target) or Path(target).expanduser().exists():
+        with UsageLogger(db_path=target) as existing:
+            held = existing.get_statistics()["total"]
+        if held and not reuse:
+            raise ContinuousError(
+                f"{shown} already holds {held} usage records; the demo writes thousands of "
+                "synthetic ones and its A/B test would mix them with yours. Give it an empty "
+                "database (or none: it makes its own), or pass --reuse-db to run there anyway"
+            )
+        if held:
+            say(f"  (writing the demo's synthetic records beside the {held} already in {shown})")
+            return
+    say(f"  (the demo's synthetic records go to {shown})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="afs-continuous demo",
@@ -322,14 +350,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument("--hours", type=int, default=72, help="simulated hours at most")
     parser.add_argument(
-        "--db", help="a postgresql:// URL to keep the usage records in (default: SQLite)"
+        "--db",
+        help="where to keep the usage records: a SQLite file or a postgresql:// URL of an "
+        "empty database (default: a fresh SQLite file in the work directory)",
+    )
+    parser.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="run even if --db already holds usage records (they will skew the A/B test)",
     )
     args = parser.parse_args(argv)
-    if args.dir:
-        run_demo(
-            Path(args.dir).expanduser(), seed=args.seed, hours=args.hours, database_url=args.db
-        )
-    else:
-        with tempfile.TemporaryDirectory(prefix="afs-demo-") as tmp:
-            run_demo(Path(tmp), seed=args.seed, hours=args.hours, database_url=args.db)
+    options: dict[str, Any] = {
+        "seed": args.seed, "hours": args.hours, "database": args.db,
+        "reuse_database": args.reuse_db,
+    }  # fmt: skip
+    try:
+        if args.dir:
+            run_demo(Path(args.dir).expanduser(), **options)
+        else:
+            with tempfile.TemporaryDirectory(prefix="afs-demo-") as tmp:
+                run_demo(Path(tmp), **options)
+    except (ContinuousError, OSError) as exc:
+        print(f"afs-continuous demo: error: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -59,6 +59,11 @@ class StoreUnavailableError(ContinuousError):
     """The database could not be reached (within the store's retry window)."""
 
 
+class StoreOpenError(ContinuousError):
+    """The database named cannot be opened as one: a directory, a file that is not a
+    database, a place that cannot be written. Not transient: retrying will not help."""
+
+
 class SchemaVersionError(ContinuousError):
     """The database was written by a newer afs-continuous than this one."""
 

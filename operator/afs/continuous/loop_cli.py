@@ -18,9 +18,20 @@ from afs.continuous.config import ConfigError, LoopConfig, build_config, load_co
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.loop import ContinuousLearningLoop, read_status
+from afs.continuous.store import database_exists
 from afs.continuous.trigger import RetrainTrigger
 
-EXIT_OK, EXIT_INVALID = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def require_database(target: str | Path, *, flag: str) -> None:
+    """Refuse a SQLite file that is not there: commands that read would otherwise create
+    an empty database (and its folders) at a mistyped path and report nothing."""
+    if not database_exists(target):
+        raise ContinuousError(
+            f"no database at {target}: check {flag} (or db_path, AFS_DATABASE_URL); "
+            "`afs-continuous log`, `import` or `run` creates one"
+        )
 
 
 def add_loop_options(parser: argparse.ArgumentParser, *, with_db: bool = True) -> None:
@@ -105,12 +116,15 @@ def run_loop_command(args: argparse.Namespace, mode: str) -> int:
     if mode == "status":
         print(json.dumps(status_summary(config), indent=2, default=str))
         return EXIT_OK
+    if mode == "trigger":
+        require_database(config.database, flag="--db")
     loop = ContinuousLearningLoop(config)
     try:
         if mode == "trigger":
             result = loop.run_iteration(force=True, reason="Manual trigger (command line)")
             print(json.dumps(result, indent=2, default=str) if as_json else _describe(result))
-            return EXIT_OK
+            failed = (result.get("retrain") or {}).get("status") == "failed"
+            return EXIT_FAILED if failed else EXIT_OK
 
         def report(result: dict[str, Any]) -> None:
             print(json.dumps(result, default=str) if as_json else _describe(result), flush=True)

@@ -29,6 +29,7 @@ __all__ = [
     "TrainingSelection",
     "UsageStatistics",
     "UsageStore",
+    "database_exists",
     "is_postgres_url",
     "open_store",
     "resolve_target",
@@ -82,6 +83,15 @@ def sqlite_path_from_target(target: str | Path) -> Path:
 
 def is_postgres_url(target: object) -> bool:
     return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def database_exists(target: str | Path) -> bool:
+    """Whether ``target`` names a database that is there already: a SQLite file that
+    exists (a PostgreSQL URL is taken as there; opening it tells). Commands that only
+    read use it so that a mistyped path is an error, not a new empty database."""
+    if is_postgres_url(target):
+        return True
+    return sqlite_path_from_target(target).exists()
 
 
 def resolve_target(db_path: str | Path | None = None, url: str | None = None) -> str | Path:

@@ -37,6 +37,7 @@ from afs.continuous.errors import (
     ContinuousError,
     InvalidFieldError,
     SchemaVersionError,
+    StoreOpenError,
     StoreUnavailableError,
 )
 from afs.continuous.records import (
@@ -164,6 +165,16 @@ def _bucket(timestamp: str) -> str:
     return timestamp[:13]
 
 
+def _why(exc: sqlite3.DatabaseError) -> str:
+    """SQLite's reason, with what it most often means when it says little."""
+    reason = str(exc)
+    if reason == "file is not a database":
+        return "the file is not an SQLite database"
+    if reason == "unable to open database file":
+        return "unable to open the file (is its folder writable?)"
+    return reason
+
+
 def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), _IN_CHUNK):
@@ -230,13 +241,31 @@ class SQLiteUsageStore:
         busy_timeout_s: float = _BUSY_TIMEOUT_S,
     ) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._id_factory = id_factory
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._since_fold = 0
-        self._conn = self._connect()
-        self._migrate()
+        try:
+            if self.path.is_dir():
+                raise StoreOpenError(f"cannot open SQLite database {self.path}: it is a directory")
+            blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+            if blocking is not None:
+                raise StoreOpenError(
+                    f"cannot open SQLite database {self.path}: {blocking} is a file, not a folder"
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._connect()
+        except OSError as exc:
+            raise StoreOpenError(
+                f"cannot open SQLite database {self.path}: {exc.strerror or exc}"
+            ) from exc
+        except sqlite3.DatabaseError as exc:  # not a database, no permission, no space…
+            raise StoreOpenError(f"cannot open SQLite database {self.path}: {_why(exc)}") from exc
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreOpenError(f"cannot open SQLite database {self.path}: {_why(exc)}") from exc
 
     # --- connections and transactions ---------------------------------------------
 
