@@ -54,6 +54,20 @@ def test_unscored_records_stay_out_of_quality_averages(logger: UsageLogger) -> N
     assert stats["avg_quality_score"] == pytest.approx(0.8)
 
 
+def test_records_without_a_latency_stay_out_of_the_latency_average(logger: UsageLogger) -> None:
+    logger.log("q1", "r1", "m", latency_ms=120.0)
+    logger.log("q2", "r2", "m")  # not measured
+    stats = logger.get_statistics()
+    assert stats["avg_latency_ms"] == 120.0 and stats["latency_measured"] == 1
+
+
+def test_averages_read_as_people_write_them(logger: UsageLogger) -> None:
+    for i in range(10):
+        logger.log(f"q{i}", f"r{i}", "m", quality_score=0.9, latency_ms=0.1)
+    stats = logger.get_statistics()
+    assert (stats["avg_quality_score"], stats["avg_latency_ms"]) == (0.9, 0.1)
+
+
 def test_scorer_scores_records_logged_without_a_score(db_path: Path) -> None:
     with UsageLogger(db_path, scorer=HeuristicScorer()) as logger:
         logger.log("How do I enable DMA?", "Write the channel registers, then set $420B.", "m")

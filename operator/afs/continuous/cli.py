@@ -160,8 +160,10 @@ def cmd_stats(args: argparse.Namespace, logger: UsageLogger) -> int:
         f"  positive       {stats['positive_feedback']}",
         f"  negative       {stats['negative_feedback']}",
         f"  neutral        {stats['neutral_feedback']}",
-        f"avg quality      {stats['avg_quality_score']:.3f}",
-        f"avg latency ms   {stats['avg_latency_ms']:.1f}",
+        "avg quality      "
+        + (f"{stats['avg_quality_score']:.3f}" if stats["scored"] else "- (none scored)"),
+        "avg latency ms   "
+        + (f"{stats['avg_latency_ms']:.1f}" if stats["latency_measured"] else "- (none measured)"),
         f"total tokens     {stats['total_tokens']}",
     ]
     _emit(args, stats, "\n".join(lines))

@@ -125,7 +125,10 @@ class UsageStatistics:
 
     @property
     def latency_mean(self) -> float | None:
-        return self.latency_sum / self.count if self.count else None
+        """Over the records whose latency was measured (> 0): one logged without a
+        latency must not pull the average towards 0 ms, as unscored records do not
+        pull the quality towards 0."""
+        return self.latency_sum / self.log_latency_count if self.log_latency_count else None
 
     @property
     def log_latency_mean(self) -> float | None:
@@ -140,8 +143,9 @@ class UsageStatistics:
     def as_dict(self) -> dict[str, Any]:
         """The seed's ``get_statistics()`` keys, plus the counts behind them.
 
-        Averages over nothing are reported as 0.0, as the original did; ``scored`` tells
-        whether ``avg_quality_score`` rests on any data at all.
+        Averages over nothing are reported as 0.0, as the original did; ``scored`` and
+        ``latency_measured`` tell whether ``avg_quality_score`` and ``avg_latency_ms``
+        rest on any data at all.
         """
         return {
             "total": self.count,
@@ -149,13 +153,20 @@ class UsageStatistics:
             "positive_feedback": self.positive,
             "negative_feedback": self.negative,
             "neutral_feedback": self.neutral,
-            "avg_quality_score": self.quality_mean or 0.0,
-            "avg_latency_ms": self.latency_mean or 0.0,
+            "avg_quality_score": _tidy(self.quality_mean),
+            "avg_latency_ms": _tidy(self.latency_mean),
             "total_tokens": self.token_sum,
-            "feedback_rate": self.feedback_rate,
+            "feedback_rate": _tidy(self.feedback_rate),
             "scored": self.scored,
+            "latency_measured": self.log_latency_count,
             "errors": self.errors,
         }
+
+
+def _tidy(mean: float | None) -> float:
+    """A mean for people to read: 0.9, not the 0.8999999999999999 a sum of floats gives
+    (12 decimals keep every digit a measurement has); 0.0 over nothing, as the seed."""
+    return round(mean, 12) if mean is not None else 0.0
 
 
 def _variance(n: int, total: float, sq_total: float) -> float | None:
