@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from afs.continuous.cli import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OK, main
+from afs.continuous.cli import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OK, build_parser, main
 from tests.docs_examples import ROOT
 
 SAMPLE = ROOT / "examples" / "usage_sample.jsonl"
@@ -467,3 +468,64 @@ def test_a_corrupt_state_file_is_named_instead_of_a_traceback(
     assert main(["status", "--db", str(tmp_path / "u.db"), "--output-dir", str(out)]) != 0
     err = capsys.readouterr().err
     assert error in err and "Traceback" not in err
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["log", "feedback", "import", "stats", "records", "export", "dedupe", "score", "run",
+     "status", "trigger"],
+)  # fmt: skip
+def test_every_option_of_every_command_says_what_it_does(command: str) -> None:
+    parser = _subcommands()[command]
+    assert parser.description, f"{command} has no description"
+    bare = [a.dest for a in parser._actions if a.help in (None, "") and a.dest != "help"]
+    assert bare == [], f"{command}: options without help: {bare}"
+
+
+def test_status_offers_only_the_options_it_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    text = capsys.readouterr().out
+    assert "--output-dir" in text
+    assert not {"--train-cmd", "--no-train", "--max-iterations"} & set(text.split())
+
+
+def test_a_since_that_is_neither_form_names_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "u.db")
+    main(["--db", db, "db", "migrate"])
+    capsys.readouterr()
+    assert main(["--db", db, "stats", "--since", "yesterday"]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "ISO-8601" in err and "7d" in err
+
+
+def test_retention_with_nothing_to_archive_writes_no_file_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, archive = str(tmp_path / "u.db"), tmp_path / "old.jsonl.gz"
+    main(["--db", db, "import", str(SAMPLE)])
+    capsys.readouterr()
+    argv = ["--db", db, "db", "retention", "--keep-days", "36500", "--archive", str(archive)]
+    assert main(argv) == EXIT_OK
+    assert "nothing to archive, no file written" in capsys.readouterr().out
+    assert not archive.exists()
+
+
+def test_a_report_path_that_is_a_directory_is_refused_before_exporting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "u.db")
+    main(["--db", db, "import", str(SAMPLE)])
+    capsys.readouterr()
+    out = tmp_path / "train.jsonl"
+    assert main(["--db", db, "export", str(out), "--report", str(tmp_path)]) == EXIT_INVALID
+    assert f"--report {tmp_path}: is a directory" in capsys.readouterr().err
+    assert not out.exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from afs.continuous.kube import operator
@@ -52,3 +54,24 @@ def test_settings_come_from_the_environment_and_flags_win(
     args = operator.build_parser().parse_args(["--poll-seconds", "2.5"])
     assert (args.namespace, args.metrics_port, args.poll_seconds) == ("ml", 0, 2.5)
     assert args.health_port == 8080
+
+
+def test_no_cluster_to_talk_to_is_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """No kubeconfig, and not in a pod (no service-account environment)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert operator.main(["--namespace", "ml", "--metrics-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no cluster to talk to" in err and "KUBECONFIG" in err
+    assert "Traceback" not in err
+
+
+def test_help_shows_defaults_only_where_there_is_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        operator.main(["--help"])
+    text = capsys.readouterr().out
+    assert "default: None" not in text and "default: False" not in text
+    assert "(default: restricted)" in text

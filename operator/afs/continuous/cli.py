@@ -235,6 +235,8 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
 def _prepare_export(args: argparse.Namespace) -> None:
     """Check the export settings before the database is opened or any file touched."""
     args.generator_config = _generator_config(args)
+    if args.report and Path(args.report).is_dir():
+        raise CommandError(f"--report {args.report}: is a directory; name a file to write")
 
 
 def cmd_dedupe(args: argparse.Namespace, logger: UsageLogger) -> int:
@@ -268,7 +270,9 @@ def cmd_db(args: argparse.Namespace) -> int:
             f"removed {result['removed_records']} records older than {format_timestamp(cutoff)}"
             + (f" ({len(result['dropped_partitions'])} partitions dropped)"
                if result["dropped_partitions"] else "")
-            + (f"; archived {result['archived_records']} to {archive}" if archive else "")
+            + (f"; archived {result['archived_records']} to {archive}"
+               if archive and result["archived_records"]
+               else "; nothing to archive, no file written" if archive else "")
         )  # fmt: skip
         _emit(args, result | {"cutoff": format_timestamp(cutoff)}, text)
         return EXIT_OK
@@ -331,20 +335,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("log", parents=[common], help="log one query/response")
-    p.add_argument("--query", required=True)
-    p.add_argument("--response", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--expert")
-    p.add_argument("--latency-ms", type=float, default=0.0)
+    p = sub.add_parser(
+        "log", parents=[common], help="log one query/response",
+        description="Log one query and its response; prints the new record's id (for "
+        "`feedback`). Creates the database if it is not there.",
+    )  # fmt: skip
+    p.add_argument("--query", required=True, help="what the user asked")
+    p.add_argument("--response", required=True, help="what the model answered")
+    p.add_argument("--model", required=True, help="the model (version) that answered")
+    p.add_argument("--expert", help="the expert or adapter that answered, if any")
+    p.add_argument(
+        "--latency-ms", type=float, default=0.0,
+        help="response time in ms (omit: not measured, left out of averages)",
+    )  # fmt: skip
     p.add_argument("--quality", type=float, help="quality score in [0, 1] (omit: unscored)")
-    p.add_argument("--tokens", type=int)
+    p.add_argument("--tokens", type=int, help="tokens generated")
     p.add_argument("--feedback", type=_feedback_value, help="-1, 0 or 1")
     p.add_argument("--error", action="store_true", help="the request failed")
     p.set_defaults(handler=cmd_log, creates_db=True)
 
-    p = sub.add_parser("feedback", parents=[common], help="record feedback on a logged record")
-    p.add_argument("record_id")
+    p = sub.add_parser(
+        "feedback", parents=[common], help="record feedback on a logged record",
+        description="Thumbs up (1), neutral (0) or down (-1) on a record, by the id `log` "
+        "printed; exit 1 if no record has that id.",
+    )  # fmt: skip
+    p.add_argument("record_id", help="the record's id")
     p.add_argument("value", type=_feedback_value, help="1 good, 0 neutral, -1 bad")
     p.add_argument("--text", help="free-text feedback")
     p.set_defaults(handler=cmd_feedback)
@@ -359,18 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a .jsonl file, or - for standard input")
     p.set_defaults(handler=cmd_import, creates_db=True)
 
-    p = sub.add_parser("stats", parents=[common], help="usage statistics")
+    p = sub.add_parser(
+        "stats", parents=[common], help="usage statistics",
+        description="Counts, feedback and averages over a window (default: everything).",
+    )  # fmt: skip
     p.add_argument("--since", help="ISO-8601 time or look-back such as 24h, 7d")
     p.add_argument("--until", help="ISO-8601 time or look-back (exclusive end)")
-    p.add_argument("--model")
-    p.add_argument("--expert")
+    p.add_argument("--model", help="only this model's records")
+    p.add_argument("--expert", help="only this expert's records")
     p.set_defaults(handler=cmd_stats)
 
-    p = sub.add_parser("records", parents=[common], help="list records, newest first")
+    p = sub.add_parser(
+        "records", parents=[common], help="list records, newest first",
+        description="One line per record: id, time, model, quality, feedback, query.",
+    )  # fmt: skip
     p.add_argument("--since", help="ISO-8601 time or look-back such as 24h, 7d")
-    p.add_argument("--model")
-    p.add_argument("--min-quality", type=float)
-    p.add_argument("--with-feedback", action="store_true")
+    p.add_argument("--model", help="only this model's records")
+    p.add_argument("--min-quality", type=float, help="only records scored at least this")
+    p.add_argument("--with-feedback", action="store_true", help="only records with feedback")
     p.add_argument("--limit", type=_count, default=20, help="at most this many (default 20)")
     p.set_defaults(handler=cmd_records)
 
@@ -389,8 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-feedback", choices=["-1", "0", "1", "none"],
         help="minimum feedback (1 positive only; none disables the filter)",
     )  # fmt: skip
-    p.add_argument("--format", choices=["chatml", "alpaca", "completion", "openai"])
-    p.add_argument("--max-samples", type=_count)
+    p.add_argument(
+        "--format", choices=["chatml", "alpaca", "completion", "openai"],
+        help="sample format (default chatml)",
+    )  # fmt: skip
+    p.add_argument("--max-samples", type=_count, help="at most this many, the best first")
     p.add_argument("--model", help="only this model's records")
     p.add_argument("--expert", help="only this expert's records")
     p.add_argument("--existing", help="rehearsal buffer (.jsonl) to merge into the output")
@@ -403,7 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_export, prepare=_prepare_export)
 
-    p = sub.add_parser("dedupe", parents=[common], help="delete duplicate records, keep the best")
+    p = sub.add_parser(
+        "dedupe", parents=[common], help="delete duplicate records, keep the best",
+        description="Records with the same normalised query and response are duplicates; "
+        "the best (quality, then feedback, then newest) is kept.",
+    )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="only count them")
     p.set_defaults(handler=cmd_dedupe)
 
@@ -413,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("trigger", "force a retrain now, then judge any A/B test"),
     ):
         p = sub.add_parser(mode, parents=[common], help=help_text, description=help_text)
-        add_loop_options(p, with_db=False)
+        add_loop_options(p, with_db=False, training=mode != "status")
         p.set_defaults(loop_mode=mode)
 
     p = sub.add_parser(
@@ -436,8 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="database maintenance: migrate, retention")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     q = db_sub.add_parser(
-        "migrate", parents=[common], help="create or upgrade the schema (idempotent)"
-    )
+        "migrate", parents=[common], help="create or upgrade the schema (idempotent)",
+        description="Create the database or bring its schema to this version; safe to run "
+        "again, and from two processes at once. Prints the schema version.",
+    )  # fmt: skip
     q.set_defaults(store_command=cmd_db, creates_db=True)
     q = db_sub.add_parser(
         "retention", parents=[common],
@@ -447,8 +477,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--archive", help="append removed records to this .jsonl.gz first")
     q.set_defaults(store_command=cmd_db)
 
-    p = sub.add_parser("score", parents=[common], help="score unscored records (heuristic)")
-    p.add_argument("--batch-size", type=_positive_count, default=500)
+    p = sub.add_parser(
+        "score", parents=[common], help="score unscored records (heuristic)",
+        description="Give every record without a quality score one from the built-in "
+        "heuristic scorer (substance, relevance to the query, variety, no refusal).",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=_positive_count, default=500,
+        help="records scored per transaction (default 500)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_score)
     return parser
 

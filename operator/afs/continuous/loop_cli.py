@@ -34,11 +34,18 @@ def require_database(target: str | Path, *, flag: str) -> None:
         )
 
 
-def add_loop_options(parser: argparse.ArgumentParser, *, with_db: bool = True) -> None:
+def add_loop_options(
+    parser: argparse.ArgumentParser, *, with_db: bool = True, training: bool = True
+) -> None:
+    """The loop's options; ``training=False`` (``status``) leaves out those that only
+    running the loop uses."""
     parser.add_argument("--config", help="loop configuration (JSON or YAML, the seed's keys)")
     if with_db:
         parser.add_argument("--db", dest="loop_db", help="usage database (overrides db_path)")
     parser.add_argument("--output-dir", help="state and data directory (overrides output_dir)")
+    parser.set_defaults(train_cmd=None, no_train=False, max_iterations=None, verbose=False)
+    if not training:
+        return
     parser.add_argument(
         "--train-cmd",
         help='trainer command, e.g. "python train.py {data_path} {output_dir}"; it must print '

@@ -72,4 +72,12 @@ def parse_since(value: str | datetime, *, now: datetime, field: str = "since") -
                 raise InvalidFieldError(
                     field, value, "reaches back before the calendar starts"
                 ) from None
-    return parse_timestamp(value, field=field)
+    try:
+        return parse_timestamp(value, field=field)
+    except InvalidFieldError:
+        raise InvalidFieldError(
+            field,
+            value,
+            "must be an ISO-8601 time (2026-11-30T08:00:00Z) or a look-back "
+            "such as 90m, 24h, 7d, 2w",
+        ) from None

@@ -13,13 +13,14 @@ import asyncio
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import kopf
 from prometheus_client import start_http_server
 
-from afs.continuous.kube.client import KubeClient
+from afs.continuous.kube.client import KubeApiError, KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.kube.metrics import OperatorMetrics
@@ -86,13 +87,23 @@ ENVIRONMENT: list[tuple[str, str, Callable[[str], Any], Any]] = [
 ]
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Each option's default in its help, when it has one to show (not "None")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="afs-continuous operator",
         description="Reconcile LearningLoops: check triggers against the usage database, "
         "run training Jobs, record ModelVersions. Every setting can also come from the "
         "environment variable named in its help.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsShown,
     )
 
     scope = parser.add_mutually_exclusive_group()
@@ -144,6 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.all_namespaces and not args.namespace:
         parser.error("give --namespace NS or --all-namespaces")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        kube = KubeClient.connect()
+    except KubeApiError as exc:  # no kubeconfig and not in a pod: say so, no traceback
+        print(
+            f"afs-continuous operator: error: {str(exc).rstrip('.')}. Run it in a cluster "
+            "(it uses its ServiceAccount) or point KUBECONFIG at a kubeconfig file",
+            file=sys.stderr,
+        )
+        return 2
     metrics = OperatorMetrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, registry=metrics.registry)
@@ -153,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             exporter_image=args.exporter_image,
             training_policy=args.training_policy,
         ),
-        KubeClient.connect(),
+        kube,
         metrics=metrics,
     )
 

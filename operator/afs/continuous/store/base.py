@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from afs.continuous.records import UsageRecord
 
@@ -261,10 +261,16 @@ IdFactory = Callable[[], str]
 def write_archive(path: Path, records: Iterable[dict[str, Any]]) -> int:
     """Append records to a gzipped JSON Lines file (``afs-continuous import`` reads the
     lines back); return how many were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with gzip.open(path, "at", encoding="utf-8") as out:
+    out: IO[str] | None = None
+    try:
         for record in records:
+            if out is None:  # no records, no file: "archived 0" names nothing on disk
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out = gzip.open(path, "at", encoding="utf-8")  # noqa: SIM115
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
+    finally:
+        if out is not None:
+            out.close()
     return count
