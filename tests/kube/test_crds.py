@@ -152,3 +152,20 @@ def test_spec_sections_mirror_the_local_configs() -> None:
         set(v1alpha1.DatasetSpec.model_fields) - {"path", "volume_size_limit"} <= generator_fields
     )
     assert dataset.format_type == "chatml" and dataset.include_existing_data is False
+
+
+def test_the_examples_tell_one_story() -> None:
+    """The loop's run 3 made the ModelVersion that the ABTest puts against run 2, on the
+    loop's route and with its database: names and models agree across the files."""
+    docs = {p.stem: yaml.safe_load(p.read_text()) for p in EXAMPLES}
+    loop, version, test = docs["learningloop"], docs["modelversion"], docs["abtest"]
+    name = loop["metadata"]["name"]
+    assert version["spec"]["model"] == loop["spec"]["model"]["name"]
+    assert version["metadata"]["name"] == f"{name}-run-{version['spec']['lineage']['run']}"
+    assert version["spec"]["lineage"]["loop"] == name
+    assert test["spec"]["challenger"]["modelVersion"] == version["metadata"]["name"]
+    assert test["spec"]["champion"]["modelVersion"] == version["spec"]["lineage"]["parent"]
+    assert test["spec"]["champion"]["modelVersion"] == loop["spec"]["promotion"]["champion"]
+    assert test["spec"]["traffic"]["targetRef"] == loop["spec"]["promotion"]["traffic"]["targetRef"]
+    assert test["spec"]["database"] == loop["spec"]["database"]
+    assert {d["metadata"]["namespace"] for d in docs.values()} == {"ml"}
