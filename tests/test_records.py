@@ -7,17 +7,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from afs.continuous import InvalidFieldError, UsageRecord
 from afs.continuous.records import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
+    _plain_record,
     compute_dedupe_hash,
     new_record_id,
     new_record_ids,
     normalize_record,
     record_from_mapping,
 )
+from afs.continuous.timeutil import format_timestamp
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -220,3 +224,33 @@ def test_no_id_starts_like_a_command_line_option() -> None:
     starts = {new_record_id(now=float(second))[0] for second in range(0, 5000, 7)}
     starts |= {i[0] for second in range(0, 5000, 64) for i in new_record_ids(3, now=second)}
     assert "-" not in starts and len(starts) > 50
+
+
+_ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.integers(2**31 - 2, 2**31 + 1),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.0, 0.5, 86_400_000.0]),
+    st.text(max_size=4), st.sampled_from(["ok", " ", "", "a\x00b", "é", "m" * 257]),
+    st.lists(st.integers(), max_size=1),
+)  # fmt: skip
+_PLAIN_FIELDS = ["query", "response", "model", "expert", "latency_ms", "token_count",
+                 "quality_score", "user_feedback", "is_error"]  # fmt: skip
+
+
+@settings(max_examples=600, derandomize=True, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(_PLAIN_FIELDS), _ANY_VALUE, max_size=9).map(
+        lambda d: {"query": "q", "response": "r", "model": "m"} | d
+    )
+)
+def test_the_one_pass_path_accepts_exactly_what_the_checks_accept(item: dict[str, Any]) -> None:
+    """The fast path for typical mappings must never accept what the detailed checks
+    refuse, and must build the same record when it accepts."""
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    fast = _plain_record(item, format_timestamp(now))
+    try:
+        slow = normalize_record(record_from_mapping(item), now=now)
+    except InvalidFieldError:
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast == slow

@@ -78,6 +78,7 @@ class UsageRecord:
 RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
 """The record's fields in order: its stored columns and its dict keys."""
 _MAPPING_KEYS = frozenset(RECORD_FIELDS) | {"context", "created_at"}
+_REQUIRED_KEYS = frozenset({"query", "response", "model"})
 
 
 def _normalize_text(text: str) -> str:
@@ -239,18 +240,23 @@ def latest_timestamp(now: datetime) -> str:
 
 
 def normalize_record(
-    record: UsageRecord, *, now: datetime, latest: str | None = None
+    record: UsageRecord,
+    *,
+    now: datetime,
+    latest: str | None = None,
+    now_text: str | None = None,
 ) -> UsageRecord:
     """Check every field of ``record`` in place and fill in what is derived.
 
-    The timestamp becomes canonical UTC text (``now`` when missing; at most ``latest``,
-    by default :func:`latest_timestamp`) and the dedupe hash is computed when missing. An
+    The timestamp becomes canonical UTC text (``now`` when missing, ``now_text`` being
+    ``now`` already formatted, as a batch does once; at most ``latest``, by default
+    :func:`latest_timestamp`) and the dedupe hash is computed when missing. An
     empty ``id`` stays empty: the store assigns one. Raises :class:`InvalidFieldError` at
     the first broken rule.
     """
     r = record
     if not r.timestamp:
-        r.timestamp = format_timestamp(now)
+        r.timestamp = now_text if now_text is not None else format_timestamp(now)
     else:
         r.timestamp = normalize_timestamp(r.timestamp)
         limit = latest if latest is not None else latest_timestamp(now)
@@ -286,36 +292,67 @@ def normalize_record(
 
 
 def _plainly_valid(r: UsageRecord) -> bool:
-    """One expression that accepts the typical record: ASCII text, plain numbers, no extras.
+    """Whether ``r`` is the typical record (see :func:`_plain_values`) with no extras."""
+    return (
+        not r.id
+        and r.feedback_text is None and r.context_hash is None and r.dedupe_hash is None
+        and _plain_values(r.query, r.response, r.model, r.expert, r.latency_ms,
+                          r.token_count, r.quality_score, r.user_feedback)
+    )  # fmt: skip
+
+
+def _plain_values(q: Any, a: Any, m: Any, e: Any, lat: Any, tok: Any, qs: Any, fb: Any) -> bool:
+    """One expression that accepts the typical values: ASCII text, plain numbers.
 
     Anything it does not accept goes through the detailed checks, which either pass it
     (e.g. non-ASCII text) or raise the precise error; it never accepts what they reject.
     """
-    q, a, m, lat, qs, fb = (
-        r.query,
-        r.response,
-        r.model,
-        r.latency_ms,
-        r.quality_score,
-        r.user_feedback,
-    )
     return (
-        not r.id
-        and type(q) is str and type(a) is str and type(m) is str
+        type(q) is str and type(a) is str and type(m) is str
         and 0 < len(q) <= MAX_TEXT_CHARS and 0 < len(a) <= MAX_TEXT_CHARS
         and 0 < len(m) <= MAX_NAME_CHARS
         and q.isascii() and a.isascii() and m.isascii()
         and not q.isspace() and not a.isspace() and not m.isspace()
-        and (r.expert is None or (type(r.expert) is str and r.expert.isascii()
-                                  and len(r.expert) <= MAX_NAME_CHARS))
-        and type(lat) is float and 0.0 <= lat <= MAX_LATENCY_MS
+        and (e is None or (type(e) is str and e.isascii() and len(e) <= MAX_NAME_CHARS))
+        and (type(lat) is float or type(lat) is int) and 0 <= lat <= MAX_LATENCY_MS
         and (qs is None or (type(qs) is float and 0.0 <= qs <= 1.0))
-        and (r.token_count is None
-             or (type(r.token_count) is int and 0 <= r.token_count <= MAX_TOKEN_COUNT))
+        and (tok is None or (type(tok) is int and 0 <= tok <= MAX_TOKEN_COUNT))
         and "\x00" not in q and "\x00" not in a and "\x00" not in m
-        and (r.expert is None or "\x00" not in r.expert)
+        and (e is None or "\x00" not in e)
         and (fb is None or (type(fb) is int and -1 <= fb <= 1))
-        and r.feedback_text is None and r.context_hash is None and r.dedupe_hash is None
+    )  # fmt: skip
+
+
+#: the keys of a mapping the one-pass path takes; any other goes the general way
+_PLAIN_KEYS = frozenset(
+    {"query", "response", "model", "expert", "latency_ms", "token_count", "quality_score",
+     "user_feedback", "is_error"}
+)  # fmt: skip
+
+
+def _plain_record(item: Mapping[str, Any], now_text: str) -> UsageRecord | None:
+    """The typical logged mapping (no id, no timestamp, plain values) checked and built
+    in one pass: the same rules as the general path, without building the record twice.
+    None for anything else, which the general path checks and explains."""
+    if type(item) is not dict or not _PLAIN_KEYS.issuperset(item):
+        return None
+    get = item.get
+    q: Any = get("query")
+    a: Any = get("response")
+    m: Any = get("model")
+    e = get("expert")
+    lat, tok, qs, fb = (
+        get("latency_ms", 0),
+        get("token_count"),
+        get("quality_score"),
+        get("user_feedback"),
+    )
+    err = get("is_error", False)
+    if not (err is False or err is True) or not _plain_values(q, a, m, e, lat, tok, qs, fb):
+        return None
+    return UsageRecord(
+        "", now_text, q, a, m, e, float(lat), tok, qs, fb, None, None,
+        compute_dedupe_hash(q, a), err,
     )  # fmt: skip
 
 
@@ -336,13 +373,18 @@ def normalized_stream(
     item raises :class:`InvalidBatchError` with its index when it is reached, so a
     store consuming the stream inside a transaction writes nothing.
     """
-    latest = latest_timestamp(now)
+    latest, now_text = latest_timestamp(now), format_timestamp(now)
     for index, item in enumerate(items):
+        if prepare is None:
+            plain = _plain_record(item, now_text)  # type: ignore[arg-type]
+            if plain is not None:
+                yield plain
+                continue
         try:
             record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
             if prepare is not None:
                 prepare(record)
-            yield normalize_record(record, now=now, latest=latest)
+            yield normalize_record(record, now=now, latest=latest, now_text=now_text)
         except InvalidFieldError as exc:
             raise InvalidBatchError(index, exc) from exc
 
@@ -368,16 +410,18 @@ def record_from_mapping(data: Any) -> UsageRecord:
     """
     if not isinstance(data, Mapping):
         raise InvalidFieldError("record", data, "must be a JSON object / mapping")
-    for key in data:
-        if key not in _MAPPING_KEYS:
-            raise InvalidFieldError(str(key), data[key], "is not a usage record field")
-    for name in ("query", "response", "model"):
-        if name not in data:
-            raise InvalidFieldError(name, None, "is required")
+    if not _MAPPING_KEYS.issuperset(data):  # one set operation; the loop finds which
+        for key in data:
+            if key not in _MAPPING_KEYS:
+                raise InvalidFieldError(str(key), data[key], "is not a usage record field")
+    if not _REQUIRED_KEYS.issubset(data):
+        for name in ("query", "response", "model"):
+            if name not in data:
+                raise InvalidFieldError(name, None, "is required")
     get = data.get
     for name in ("id", "timestamp"):  # given means meant: never silently replaced
         value = get(name)
-        if name in data and value is not None and (not isinstance(value, str) or not value):
+        if value is not None and (not isinstance(value, str) or not value):
             raise InvalidFieldError(name, value, "must be a non-empty string, or left out")
     context_hash = get("context_hash")
     if context_hash is None and get("context") is not None:
