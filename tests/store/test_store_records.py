@@ -344,3 +344,12 @@ def test_values_one_backend_cannot_store_are_refused_alike_on_both(
         with pytest.raises(InvalidFieldError):
             logger.log(**record)
         assert logger.store.model_counts() == {}
+
+
+def test_records_with_and_without_ids_mix_in_any_order(store: UsageStore) -> None:
+    """Generated ids come from a pool: a batch that needs none must take none."""
+    first = store.insert([_rec(1)])  # fills the pool
+    given = store.insert([_rec(2, id="given-1"), _rec(3, id="given-2")])
+    mixed = store.insert([_rec(4), _rec(5, id="given-3")])
+    assert given == ["given-1", "given-2"] and mixed[1] == "given-3"
+    assert len({*first, *given, *mixed}) == 5

@@ -7,7 +7,7 @@ original silently dropped such records while still returning an id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -190,6 +190,11 @@ class UsageLogger:
     def new_id(self) -> str:
         return self._id_factory()
 
+    def _preparation(self) -> Callable[[UsageRecord], None] | None:
+        """What each record needs before its checks: scoring, when there is a scorer (and
+        none otherwise, which lets typical records take the one-pass path)."""
+        return self.apply_scorer if self.scorer is not None else None
+
     def apply_scorer(self, record: UsageRecord) -> None:
         """Score an unscored record with the configured scorer, if there is one."""
         if record.quality_score is None and self.scorer is not None:
@@ -246,7 +251,7 @@ class UsageLogger:
 
     def build_records(self, items: Iterable[Mapping[str, Any] | UsageRecord]) -> list[UsageRecord]:
         """The checked records :meth:`log_many` would write, or InvalidBatchError."""
-        return normalized_batch(items, now=self._clock(), prepare=self.apply_scorer)
+        return normalized_batch(items, now=self._clock(), prepare=self._preparation())
 
     def log(
         self,
@@ -280,7 +285,7 @@ class UsageLogger:
         """
         # checked as the store consumes them: PostgreSQL streams them into COPY
         return self.store.insert(
-            normalized_stream(records, now=self._clock(), prepare=self.apply_scorer)
+            normalized_stream(records, now=self._clock(), prepare=self._preparation())
         )
 
     def record_feedback(

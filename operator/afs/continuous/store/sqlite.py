@@ -65,6 +65,7 @@ _STREAM_BATCH = 1000
 _MAX_ID_ATTEMPTS = 8
 _IN_CHUNK = 500
 _INSERT_CHUNK = 1000
+_ID_POOL = 1000
 #: Inserts through ``log()`` between folds, and the unfolded tail a reader tolerates.
 _FOLD_EVERY = 256
 _MAX_TAIL = 4096
@@ -245,6 +246,7 @@ class SQLiteUsageStore:
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._since_fold = 0
+        self._id_pool: list[str] = []
         try:
             if self.path.is_dir():
                 raise StoreOpenError(f"cannot open SQLite database {self.path}: it is a directory")
@@ -475,9 +477,18 @@ class SQLiteUsageStore:
             self._since_fold = 0
 
     def _new_ids(self, count: int) -> list[str]:
-        if self._id_factory is new_record_id:
-            return new_record_ids(count)
-        return [self._id_factory() for _ in range(count)]
+        """Ids drawn ahead a thousand at a time (one random read for all): a single
+        ``log()`` would otherwise pay for its own."""
+        if self._id_factory is not new_record_id:
+            return [self._id_factory() for _ in range(count)]
+        if count == 0:
+            return []
+        with self._lock:
+            if len(self._id_pool) < count:
+                self._id_pool.extend(new_record_ids(max(count, _ID_POOL)))
+            taken = self._id_pool[-count:]
+            del self._id_pool[-count:]
+        return taken
 
     def _reassign_colliding_ids(
         self, conn: sqlite3.Connection, records: Sequence[UsageRecord], free: Sequence[bool]
