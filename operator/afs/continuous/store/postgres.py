@@ -42,7 +42,13 @@ from afs.continuous.errors import (
     StoreUnavailableError,
     redact_secrets,
 )
-from afs.continuous.records import RECORD_FIELDS, UsageRecord, new_record_id, new_record_ids
+from afs.continuous.records import (
+    RECORD_FIELDS,
+    UsageRecord,
+    new_record_id,
+    new_record_ids,
+    record_values,
+)
 from afs.continuous.store.base import (
     IdFactory,
     RecordQuery,
@@ -432,14 +438,9 @@ class PostgresUsageStore:
             }
             pending = [r for r in records if r.id not in done]
         with conn.cursor() as cur, cur.copy(_COPY) as copy:
+            write = copy.write_row
             for r in pending:
-                copy.write_row(
-                    (
-                        r.id, r.timestamp, r.query, r.response, r.model, r.expert,
-                        r.latency_ms, r.token_count, r.quality_score, r.user_feedback,
-                        r.feedback_text, r.context_hash, r.dedupe_hash, r.is_error,
-                    )
-                )  # fmt: skip
+                write(record_values(r))
         supplied = [r.id for r, free in zip(batch.records, batch.flags, strict=True) if not free]
         if supplied:
             twice = conn.execute(
@@ -841,13 +842,20 @@ class _Batch:
         return self.records
 
     def _rest(self) -> Iterator[UsageRecord]:
+        keep, flag, given, new_id = (
+            self.records.append,
+            self.flags.append,
+            self._given,
+            self._new_id,
+        )
         for record in self._source:
-            index = len(self.records)
-            free = not record.id if self._given is None else self._given[index]
+            if given is not None:
+                flag(given[len(self.records)])
+            else:
+                flag(not record.id)
             if not record.id:
-                record.id = self._new_id()
-            self.records.append(record)
-            self.flags.append(free)
+                record.id = new_id()
+            keep(record)
             yield record
 
 

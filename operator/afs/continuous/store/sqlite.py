@@ -46,6 +46,7 @@ from afs.continuous.records import (
     compute_dedupe_hash,
     new_record_id,
     new_record_ids,
+    record_values,
 )
 from afs.continuous.store.base import (
     IdFactory,
@@ -189,12 +190,8 @@ def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
 def _insert_row(record: UsageRecord) -> tuple[Any, ...]:
     """Column values. ``feedback_at`` stays NULL: it marks feedback that came *after*
     logging; feedback logged with the record arrived at the record's timestamp."""
-    r = record
-    return (
-        r.id, r.timestamp, r.query, r.response, r.model, r.expert, r.latency_ms, r.token_count,
-        r.quality_score, r.user_feedback, r.feedback_text, r.context_hash, r.dedupe_hash,
-        int(r.is_error),
-    )  # fmt: skip
+    values: tuple[Any, ...] = record_values(record)  # is_error: SQLite stores a bool as 1/0
+    return values
 
 
 def _from_row(row: Sequence[Any]) -> UsageRecord:
