@@ -166,11 +166,10 @@ class BufferedUsageLogger:
         return [r.id for r in built]
 
     def _enqueue(self, records: list[UsageRecord]) -> None:
-        generated = []
-        for record in records:
-            if not record.id:
-                record.id = self.logger.new_id()
-                generated.append(record.id)
+        missing = [r for r in records if not r.id]
+        generated = self.logger.new_ids(len(missing)) if missing else []
+        for record, new_id in zip(missing, generated, strict=True):
+            record.id = new_id
         with self._cond:
             if self._closing:
                 raise ContinuousError("BufferedUsageLogger is closed")

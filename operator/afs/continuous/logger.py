@@ -24,6 +24,7 @@ from afs.continuous.records import (
     check_text,
     compute_context_hash,
     new_record_id,
+    new_record_ids,
     normalize_record,
     normalized_batch,
     normalized_copy,
@@ -189,6 +190,12 @@ class UsageLogger:
 
     def new_id(self) -> str:
         return self._id_factory()
+
+    def new_ids(self, count: int) -> list[str]:
+        """``count`` new ids; with the default factory in one draw of random bytes."""
+        if self._id_factory is new_record_id:
+            return new_record_ids(count)
+        return [self._id_factory() for _ in range(count)]
 
     def _preparation(self) -> Callable[[UsageRecord], None] | None:
         """What each record needs before its checks: scoring, when there is a scorer (and
