@@ -57,3 +57,20 @@ def _module_available(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+def test_the_pure_core_imports_nothing_that_does_io() -> None:
+    """``core`` holds the decisions; stores, the Kubernetes client and the loop sit above
+    it. An import from there would make the pure functions depend on I/O code."""
+    import ast
+
+    core = ROOT / "operator" / "afs" / "continuous" / "core"
+    allowed = ("afs.continuous.core", "afs.continuous.config", "afs.continuous.errors",
+               "afs.continuous.timeutil")  # fmt: skip
+    found = []
+    for path in sorted(core.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("afs."):
+                if not node.module.startswith(allowed):  # type: ignore[union-attr]
+                    found.append(f"{path.name}: {node.module}")
+    assert found == []

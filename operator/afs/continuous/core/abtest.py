@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from afs.continuous.config import ABTestConfig
-from afs.continuous.store.base import UsageStatistics
+from afs.continuous.core.usage_statistics import UsageStatistics
 
 Winner = Literal["champion", "challenger", "inconclusive"]
 Action = Literal["promote", "rollback", "continue"]

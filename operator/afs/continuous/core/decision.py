@@ -30,7 +30,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from afs.continuous.store.base import UsageStatistics
+from afs.continuous.core.usage_statistics import UsageStatistics
 
 if TYPE_CHECKING:
     from afs.continuous.core.stats import Interval

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from afs.continuous.config import TriggerConfig
-from afs.continuous.store.base import UsageStatistics
+from afs.continuous.core.usage_statistics import UsageStatistics
 from afs.continuous.timeutil import format_timestamp, parse_timestamp
 
 
