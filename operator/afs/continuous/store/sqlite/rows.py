@@ -1,0 +1,47 @@
+"""The usage table's rows: columns, the INSERT, and records to and from rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from afs.continuous.records import (
+    RECORD_FIELDS,
+    UsageRecord,
+    record_values,
+)
+
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
+
+_INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
+
+_IN_CHUNK = 500
+
+
+def _insert_row(record: UsageRecord) -> tuple[Any, ...]:
+    """Column values. ``feedback_at`` stays NULL: it marks feedback that came *after*
+    logging; feedback logged with the record arrived at the record's timestamp."""
+    values: tuple[Any, ...] = record_values(record)  # is_error: SQLite stores a bool as 1/0
+    return values
+
+
+def _from_row(row: Sequence[Any]) -> UsageRecord:
+    record = UsageRecord(*row)
+    record.is_error = bool(record.is_error)
+    return record
+
+
+def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT id FROM usage WHERE id IN ({marks})", chunk)
+        found.update(row[0] for row in rows)
+    return found
+
+
+def _bucket(timestamp: str) -> str:
+    """The rollup bucket of a stored timestamp: its hour, ``YYYY-MM-DDTHH``."""
+    return timestamp[:13]
