@@ -1,0 +1,24 @@
+"""The usage table's columns, the COPY statement, and rows read back as records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from afs.continuous.records import (
+    RECORD_FIELDS,
+    UsageRecord,
+)
+from afs.continuous.timeutil import format_timestamp
+
+_STREAM_BATCH = 2000
+
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
+
+_COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN"
+
+
+def _record(row: Sequence[Any]) -> UsageRecord:
+    values = list(row)
+    values[1] = format_timestamp(values[1])
+    return UsageRecord(*values)
