@@ -39,8 +39,11 @@ class UsageStatistics:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> UsageStatistics:
-        """Build from a row in field order; SQL ``SUM`` of nothing is NULL, read as 0."""
-        return cls(*((v or 0) for v in row))
+        """Build from a row in field order, as each field's type: SQL ``SUM`` of nothing
+        is NULL (read as 0), SQLite's ``TOTAL`` gives counts as floats and PostgreSQL's
+        ``sum`` of integers gives decimals."""
+        values: list[Any] = [kind(v or 0) for kind, v in zip(_FIELD_TYPES, row, strict=True)]
+        return cls(*values)
 
     @property
     def neutral(self) -> int:
@@ -105,3 +108,8 @@ def _variance(n: int, total: float, sq_total: float) -> float | None:
     if n < 2:
         return None
     return max(0.0, (sq_total - total * total / n) / (n - 1))
+
+
+_FIELD_TYPES: tuple[type[int] | type[float], ...] = tuple(
+    int if f.type == "int" else float for f in fields(UsageStatistics)
+)

@@ -121,8 +121,7 @@ class PostgresReads(PostgresConnection):
                 total += UsageStatistics.from_row(row)
             return total
 
-        stats = self._retrying(read)
-        return _integral(stats)
+        return self._retrying(read)
 
     def count_new_samples(self, since: datetime | None, min_quality: float) -> int:
         text = "SELECT count(*) FROM usage WHERE quality_score >= %(q)s"
@@ -211,24 +210,6 @@ class PostgresReads(PostgresConnection):
             return {model: int(n) for model, n in rows}
 
         return self._retrying(read)
-
-
-def _integral(stats: UsageStatistics) -> UsageStatistics:
-    return UsageStatistics(
-        count=int(stats.count),
-        scored=int(stats.scored),
-        quality_sum=float(stats.quality_sum),
-        quality_sq_sum=float(stats.quality_sq_sum),
-        latency_sum=float(stats.latency_sum),
-        log_latency_count=int(stats.log_latency_count),
-        log_latency_sum=float(stats.log_latency_sum),
-        log_latency_sq_sum=float(stats.log_latency_sq_sum),
-        token_sum=int(stats.token_sum),
-        with_feedback=int(stats.with_feedback),
-        positive=int(stats.positive),
-        negative=int(stats.negative),
-        errors=int(stats.errors),
-    )
 
 
 def _record_filter(query: RecordQuery) -> tuple[str, dict[str, Any]]:

@@ -23,7 +23,6 @@ from afs.continuous.store.sqlite.rollup import (
     _RAW_AGGREGATES,
     _ROLLUP_SUMS,
     _folded_rowid,
-    _integral,
     _max_rowid,
 )
 from afs.continuous.store.sqlite.rows import RECORD_COLUMNS, _bucket, _from_row
@@ -136,7 +135,7 @@ class SQLiteReads(SQLiteConnection):
                     )
                 # the unfolded tail, anywhere in the window
                 total += self._raw_statistics(conn, lo, hi, model, expert, "rowid > ?", folded)
-        return _integral(total)
+        return total
 
     @staticmethod
     def _raw_statistics(

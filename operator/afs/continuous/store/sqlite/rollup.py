@@ -7,7 +7,6 @@ import sqlite3
 
 from afs.continuous.records import UsageRecord
 from afs.continuous.store.base import (
-    UsageStatistics,
     log_latency,
 )
 
@@ -70,25 +69,6 @@ def _rollup_vector(record: UsageRecord) -> list[float]:
         fb == -1,
         bool(record.is_error),
     ]
-
-
-def _integral(stats: UsageStatistics) -> UsageStatistics:
-    """Counts summed as REAL by SQLite's TOTAL come back as floats; make them ints."""
-    return UsageStatistics(
-        count=int(stats.count),
-        scored=int(stats.scored),
-        quality_sum=stats.quality_sum,
-        quality_sq_sum=stats.quality_sq_sum,
-        latency_sum=stats.latency_sum,
-        log_latency_count=int(stats.log_latency_count),
-        log_latency_sum=stats.log_latency_sum,
-        log_latency_sq_sum=stats.log_latency_sq_sum,
-        token_sum=int(stats.token_sum),
-        with_feedback=int(stats.with_feedback),
-        positive=int(stats.positive),
-        negative=int(stats.negative),
-        errors=int(stats.errors),
-    )
 
 
 def _folded_rowid(conn: sqlite3.Connection) -> int:
