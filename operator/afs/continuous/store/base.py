@@ -17,7 +17,10 @@ from typing import IO, Any, Protocol
 
 # re-exported: the value type lives in core, below the stores and the decisions
 from afs.continuous.core.usage_statistics import UsageStatistics as UsageStatistics
-from afs.continuous.records import UsageRecord
+from afs.continuous.records import RECORD_FIELDS, UsageRecord
+
+#: the usage table's record columns, in :data:`RECORD_FIELDS` order (both dialects)
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from afs.continuous.records import (
-    RECORD_FIELDS,
     UsageRecord,
 )
+from afs.continuous.store.base import RECORD_COLUMNS as RECORD_COLUMNS
 from afs.continuous.timeutil import format_timestamp
 
 _STREAM_BATCH = 2000
 
-RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
 
 _COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN"
 

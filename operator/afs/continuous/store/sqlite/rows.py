@@ -11,8 +11,7 @@ from afs.continuous.records import (
     UsageRecord,
     record_values,
 )
-
-RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
+from afs.continuous.store.base import RECORD_COLUMNS as RECORD_COLUMNS
 
 _INSERT = f"INSERT INTO usage ({RECORD_COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
 
