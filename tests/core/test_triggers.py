@@ -16,6 +16,7 @@ from afs.continuous.core.triggers import (
     backoff,
     decide,
     too_little_data,
+    windows,
 )
 from afs.continuous.store import UsageStatistics
 
@@ -207,3 +208,32 @@ def test_state_round_trips_through_json_form() -> None:
         total_retrains=3,
     )
     assert TriggerState.from_dict(state.to_dict()) == state
+
+
+@pytest.mark.parametrize(
+    ("hours", "current", "previous"),
+    [
+        # whole hours: every edge on the hour but now itself
+        (24, (datetime(2026, 11, 19, 10, tzinfo=UTC), None),
+         (datetime(2026, 11, 18, 10, tzinfo=UTC), datetime(2026, 11, 19, 10, tzinfo=UTC))),
+        (1, (datetime(2026, 11, 20, 9, tzinfo=UTC), None),
+         (datetime(2026, 11, 20, 8, tzinfo=UTC), datetime(2026, 11, 20, 9, tzinfo=UTC))),
+        # other widths end exactly now
+        (0.5, (datetime(2026, 11, 20, 10, 10, 12, tzinfo=UTC), None),
+         (datetime(2026, 11, 20, 9, 40, 12, tzinfo=UTC),
+          datetime(2026, 11, 20, 10, 10, 12, tzinfo=UTC))),
+    ],
+)  # fmt: skip
+def test_windows_of_whole_hours_lie_on_the_hour(
+    hours: float,
+    current: tuple[datetime, None],
+    previous: tuple[datetime, datetime],
+) -> None:
+    """So the stores read raw records for the current hour only, not for partial hours
+    deep in a busy history."""
+    now = datetime(2026, 11, 20, 10, 40, 12, tzinfo=UTC)
+    config = TriggerConfig(quality_window_hours=hours, error_window_hours=hours)
+    spans = windows(config, now)
+    assert spans.quality_current == (current[0], now)
+    assert spans.quality_previous == previous
+    assert spans.errors == (current[0], now)

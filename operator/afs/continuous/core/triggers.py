@@ -88,12 +88,30 @@ class Windows:
 
 
 def windows(config: TriggerConfig, now: datetime) -> Windows:
+    """The windows of a check at ``now``. A window of whole hours (24, 168…) is laid on
+    hour boundaries: the current one runs from the start of the hour ``width`` before
+    the current hour until now (between ``width`` and an hour more), the previous one
+    is the ``width`` of whole hours before it. Why: the stores keep hourly sums, and read
+    raw records only for a partial hour; with every other edge on the hour that is the
+    current hour alone, so a check costs what the recent traffic costs, not what the
+    history does (a window ending mid-hour in a busy past read thousands of records).
+    Other widths are exact, ending now."""
     width = timedelta(hours=config.quality_window_hours)
+    anchor = _hour_anchor(now, config.quality_window_hours)
     return Windows(
-        quality_current=(now - width, now),
-        quality_previous=(now - 2 * width, now - width),
-        errors=(now - timedelta(hours=config.error_window_hours), now),
-    )
+        quality_current=(anchor - width, now),
+        quality_previous=(anchor - 2 * width, anchor - width),
+        errors=(_hour_anchor(now, config.error_window_hours)
+                - timedelta(hours=config.error_window_hours), now),
+    )  # fmt: skip
+
+
+def _hour_anchor(now: datetime, hours: float) -> datetime:
+    """Where windows of ``hours`` end their whole part: the start of the current hour for
+    a whole number of hours, else ``now`` itself."""
+    if float(hours).is_integer():
+        return now.replace(minute=0, second=0, microsecond=0)
+    return now
 
 
 @dataclass(frozen=True)
