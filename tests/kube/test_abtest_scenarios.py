@@ -473,7 +473,7 @@ async def test_a_test_waits_for_its_target_and_backends(
         ({"steps": [{"weight": 20}, {"weight": 10}]}, "steps.1.weight: steps must increase"),
         ({"steps": [{"weight": 120}]}, "steps.0.weight"),
         ({"champion": {"modelVersion": "nayru-v0"}}, "champion.modelVersion: ModelVersion ml/"),
-        ({"traffic": {"provider": "istio", "targetRef": TARGET}}, "traffic.provider: 'istio'"),
+        ({"traffic": {"provider": "kserve", "targetRef": TARGET}}, "traffic.provider: 'kserve'"),
         ({"traffic": {"provider": "gateway-api", "targetRef": {**TARGET, "kind": "Service"}}},
          "traffic.targetRef: provider 'gateway-api' routes HTTPRoute"),
         ({"promotion": "sometimes"}, "promotion"),

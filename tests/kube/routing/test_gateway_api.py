@@ -10,13 +10,12 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights, TargetRef, TrafficSpec
+from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
 from afs.continuous.kube.routing import (
     RECORD_ANNOTATION,
     Arms,
     RoutingError,
     record_ops,
-    router_for,
 )
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 
@@ -180,25 +179,3 @@ def test_the_writer_of_a_drift_is_read_from_managed_fields() -> None:
     observed = ROUTER.observe(_route([{"name": "v1"}], managedFields=managed), ARMS)
     assert observed.last_writer("f:spec", other_than="afs-continuous") == "argocd"
     assert ROUTER.observe(_route([]), ARMS).last_writer("f:spec", other_than="x") is None
-
-
-@pytest.mark.parametrize(
-    ("provider", "api_version", "kind", "message"),
-    [
-        ("gateway-api", "gateway.networking.k8s.io/v1", "HTTPRoute", None),
-        ("gateway-api", "gateway.networking.k8s.io/v1beta1", "HTTPRoute", "traffic.targetRef"),
-        ("gateway-api", "v1", "Service", "traffic.targetRef"),
-        ("knative", "serving.knative.dev/v1", "Service", "traffic.provider"),
-    ],
-)
-def test_the_factory_refuses_what_it_cannot_route(
-    provider: Any, api_version: str, kind: str, message: str | None
-) -> None:
-    spec = TrafficSpec(
-        provider=provider, target_ref=TargetRef(api_version=api_version, kind=kind, name="r")
-    )
-    if message is None:
-        assert isinstance(router_for(spec), GatewayAPIRouter)
-    else:
-        with pytest.raises(RoutingError, match=message):
-            router_for(spec)

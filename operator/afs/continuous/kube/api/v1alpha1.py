@@ -213,8 +213,11 @@ class TargetRef(KubeModel):
 
 
 class TrafficSpec(KubeModel):
-    provider: Literal["gateway-api", "istio", "kserve", "knative"]
+    provider: Literal["gateway-api", "istio", "smi", "kserve", "knative"]
     target_ref: TargetRef
+    route_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """Istio: the one ``http`` route (by ``name``) whose weights the test moves; by
+    default every route that holds both arms."""
     on_drift: Literal["reassert", "pause"] = "reassert"
     """What a test does when someone else changed its weights: write ours back (with a
     ``WeightsDrifted`` Event), or stop in place until the weights are ours again."""

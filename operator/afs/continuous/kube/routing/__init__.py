@@ -4,6 +4,8 @@ Callers use :func:`router_for` and never import a provider."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from afs.continuous.kube.api.v1alpha1 import TrafficSpec
 from afs.continuous.kube.routing.base import (
     FIELD_MANAGER,
@@ -17,6 +19,8 @@ from afs.continuous.kube.routing.base import (
     record_ops,
 )
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
+from afs.continuous.kube.routing.istio import IstioRouter
+from afs.continuous.kube.routing.smi import SMIRouter
 
 __all__ = [
     "FIELD_MANAGER",
@@ -31,18 +35,33 @@ __all__ = [
     "router_for",
 ]
 
-_ROUTERS: dict[str, TrafficRouter] = {"gateway-api": GatewayAPIRouter()}
+
+def _smi(traffic: TrafficSpec) -> TrafficRouter:
+    """SMI has several API versions in use; the router speaks the target's."""
+    return SMIRouter(traffic.target_ref.api_version.rpartition("/")[2])
+
+
+_ROUTERS: dict[str, Callable[[TrafficSpec], TrafficRouter]] = {
+    "gateway-api": lambda traffic: GatewayAPIRouter(),
+    "istio": lambda traffic: IstioRouter(route_name=traffic.route_name),
+    "smi": _smi,
+}
 
 
 def router_for(traffic: TrafficSpec) -> TrafficRouter:
     """The router for ``traffic``; a RoutingError naming the field when the provider is not
     available or the target is not the provider's kind."""
-    router = _ROUTERS.get(traffic.provider)
-    if router is None:
+    make = _ROUTERS.get(traffic.provider)
+    if make is None:
         raise RoutingError(
             f"traffic.provider: {traffic.provider!r} is not available in this version "
             f"(available: {', '.join(sorted(_ROUTERS))})"
         )
+    if traffic.route_name is not None and traffic.provider != "istio":
+        raise RoutingError(
+            f"traffic.routeName: only the istio provider has named routes, not {traffic.provider!r}"
+        )
+    router = make(traffic)
     target, resource = traffic.target_ref, router.resource
     if (target.api_version, target.kind) != (resource.api_version, resource.kind):
         raise RoutingError(

@@ -198,3 +198,43 @@ def record_ops(observed: Observed, record: Mapping[str, Any]) -> JsonPatch:
         {"op": "test", "path": path, "value": previous},
         {"op": "replace", "path": path, "value": value},
     ]
+
+
+def missing_arms(arms: Arms, seen: set[str], rules: Sequence[RuleSlots]) -> tuple[str, ...]:
+    """What to name when no rule holds both arms: the arms absent altogether, else both
+    (each is somewhere, never together)."""
+    if rules:
+        return ()
+    absent = tuple(name for name in (arms.champion, arms.challenger) if name not in seen)
+    return absent or (arms.champion, arms.challenger)
+
+
+def restore_ops(observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
+    """Put back each rule's weights exactly as read before the test (unset again where they
+    were unset); a rule that appeared during the test is left as it is."""
+    before = {entry.rule: entry for entry in original}
+    ops: JsonPatch = []
+    for rule in observed.rules:
+        entry = before.get(rule.rule)
+        if entry is None:
+            continue
+        for slot, weight in ((rule.champion, entry.champion), (rule.challenger, entry.challenger)):
+            ops += unset_slot(slot) if weight is None else set_slot(slot, weight)
+    return ops
+
+
+def int_weight(value: Any) -> int | None:
+    """A weight as the resource holds it; None when unset (or not an integer)."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def relative_weight_ops(observed: Observed, weights: ArmWeights) -> JsonPatch:
+    """For providers whose weights are relative (any sum): both arms' weights as given,
+    in every rule that holds them."""
+    if weights.champion + weights.challenger <= 0:
+        raise RoutingError("both arms at weight 0 would leave the route with no traffic")
+    ops: JsonPatch = []
+    for rule in observed.rules:
+        ops += set_slot(rule.champion, weights.champion)
+        ops += set_slot(rule.challenger, weights.challenger)
+    return ops

@@ -17,11 +17,12 @@ from afs.continuous.kube.routing.base import (
     JsonPatch,
     Observed,
     Resource,
-    RoutingError,
     RuleSlots,
     Slot,
-    set_slot,
-    unset_slot,
+    int_weight,
+    missing_arms,
+    relative_weight_ops,
+    restore_ops,
 )
 
 DEFAULT_WEIGHT = 1
@@ -48,16 +49,11 @@ class GatewayAPIRouter:
                         challenger=_slot(index, names[arms.challenger], refs, arms.challenger),
                     )
                 )
-        missing: tuple[str, ...] = ()
-        if not rules:  # no rule holds both: name what is absent altogether, else both
-            missing = tuple(n for n in (arms.champion, arms.challenger) if n not in seen) or (
-                arms.champion, arms.challenger,
-            )  # fmt: skip
         accepted, waiting = _accepted(obj)
         return Observed(
             found=True,
             rules=tuple(rules),
-            missing=missing,
+            missing=missing_arms(arms, seen, rules),
             accepted=accepted,
             waiting=waiting,
             annotations=dict(metadata.get("annotations") or {}),
@@ -65,26 +61,10 @@ class GatewayAPIRouter:
         )
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
-        if weights.champion + weights.challenger <= 0:
-            raise RoutingError("both arms at weight 0 would leave the rule with no traffic")
-        ops: JsonPatch = []
-        for rule in observed.rules:
-            ops += set_slot(rule.champion, weights.champion)
-            ops += set_slot(rule.challenger, weights.challenger)
-        return ops
+        return relative_weight_ops(observed, weights)
 
     def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
-        before = {entry.rule: entry for entry in original}
-        ops: JsonPatch = []
-        for rule in observed.rules:
-            entry = before.get(rule.rule)
-            if entry is None:  # a rule added during the test: leave it as it is
-                continue
-            for slot, weight in (
-                (rule.champion, entry.champion), (rule.challenger, entry.challenger)
-            ):  # fmt: skip
-                ops += unset_slot(slot) if weight is None else set_slot(slot, weight)
-        return ops
+        return restore_ops(observed, original)
 
     def promote(self, observed: Observed) -> JsonPatch:
         return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
@@ -92,11 +72,10 @@ class GatewayAPIRouter:
 
 def _slot(rule: int, index: int, refs: Sequence[Mapping[str, Any]], name: str) -> Slot:
     base = f"/spec/rules/{rule}/backendRefs/{index}"
-    weight = refs[index].get("weight")
     return Slot(
         path=f"{base}/weight",
         anchor=(f"{base}/name", name),
-        weight=int(weight) if isinstance(weight, int) and not isinstance(weight, bool) else None,
+        weight=int_weight(refs[index].get("weight")),
         default=DEFAULT_WEIGHT,
     )
 

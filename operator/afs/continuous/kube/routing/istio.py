@@ -1,0 +1,142 @@
+"""Istio ``VirtualService`` (``networking.istio.io/v1``).
+
+An arm is the ``spec.http[].route[]`` destination whose ``subset`` is the arm's serving
+name (one host, a subset per version), else whose ``host`` is (a Service per version,
+short or fully qualified), in every HTTP route that holds both — or only in the route
+named by ``traffic.routeName``. Istio's weights are percentages of the route (0–100,
+summing to 100; a lone destination's unset weight means 100), so the two arms share what
+they held between them: with a third destination in the route at 20, a 90/10 step writes
+72/8 and the route still sums to 100. ``http`` and ``route`` are lists that server-side
+apply would replace whole, so the weights are patched by index after ``test`` operations
+on the destination and the weight as read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.routing.base import (
+    Arms,
+    JsonPatch,
+    Observed,
+    Resource,
+    RoutingError,
+    RuleSlots,
+    Slot,
+    int_weight,
+    missing_arms,
+    restore_ops,
+    set_slot,
+)
+
+FULL = 100
+
+
+class IstioRouter:
+    resource = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
+
+    def __init__(self, route_name: str | None = None) -> None:
+        self.route_name = route_name
+
+    def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
+        if obj is None:
+            return Observed(found=False)
+        metadata = obj.get("metadata") or {}
+        rules: list[RuleSlots] = []
+        seen: set[str] = set()
+        for index, http in enumerate((obj.get("spec") or {}).get("http") or []):
+            if self.route_name is not None and (http or {}).get("name") != self.route_name:
+                continue
+            route = (http or {}).get("route") or []
+            found = {
+                name: i
+                for i, entry in enumerate(route)
+                if isinstance(entry, dict)
+                for name in _names(entry.get("destination") or {})
+            }
+            seen.update(found)
+            if arms.champion in found and arms.challenger in found:
+                if found[arms.champion] == found[arms.challenger]:
+                    continue  # one destination answers to both names: not two arms
+                rules.append(
+                    RuleSlots(
+                        rule=index,
+                        champion=_slot(index, found[arms.champion], route),
+                        challenger=_slot(index, found[arms.challenger], route),
+                    )
+                )
+        accepted, waiting = _reconciled(obj)
+        return Observed(
+            found=True,
+            rules=tuple(rules),
+            missing=missing_arms(arms, seen, rules),
+            accepted=accepted,
+            waiting=waiting,
+            annotations=dict(metadata.get("annotations") or {}),
+            managed_fields=list(metadata.get("managedFields") or []),
+        )
+
+    def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
+        total = weights.champion + weights.challenger
+        if total <= 0:
+            raise RoutingError("both arms at weight 0 would leave the route with no traffic")
+        ops: JsonPatch = []
+        for rule in observed.rules:
+            share = rule.champion.effective + rule.challenger.effective
+            if share <= 0:
+                raise RoutingError(
+                    f"http route {rule.rule}: the two arms hold no share of the traffic to "
+                    "divide (their weights are 0); give them their share first"
+                )
+            champion = round(share * weights.champion / total)
+            ops += set_slot(rule.champion, champion)
+            ops += set_slot(rule.challenger, share - champion)
+        return ops
+
+    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
+        return restore_ops(observed, original)
+
+    def promote(self, observed: Observed) -> JsonPatch:
+        return self.patch_weights(observed, ArmWeights(champion=0, challenger=FULL))
+
+
+def _names(destination: Mapping[str, Any]) -> set[str]:
+    """The serving names a destination answers to: its subset, else its host (and the
+    host's first label, for ``name.namespace.svc.cluster.local``)."""
+    subset = destination.get("subset")
+    if isinstance(subset, str) and subset:
+        return {subset}
+    host = destination.get("host")
+    if not isinstance(host, str) or not host:
+        return set()
+    return {host, host.split(".", 1)[0]}
+
+
+def _slot(rule: int, index: int, route: Sequence[Mapping[str, Any]]) -> Slot:
+    base = f"/spec/http/{rule}/route/{index}"
+    return Slot(
+        path=f"{base}/weight",
+        anchor=(f"{base}/destination", dict(route[index].get("destination") or {})),
+        weight=int_weight(route[index].get("weight")),
+        default=FULL if len(route) == 1 else 0,
+    )
+
+
+def _reconciled(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """Istio reports ``Reconciled`` only with config-status tracking on; without it there
+    is nothing to wait for. With it, wait until the current generation is distributed."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    status = obj.get("status") or {}
+    condition = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Reconciled"), None
+    )
+    if condition is None:
+        return True, ""
+    if condition.get("status") != "True":
+        return False, f"Istio has not distributed the route yet: {condition.get('message', '')}"
+    seen = str(status.get("observedGeneration", ""))  # an int64: text in Istio's JSON
+    if isinstance(generation, int) and seen.isdigit() and int(seen) < generation:
+        return False, f"Istio has distributed generation {seen}, not {generation} yet"
+    return True, ""

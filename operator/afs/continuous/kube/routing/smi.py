@@ -1,0 +1,82 @@
+"""SMI ``TrafficSplit`` (``split.smi-spec.io`` v1alpha2 and later), as Linkerd uses it.
+
+A TrafficSplit has one list of ``spec.backends`` (``service`` and an integer ``weight``,
+relative to the others); an arm is the backend whose ``service`` is the arm's serving
+name. One rule, so the ``rule`` index is always 0. The list is replaced whole by
+server-side apply, so the weights are patched by index after ``test`` operations on the
+service and the weight as read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.routing.base import (
+    Arms,
+    JsonPatch,
+    Observed,
+    Resource,
+    RoutingError,
+    RuleSlots,
+    Slot,
+    int_weight,
+    missing_arms,
+    relative_weight_ops,
+    restore_ops,
+)
+
+VERSIONS = ("v1alpha2", "v1alpha3", "v1alpha4")
+
+
+class SMIRouter:
+    def __init__(self, version: str = "v1alpha2") -> None:
+        if version not in VERSIONS:
+            raise RoutingError(
+                f"traffic.targetRef: TrafficSplit {version} is not supported "
+                f"(supported: {', '.join(VERSIONS)}; v1alpha1 weights are quantities)"
+            )
+        self.resource = Resource("split.smi-spec.io", version, "trafficsplits", "TrafficSplit")
+
+    def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
+        if obj is None:
+            return Observed(found=False)
+        metadata = obj.get("metadata") or {}
+        backends = (obj.get("spec") or {}).get("backends") or []
+        found = {str(b.get("service")): i for i, b in enumerate(backends) if isinstance(b, dict)}
+        rules: list[RuleSlots] = []
+        if arms.champion in found and arms.challenger in found:
+            rules.append(
+                RuleSlots(
+                    rule=0,
+                    champion=_slot(found[arms.champion], backends),
+                    challenger=_slot(found[arms.challenger], backends),
+                )
+            )
+        return Observed(
+            found=True,
+            rules=tuple(rules),
+            missing=missing_arms(arms, set(found), rules),
+            annotations=dict(metadata.get("annotations") or {}),
+            managed_fields=list(metadata.get("managedFields") or []),
+        )
+
+    def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
+        return relative_weight_ops(observed, weights)
+
+    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
+        return restore_ops(observed, original)
+
+    def promote(self, observed: Observed) -> JsonPatch:
+        return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
+
+
+def _slot(index: int, backends: Sequence[Mapping[str, Any]]) -> Slot:
+    base = f"/spec/backends/{index}"
+    return Slot(
+        path=f"{base}/weight",
+        anchor=(f"{base}/service", backends[index].get("service")),
+        weight=int_weight(backends[index].get("weight")),
+        default=0,
+    )

@@ -1,0 +1,49 @@
+"""The one factory: which router a TrafficSpec gets, and what it refuses, by field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from afs.continuous.kube.api.v1alpha1 import TargetRef, TrafficSpec
+from afs.continuous.kube.routing import RoutingError, router_for
+from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
+from afs.continuous.kube.routing.istio import IstioRouter
+from afs.continuous.kube.routing.smi import SMIRouter
+
+
+@pytest.mark.parametrize(
+    ("provider", "api_version", "kind", "expected"),
+    [
+        ("gateway-api", "gateway.networking.k8s.io/v1", "HTTPRoute", GatewayAPIRouter),
+        ("istio", "networking.istio.io/v1", "VirtualService", IstioRouter),
+        ("smi", "split.smi-spec.io/v1alpha2", "TrafficSplit", SMIRouter),
+        ("smi", "split.smi-spec.io/v1alpha4", "TrafficSplit", SMIRouter),
+        ("gateway-api", "gateway.networking.k8s.io/v1beta1", "HTTPRoute", "traffic.targetRef"),
+        ("gateway-api", "v1", "Service", "traffic.targetRef"),
+        ("istio", "networking.istio.io/v1", "DestinationRule", "traffic.targetRef"),
+        ("smi", "split.smi-spec.io/v1alpha1", "TrafficSplit", "v1alpha1 weights are quantities"),
+        ("knative", "serving.knative.dev/v1", "Service", "traffic.provider"),
+    ],
+)  # fmt: skip
+def test_the_factory_gives_the_provider_s_router_or_refuses_by_field(
+    provider: Any, api_version: str, kind: str, expected: type | str
+) -> None:
+    spec = TrafficSpec(
+        provider=provider, target_ref=TargetRef(api_version=api_version, kind=kind, name="r")
+    )
+    if isinstance(expected, type):
+        assert isinstance(router_for(spec), expected)
+    else:
+        with pytest.raises(RoutingError, match=expected):
+            router_for(spec)
+
+
+def test_a_route_name_is_istio_s_and_reaches_its_router() -> None:
+    target = TargetRef(api_version="networking.istio.io/v1", kind="VirtualService", name="r")
+    router = router_for(TrafficSpec(provider="istio", target_ref=target, route_name="models"))
+    assert isinstance(router, IstioRouter) and router.route_name == "models"
+    route = TargetRef(api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute", name="r")
+    with pytest.raises(RoutingError, match=r"traffic\.routeName: only the istio provider"):
+        router_for(TrafficSpec(provider="gateway-api", target_ref=route, route_name="models"))
