@@ -102,6 +102,22 @@ def _traffic_split() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _knative_service() -> dict[str, Any]:
+    """Knative's traffic-splitting shape: both revisions pinned, the challenger tagged."""
+    return {
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": _meta(),
+        "spec": {
+            "template": {"metadata": {"name": "nayru-v2"},
+                         "spec": {"containers": [{"image": "registry/nayru:2"}]}},
+            "traffic": [
+                {"revisionName": "nayru-v1", "percent": 100},
+                {"revisionName": "nayru-v2", "percent": 0, "tag": "challenger"},
+                {"latestRevision": True, "percent": 0, "tag": "latest"},
+            ],
+        },
+    }  # fmt: skip
+
+
 def _replace(*paths: tuple[str, int]) -> list[dict[str, Any]]:
     return [{"op": "replace", "path": path, "value": value} for path, value in paths]
 
@@ -120,6 +136,12 @@ PROVIDERS = [
         lambda o: [r.get("weight") for r in o["spec"]["http"][1]["route"]],
         _replace(("/spec/http/1/route/0/weight", 90), ("/spec/http/1/route/1/weight", 10)),
         route_name="models",
+    ),
+    Provider(
+        "knative", "serving.knative.dev", "v1", "services", "Service",
+        _knative_service,
+        lambda o: [t.get("percent") for t in o["spec"]["traffic"][:2]],
+        _replace(("/spec/traffic/0/percent", 90), ("/spec/traffic/1/percent", 10)),
     ),
     Provider(
         "smi", "split.smi-spec.io", "v1alpha2", "trafficsplits", "TrafficSplit",

@@ -62,6 +62,8 @@ WORKLOAD = [
     ("networking.istio.io", "virtualservices", "patch"),
     ("split.smi-spec.io", "trafficsplits", "get"),
     ("split.smi-spec.io", "trafficsplits", "patch"),
+    ("serving.knative.dev", "services", "get"),
+    ("serving.knative.dev", "services", "patch"),
     ("batch", "jobs", "create"),
     ("batch", "jobs", "get"),
     ("", "pods", "list"),

@@ -10,6 +10,7 @@ from afs.continuous.kube.api.v1alpha1 import TargetRef, TrafficSpec
 from afs.continuous.kube.routing import RoutingError, router_for
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 from afs.continuous.kube.routing.istio import IstioRouter
+from afs.continuous.kube.routing.knative import KnativeRouter
 from afs.continuous.kube.routing.smi import SMIRouter
 
 
@@ -24,7 +25,9 @@ from afs.continuous.kube.routing.smi import SMIRouter
         ("gateway-api", "v1", "Service", "traffic.targetRef"),
         ("istio", "networking.istio.io/v1", "DestinationRule", "traffic.targetRef"),
         ("smi", "split.smi-spec.io/v1alpha1", "TrafficSplit", "v1alpha1 weights are quantities"),
-        ("knative", "serving.knative.dev/v1", "Service", "traffic.provider"),
+        ("knative", "serving.knative.dev/v1", "Service", KnativeRouter),
+        ("knative", "v1", "Service", "traffic.targetRef"),
+        ("kserve", "serving.kserve.io/v1beta1", "InferenceService", "traffic.provider"),
     ],
 )  # fmt: skip
 def test_the_factory_gives_the_provider_s_router_or_refuses_by_field(
@@ -55,8 +58,11 @@ def _doc_objects() -> list[dict[str, Any]]:
     from tests.docs_examples import ROOT, code_blocks
 
     blocks = code_blocks((ROOT / "docs" / "operator.md").read_text(), "yaml")
-    return [d for d in map(yaml.safe_load, blocks) if d.get("kind") in ("VirtualService",
-                                                                      "TrafficSplit")]  # fmt: skip
+    kinds = ("VirtualService", "TrafficSplit", "Service")
+    return [
+        d for d in map(yaml.safe_load, blocks)
+        if d.get("kind") in kinds and d.get("apiVersion") != "v1"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("obj", _doc_objects(), ids=lambda o: str(o["kind"]))
@@ -64,7 +70,7 @@ def test_the_documented_serving_objects_hold_both_arms(obj: dict[str, Any]) -> N
     """Each provider's example in docs/operator.md works with its router as written."""
     from afs.continuous.kube.routing import Arms
 
-    provider = {"VirtualService": "istio", "TrafficSplit": "smi"}[obj["kind"]]
+    provider = {"VirtualService": "istio", "TrafficSplit": "smi", "Service": "knative"}[obj["kind"]]
     target = TargetRef(api_version=obj["apiVersion"], kind=obj["kind"], name="nayru")
     router = router_for(TrafficSpec(provider=provider, target_ref=target))
     observed = router.observe(obj, Arms("nayru-run-2", "nayru-run-3"))

@@ -20,6 +20,7 @@ from afs.continuous.kube.routing.base import (
 )
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 from afs.continuous.kube.routing.istio import IstioRouter
+from afs.continuous.kube.routing.knative import KnativeRouter
 from afs.continuous.kube.routing.smi import SMIRouter
 
 __all__ = [
@@ -44,6 +45,7 @@ def _smi(traffic: TrafficSpec) -> TrafficRouter:
 _ROUTERS: dict[str, Callable[[TrafficSpec], TrafficRouter]] = {
     "gateway-api": lambda traffic: GatewayAPIRouter(),
     "istio": lambda traffic: IstioRouter(route_name=traffic.route_name),
+    "knative": lambda traffic: KnativeRouter(),
     "smi": _smi,
 }
 

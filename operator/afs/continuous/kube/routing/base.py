@@ -238,3 +238,24 @@ def relative_weight_ops(observed: Observed, weights: ArmWeights) -> JsonPatch:
         ops += set_slot(rule.champion, weights.champion)
         ops += set_slot(rule.challenger, weights.challenger)
     return ops
+
+
+def percent_weight_ops(observed: Observed, weights: ArmWeights, *, where: str) -> JsonPatch:
+    """For providers whose weights are percentages that must sum to 100 (Istio, Knative):
+    the two arms share what they held between them in the ``where`` (route, traffic
+    block), split as ``weights`` says, so whatever else is there keeps its part."""
+    total = weights.champion + weights.challenger
+    if total <= 0:
+        raise RoutingError(f"both arms at weight 0 would leave the {where} with no traffic")
+    ops: JsonPatch = []
+    for rule in observed.rules:
+        share = rule.champion.effective + rule.challenger.effective
+        if share <= 0:
+            raise RoutingError(
+                f"{where} {rule.rule}: the two arms hold no share of the traffic to divide "
+                "(their weights are 0); give them their share first"
+            )
+        champion = round(share * weights.champion / total)
+        ops += set_slot(rule.champion, champion)
+        ops += set_slot(rule.challenger, share - champion)
+    return ops

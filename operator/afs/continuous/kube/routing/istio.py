@@ -22,13 +22,12 @@ from afs.continuous.kube.routing.base import (
     JsonPatch,
     Observed,
     Resource,
-    RoutingError,
     RuleSlots,
     Slot,
     int_weight,
     missing_arms,
+    percent_weight_ops,
     restore_ops,
-    set_slot,
 )
 
 FULL = 100
@@ -79,21 +78,7 @@ class IstioRouter:
         )
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
-        total = weights.champion + weights.challenger
-        if total <= 0:
-            raise RoutingError("both arms at weight 0 would leave the route with no traffic")
-        ops: JsonPatch = []
-        for rule in observed.rules:
-            share = rule.champion.effective + rule.challenger.effective
-            if share <= 0:
-                raise RoutingError(
-                    f"http route {rule.rule}: the two arms hold no share of the traffic to "
-                    "divide (their weights are 0); give them their share first"
-                )
-            champion = round(share * weights.champion / total)
-            ops += set_slot(rule.champion, champion)
-            ops += set_slot(rule.challenger, share - champion)
-        return ops
+        return percent_weight_ops(observed, weights, where="http route")
 
     def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
         return restore_ops(observed, original)

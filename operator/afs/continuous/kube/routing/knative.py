@@ -1,0 +1,100 @@
+"""Knative ``Service`` (``serving.knative.dev/v1``): both arms pinned by revision.
+
+An arm is the ``spec.traffic`` entry whose ``revisionName`` is the arm's serving name
+(its revision). Percentages sum to 100 across the block (an entry without ``percent``
+carries none), so the two arms share what they held, as on Istio; an entry that follows
+``latestRevision`` or another revision keeps its part. The block is a list that
+server-side apply replaces whole, so the percents are patched by index after ``test``
+operations on the revision name and the percent as read. Knative's ``Ready`` condition at
+the Service's generation says when a write has taken effect. Creating the challenger's
+revision from the champion's template is not this router's work: both revisions must
+exist and be named in the block before the test starts (``BackendNotFound`` until then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.routing.base import (
+    Arms,
+    JsonPatch,
+    Observed,
+    Resource,
+    RuleSlots,
+    Slot,
+    int_weight,
+    missing_arms,
+    percent_weight_ops,
+    restore_ops,
+)
+
+
+class KnativeRouter:
+    resource = Resource("serving.knative.dev", "v1", "services", "Service")
+
+    def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
+        if obj is None:
+            return Observed(found=False)
+        metadata = obj.get("metadata") or {}
+        traffic = (obj.get("spec") or {}).get("traffic") or []
+        found = {
+            str(entry.get("revisionName")): i
+            for i, entry in enumerate(traffic)
+            if isinstance(entry, dict) and entry.get("revisionName")
+        }
+        rules: list[RuleSlots] = []
+        if arms.champion in found and arms.challenger in found:
+            rules.append(
+                RuleSlots(
+                    rule=0,
+                    champion=_slot(found[arms.champion], traffic),
+                    challenger=_slot(found[arms.challenger], traffic),
+                )
+            )
+        accepted, waiting = _ready(obj)
+        return Observed(
+            found=True,
+            rules=tuple(rules),
+            missing=missing_arms(arms, set(found), rules),
+            accepted=accepted,
+            waiting=waiting,
+            annotations=dict(metadata.get("annotations") or {}),
+            managed_fields=list(metadata.get("managedFields") or []),
+        )
+
+    def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
+        return percent_weight_ops(observed, weights, where="traffic block")
+
+    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
+        return restore_ops(observed, original)
+
+    def promote(self, observed: Observed) -> JsonPatch:
+        return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
+
+
+def _slot(index: int, traffic: Sequence[Mapping[str, Any]]) -> Slot:
+    base = f"/spec/traffic/{index}"
+    return Slot(
+        path=f"{base}/percent",
+        anchor=(f"{base}/revisionName", traffic[index].get("revisionName")),
+        weight=int_weight(traffic[index].get("percent")),
+        default=0,
+    )
+
+
+def _ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """Ready at the Service's current generation (a Service nobody reports on yet counts
+    as ready: there is nothing to wait for)."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    status = obj.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is None:
+        return True, ""
+    seen = status.get("observedGeneration")
+    if isinstance(generation, int) and isinstance(seen, int) and seen < generation:
+        return False, f"Knative has reconciled generation {seen}, not {generation} yet"
+    if ready.get("status") != "True":
+        return False, f"the Knative Service is not Ready: {ready.get('message', '')}"
+    return True, ""
