@@ -31,6 +31,7 @@ from tests.kube.test_operator_scenarios import (
     _call,
     _eventually,
     _get_custom,
+    _pruned_in_a_cluster,
     _register,
     operator,
 )
@@ -229,6 +230,8 @@ async def test_a_better_challenger_is_promoted(
         assert provider.weights(live) == [0, 100]
         record = json.loads(live["metadata"]["annotations"][RECORD_ANNOTATION])
         assert record["phase"] == "Promoted"
+        # nothing of the ABTest (routeName included) would be pruned by a real API server
+        assert await _call(lambda: _pruned_in_a_cluster(kube, expect="ABTest")) == []
 
 
 async def test_a_rollback_gives_back_the_exact_original_object(
