@@ -259,3 +259,39 @@ def percent_weight_ops(observed: Observed, weights: ArmWeights, *, where: str) -
         ops += set_slot(rule.champion, champion)
         ops += set_slot(rule.challenger, share - champion)
     return ops
+
+
+def observation(
+    obj: Mapping[str, Any],
+    rules: Sequence[RuleSlots],
+    missing: tuple[str, ...],
+    *,
+    accepted: bool = True,
+    waiting: str = "",
+) -> Observed:
+    """An object found, with its rules and what our records need from its metadata."""
+    metadata = obj.get("metadata") or {}
+    return Observed(
+        found=True,
+        rules=tuple(rules),
+        missing=missing,
+        accepted=accepted,
+        waiting=waiting,
+        annotations=dict(metadata.get("annotations") or {}),
+        managed_fields=list(metadata.get("managedFields") or []),
+    )
+
+
+class SlotRouter:
+    """What every router whose arms are slots shares: the exact restore, and promotion
+    as all traffic to the challenger. A provider adds ``resource``, ``observe`` and
+    ``patch_weights``."""
+
+    def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
+        raise NotImplementedError
+
+    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
+        return restore_ops(observed, original)
+
+    def promote(self, observed: Observed) -> JsonPatch:
+        return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))

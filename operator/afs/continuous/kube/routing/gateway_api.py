@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.api.v1alpha1 import ArmWeights
 from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
@@ -19,22 +19,22 @@ from afs.continuous.kube.routing.base import (
     Resource,
     RuleSlots,
     Slot,
+    SlotRouter,
     int_weight,
     missing_arms,
+    observation,
     relative_weight_ops,
-    restore_ops,
 )
 
 DEFAULT_WEIGHT = 1
 
 
-class GatewayAPIRouter:
+class GatewayAPIRouter(SlotRouter):
     resource = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 
     def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
         if obj is None:
             return Observed(found=False)
-        metadata = obj.get("metadata") or {}
         rules: list[RuleSlots] = []
         seen: set[str] = set()
         for index, rule in enumerate((obj.get("spec") or {}).get("rules") or []):
@@ -50,24 +50,12 @@ class GatewayAPIRouter:
                     )
                 )
         accepted, waiting = _accepted(obj)
-        return Observed(
-            found=True,
-            rules=tuple(rules),
-            missing=missing_arms(arms, seen, rules),
-            accepted=accepted,
-            waiting=waiting,
-            annotations=dict(metadata.get("annotations") or {}),
-            managed_fields=list(metadata.get("managedFields") or []),
+        return observation(
+            obj, rules, missing_arms(arms, seen, rules), accepted=accepted, waiting=waiting
         )
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return relative_weight_ops(observed, weights)
-
-    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
-        return restore_ops(observed, original)
-
-    def promote(self, observed: Observed) -> JsonPatch:
-        return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
 
 
 def _slot(rule: int, index: int, refs: Sequence[Mapping[str, Any]], name: str) -> Slot:

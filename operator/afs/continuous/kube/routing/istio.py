@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.api.v1alpha1 import ArmWeights
 from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
@@ -24,16 +24,17 @@ from afs.continuous.kube.routing.base import (
     Resource,
     RuleSlots,
     Slot,
+    SlotRouter,
     int_weight,
     missing_arms,
+    observation,
     percent_weight_ops,
-    restore_ops,
 )
 
 FULL = 100
 
 
-class IstioRouter:
+class IstioRouter(SlotRouter):
     resource = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
 
     def __init__(self, route_name: str | None = None) -> None:
@@ -42,7 +43,6 @@ class IstioRouter:
     def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
         if obj is None:
             return Observed(found=False)
-        metadata = obj.get("metadata") or {}
         rules: list[RuleSlots] = []
         seen: set[str] = set()
         for index, http in enumerate((obj.get("spec") or {}).get("http") or []):
@@ -67,24 +67,12 @@ class IstioRouter:
                     )
                 )
         accepted, waiting = _reconciled(obj)
-        return Observed(
-            found=True,
-            rules=tuple(rules),
-            missing=missing_arms(arms, seen, rules),
-            accepted=accepted,
-            waiting=waiting,
-            annotations=dict(metadata.get("annotations") or {}),
-            managed_fields=list(metadata.get("managedFields") or []),
+        return observation(
+            obj, rules, missing_arms(arms, seen, rules), accepted=accepted, waiting=waiting
         )
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return percent_weight_ops(observed, weights, where="http route")
-
-    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
-        return restore_ops(observed, original)
-
-    def promote(self, observed: Observed) -> JsonPatch:
-        return self.patch_weights(observed, ArmWeights(champion=0, challenger=FULL))
 
 
 def _names(destination: Mapping[str, Any]) -> set[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.api.v1alpha1 import ArmWeights
 from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
@@ -24,20 +24,20 @@ from afs.continuous.kube.routing.base import (
     Resource,
     RuleSlots,
     Slot,
+    SlotRouter,
     int_weight,
     missing_arms,
+    observation,
     percent_weight_ops,
-    restore_ops,
 )
 
 
-class KnativeRouter:
+class KnativeRouter(SlotRouter):
     resource = Resource("serving.knative.dev", "v1", "services", "Service")
 
     def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
         if obj is None:
             return Observed(found=False)
-        metadata = obj.get("metadata") or {}
         traffic = (obj.get("spec") or {}).get("traffic") or []
         found = {
             str(entry.get("revisionName")): i
@@ -54,24 +54,12 @@ class KnativeRouter:
                 )
             )
         accepted, waiting = _ready(obj)
-        return Observed(
-            found=True,
-            rules=tuple(rules),
-            missing=missing_arms(arms, set(found), rules),
-            accepted=accepted,
-            waiting=waiting,
-            annotations=dict(metadata.get("annotations") or {}),
-            managed_fields=list(metadata.get("managedFields") or []),
+        return observation(
+            obj, rules, missing_arms(arms, set(found), rules), accepted=accepted, waiting=waiting
         )
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return percent_weight_ops(observed, weights, where="traffic block")
-
-    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
-        return restore_ops(observed, original)
-
-    def promote(self, observed: Observed) -> JsonPatch:
-        return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
 
 
 def _slot(index: int, traffic: Sequence[Mapping[str, Any]]) -> Slot:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.api.v1alpha1 import ArmWeights
 from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
@@ -21,16 +21,17 @@ from afs.continuous.kube.routing.base import (
     RoutingError,
     RuleSlots,
     Slot,
+    SlotRouter,
     int_weight,
     missing_arms,
+    observation,
     relative_weight_ops,
-    restore_ops,
 )
 
 VERSIONS = ("v1alpha2", "v1alpha3", "v1alpha4")
 
 
-class SMIRouter:
+class SMIRouter(SlotRouter):
     def __init__(self, version: str = "v1alpha2") -> None:
         if version not in VERSIONS:
             raise RoutingError(
@@ -42,7 +43,6 @@ class SMIRouter:
     def observe(self, obj: Mapping[str, Any] | None, arms: Arms) -> Observed:
         if obj is None:
             return Observed(found=False)
-        metadata = obj.get("metadata") or {}
         backends = (obj.get("spec") or {}).get("backends") or []
         found = {str(b.get("service")): i for i, b in enumerate(backends) if isinstance(b, dict)}
         rules: list[RuleSlots] = []
@@ -54,22 +54,10 @@ class SMIRouter:
                     challenger=_slot(found[arms.challenger], backends),
                 )
             )
-        return Observed(
-            found=True,
-            rules=tuple(rules),
-            missing=missing_arms(arms, set(found), rules),
-            annotations=dict(metadata.get("annotations") or {}),
-            managed_fields=list(metadata.get("managedFields") or []),
-        )
+        return observation(obj, rules, missing_arms(arms, set(found), rules))
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return relative_weight_ops(observed, weights)
-
-    def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
-        return restore_ops(observed, original)
-
-    def promote(self, observed: Observed) -> JsonPatch:
-        return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
 
 
 def _slot(index: int, backends: Sequence[Mapping[str, Any]]) -> Slot:
