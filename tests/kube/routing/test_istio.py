@@ -90,6 +90,8 @@ def test_a_route_name_limits_the_test_to_that_route() -> None:
     after = _apply(obj, IstioRouter(route_name="internal").patch_weights(
         observed, ArmWeights(champion=90, challenger=10)))  # fmt: skip
     assert _weights(after) == [[100, 0], [90, 10]]
+    misspelt = IstioRouter(route_name="internl").observe(obj, ARMS)
+    assert misspelt.rules == () and misspelt.missing == ("http route 'internl'",)
 
 
 @pytest.mark.parametrize(

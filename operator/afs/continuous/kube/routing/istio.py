@@ -45,9 +45,11 @@ class IstioRouter(SlotRouter):
             return Observed(found=False)
         rules: list[RuleSlots] = []
         seen: set[str] = set()
+        named = False
         for index, http in enumerate((obj.get("spec") or {}).get("http") or []):
             if self.route_name is not None and (http or {}).get("name") != self.route_name:
                 continue
+            named = True
             route = (http or {}).get("route") or []
             found = {
                 name: i
@@ -66,10 +68,11 @@ class IstioRouter(SlotRouter):
                         challenger=_slot(index, found[arms.challenger], route),
                     )
                 )
+        missing = missing_arms(arms, seen, rules)
+        if self.route_name is not None and not named:  # say what is missing: the route
+            missing = (f"http route {self.route_name!r}",)
         accepted, waiting = _reconciled(obj)
-        return observation(
-            obj, rules, missing_arms(arms, seen, rules), accepted=accepted, waiting=waiting
-        )
+        return observation(obj, rules, missing, accepted=accepted, waiting=waiting)
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return percent_weight_ops(observed, weights, where="http route")
