@@ -12,7 +12,7 @@ silently undoing theirs; the controller re-reads and decides again.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -295,3 +295,17 @@ class SlotRouter:
 
     def promote(self, observed: Observed) -> JsonPatch:
         return self.patch_weights(observed, ArmWeights(champion=0, challenger=100))
+
+
+def single_rule(
+    found: Mapping[str, int], arms: Arms, slot: Callable[[int], Slot]
+) -> list[RuleSlots]:
+    """For providers with one list of backends (SMI, Knative): the one rule, when both
+    arms are in it; ``found`` maps a backend's name to its index, ``slot`` makes the slot
+    of an index."""
+    if arms.champion not in found or arms.challenger not in found:
+        return []
+    return [
+        RuleSlots(rule=0, champion=slot(found[arms.champion]),
+                  challenger=slot(found[arms.challenger]))
+    ]  # fmt: skip

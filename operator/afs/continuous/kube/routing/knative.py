@@ -22,13 +22,13 @@ from afs.continuous.kube.routing.base import (
     JsonPatch,
     Observed,
     Resource,
-    RuleSlots,
     Slot,
     SlotRouter,
     int_weight,
     missing_arms,
     observation,
     percent_weight_ops,
+    single_rule,
 )
 
 
@@ -44,15 +44,7 @@ class KnativeRouter(SlotRouter):
             for i, entry in enumerate(traffic)
             if isinstance(entry, dict) and entry.get("revisionName")
         }
-        rules: list[RuleSlots] = []
-        if arms.champion in found and arms.challenger in found:
-            rules.append(
-                RuleSlots(
-                    rule=0,
-                    champion=_slot(found[arms.champion], traffic),
-                    challenger=_slot(found[arms.challenger], traffic),
-                )
-            )
+        rules = single_rule(found, arms, lambda index: _slot(index, traffic))
         accepted, waiting = _ready(obj)
         return observation(
             obj, rules, missing_arms(arms, set(found), rules), accepted=accepted, waiting=waiting

@@ -19,13 +19,13 @@ from afs.continuous.kube.routing.base import (
     Observed,
     Resource,
     RoutingError,
-    RuleSlots,
     Slot,
     SlotRouter,
     int_weight,
     missing_arms,
     observation,
     relative_weight_ops,
+    single_rule,
 )
 
 VERSIONS = ("v1alpha2", "v1alpha3", "v1alpha4")
@@ -45,15 +45,7 @@ class SMIRouter(SlotRouter):
             return Observed(found=False)
         backends = (obj.get("spec") or {}).get("backends") or []
         found = {str(b.get("service")): i for i, b in enumerate(backends) if isinstance(b, dict)}
-        rules: list[RuleSlots] = []
-        if arms.champion in found and arms.challenger in found:
-            rules.append(
-                RuleSlots(
-                    rule=0,
-                    champion=_slot(found[arms.champion], backends),
-                    challenger=_slot(found[arms.challenger], backends),
-                )
-            )
+        rules = single_rule(found, arms, lambda index: _slot(index, backends))
         return observation(obj, rules, missing_arms(arms, set(found), rules))
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
