@@ -14,7 +14,14 @@ from afs.continuous.timeutil import format_timestamp
 _STREAM_BATCH = 2000
 
 
-_COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN"
+_COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+"""Binary: a third of the client's formatting time of text COPY, and less parsing for
+the server (the two share the machine's cores while a batch streams)."""
+_COPY_TYPES = (
+    "text", "timestamptz", "text", "text", "text", "text", "float8",
+    "int4", "float8", "int2", "text", "text", "text", "bool",
+)  # fmt: skip
+"""The columns' types in :data:`RECORD_COLUMNS` order, as binary COPY must be told."""
 
 
 def _record(row: Sequence[Any]) -> UsageRecord:

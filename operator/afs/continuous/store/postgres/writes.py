@@ -24,7 +24,7 @@ from afs.continuous.records import (
     record_values,
 )
 from afs.continuous.store.postgres.connection import PostgresConnection
-from afs.continuous.store.postgres.rows import _COPY
+from afs.continuous.store.postgres.rows import _COPY, _COPY_TYPES
 
 _MAX_ID_ATTEMPTS = 8
 
@@ -81,9 +81,15 @@ class PostgresWrites(PostgresConnection):
             }
             pending = [r for r in records if r.id not in done]
         with conn.cursor() as cur, cur.copy(_COPY) as copy:
+            copy.set_types(_COPY_TYPES)
             write = copy.write_row
+            text, moment = "", datetime.min  # logged records mostly share one moment
             for r in pending:
-                write(record_values(r))
+                values = record_values(r)
+                if values[1] != text:
+                    text = values[1]
+                    moment = datetime.fromisoformat(text)
+                write((values[0], moment, *values[2:]))
         supplied = [r.id for r, free in zip(batch.records, batch.flags, strict=True) if not free]
         if supplied:
             twice = conn.execute(
