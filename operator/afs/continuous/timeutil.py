@@ -30,8 +30,9 @@ def to_utc(value: datetime) -> datetime:
 def format_timestamp(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = to_utc(value)
-    # isoformat with fixed microseconds is several times faster than strftime
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat with fixed microseconds is several times faster than strftime; in UTC
+    # it always ends in "+00:00", which is cheaper to cut than to build a naive copy
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_timestamp(value: str | datetime, *, field: str = "timestamp") -> datetime:

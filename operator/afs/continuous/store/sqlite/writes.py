@@ -60,23 +60,15 @@ class SQLiteWrites(SQLiteConnection):
         memory at a time. Each chunk is written under a savepoint, so a generated id that
         collides is replaced and the chunk written again.
         """
+        if type(records) is list and len(records) == 1 and reassignable is None:
+            return [self._insert_single(records[0], free=not records[0].id)]  # log()
         source = iter(records)
         flags = None if reassignable is None else iter(reassignable)
         head = list(islice(source, 2))
-        if len(head) == 1:  # one statement in autocommit mode: the cheapest durable write
+        if len(head) == 1:
             (record,) = head
             free = not record.id if flags is None else next(flags)
-            self._give_ids([record], [free])
-            for _attempt in range(_MAX_ID_ATTEMPTS):
-                try:
-                    self._insert_one(record)
-                    return [record.id]
-                except sqlite3.IntegrityError as exc:
-                    if "usage.id" not in str(exc):
-                        raise
-                    with self._read() as conn:
-                        self._reassign_colliding_ids(conn, [record], [free])
-            raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
+            return [self._insert_single(record, free=free)]
         ids: list[str] = []
         if not head:
             return ids
@@ -91,6 +83,22 @@ class SQLiteWrites(SQLiteConnection):
                 ids.extend(r.id for r in chunk)
             _fold(conn)
         return ids
+
+    def _insert_single(self, record: UsageRecord, *, free: bool) -> str:
+        """One record in one autocommit statement: the cheapest durable write SQLite
+        offers, and the path every ``log()`` takes, so it skips the batch machinery."""
+        if free and not record.id:
+            record.id = self._new_ids(1)[0]
+        for _attempt in range(_MAX_ID_ATTEMPTS):
+            try:
+                self._insert_one(record)
+                return record.id
+            except sqlite3.IntegrityError as exc:
+                if "usage.id" not in str(exc):
+                    raise
+                with self._read() as conn:
+                    self._reassign_colliding_ids(conn, [record], [free])
+        raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
 
     def _give_ids(self, records: Sequence[UsageRecord], free: Sequence[bool]) -> None:
         missing = [r for r, f in zip(records, free, strict=True) if f and not r.id]
