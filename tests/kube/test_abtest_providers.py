@@ -21,8 +21,10 @@ from tests.conftest import FakeClock
 from tests.kube.emulator import ApiServerEmulator
 from tests.kube.test_abtest_scenarios import (
     _abtest,
+    _condition,
     _counting,
     _phase,
+    _status,
     _traffic,
     _version,
 )
@@ -56,6 +58,17 @@ class Provider:
     drift: list[dict[str, Any]]
     """Someone else's JSON patch moving the arms to 90/10."""
     route_name: str | None = None
+    label: str = ""
+    """The scenario's name, where one provider has several shapes (KServe's modes)."""
+    restored: Callable[[], dict[str, Any]] | None = None
+    """What a rollback leaves, where it is not exactly the original (default: ``make``)."""
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
+
+    def after_rollback(self) -> dict[str, Any]:
+        return (self.restored or self.make)()
 
     @property
     def target(self) -> dict[str, Any]:
@@ -119,6 +132,40 @@ def _knative_service() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _inference_service(*, raw: bool = False) -> dict[str, Any]:
+    """KServe's predictor shape, serving the champion's ModelVersion ``uri``."""
+    metadata = _meta()
+    if raw:
+        metadata["annotations"] = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": metadata,
+        "spec": {"predictor": {"minReplicas": 1, "model": {
+            "modelFormat": {"name": "sklearn"}, "storageUri": "s3://models/nayru-v1",
+            "resources": {"limits": {"cpu": "1"}},
+        }}},
+    }  # fmt: skip
+
+
+def _serverless_rolled_back() -> dict[str, Any]:
+    """A Serverless rollback keeps ``canaryTrafficPercent: 0`` (see the router's notes)."""
+    obj = _inference_service()
+    obj["spec"]["predictor"]["canaryTrafficPercent"] = 0
+    return obj
+
+
+def _kserve_weights(obj: dict[str, Any]) -> Weights:
+    """Champion and challenger shares, whichever mode the object is in."""
+    predictor = obj["spec"]["predictor"]
+    for entry in obj["spec"].get("canary") or []:
+        if entry["predictor"]["name"] == "nayru-v2":
+            return [100 - entry["trafficPercent"], entry["trafficPercent"]]
+    if predictor["model"]["storageUri"] != "s3://models/nayru-v2":
+        return [100, 0]
+    canary = predictor.get("canaryTrafficPercent", 100)
+    return [100 - canary, canary]
+
+
 def _replace(*paths: tuple[str, int]) -> list[dict[str, Any]]:
     return [{"op": "replace", "path": path, "value": value} for path, value in paths]
 
@@ -150,6 +197,18 @@ PROVIDERS = [
         lambda o: [b.get("weight") for b in o["spec"]["backends"]],
         _replace(("/spec/backends/0/weight", 90), ("/spec/backends/1/weight", 10)),
     ),
+    Provider(
+        "kserve", "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService",
+        _inference_service, _kserve_weights,
+        _replace(("/spec/predictor/canaryTrafficPercent", 10)),
+        label="kserve-serverless", restored=_serverless_rolled_back,
+    ),
+    Provider(
+        "kserve", "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService",
+        lambda: _inference_service(raw=True), _kserve_weights,
+        _replace(("/spec/canary/0/trafficPercent", 10)),
+        label="kserve-raw",
+    ),
 ]  # fmt: skip
 
 
@@ -159,7 +218,7 @@ def usage_db() -> Any:
         yield url
 
 
-@pytest.fixture(params=PROVIDERS, ids=[p.name for p in PROVIDERS])
+@pytest.fixture(params=PROVIDERS, ids=[p.id for p in PROVIDERS])
 def provider(request: pytest.FixtureRequest, kmock: kmock.KubernetesEmulator) -> Provider:
     chosen: Provider = request.param
     _register(kmock)
@@ -244,7 +303,7 @@ async def test_a_rollback_gives_back_the_exact_original_object(
         clock.advance(hours=3)
         await _eventually(_phase(kube, "RolledBack"))
         live = await _call(_live, kube, provider)
-        assert _without_our_record(live) == provider.make()
+        assert _without_our_record(live) == provider.after_rollback()
 
 
 async def test_drift_is_written_back_and_deletion_restores(
@@ -260,4 +319,27 @@ async def test_drift_is_written_back_and_deletion_restores(
         await _call(kube.custom.delete_namespaced_custom_object, GROUP, VERSION, NAMESPACE,
                     "abtests", "nayru-v2")  # fmt: skip
         await _eventually(lambda: _get_custom(kube, "abtests", "nayru-v2") is None)
-        assert _without_our_record(await _call(_live, kube, provider)) == provider.make()
+        assert _without_our_record(await _call(_live, kube, provider)) == provider.after_rollback()
+
+
+async def test_a_target_that_cannot_carry_the_test_is_named_and_left_alone(
+    kmock: kmock.KubernetesEmulator, usage_db: str, clock: FakeClock
+) -> None:
+    """A KServe predictor running a custom container has no model URI to switch."""
+    (kserve,) = [p for p in PROVIDERS if p.id == "kserve-serverless"]
+    _register(kmock)
+    info = kmock.resources[f"{kserve.group}/{kserve.version}/{kserve.plural}"]
+    info.kind, info.namespaced = kserve.kind, True
+    info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
+    custom = _inference_service()
+    custom["spec"]["predictor"] = {"containers": [{"image": "registry/nayru:1"}]}
+    unsupported = Provider(**{**kserve.__dict__, "make": lambda: copy.deepcopy(custom)})
+    async with operator(kmock, clock=clock) as kube:
+        await _start(kube, usage_db, unsupported)
+        status = await _eventually(
+            lambda: (
+                _condition(s := _status(kube), "Ready").get("reason") == "UnsupportedTarget" and s
+            )
+        )
+        assert "custom container" in _condition(status, "Ready")["message"]
+        assert _without_our_record(await _call(_live, kube, unsupported)) == custom

@@ -64,6 +64,8 @@ WORKLOAD = [
     ("split.smi-spec.io", "trafficsplits", "patch"),
     ("serving.knative.dev", "services", "get"),
     ("serving.knative.dev", "services", "patch"),
+    ("serving.kserve.io", "inferenceservices", "get"),
+    ("serving.kserve.io", "inferenceservices", "patch"),
     ("batch", "jobs", "create"),
     ("batch", "jobs", "get"),
     ("", "pods", "list"),

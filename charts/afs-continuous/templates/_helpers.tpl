@@ -62,6 +62,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["serving.knative.dev"]
   resources: ["services"]
   verbs: ["get", "patch"]
+- apiGroups: ["serving.kserve.io"]
+  resources: ["inferenceservices"]
+  verbs: ["get", "patch"]
 {{- end -}}
 
 {{/* What kopf itself needs cluster-wide: resource discovery and namespace watching. */}}

@@ -11,6 +11,7 @@ from afs.continuous.kube.routing import RoutingError, router_for
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 from afs.continuous.kube.routing.istio import IstioRouter
 from afs.continuous.kube.routing.knative import KnativeRouter
+from afs.continuous.kube.routing.kserve import KServeRouter
 from afs.continuous.kube.routing.smi import SMIRouter
 
 
@@ -27,7 +28,8 @@ from afs.continuous.kube.routing.smi import SMIRouter
         ("smi", "split.smi-spec.io/v1alpha1", "TrafficSplit", "v1alpha1 weights are quantities"),
         ("knative", "serving.knative.dev/v1", "Service", KnativeRouter),
         ("knative", "v1", "Service", "traffic.targetRef"),
-        ("kserve", "serving.kserve.io/v1beta1", "InferenceService", "traffic.provider"),
+        ("kserve", "serving.kserve.io/v1beta1", "InferenceService", KServeRouter),
+        ("kserve", "serving.knative.dev/v1", "Service", "traffic.targetRef"),
     ],
 )  # fmt: skip
 def test_the_factory_gives_the_provider_s_router_or_refuses_by_field(
@@ -58,7 +60,7 @@ def _doc_objects() -> list[dict[str, Any]]:
     from tests.docs_examples import ROOT, code_blocks
 
     blocks = code_blocks((ROOT / "docs" / "operator.md").read_text(), "yaml")
-    kinds = ("VirtualService", "TrafficSplit", "Service")
+    kinds = ("VirtualService", "TrafficSplit", "Service", "InferenceService")
     return [
         d for d in map(yaml.safe_load, blocks)
         if d.get("kind") in kinds and d.get("apiVersion") != "v1"
@@ -70,8 +72,13 @@ def test_the_documented_serving_objects_hold_both_arms(obj: dict[str, Any]) -> N
     """Each provider's example in docs/operator.md works with its router as written."""
     from afs.continuous.kube.routing import Arms
 
-    provider = {"VirtualService": "istio", "TrafficSplit": "smi", "Service": "knative"}[obj["kind"]]
+    provider = {"VirtualService": "istio", "TrafficSplit": "smi", "Service": "knative",
+                "InferenceService": "kserve"}[obj["kind"]]  # fmt: skip
     target = TargetRef(api_version=obj["apiVersion"], kind=obj["kind"], name="nayru")
     router = router_for(TrafficSpec(provider=provider, target_ref=target))
-    observed = router.observe(obj, Arms("nayru-run-2", "nayru-run-3"))
+    arms = Arms(  # the ModelVersions of examples/k8s (their uri is what KServe serves)
+        "nayru-run-2", "nayru-run-3",
+        champion_uri="s3://models/nayru/run-2/", challenger_uri="s3://models/nayru/run-3/",
+    )  # fmt: skip
+    observed = router.observe(obj, arms)
     assert observed.missing == () and len(observed.rules) == 1

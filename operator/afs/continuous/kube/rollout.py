@@ -275,6 +275,11 @@ class _Planner:
             return self.waiting(
                 "TargetNotFound", f"{target.kind} {self.identity.namespace}/{target.name} not found"
             )
+        if self.route.unsupported:
+            target = self.spec.traffic.target_ref
+            return self.waiting(
+                "UnsupportedTarget", f"{target.kind} {target.name}: {self.route.unsupported}"
+            )
         if self.route.missing:
             target = self.spec.traffic.target_ref
             return self.waiting(

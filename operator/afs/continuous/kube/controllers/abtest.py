@@ -168,7 +168,7 @@ class ABTestReconciler:
             name: ((version or {}).get("status") or {}).get("stage")
             for name, version in versions.items()
         }
-        route = self._route(parsed, router, namespace)
+        route = self._route(parsed, router, namespace, versions=versions)
         epochs: list[Epoch] = []
         judging = current.phase in (ABTestPhase.RUNNING, ABTestPhase.WAITING_PROMOTION)
         if judging and route.found and rollout.analysis_due(
@@ -192,13 +192,39 @@ class ABTestReconciler:
             namespace=namespace, name=parsed.traffic.target_ref.name, operations=patch,
         )  # fmt: skip
 
-    def _route(self, parsed: ABTestSpec, router: TrafficRouter, namespace: str) -> Observed:
+    def _route(
+        self,
+        parsed: ABTestSpec,
+        router: TrafficRouter,
+        namespace: str,
+        *,
+        versions: dict[str, dict[str, Any] | None] | None = None,
+    ) -> Observed:
+        """The serving resource as the router reads it; ``versions`` are the arms'
+        ModelVersions when already read (their ``uri`` is what KServe serves)."""
         resource = router.resource
         obj = self.kube.get_object(
             group=resource.group, version=resource.version, plural=resource.plural,
             namespace=namespace, name=parsed.traffic.target_ref.name,
         )  # fmt: skip
-        return router.observe(obj, Arms(parsed.champion.backend, parsed.challenger.backend))
+        if versions is None:
+            versions = {
+                ref.model_version: self.kube.get_custom_object(
+                    "modelversions", namespace, ref.model_version
+                )
+                for ref in (parsed.champion, parsed.challenger)
+            }
+
+        def uri(name: str) -> str | None:
+            value = ((versions.get(name) or {}).get("spec") or {}).get("uri")
+            return value if isinstance(value, str) else None
+
+        arms = Arms(
+            parsed.champion.backend, parsed.challenger.backend,
+            champion_uri=uri(parsed.champion.model_version),
+            challenger_uri=uri(parsed.challenger.model_version),
+        )  # fmt: skip
+        return router.observe(obj, arms)
 
     def _store(
         self, parsed: ABTestSpec, namespace: str, owners: list[dict[str, Any]]

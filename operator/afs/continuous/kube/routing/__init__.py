@@ -21,6 +21,7 @@ from afs.continuous.kube.routing.base import (
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 from afs.continuous.kube.routing.istio import IstioRouter
 from afs.continuous.kube.routing.knative import KnativeRouter
+from afs.continuous.kube.routing.kserve import KServeRouter
 from afs.continuous.kube.routing.smi import SMIRouter
 
 __all__ = [
@@ -46,6 +47,7 @@ _ROUTERS: dict[str, Callable[[TrafficSpec], TrafficRouter]] = {
     "gateway-api": lambda traffic: GatewayAPIRouter(),
     "istio": lambda traffic: IstioRouter(route_name=traffic.route_name),
     "knative": lambda traffic: KnativeRouter(),
+    "kserve": lambda traffic: KServeRouter(),
     "smi": _smi,
 }
 

@@ -48,10 +48,13 @@ class Resource:
 
 @dataclass(frozen=True)
 class Arms:
-    """The two arms' backend names in the serving resource."""
+    """The two arms' backend names in the serving resource, and their ModelVersions'
+    ``uri`` for the providers that stand a model up from it (KServe)."""
 
     champion: str
     challenger: str
+    champion_uri: str | None = None
+    challenger_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class Observed:
     missing: tuple[str, ...] = ()
     accepted: bool = True
     waiting: str = ""
+    unsupported: str = ""
+    """Why the resource cannot carry a test at all as it is (nothing is written)."""
     annotations: Mapping[str, str] = field(default_factory=dict)
     managed_fields: Sequence[Mapping[str, Any]] = ()
 
@@ -280,6 +285,23 @@ def observation(
         annotations=dict(metadata.get("annotations") or {}),
         managed_fields=list(metadata.get("managedFields") or []),
     )
+
+
+def ready_at_generation(obj: Mapping[str, Any], *, what: str) -> tuple[bool, str]:
+    """Whether the controller of ``obj`` (Knative, KServe) reports ``Ready`` at its current
+    generation, and what to wait for if not. An object nobody reports on yet counts as
+    ready: there is nothing to wait for."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    status = obj.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is None:
+        return True, ""
+    seen = status.get("observedGeneration")
+    if isinstance(generation, int) and isinstance(seen, int) and seen < generation:
+        return False, f"{what} has been reconciled at generation {seen}, not {generation} yet"
+    if ready.get("status") != "True":
+        return False, f"{what} is not Ready: {ready.get('message', '')}"
+    return True, ""
 
 
 class SlotRouter:

@@ -28,6 +28,7 @@ from afs.continuous.kube.routing.base import (
     missing_arms,
     observation,
     percent_weight_ops,
+    ready_at_generation,
     single_rule,
 )
 
@@ -45,7 +46,7 @@ class KnativeRouter(SlotRouter):
             if isinstance(entry, dict) and entry.get("revisionName")
         }
         rules = single_rule(found, arms, lambda index: _slot(index, traffic))
-        accepted, waiting = _ready(obj)
+        accepted, waiting = ready_at_generation(obj, what="the Knative Service")
         return observation(
             obj, rules, missing_arms(arms, set(found), rules), accepted=accepted, waiting=waiting
         )
@@ -62,19 +63,3 @@ def _slot(index: int, traffic: Sequence[Mapping[str, Any]]) -> Slot:
         weight=int_weight(traffic[index].get("percent")),
         default=0,
     )
-
-
-def _ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
-    """Ready at the Service's current generation (a Service nobody reports on yet counts
-    as ready: there is nothing to wait for)."""
-    generation = (obj.get("metadata") or {}).get("generation")
-    status = obj.get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    if ready is None:
-        return True, ""
-    seen = status.get("observedGeneration")
-    if isinstance(generation, int) and isinstance(seen, int) and seen < generation:
-        return False, f"Knative has reconciled generation {seen}, not {generation} yet"
-    if ready.get("status") != "True":
-        return False, f"the Knative Service is not Ready: {ready.get('message', '')}"
-    return True, ""
