@@ -473,12 +473,13 @@ async def test_a_test_waits_for_its_target_and_backends(
         ({"steps": [{"weight": 20}, {"weight": 10}]}, "steps.1.weight: steps must increase"),
         ({"steps": [{"weight": 120}]}, "steps.0.weight"),
         ({"champion": {"modelVersion": "nayru-v0"}}, "champion.modelVersion: ModelVersion ml/"),
-        ({"traffic": {"provider": "kserve", "targetRef": TARGET}}, "traffic.provider: 'kserve'"),
+        ({"traffic": {"provider": "kserve", "targetRef": TARGET}},
+         "traffic.targetRef: provider 'kserve' routes InferenceService"),
         ({"traffic": {"provider": "gateway-api", "targetRef": {**TARGET, "kind": "Service"}}},
          "traffic.targetRef: provider 'gateway-api' routes HTTPRoute"),
         ({"promotion": "sometimes"}, "promotion"),
     ],
-    ids=["same-arms", "decreasing", "above-100", "missing-version", "unavailable-provider",
+    ids=["same-arms", "decreasing", "above-100", "missing-version", "kserve-on-a-route",
          "wrong-kind", "bad-promotion"],
 )  # fmt: skip
 async def test_an_invalid_abtest_touches_no_weight(

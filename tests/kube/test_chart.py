@@ -71,6 +71,13 @@ WORKLOAD = [
     ("", "pods", "list"),
     ("", "secrets", "get"),
     ("", "serviceaccounts", "create"),
+    ("apps", "deployments", "get"),
+    ("apps", "deployments", "create"),
+    ("apps", "deployments", "patch"),
+    ("apps", "deployments", "delete"),
+    ("", "services", "get"),
+    ("", "services", "create"),
+    ("", "services", "delete"),
     ("", "events", "create"),
 ]
 FRAMEWORK = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -37,6 +38,7 @@ class KubeClient:
         self.api = api
         self.core = k8s.CoreV1Api(api)
         self.batch = k8s.BatchV1Api(api)
+        self.apps = k8s.AppsV1Api(api)
         self.custom = k8s.CustomObjectsApi(api)
 
     @classmethod
@@ -89,12 +91,7 @@ class KubeClient:
         return base64.b64decode(data).decode("utf-8")
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._plain(self.batch.read_namespaced_job(name, namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _refused(exc, f"read Job {namespace}/{name}") from None
+        return self._read(self.batch.read_namespaced_job, "Job", namespace, name)
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create the Job, or return the one that already has its name (idempotent)."""
@@ -117,6 +114,57 @@ class KubeClient:
         except ApiException as exc:
             if exc.status != 409:
                 raise _refused(exc, f"create ServiceAccount {namespace}/{name}") from None
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._read(self.apps.read_namespaced_deployment, "Deployment", namespace, name)
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._read(self.core.read_namespaced_service, "Service", namespace, name)
+
+    def _read(
+        self, read: Callable[[str, str], Any], kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        try:
+            return self._plain(read(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _refused(exc, f"read {kind} {namespace}/{name}") from None
+
+    def create_workload(self, manifest: dict[str, Any]) -> None:
+        """Create a Deployment or Service; one of its name already there is left as it is
+        (the caller read it before and checks whose it is)."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        create = {
+            "Deployment": self.apps.create_namespaced_deployment,
+            "Service": self.core.create_namespaced_service,
+        }[kind]
+        try:
+            create(meta["namespace"], manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _refused(exc, f"create {kind} {meta['namespace']}/{meta['name']}") from None
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        try:
+            self.apps.patch_namespaced_deployment(
+                name, namespace, {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _refused(exc, f"scale Deployment {namespace}/{name}") from None
+
+    def delete_workload(self, namespace: str, name: str) -> None:
+        """Delete the Deployment and the Service of that name (gone already: fine)."""
+        for kind, delete in (
+            ("Deployment", self.apps.delete_namespaced_deployment),
+            ("Service", self.core.delete_namespaced_service),
+        ):
+            try:
+                delete(name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise _refused(exc, f"delete {kind} {namespace}/{name}") from None
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         selector = f"job-name={job}"

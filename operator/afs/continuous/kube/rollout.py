@@ -92,6 +92,8 @@ class Observation:
     """The ModelVersions' stages as read (by name)."""
     action: str | None = None
     epochs: Sequence[Epoch] = ()
+    unavailable: tuple[str, ...] = ()
+    """Deploy mode: the arms whose Deployment is not Available yet (the first step waits)."""
 
 
 @dataclass
@@ -270,6 +272,8 @@ class _Planner:
             action = None
         if action == "abort":
             return self.abort()
+        if phase in (None, ABTestPhase.PENDING) and self.observed.unavailable:
+            return self.waiting("NotAvailable", "; ".join(self.observed.unavailable))
         if not self.route.found:
             target = self.spec.traffic.target_ref
             return self.waiting(

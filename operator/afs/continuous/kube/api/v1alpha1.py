@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 if TYPE_CHECKING:
@@ -186,6 +194,44 @@ class TrainingSpec(KubeModel):
         return template
 
 
+class ServingSpec(KubeModel):
+    """Deploy mode: the operator runs each ModelVersion itself, as a Deployment and a
+    Service named like the version, for the providers that route to Services
+    (gateway-api, istio, smi). The pod comes from ``template`` or from the pod template of
+    the Deployment ``copyFrom`` names (the champion's, as Flagger does); the model's
+    container gets ``AFS_MODEL_URI`` and ``AFS_MODEL_VERSION``."""
+
+    template: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    copy_from: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    container: Annotated[str, Field(min_length=1)] | None = None
+    """The model's container (default: the first)."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    """The container port the Service sends to."""
+    service_port: Annotated[int, Field(ge=1, le=65535)] = 80
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    scale_down_after: Duration = "1h"
+    """How long a Rejected or Retired version keeps running (a promotion that turns out
+    bad can be undone at once), before its Deployment is scaled to zero."""
+    delete_after: Duration = "24h"
+    """How long after the scale-down its Deployment and Service are deleted."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.template is None) == (self.copy_from is None):
+            raise ValueError("give exactly one of template and copyFrom")
+        if self.template is not None:
+            spec = self.template.get("spec")
+            containers = spec.get("containers") if isinstance(spec, dict) else None
+            if not isinstance(containers, list) or not containers:
+                raise ValueError("template.spec.containers must list the model's container")
+            names = [c.get("name") for c in containers if isinstance(c, dict)]
+            if self.container is not None and self.container not in names:
+                raise ValueError(f"container {self.container!r} is not in template.spec")
+        return self
+
+
 class DecisionSpec(KubeModel):
     method: Literal["sequential", "weighted"] = "sequential"
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
@@ -244,6 +290,9 @@ class LearningLoopSpec(KubeModel):
     training: TrainingSpec
     check_interval: Duration = "1h"
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    serving: ServingSpec | None = None
+    """Deploy mode: each ModelVersion the loop records is run by the operator (the spec
+    is copied onto the version); unset, the backends must exist already."""
     suspend: bool = False
 
 
@@ -321,6 +370,8 @@ class ModelVersionSpec(KubeModel):
     uri: Annotated[str, Field(min_length=1)]
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: Lineage = Field(default_factory=Lineage)
+    serving: ServingSpec | None = None
+    """Deploy mode: the operator runs this version (see :class:`ServingSpec`)."""
 
 
 class Stage(StrEnum):
@@ -331,10 +382,23 @@ class Stage(StrEnum):
     REJECTED = "Rejected"
 
 
+class ServingStatus(KubeModel):
+    """Deploy mode: what runs this version, and since when it is no arm any more."""
+
+    deployment: str
+    service: str
+    available: bool = False
+    idle_since: str | None = None
+    """When the version was first seen Rejected or Retired."""
+    scaled_down: str | None = None
+    """When its Deployment went to zero replicas."""
+
+
 class ModelVersionStatus(KubeModel):
     stage: Stage | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    serving: ServingStatus | None = None
 
 
 # --- ABTest ------------------------------------------------------------------------------

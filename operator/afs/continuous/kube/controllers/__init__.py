@@ -13,7 +13,7 @@ from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers.abtest import ABTestReconciler
 from afs.continuous.kube.controllers.learning_loop import LoopReconciler
-from afs.continuous.kube.controllers.model_version import record_model_version
+from afs.continuous.kube.controllers.model_version import ServingReconciler, record_model_version
 from afs.continuous.kube.controllers.shared import EventSink, OperatorConfig, StorePool
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.timeutil import Clock, utc_now
@@ -47,6 +47,7 @@ def make_registry(
     stores = StorePool(config.database_retry_seconds, clock)
     loops = LoopReconciler(kube, config, stores, clock, metrics)
     tests = ABTestReconciler(kube, config, stores, clock, metrics)
+    deployments = ServingReconciler(kube, clock)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -120,3 +121,21 @@ def make_registry(
         patch.status.update(new.model_dump(by_alias=True, mode="json"))
 
     return registry
+
+    @kopf.timer(
+        GROUP, VERSION, "modelversions", interval=config.poll_seconds,
+        backoff=config.poll_seconds, field="spec.serving", value=kopf.PRESENT,
+        registry=registry,
+    )  # fmt: skip
+    def reconcile_serving(
+        name: str, namespace: str | None, uid: str, meta: kopf.Meta, spec: kopf.Spec,
+        status: kopf.Status, body: kopf.Body, patch: kopf.Patch, **_: Any,
+    ) -> None:  # fmt: skip
+        assert namespace is not None
+        new = deployments.reconcile(
+            name=name, namespace=namespace, uid=uid, generation=meta.get("generation"),
+            spec=dict(spec), status=dict(status), event=_events(body),
+        )  # fmt: skip
+        patch.status.update(
+            new.model_dump(by_alias=True, mode="json", include={"serving", "conditions"})
+        )

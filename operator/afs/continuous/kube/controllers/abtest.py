@@ -180,8 +180,12 @@ class ABTestReconciler:
                 champion=parsed.champion.records, challenger=parsed.challenger.records,
             )  # fmt: skip
         return rollout.Observation(
-            route=route, missing_versions=missing, stages=stages, action=action, epochs=epochs
-        )
+            route=route, missing_versions=missing, stages=stages, action=action, epochs=epochs,
+            unavailable=tuple(
+                f"{arm}: {problem}" for arm, ref in arms
+                if (problem := _not_serving(ref.model_version, versions[ref.model_version]))
+            ),
+        )  # fmt: skip
 
     def _patch_target(
         self, parsed: ABTestSpec, router: TrafficRouter, namespace: str, patch: JsonPatch
@@ -289,3 +293,18 @@ class ABTestReconciler:
 
 def _ready_reason(status: ABTestStatus) -> str | None:
     return next((c.reason for c in status.conditions if c.type == "Ready"), None)
+
+
+def _not_serving(name: str, version: dict[str, Any] | None) -> str | None:
+    """Deploy mode: why the version's Deployment cannot take traffic yet (None: it can,
+    or the version is not deployed by the operator)."""
+    if version is None or not (version.get("spec") or {}).get("serving"):
+        return None
+    status = version.get("status") or {}
+    if (status.get("serving") or {}).get("available") is True:
+        return None
+    condition: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Available"), {}
+    )
+    why = condition.get("message") or "not deployed yet"
+    return f"ModelVersion {name} is not Available ({why})"

@@ -490,15 +490,14 @@ def _model_version(
         metadata["ownerReferences"] = [
             {"apiVersion": API_VERSION, "kind": "LearningLoop", "name": loop, "uid": uid}
         ]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ModelVersion",
-        "metadata": metadata,
-        "spec": {
-            "model": spec.model.name,
-            "version": f"run-{run.number}",
-            "uri": report.model_uri,
-            "metrics": report.metrics,
-            "lineage": lineage,
-        },
+    version: dict[str, Any] = {
+        "model": spec.model.name,
+        "version": f"run-{run.number}",
+        "uri": report.model_uri,
+        "metrics": report.metrics,
+        "lineage": lineage,
     }
+    if spec.serving is not None:  # deploy mode: the version runs as the loop says
+        version["serving"] = spec.serving.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return {"apiVersion": API_VERSION, "kind": "ModelVersion", "metadata": metadata,
+            "spec": version}  # fmt: skip
