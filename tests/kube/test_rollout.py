@@ -193,3 +193,49 @@ def test_a_test_paused_by_drift_resumes_with_a_new_epoch_once_the_weights_are_ba
     resumed = _plan(paused.status, _route(90, 10), spec=spec)
     assert "Resumed" in _reasons(resumed)
     assert [e.applied for e in resumed.status.epochs] == [T0, format_timestamp(NOW)]
+
+
+# --- deploy mode -------------------------------------------------------------------------
+
+
+def _champion_only() -> Any:
+    obj = {"metadata": {"name": "r"}, "spec": {"rules": [{"backendRefs": [{"name": "v1"}]}]}}
+    return ROUTER.observe(obj, Arms("v1", "v2"))
+
+
+def test_deploy_mode_waits_until_the_challenger_is_available() -> None:
+    why = ("challenger: ModelVersion v2 is not Available (1 of 2)",)
+    plan = _plan(ABTestStatus(), _champion_only(), deployed=frozenset({"v2"}), unavailable=why)
+    assert plan.patch == [] and plan.status.conditions[-1].reason == "NotAvailable"
+    assert "1 of 2" in plan.status.conditions[-1].message
+
+
+def test_deploy_mode_puts_the_challenger_s_service_in_the_route_first() -> None:
+    plan = _plan(ABTestStatus(), _champion_only(), deployed=frozenset({"v1", "v2"}))
+    added = [op for op in plan.patch if op["op"] == "add" and "backendRefs" in op["path"]]
+    assert added == [{"op": "add", "path": "/spec/rules/0/backendRefs/-",
+                      "value": {"name": "v2", "weight": 0}}]  # fmt: skip
+    assert plan.status.phase == ABTestPhase.PENDING and plan.status.weights is None
+    assert _reasons(plan) == ["BackendAdded"]
+
+
+def test_without_deploy_mode_a_missing_challenger_is_reported() -> None:
+    plan = _plan(ABTestStatus(), _champion_only())
+    assert plan.patch == [] and plan.status.conditions[-1].reason == "BackendNotFound"
+
+
+@pytest.mark.parametrize(
+    ("action", "removed"),
+    [("abort", "/spec/rules/0/backendRefs/1"), ("promote-now", "/spec/rules/0/backendRefs/0")],
+    ids=["rollback-removes-the-challenger", "promotion-removes-the-old-champion"],
+)
+def test_deploy_mode_takes_the_leaving_version_out_of_the_route(action: str, removed: str) -> None:
+    status = _running()
+    if action == "promote-now":
+        status.phase = ABTestPhase.WAITING_PROMOTION
+        spec = SPEC.model_copy(update={"promotion": "manual", "approved_challenger": "v2"})
+        plan = _plan(status, _route(90, 10), spec=spec, deployed=frozenset({"v1", "v2"}))
+    else:
+        plan = _plan(status, _route(90, 10), action=action, deployed=frozenset({"v1", "v2"}))
+    removals = [op["path"] for op in plan.patch if op["op"] == "remove" and op["path"] == removed]
+    assert removals == [removed]

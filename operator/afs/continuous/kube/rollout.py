@@ -38,10 +38,13 @@ from afs.continuous.kube.api.v1alpha1 import (
 )
 from afs.continuous.kube.routing import (
     FIELD_MANAGER,
+    SERVICE_ROUTED,
     JsonPatch,
     Observed,
     TrafficRouter,
+    insertion_ops,
     record_ops,
+    removal_ops,
 )
 from afs.continuous.timeutil import format_timestamp, parse_timestamp
 
@@ -94,6 +97,8 @@ class Observation:
     epochs: Sequence[Epoch] = ()
     unavailable: tuple[str, ...] = ()
     """Deploy mode: the arms whose Deployment is not Available yet (the first step waits)."""
+    deployed: frozenset[str] = frozenset()
+    """Deploy mode: the arms' ModelVersions the operator runs (``spec.serving``)."""
 
 
 @dataclass
@@ -284,7 +289,7 @@ class _Planner:
             return self.waiting(
                 "UnsupportedTarget", f"{target.kind} {target.name}: {self.route.unsupported}"
             )
-        if self.route.missing:
+        if self.route.missing and not self.inserts_challenger():
             target = self.spec.traffic.target_ref
             return self.waiting(
                 "BackendNotFound",
@@ -299,6 +304,8 @@ class _Planner:
                 "TargetInUse",
                 f"{self.spec.traffic.target_ref.name} is under test by {record.get('test')}",
             )
+        if self.route.missing:
+            return self.insert_challenger()
         if self.ours(record) and self.adopt(record or {}):
             return self.out
         if phase in (None, ABTestPhase.PENDING):
@@ -349,6 +356,35 @@ class _Planner:
             self.s.phase = ABTestPhase.RUNNING
         self.condition("Ready", True, "Adopted", f"step {step} found applied on the target")
         return True
+
+    def deploys(self, version: str) -> bool:
+        """Whether the operator runs ``version`` and owns its entries in the route."""
+        return version in self.observed.deployed and (self.spec.traffic.provider in SERVICE_ROUTED)
+
+    def inserts_challenger(self) -> bool:
+        """Deploy mode, before the start: the challenger's Service is new to the route and
+        goes in beside the champion (at weight 0) before the first step."""
+        return (
+            self.s.phase in (None, ABTestPhase.PENDING)
+            and self.deploys(self.spec.challenger.model_version)
+            and self.route.missing == (self.spec.challenger.backend,)
+            and bool(self.route.openings)
+        )
+
+    def insert_challenger(self) -> Plan:
+        backend = self.spec.challenger.backend
+        self.s.phase = ABTestPhase.PENDING
+        self.write(insertion_ops(self.route), phase=ABTestPhase.PENDING, weights=None)
+        message = f"{backend} added beside the champion at weight 0 (deploy mode)"
+        self.event("Normal", "BackendAdded", message)
+        self.condition("Progressing", True, "BackendAdded", message)
+        return self.out
+
+    def leaving(self, *, promoted: bool) -> JsonPatch:
+        """Deploy mode: the entries of the version that leaves (the old champion after a
+        promotion, else the challenger), whose Deployment is wound down."""
+        arm = self.spec.champion if promoted else self.spec.challenger
+        return removal_ops(self.route, champion=promoted) if self.deploys(arm.model_version) else []
 
     def start(self) -> Plan:
         self.s.original = self.route.original()
@@ -504,12 +540,14 @@ class _Planner:
         if self.route.found and not self.route.missing:
             if phase == ABTestPhase.PROMOTED:
                 self.s.weights = ArmWeights(champion=0, challenger=100)
-                self.write(self.router.promote(self.route), phase=phase, weights=self.s.weights)
+                ops = [*self.router.promote(self.route), *self.leaving(promoted=True)]
+                self.write(ops, phase=phase, weights=self.s.weights)
             else:
-                self.write(
-                    self.router.restore(self.route, self.s.original or []), phase=phase,
-                    weights=None,
-                )  # fmt: skip
+                ops = [
+                    *self.router.restore(self.route, self.s.original or []),
+                    *self.leaving(promoted=False),
+                ]
+                self.write(ops, phase=phase, weights=None)
                 self.event("Normal", "WeightsRestored", _describe_original(self.s.original))
         self.end_stages(phase)
         self.out.ended = True
@@ -539,10 +577,11 @@ class _Planner:
         self.s.verdict = "ABORTED"
         self.s.finished = format_timestamp(self.now)
         if wrote and self.route.found and not self.route.missing:
-            self.write(
-                self.router.restore(self.route, self.s.original or []),
-                phase=ABTestPhase.ROLLED_BACK, weights=None,
-            )  # fmt: skip
+            ops = [
+                *self.router.restore(self.route, self.s.original or []),
+                *self.leaving(promoted=False),
+            ]
+            self.write(ops, phase=ABTestPhase.ROLLED_BACK, weights=None)
             self.event("Normal", "WeightsRestored", _describe_original(self.s.original))
         self.end_stages(ABTestPhase.ROLLED_BACK)
         self.out.ended = True
@@ -554,10 +593,11 @@ class _Planner:
 
 def restore_on_delete(
     *, status: ABTestStatus, router: TrafficRouter, route: Observed, identity: Identity,
-    now: datetime,
+    now: datetime, remove_challenger: bool = False,
 ) -> JsonPatch:  # fmt: skip
     """The patch that puts back the original weights when a test that wrote them is
-    deleted before it ended (nothing when it ended, or never wrote)."""
+    deleted before it ended (nothing when it ended, or never wrote); in deploy mode the
+    challenger's entries go too (``remove_challenger``)."""
     record = route.record
     if not route.found or not identity.wrote(record) or str((record or {}).get("phase")) not in (
         ABTestPhase.RUNNING.value, ABTestPhase.WAITING_PROMOTION.value
@@ -567,7 +607,8 @@ def restore_on_delete(
     if original is None:
         original = [RuleWeights.model_validate(o) for o in (record or {}).get("original") or []]
     final = dict(record or {}, phase="Deleted", weights=None, applied=format_timestamp(now))
-    return [*router.restore(route, original), *record_ops(route, final)]
+    leaving = removal_ops(route, champion=False) if remove_challenger else []
+    return [*router.restore(route, original), *leaving, *record_ops(route, final)]
 
 
 def _describe_original(original: Sequence[RuleWeights] | None) -> str:

@@ -120,8 +120,6 @@ def make_registry(
         )  # fmt: skip
         patch.status.update(new.model_dump(by_alias=True, mode="json"))
 
-    return registry
-
     @kopf.timer(
         GROUP, VERSION, "modelversions", interval=config.poll_seconds,
         backoff=config.poll_seconds, field="spec.serving", value=kopf.PRESENT,
@@ -139,3 +137,5 @@ def make_registry(
         patch.status.update(
             new.model_dump(by_alias=True, mode="json", include={"serving", "conditions"})
         )
+
+    return registry

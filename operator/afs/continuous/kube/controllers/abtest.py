@@ -31,6 +31,7 @@ from afs.continuous.kube.controllers.shared import (
 )
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.routing import (
+    SERVICE_ROUTED,
     Arms,
     JsonPatch,
     Observed,
@@ -130,11 +131,15 @@ class ABTestReconciler:
         except (ValidationError, RoutingError):
             return  # it never wrote anything
         current = ABTestStatus.from_status(status)
+        challenger = self.kube.get_custom_object(
+            "modelversions", namespace, parsed.challenger.model_version
+        )
         route = self._route(parsed, router, namespace)
         identity = rollout.Identity(namespace, name, uid, None)
         patch = rollout.restore_on_delete(
-            status=current, router=router, route=route, identity=identity, now=self.clock()
-        )
+            status=current, router=router, route=route, identity=identity, now=self.clock(),
+            remove_challenger=_deployed(challenger) and parsed.traffic.provider in SERVICE_ROUTED,
+        )  # fmt: skip
         if patch:
             self._patch_target(parsed, router, namespace, patch)
             event("Normal", "WeightsRestored", "test deleted while running: original weights back")
@@ -185,6 +190,7 @@ class ABTestReconciler:
                 f"{arm}: {problem}" for arm, ref in arms
                 if (problem := _not_serving(ref.model_version, versions[ref.model_version]))
             ),
+            deployed=frozenset(name for name, version in versions.items() if _deployed(version)),
         )  # fmt: skip
 
     def _patch_target(
@@ -295,10 +301,15 @@ def _ready_reason(status: ABTestStatus) -> str | None:
     return next((c.reason for c in status.conditions if c.type == "Ready"), None)
 
 
+def _deployed(version: dict[str, Any] | None) -> bool:
+    """Whether the operator runs this ModelVersion (deploy mode: ``spec.serving``)."""
+    return version is not None and bool((version.get("spec") or {}).get("serving"))
+
+
 def _not_serving(name: str, version: dict[str, Any] | None) -> str | None:
     """Deploy mode: why the version's Deployment cannot take traffic yet (None: it can,
     or the version is not deployed by the operator)."""
-    if version is None or not (version.get("spec") or {}).get("serving"):
+    if version is None or not _deployed(version):
         return None
     status = version.get("status") or {}
     if (status.get("serving") or {}).get("available") is True:

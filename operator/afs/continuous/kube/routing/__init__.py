@@ -16,7 +16,9 @@ from afs.continuous.kube.routing.base import (
     Resource,
     RoutingError,
     TrafficRouter,
+    insertion_ops,
     record_ops,
+    removal_ops,
 )
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 from afs.continuous.kube.routing.istio import IstioRouter
@@ -27,13 +29,16 @@ from afs.continuous.kube.routing.smi import SMIRouter
 __all__ = [
     "FIELD_MANAGER",
     "RECORD_ANNOTATION",
+    "SERVICE_ROUTED",
     "Arms",
     "JsonPatch",
     "Observed",
     "Resource",
     "RoutingError",
     "TrafficRouter",
+    "insertion_ops",
     "record_ops",
+    "removal_ops",
     "router_for",
 ]
 
@@ -50,6 +55,10 @@ _ROUTERS: dict[str, Callable[[TrafficSpec], TrafficRouter]] = {
     "kserve": lambda traffic: KServeRouter(),
     "smi": _smi,
 }
+
+
+#: the providers that route to Services, where deploy mode's Services are put in the route
+SERVICE_ROUTED = frozenset({"gateway-api", "istio", "smi"})
 
 
 def router_for(traffic: TrafficSpec) -> TrafficRouter:

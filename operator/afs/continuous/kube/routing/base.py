@@ -87,6 +87,20 @@ class RuleSlots:
 
 
 @dataclass(frozen=True)
+class Opening:
+    """Deploy mode: a rule that holds the champion but not the challenger. The challenger's
+    entry goes at the end of ``list_path`` (a copy of the champion's, at weight 0, plus
+    whatever the champion's needs set so the rule keeps its traffic), after ``test``
+    operations on the champion's entry as read."""
+
+    list_path: str
+    anchor: tuple[str, Any]
+    entry: Mapping[str, Any]
+    also: tuple[dict[str, Any], ...] = ()
+    """Operations on the champion's entry that must come with the new one."""
+
+
+@dataclass(frozen=True)
 class Observed:
     """A serving resource as read: whether it exists, the rules holding both arms, the
     backends that are missing, whether its controller accepted the current generation,
@@ -99,6 +113,8 @@ class Observed:
     waiting: str = ""
     unsupported: str = ""
     """Why the resource cannot carry a test at all as it is (nothing is written)."""
+    openings: tuple[Opening, ...] = ()
+    """Deploy mode: where the challenger's entry can be added (see :class:`Opening`)."""
     annotations: Mapping[str, str] = field(default_factory=dict)
     managed_fields: Sequence[Mapping[str, Any]] = ()
 
@@ -273,6 +289,7 @@ def observation(
     *,
     accepted: bool = True,
     waiting: str = "",
+    openings: Sequence[Opening] = (),
 ) -> Observed:
     """An object found, with its rules and what our records need from its metadata."""
     metadata = obj.get("metadata") or {}
@@ -282,6 +299,7 @@ def observation(
         missing=missing,
         accepted=accepted,
         waiting=waiting,
+        openings=tuple(openings),
         annotations=dict(metadata.get("annotations") or {}),
         managed_fields=list(metadata.get("managedFields") or []),
     )
@@ -302,6 +320,50 @@ def ready_at_generation(obj: Mapping[str, Any], *, what: str) -> tuple[bool, str
     if ready.get("status") != "True":
         return False, f"{what} is not Ready: {ready.get('message', '')}"
     return True, ""
+
+
+def insertion_ops(observed: Observed) -> JsonPatch:
+    """Deploy mode: add the challenger's entry beside the champion wherever it is alone."""
+    ops: JsonPatch = []
+    for opening in observed.openings:
+        ops += [
+            {"op": "test", "path": opening.anchor[0], "value": opening.anchor[1]},
+            *opening.also,
+            {"op": "add", "path": f"{opening.list_path}/-", "value": dict(opening.entry)},
+        ]
+    return ops
+
+
+def removal_ops(observed: Observed, *, champion: bool) -> JsonPatch:
+    """Deploy mode: remove one arm's entry from every rule that holds both (the version
+    that left the test is scaled down and deleted: no route may keep pointing at it).
+    An entry's weight is its last path segment, so the entry is the weight's parent."""
+    ops: JsonPatch = []
+    for rule in observed.rules:
+        slot = rule.champion if champion else rule.challenger
+        ops += [
+            {"op": "test", "path": slot.anchor[0], "value": slot.anchor[1]},
+            {"op": "remove", "path": slot.path.rsplit("/", 1)[0]},
+        ]
+    return ops
+
+
+def opening_for(
+    *,
+    list_path: str,
+    index: int,
+    entries: Sequence[Mapping[str, Any]],
+    anchor_key: str,
+    entry: Mapping[str, Any],
+    also: Sequence[dict[str, Any]] = (),
+) -> Opening:
+    """The :class:`Opening` after entry ``index`` of the list at ``list_path``."""
+    return Opening(
+        list_path=list_path,
+        anchor=(f"{list_path}/{index}/{anchor_key}", entries[index].get(anchor_key)),
+        entry=entry,
+        also=tuple(also),
+    )
 
 
 class SlotRouter:

@@ -16,6 +16,7 @@ from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
     Observed,
+    Opening,
     Resource,
     RuleSlots,
     Slot,
@@ -23,6 +24,7 @@ from afs.continuous.kube.routing.base import (
     int_weight,
     missing_arms,
     observation,
+    opening_for,
     relative_weight_ops,
 )
 
@@ -36,11 +38,18 @@ class GatewayAPIRouter(SlotRouter):
         if obj is None:
             return Observed(found=False)
         rules: list[RuleSlots] = []
+        openings: list[Opening] = []
         seen: set[str] = set()
         for index, rule in enumerate((obj.get("spec") or {}).get("rules") or []):
             refs = (rule or {}).get("backendRefs") or []
             names = {str(ref.get("name")): i for i, ref in enumerate(refs) if isinstance(ref, dict)}
             seen.update(names)
+            if arms.champion in names and arms.challenger not in names:
+                at = names[arms.champion]
+                openings.append(opening_for(
+                    list_path=f"/spec/rules/{index}/backendRefs", index=at, entries=refs,
+                    anchor_key="name", entry={**refs[at], "name": arms.challenger, "weight": 0},
+                ))  # fmt: skip
             if arms.champion in names and arms.challenger in names:
                 rules.append(
                     RuleSlots(
@@ -51,8 +60,9 @@ class GatewayAPIRouter(SlotRouter):
                 )
         accepted, waiting = _accepted(obj)
         return observation(
-            obj, rules, missing_arms(arms, seen, rules), accepted=accepted, waiting=waiting
-        )
+            obj, rules, missing_arms(arms, seen, rules), accepted=accepted, waiting=waiting,
+            openings=() if arms.challenger in seen else openings,
+        )  # fmt: skip
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return relative_weight_ops(observed, weights)

@@ -21,6 +21,7 @@ from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
     Observed,
+    Opening,
     Resource,
     RuleSlots,
     Slot,
@@ -28,6 +29,7 @@ from afs.continuous.kube.routing.base import (
     int_weight,
     missing_arms,
     observation,
+    opening_for,
     percent_weight_ops,
 )
 
@@ -44,6 +46,7 @@ class IstioRouter(SlotRouter):
         if obj is None:
             return Observed(found=False)
         rules: list[RuleSlots] = []
+        openings: list[Opening] = []
         seen: set[str] = set()
         named = False
         for index, http in enumerate((obj.get("spec") or {}).get("http") or []):
@@ -58,6 +61,8 @@ class IstioRouter(SlotRouter):
                 for name in _names(entry.get("destination") or {})
             }
             seen.update(found)
+            if arms.champion in found and arms.challenger not in found:
+                openings.append(_opening(index, found[arms.champion], route, arms.challenger))
             if arms.champion in found and arms.challenger in found:
                 if found[arms.champion] == found[arms.challenger]:
                     continue  # one destination answers to both names: not two arms
@@ -72,7 +77,10 @@ class IstioRouter(SlotRouter):
         if self.route_name is not None and not named:  # say what is missing: the route
             missing = (f"http route {self.route_name!r}",)
         accepted, waiting = _reconciled(obj)
-        return observation(obj, rules, missing, accepted=accepted, waiting=waiting)
+        return observation(
+            obj, rules, missing, accepted=accepted, waiting=waiting,
+            openings=() if arms.challenger in seen else openings,
+        )  # fmt: skip
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return percent_weight_ops(observed, weights, where="http route")
@@ -88,6 +96,25 @@ def _names(destination: Mapping[str, Any]) -> set[str]:
     if not isinstance(host, str) or not host:
         return set()
     return {host, host.split(".", 1)[0]}
+
+
+def _opening(rule: int, index: int, route: Sequence[Mapping[str, Any]], challenger: str) -> Opening:
+    """The challenger's Service as a destination of its own (no subset: deploy mode runs
+    a Service per version) on the champion's port. A lone champion's unset weight meant
+    100; with a second destination it must say so."""
+    champion = route[index]
+    destination = {"host": challenger}
+    port = (champion.get("destination") or {}).get("port")
+    if port is not None:
+        destination["port"] = port
+    also = []
+    if len(route) == 1 and champion.get("weight") is None:
+        also.append({"op": "add", "path": f"/spec/http/{rule}/route/{index}/weight", "value": FULL})
+    return opening_for(
+        list_path=f"/spec/http/{rule}/route", index=index, entries=route,
+        anchor_key="destination", entry={**champion, "destination": destination, "weight": 0},
+        also=also,
+    )  # fmt: skip
 
 
 def _slot(rule: int, index: int, route: Sequence[Mapping[str, Any]]) -> Slot:

@@ -24,6 +24,7 @@ from afs.continuous.kube.routing.base import (
     int_weight,
     missing_arms,
     observation,
+    opening_for,
     relative_weight_ops,
     single_rule,
 )
@@ -46,7 +47,14 @@ class SMIRouter(SlotRouter):
         backends = (obj.get("spec") or {}).get("backends") or []
         found = {str(b.get("service")): i for i, b in enumerate(backends) if isinstance(b, dict)}
         rules = single_rule(found, arms, lambda index: _slot(index, backends))
-        return observation(obj, rules, missing_arms(arms, set(found), rules))
+        openings = []
+        if arms.champion in found and arms.challenger not in found:
+            at = found[arms.champion]
+            openings.append(opening_for(
+                list_path="/spec/backends", index=at, entries=backends, anchor_key="service",
+                entry={**backends[at], "service": arms.challenger, "weight": 0},
+            ))  # fmt: skip
+        return observation(obj, rules, missing_arms(arms, set(found), rules), openings=openings)
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return relative_weight_ops(observed, weights)
