@@ -353,3 +353,15 @@ def test_records_with_and_without_ids_mix_in_any_order(store: UsageStore) -> Non
     mixed = store.insert([_rec(4), _rec(5, id="given-3")])
     assert given == ["given-1", "given-2"] and mixed[1] == "given-3"
     assert len({*first, *given, *mixed}) == 5
+
+
+def test_log_many_takes_a_datetime_timestamp_as_log_does(store_target: str) -> None:
+    """A mapping built in Python may carry a datetime, the type ``log()`` accepts."""
+    at = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+    with UsageLogger(db_path=store_target) as logger:
+        (record_id,) = logger.log_many([{"query": "q", "response": "r", "model": "m",
+                                         "timestamp": at.astimezone()}])  # fmt: skip
+        stored = logger.store.get(record_id)
+        assert stored is not None and stored.timestamp == "2026-11-20T14:00:00.000000Z"
+        with pytest.raises(InvalidBatchError, match="timestamp must be a non-empty string"):
+            logger.log_many([{"query": "q", "response": "r", "model": "m", "timestamp": 5}])

@@ -422,10 +422,19 @@ def record_from_mapping(data: Any) -> UsageRecord:
             if name not in data:
                 raise InvalidFieldError(name, None, "is required")
     get = data.get
-    for name in ("id", "timestamp"):  # given means meant: never silently replaced
-        value = get(name)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise InvalidFieldError(name, value, "must be a non-empty string, or left out")
+    # given means meant: never silently replaced. A timestamp may also be a datetime,
+    # as log() takes it (a mapping built in Python, not read from a file)
+    record_id, timestamp = get("id"), get("timestamp")
+    if record_id is not None and (not isinstance(record_id, str) or not record_id):
+        raise InvalidFieldError("id", record_id, "must be a non-empty string, or left out")
+    if (
+        timestamp is not None
+        and not isinstance(timestamp, datetime)
+        and (not isinstance(timestamp, str) or not timestamp)
+    ):
+        raise InvalidFieldError(
+            "timestamp", timestamp, "must be a non-empty string or a datetime, or left out"
+        )
     context_hash = get("context_hash")
     if context_hash is None and get("context") is not None:
         context_hash = compute_context_hash(data["context"])
