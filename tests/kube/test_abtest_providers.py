@@ -31,6 +31,7 @@ from tests.kube.test_abtest_scenarios import (
 from tests.kube.test_operator_scenarios import (
     NAMESPACE,
     _call,
+    _database_secret,
     _eventually,
     _get_custom,
     _pruned_in_a_cluster,
@@ -237,14 +238,7 @@ def _test_for(provider: Provider, **spec: Any) -> dict[str, Any]:
 
 
 async def _start(kube: KubeClient, url: str, provider: Provider, **spec: Any) -> None:
-    import base64
-
-    secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "usage-db", "namespace": NAMESPACE},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
-    }  # fmt: skip
-    await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+    await _database_secret(kube, url)
     for name in ("nayru-v1", "nayru-v2"):
         await _call(kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE,
                     "modelversions", _version(name))  # fmt: skip

@@ -5,7 +5,6 @@ PostgreSQL, and the clock injected so that hours pass when the test says so."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import random
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from tests.kube.test_operator_scenarios import (
     METRICS,
     NAMESPACE,
     _call,
+    _database_secret,
     _event_reasons,
     _eventually,
     _finish_job,
@@ -105,12 +105,7 @@ async def _setup(
     route: dict[str, Any] | None = None,
     versions: tuple[str, ...] = ("nayru-v1", "nayru-v2"),
 ) -> None:
-    secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "usage-db", "namespace": NAMESPACE},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
-    }  # fmt: skip
-    await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+    await _database_secret(kube, url)
     for name in versions:
         await _create(kube, "modelversions", _version(name))
     await _call(

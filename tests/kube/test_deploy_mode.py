@@ -34,6 +34,7 @@ from tests.kube.test_abtest_scenarios import (
 from tests.kube.test_operator_scenarios import (
     NAMESPACE,
     _call,
+    _database_secret,
     _eventually,
     _get_custom,
     _register,
@@ -67,14 +68,7 @@ def _register_workloads(emulator: kmock.KubernetesEmulator) -> None:
 
 
 async def _setup(kube: KubeClient, url: str) -> None:
-    import base64
-
-    secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "usage-db", "namespace": NAMESPACE},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
-    }  # fmt: skip
-    await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+    await _database_secret(kube, url)
     challenger = _version("nayru-v2")
     challenger["spec"]["serving"] = {"template": TEMPLATE, "scaleDownAfter": "1h",
                                      "deleteAfter": "1d"}  # fmt: skip

@@ -161,15 +161,20 @@ def usage_db() -> Any:
         yield url
 
 
+async def _database_secret(kube: KubeClient, url: str) -> None:
+    """The Secret ``usage-db`` holding the usage database's URL under ``url``."""
+    secret = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "usage-db", "namespace": NAMESPACE},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }  # fmt: skip
+    await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+
+
 async def _setup(kube: KubeClient, url: str | None, loop: dict[str, Any]) -> None:
     """The database URL's Secret (none when ``url`` is None) and the LearningLoop."""
     if url is not None:
-        secret = {
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "usage-db", "namespace": NAMESPACE},
-            "data": {"url": base64.b64encode(url.encode()).decode()},
-        }  # fmt: skip
-        await _call(kube.core.create_namespaced_secret, NAMESPACE, secret)
+        await _database_secret(kube, url)
     await _call(
         kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "learningloops",
         loop,
