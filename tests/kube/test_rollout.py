@@ -239,3 +239,14 @@ def test_deploy_mode_takes_the_leaving_version_out_of_the_route(action: str, rem
         plan = _plan(status, _route(90, 10), action=action, deployed=frozenset({"v1", "v2"}))
     removals = [op["path"] for op in plan.patch if op["op"] == "remove" and op["path"] == removed]
     assert removals == [removed]
+
+
+def test_a_test_deleted_after_putting_its_challenger_in_takes_it_out_again() -> None:
+    record = {"test": "ml/t", "uid": "uid-1", "phase": "Pending", "step": 0, "applied": T0,
+              "weights": None, "original": []}  # fmt: skip
+    kwargs: dict[str, Any] = {"router": ROUTER, "identity": ME, "now": NOW}
+    route = _route(None, 0, record)
+    ops = rollout.restore_on_delete(status=ABTestStatus(), route=route, remove_challenger=True,
+                                    **kwargs)  # fmt: skip
+    assert {"op": "remove", "path": "/spec/rules/0/backendRefs/1"} in ops
+    assert rollout.restore_on_delete(status=ABTestStatus(), route=route, **kwargs) == []

@@ -597,11 +597,16 @@ def restore_on_delete(
 ) -> JsonPatch:  # fmt: skip
     """The patch that puts back the original weights when a test that wrote them is
     deleted before it ended (nothing when it ended, or never wrote); in deploy mode the
-    challenger's entries go too (``remove_challenger``)."""
+    challenger's entries go too (``remove_challenger``), also when the test had only put
+    them in and not started."""
     record = route.record
-    if not route.found or not identity.wrote(record) or str((record or {}).get("phase")) not in (
-        ABTestPhase.RUNNING.value, ABTestPhase.WAITING_PROMOTION.value
-    ):  # fmt: skip
+    if not route.found or not identity.wrote(record):
+        return []
+    phase = str((record or {}).get("phase"))
+    if phase == ABTestPhase.PENDING.value and remove_challenger:
+        final = dict(record or {}, phase="Deleted", applied=format_timestamp(now))
+        return [*removal_ops(route, champion=False), *record_ops(route, final)]
+    if phase not in (ABTestPhase.RUNNING.value, ABTestPhase.WAITING_PROMOTION.value):
         return []
     original = status.original
     if original is None:
