@@ -188,6 +188,12 @@ def test_an_older_kserve_that_pruned_the_canary_is_unsupported() -> None:
     assert "KServe 0.20" in observed.unsupported
 
 
+def test_a_modelmesh_inference_service_is_unsupported() -> None:
+    obj = _isvc()
+    obj["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "ModelMesh"
+    assert "ModelMesh" in ROUTER.observe(obj, ARMS).unsupported
+
+
 def test_a_custom_container_predictor_is_unsupported() -> None:
     obj = _isvc()
     obj["spec"]["predictor"] = {"containers": [{"image": "registry/nayru:1"}]}

@@ -99,6 +99,8 @@ class KServeRouter:
             accepted=accepted, waiting=waiting, champion_uri=arms.champion_uri,
             challenger_uri=arms.challenger_uri, canary_name=arms.challenger,
         )  # fmt: skip
+        if _mode(obj) == "ModelMesh":
+            return replace(o, unsupported="ModelMesh InferenceServices have no canary rollout")
         if model is None or not isinstance(model.get("storageUri"), str):
             return replace(
                 o, unsupported="spec.predictor has no model with a storageUri (a custom "
@@ -107,7 +109,7 @@ class KServeRouter:
         if arms.champion_uri is None or arms.challenger_uri is None:  # a ModelVersion is gone
             return replace(o, missing=("the ModelVersions' uri",))
         o = replace(
-            o, raw=_raw_mode(obj), model_path=f"/spec/predictor/{escape(framework)}",
+            o, raw=_mode(obj) in _RAW_MODES, model_path=f"/spec/predictor/{escape(framework)}",
             model=dict(model), uri=model["storageUri"],
         )  # fmt: skip
         return _raw(o, spec) if o.raw else _serverless(o, predictor)
@@ -148,10 +150,10 @@ def _ours(observed: Observed) -> KServeObserved:
     return observed
 
 
-def _raw_mode(obj: Mapping[str, Any]) -> bool:
+def _mode(obj: Mapping[str, Any]) -> str:
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     mode = annotations.get(MODE_ANNOTATION) or (obj.get("status") or {}).get("deploymentMode")
-    return mode in _RAW_MODES
+    return str(mode or "Serverless")
 
 
 _CANARY_PERCENT = "/spec/predictor/canaryTrafficPercent"
