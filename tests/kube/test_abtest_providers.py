@@ -63,6 +63,8 @@ class Provider:
     """The scenario's name, where one provider has several shapes (KServe's modes)."""
     restored: Callable[[], dict[str, Any]] | None = None
     """What a rollback leaves, where it is not exactly the original (default: ``make``)."""
+    traffic: dict[str, Any] | None = None
+    """More of the ABTest's ``spec.traffic``."""
 
     @property
     def id(self) -> str:
@@ -133,6 +135,36 @@ def _knative_service() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _knative_champion_only() -> dict[str, Any]:
+    """A Knative Service serving the champion's revision alone: the test makes the
+    challenger's (``traffic.createRevision``)."""
+    return {
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": _meta(),
+        "spec": {
+            "template": {"spec": {"containers": [{"image": "registry/nayru:1"}]}},
+            "traffic": [{"revisionName": "nayru-v1", "percent": 100}],
+        },
+    }  # fmt: skip
+
+
+def _knative_after_the_test() -> dict[str, Any]:
+    """The traffic block as it was; the template stays the challenger's revision."""
+    obj = _knative_champion_only()
+    obj["spec"]["template"] = {
+        "metadata": {"name": "nayru-v2"},
+        "spec": {"containers": [{"image": "registry/nayru:1", "env": [
+            {"name": "AFS_MODEL_URI", "value": "s3://models/nayru-v2"},
+            {"name": "AFS_MODEL_VERSION", "value": "nayru-v2"},
+        ]}]},
+    }  # fmt: skip
+    return obj
+
+
+def _revision_percents(obj: dict[str, Any]) -> Weights:
+    by_name = {t.get("revisionName"): t.get("percent") for t in obj["spec"]["traffic"]}
+    return [by_name.get("nayru-v1"), by_name.get("nayru-v2")]
+
+
 def _inference_service(*, raw: bool = False) -> dict[str, Any]:
     """KServe's predictor shape, serving the champion's ModelVersion ``uri``."""
     metadata = _meta()
@@ -193,6 +225,13 @@ PROVIDERS = [
         _replace(("/spec/traffic/0/percent", 90), ("/spec/traffic/1/percent", 10)),
     ),
     Provider(
+        "knative", "serving.knative.dev", "v1", "services", "Service",
+        _knative_champion_only, _revision_percents,
+        _replace(("/spec/traffic/0/percent", 90), ("/spec/traffic/1/percent", 10)),
+        label="knative-create-revision", restored=_knative_after_the_test,
+        traffic={"createRevision": True},
+    ),
+    Provider(
         "smi", "split.smi-spec.io", "v1alpha2", "trafficsplits", "TrafficSplit",
         _traffic_split,
         lambda o: [b.get("weight") for b in o["spec"]["backends"]],
@@ -234,6 +273,7 @@ def _test_for(provider: Provider, **spec: Any) -> dict[str, Any]:
     traffic: dict[str, Any] = {"provider": provider.name, "targetRef": provider.target}
     if provider.route_name is not None:
         traffic["routeName"] = provider.route_name
+    traffic.update(provider.traffic or {})
     return _abtest(traffic=traffic, **spec)
 
 

@@ -45,6 +45,15 @@ def test_the_factory_gives_the_provider_s_router_or_refuses_by_field(
             router_for(spec)
 
 
+def test_create_revision_is_knative_s() -> None:
+    route = TargetRef(api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute", name="r")
+    with pytest.raises(RoutingError, match=r"traffic\.createRevision: only the knative provider"):
+        router_for(TrafficSpec(provider="gateway-api", target_ref=route, create_revision=True))
+    service = TargetRef(api_version="serving.knative.dev/v1", kind="Service", name="nayru")
+    router = router_for(TrafficSpec(provider="knative", target_ref=service, create_revision=True))
+    assert isinstance(router, KnativeRouter) and router.service == "nayru"
+
+
 def test_a_route_name_is_istio_s_and_reaches_its_router() -> None:
     target = TargetRef(api_version="networking.istio.io/v1", kind="VirtualService", name="r")
     router = router_for(TrafficSpec(provider="istio", target_ref=target, route_name="models"))

@@ -10,7 +10,7 @@ import jsonpatch
 import pytest
 
 from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
-from afs.continuous.kube.routing import Arms, RoutingError
+from afs.continuous.kube.routing import Arms, RoutingError, insertion_ops, removal_ops
 from afs.continuous.kube.routing.knative import KnativeRouter
 
 ROUTER = KnativeRouter()
@@ -108,3 +108,54 @@ def test_a_write_counts_once_knative_reconciled_it(status: Any, ready: bool) -> 
                    {"revisionName": "nayru-00003", "percent": 0}, status=status)  # fmt: skip
     observed = ROUTER.observe(obj, ARMS)
     assert observed.accepted is ready and bool(observed.waiting) is not ready
+
+
+# --- creating the challenger's revision (traffic.createRevision) -------------------------
+
+CREATING = KnativeRouter(service="nayru", create_revision=True)
+WITH_URI = Arms("nayru-00002", "nayru-00003", challenger_uri="s3://models/nayru/run-3/")
+
+
+def test_the_challenger_s_revision_is_made_from_the_template() -> None:
+    obj = _service({"revisionName": "nayru-00002", "percent": 100})
+    observed = CREATING.observe(obj, WITH_URI)
+    assert observed.missing == ("nayru-00003",) and observed.openings
+    made = _apply(obj, insertion_ops(observed))
+    assert made["spec"]["template"]["metadata"]["name"] == "nayru-00003"
+    assert made["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "AFS_MODEL_URI", "value": "s3://models/nayru/run-3/"},
+        {"name": "AFS_MODEL_VERSION", "value": "nayru-00003"},
+    ]
+    assert made["spec"]["traffic"][1] == {
+        "revisionName": "nayru-00003",
+        "percent": 0,
+        "tag": "challenger",
+    }
+    after = CREATING.observe(made, WITH_URI)
+    assert after.missing == () and after.weights == [ArmWeights(champion=100, challenger=0)]
+    rolled_back = _apply(made, removal_ops(after, champion=False))
+    assert rolled_back["spec"]["traffic"] == obj["spec"]["traffic"]  # the block exactly
+
+
+@pytest.mark.parametrize(
+    ("arms", "traffic", "problem"),
+    [
+        (Arms("nayru-00002", "other-3", challenger_uri="s3://m"),
+         [{"revisionName": "nayru-00002", "percent": 100}], "must start with the Service's name"),
+        (Arms("nayru-00002", "nayru-00003"),
+         [{"revisionName": "nayru-00002", "percent": 100}], "no uri"),
+        (WITH_URI, [{"revisionName": "nayru-00002", "percent": 90},
+                    {"latestRevision": True, "percent": 10}], "follows the latest revision"),
+    ],
+    ids=["revision-name", "no-uri", "latest-takes-traffic"],
+)  # fmt: skip
+def test_a_revision_that_cannot_be_made_is_named(
+    arms: Arms, traffic: list[dict[str, Any]], problem: str
+) -> None:
+    observed = CREATING.observe(_service(*traffic), arms)
+    assert problem in observed.unsupported and not observed.openings
+
+
+def test_without_create_revision_nothing_is_made() -> None:
+    obj = _service({"revisionName": "nayru-00002", "percent": 100})
+    assert ROUTER.observe(obj, WITH_URI).openings == ()

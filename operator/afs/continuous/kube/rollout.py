@@ -358,7 +358,10 @@ class _Planner:
         return True
 
     def deploys(self, version: str) -> bool:
-        """Whether the operator runs ``version`` and owns its entries in the route."""
+        """Whether the operator stands ``version`` up (deploy mode on a Service-routed
+        provider, or a Knative revision it creates) and so owns its entries in the route."""
+        if self.spec.traffic.create_revision:
+            return version == self.spec.challenger.model_version
         return version in self.observed.deployed and (self.spec.traffic.provider in SERVICE_ROUTED)
 
     def inserts_challenger(self) -> bool:

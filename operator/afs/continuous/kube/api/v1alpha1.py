@@ -264,6 +264,9 @@ class TrafficSpec(KubeModel):
     route_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
     """Istio: the one ``http`` route (by ``name``) whose weights the test moves; by
     default every route that holds both arms."""
+    create_revision: bool = False
+    """Knative: create the challenger's revision from the Service's template with the
+    challenger's ``uri`` (``AFS_MODEL_URI``) when the traffic block does not name it yet."""
     on_drift: Literal["reassert", "pause"] = "reassert"
     """What a test does when someone else changed its weights: write ours back (with a
     ``WeightsDrifted`` Event), or stop in place until the weights are ours again."""

@@ -138,7 +138,8 @@ class ABTestReconciler:
         identity = rollout.Identity(namespace, name, uid, None)
         patch = rollout.restore_on_delete(
             status=current, router=router, route=route, identity=identity, now=self.clock(),
-            remove_challenger=_deployed(challenger) and parsed.traffic.provider in SERVICE_ROUTED,
+            remove_challenger=parsed.traffic.create_revision
+            or (_deployed(challenger) and parsed.traffic.provider in SERVICE_ROUTED),
         )  # fmt: skip
         if patch:
             self._patch_target(parsed, router, namespace, patch)

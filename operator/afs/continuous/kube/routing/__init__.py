@@ -51,7 +51,9 @@ def _smi(traffic: TrafficSpec) -> TrafficRouter:
 _ROUTERS: dict[str, Callable[[TrafficSpec], TrafficRouter]] = {
     "gateway-api": lambda traffic: GatewayAPIRouter(),
     "istio": lambda traffic: IstioRouter(route_name=traffic.route_name),
-    "knative": lambda traffic: KnativeRouter(),
+    "knative": lambda traffic: KnativeRouter(
+        service=traffic.target_ref.name, create_revision=traffic.create_revision
+    ),
     "kserve": lambda traffic: KServeRouter(),
     "smi": _smi,
 }
@@ -73,6 +75,11 @@ def router_for(traffic: TrafficSpec) -> TrafficRouter:
     if traffic.route_name is not None and traffic.provider != "istio":
         raise RoutingError(
             f"traffic.routeName: only the istio provider has named routes, not {traffic.provider!r}"
+        )
+    if traffic.create_revision and traffic.provider != "knative":
+        raise RoutingError(
+            f"traffic.createRevision: only the knative provider creates revisions, not "
+            f"{traffic.provider!r}"
         )
     router = make(traffic)
     target, resource = traffic.target_ref, router.resource
