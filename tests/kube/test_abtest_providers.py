@@ -181,9 +181,14 @@ def _inference_service(*, raw: bool = False) -> dict[str, Any]:
 
 
 def _serverless_rolled_back() -> dict[str, Any]:
-    """A Serverless rollback keeps ``canaryTrafficPercent: 0`` (see the router's notes)."""
+    """A Serverless rollback keeps ``canaryTrafficPercent: 0`` (see the router's notes), and
+    the restored model says it is the champion's."""
     obj = _inference_service()
     obj["spec"]["predictor"]["canaryTrafficPercent"] = 0
+    obj["spec"]["predictor"]["model"]["env"] = [
+        {"name": "AFS_MODEL_URI", "value": "s3://models/nayru-v1"},
+        {"name": "AFS_MODEL_VERSION", "value": "nayru-v1"},
+    ]
     return obj
 
 

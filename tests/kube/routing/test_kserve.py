@@ -17,7 +17,10 @@ from afs.continuous.kube.routing.kserve import KServeRouter
 
 ROUTER = KServeRouter()
 V1, V2 = "s3://models/nayru-v1", "s3://models/nayru-v2"
-ARMS = Arms("nayru-v1", "nayru-v2", champion_uri=V1, challenger_uri=V2)
+ARMS = Arms(
+    "nayru-v1", "nayru-v2", champion_uri=V1, challenger_uri=V2,
+    champion_usage="nayru-v1", challenger_usage="nayru-v2",
+)  # fmt: skip
 
 
 def _isvc(
@@ -92,6 +95,24 @@ def test_a_step_switches_the_uri_and_sets_the_share() -> None:
     assert again["spec"]["predictor"]["canaryTrafficPercent"] == 50
 
 
+def test_each_revision_says_which_arm_it_serves() -> None:
+    """Usage attribution: the challenger's revision runs with the challenger's usage name,
+    and after a rollback the restored spec with the champion's; other variables stay."""
+    original = _isvc()
+    original["spec"]["predictor"]["model"]["env"] = [{"name": "LOG_LEVEL", "value": "info"}]
+    running = _step(original, 10)
+    assert running["spec"]["predictor"]["model"]["env"] == [
+        {"name": "LOG_LEVEL", "value": "info"},
+        {"name": "AFS_MODEL_URI", "value": V2},
+        {"name": "AFS_MODEL_VERSION", "value": "nayru-v2"},
+    ]
+    back = _apply(running, ROUTER.restore(ROUTER.observe(running, ARMS), []))
+    assert back["spec"]["predictor"]["model"]["env"][1:] == [
+        {"name": "AFS_MODEL_URI", "value": V1},
+        {"name": "AFS_MODEL_VERSION", "value": "nayru-v1"},
+    ]
+
+
 def test_the_legacy_framework_shape_is_written_where_it_is() -> None:
     after = _step(_isvc(framework="sklearn"), 10)
     assert after["spec"]["predictor"]["sklearn"]["storageUri"] == V2
@@ -139,7 +160,9 @@ def test_raw_mode_adds_a_named_canary_copied_from_the_predictor() -> None:
     assert entry == {
         "trafficPercent": 25,
         "predictor": {"name": "nayru-v2", "model": {
-            "storageUri": V2, "runtime": "kserve-sklearn", "modelFormat": {"name": "sklearn"}}},
+            "storageUri": V2, "runtime": "kserve-sklearn", "modelFormat": {"name": "sklearn"},
+            "env": [{"name": "AFS_MODEL_URI", "value": V2},
+                    {"name": "AFS_MODEL_VERSION", "value": "nayru-v2"}]}},
     }  # fmt: skip
     assert after["spec"]["predictor"]["model"]["storageUri"] == V1
     assert "canaryTrafficPercent" not in after["spec"]["predictor"]  # ignored in raw mode

@@ -234,6 +234,7 @@ class ABTestReconciler:
             parsed.champion.backend, parsed.challenger.backend,
             champion_uri=uri(parsed.champion.model_version),
             challenger_uri=uri(parsed.challenger.model_version),
+            champion_usage=parsed.champion.records, challenger_usage=parsed.challenger.records,
         )  # fmt: skip
         return router.observe(obj, arms)
 

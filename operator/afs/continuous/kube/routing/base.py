@@ -55,6 +55,10 @@ class Arms:
     challenger: str
     champion_uri: str | None = None
     challenger_uri: str | None = None
+    champion_usage: str | None = None
+    challenger_usage: str | None = None
+    """The ``model`` each arm's usage records are logged under (set in the model's
+    environment where the router starts the model itself: KServe)."""
 
 
 @dataclass(frozen=True)

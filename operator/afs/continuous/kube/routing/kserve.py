@@ -21,8 +21,12 @@ Deployment underneath (KServe overwrites both). Two modes, read from the
   ``spec.canary`` field: seen after our write, that is ``UnsupportedTarget``, not a
   test that silently never shifts anything.
 
+Wherever the model becomes an arm's, its environment says so (``AFS_MODEL_URI``,
+``AFS_MODEL_VERSION`` = the arm's usage name): both arms answer behind one
+InferenceService, and this is how each revision's records name their arm.
+
 A predictor whose model has no ``storageUri`` (a custom container) cannot be switched by
-URI: ``UnsupportedTarget`` as well, with nothing written.
+URI, and ModelMesh has no canary rollout: ``UnsupportedTarget`` as well, nothing written.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from afs.continuous.kube.routing.base import (
     set_slot,
     unset_slot,
 )
+from afs.continuous.kube.serving import MODEL_URI_ENV, MODEL_VERSION_ENV
 
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 _RAW_MODES = frozenset({"RawDeployment", "Standard"})
@@ -73,6 +78,8 @@ class KServeObserved(Observed):
     canary_count: int | None = None
     """RawDeployment: how many entries ``spec.canary`` has (None: no list)."""
     canary_name: str = ""
+    champion_usage: str | None = None
+    challenger_usage: str | None = None
 
     def original(self) -> list[RuleWeights]:
         """Serverless: ``canaryTrafficPercent`` as read; RawDeployment: nothing to keep
@@ -98,6 +105,7 @@ class KServeRouter:
             found=True, annotations=base.annotations, managed_fields=base.managed_fields,
             accepted=accepted, waiting=waiting, champion_uri=arms.champion_uri,
             challenger_uri=arms.challenger_uri, canary_name=arms.challenger,
+            champion_usage=arms.champion_usage, challenger_usage=arms.challenger_usage,
         )  # fmt: skip
         if _mode(obj) == "ModelMesh":
             return replace(o, unsupported="ModelMesh InferenceServices have no canary rollout")
@@ -123,7 +131,7 @@ class KServeRouter:
         if o.raw:
             return _set_canary(o, percent)
         # the share first: its test reads the storageUri as it is before the switch
-        return [*set_slot(o.rules[0].challenger, percent), *_set_uri(o, o.challenger_uri)]
+        return [*set_slot(o.rules[0].challenger, percent), *_switch(o, challenger=True)]
 
     def restore(self, observed: Observed, original: Sequence[RuleWeights]) -> JsonPatch:
         o = _ours(observed)
@@ -131,17 +139,17 @@ class KServeRouter:
             return []
         if o.raw:
             return _drop_canary(o)
-        return [*set_slot(o.rules[0].challenger, 0), *_set_uri(o, o.champion_uri)]
+        return [*set_slot(o.rules[0].challenger, 0), *_switch(o, challenger=False)]
 
     def promote(self, observed: Observed) -> JsonPatch:
         o = _ours(observed)
         if not o.rules:
             return []
         if o.raw:
-            return [*_drop_canary(o), *_set_uri(o, o.challenger_uri)]
+            return [*_drop_canary(o), *_switch(o, challenger=True)]
         slot = o.rules[0].challenger
         unset = [] if slot.weight is None else unset_slot(slot)
-        return [*unset, *_set_uri(o, o.challenger_uri)]
+        return [*unset, *_switch(o, challenger=True)]
 
 
 def _ours(observed: Observed) -> KServeObserved:
@@ -214,12 +222,27 @@ def _raw(o: KServeObserved, spec: Mapping[str, Any]) -> Observed:
     return replace(o, rules=(rule,))
 
 
-def _set_uri(o: KServeObserved, uri: str | None) -> JsonPatch:
+def _switch(o: KServeObserved, *, challenger: bool) -> JsonPatch:
+    """The predictor's model becomes one arm's: its ``storageUri``, and in its environment
+    where it is and what its usage is logged under (``AFS_MODEL_URI``,
+    ``AFS_MODEL_VERSION``), so each revision's records name their arm."""
+    uri = o.challenger_uri if challenger else o.champion_uri
     if uri is None or o.uri == uri:
         return []
     path = f"{o.model_path}/storageUri"
-    return [{"op": "test", "path": path, "value": o.uri}, {"op": "replace", "path": path,
-                                                             "value": uri}]  # fmt: skip
+    usage = o.challenger_usage if challenger else o.champion_usage
+    return [
+        {"op": "test", "path": path, "value": o.uri},
+        {"op": "replace", "path": path, "value": uri},
+        {"op": "add", "path": f"{o.model_path}/env",
+         "value": _arm_env((o.model or {}).get("env"), uri, usage)},
+    ]  # fmt: skip
+
+
+def _arm_env(env: Any, uri: str | None, usage: str | None) -> list[dict[str, Any]]:
+    ours = {MODEL_URI_ENV: uri, MODEL_VERSION_ENV: usage}
+    kept = [e for e in env or [] if isinstance(e, dict) and e.get("name") not in ours]
+    return [*kept, *({"name": k, "value": v} for k, v in ours.items() if v is not None)]
 
 
 def _set_canary(o: KServeObserved, percent: int) -> JsonPatch:
@@ -234,7 +257,11 @@ def _set_canary(o: KServeObserved, percent: int) -> JsonPatch:
         "trafficPercent": percent,
         "predictor": {
             "name": o.canary_name,
-            o.model_path.rpartition("/")[2]: {**(o.model or {}), "storageUri": o.challenger_uri},
+            o.model_path.rpartition("/")[2]: {
+                **(o.model or {}),
+                "storageUri": o.challenger_uri,
+                "env": _arm_env((o.model or {}).get("env"), o.challenger_uri, o.challenger_usage),
+            },
         },
     }
     tests: JsonPatch = [{"op": "test", "path": f"{o.model_path}/storageUri", "value": o.uri}]
