@@ -91,3 +91,19 @@ def test_the_documented_serving_objects_hold_both_arms(obj: dict[str, Any]) -> N
     )  # fmt: skip
     observed = router.observe(obj, arms)
     assert observed.missing == () and len(observed.rules) == 1
+
+
+def _example_tests() -> list[Any]:
+    from tests.docs_examples import ROOT
+
+    return sorted((ROOT / "examples" / "k8s").glob("abtest*.yaml"))
+
+
+@pytest.mark.parametrize("path", _example_tests(), ids=lambda p: p.name)
+def test_every_example_abtest_gets_its_provider_s_router(path: Any) -> None:
+    import yaml
+
+    from afs.continuous.kube.api.v1alpha1 import ABTestSpec
+
+    spec = ABTestSpec.model_validate(yaml.safe_load(path.read_text())["spec"])
+    assert router_for(spec.traffic).resource.kind == spec.traffic.target_ref.kind
