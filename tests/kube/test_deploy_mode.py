@@ -37,6 +37,7 @@ from tests.kube.test_operator_scenarios import (
     _database_secret,
     _eventually,
     _get_custom,
+    _pruned_in_a_cluster,
     _register,
     operator,
 )
@@ -141,6 +142,8 @@ async def test_the_operator_stands_the_challenger_up_and_winds_it_down(
         assert _without_our_record(await _call(_live_route, kube)) == CHAMPION_ONLY
         await _eventually(lambda: _stage(kube, "nayru-v2") == "Rejected")
         await _eventually(lambda: _serving(kube).get("idleSince"))
+        # nothing the operator wrote (status.serving, the conditions) would be pruned
+        assert await _call(lambda: _pruned_in_a_cluster(kube, expect="ModelVersion")) == []
         assert (await _call(_deployment, kube) or {})["spec"]["replicas"] == 1  # grace period
         clock.advance(hours=1, minutes=1)
         await _eventually(lambda: (_deployment(kube) or {}).get("spec", {}).get("replicas") == 0)
