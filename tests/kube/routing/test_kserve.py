@@ -248,8 +248,13 @@ def test_both_arms_at_zero_is_refused() -> None:
         ({"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True"}]}, False),
         ({"observedGeneration": 3, "conditions": [{"type": "Ready", "status": "False",
                                                    "message": "revision failed"}]}, False),
+        ({"components": {"predictor": {"latestCreatedRevision": "nayru-predictor-00002",
+                                       "latestReadyRevision": "nayru-predictor-00001"}}}, False),
+        ({"components": {"predictor": {"latestCreatedRevision": "nayru-predictor-00002",
+                                       "latestReadyRevision": "nayru-predictor-00002"}}}, True),
     ],
-    ids=["no-status", "ready", "older-generation", "not-ready"],
+    ids=["no-status", "ready", "older-generation", "not-ready", "revision-not-ready",
+         "revision-ready"],
 )  # fmt: skip
 def test_a_write_counts_once_kserve_reconciled_it(status: Any, ready: bool) -> None:
     obj = _isvc()

@@ -101,6 +101,8 @@ class KServeRouter:
         model = predictor.get(framework) if framework else None
         base = observation(obj, [], ())
         accepted, waiting = ready_at_generation(obj, what="the InferenceService")
+        if accepted:
+            accepted, waiting = _revisions_ready(obj)
         o = KServeObserved(
             found=True, annotations=base.annotations, managed_fields=base.managed_fields,
             accepted=accepted, waiting=waiting, champion_uri=arms.champion_uri,
@@ -156,6 +158,17 @@ def _ours(observed: Observed) -> KServeObserved:
     if not isinstance(observed, KServeObserved):
         raise TypeError("the kserve router writes only what it observed itself")
     return observed
+
+
+def _revisions_ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """Serverless: the predictor's latest revision (the one a write made) is ready, as
+    ``status.components.predictor`` reports it; the champion's is the one rolled out
+    before. Nothing reported: nothing to wait for."""
+    predictor = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
+    created, ready = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
+    if created and created != ready:
+        return False, f"KServe's revision {created} is not ready yet (ready: {ready or 'none'})"
+    return True, ""
 
 
 def _mode(obj: Mapping[str, Any]) -> str:
