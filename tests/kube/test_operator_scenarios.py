@@ -332,7 +332,11 @@ async def test_a_new_version_with_a_champion_and_traffic_gets_an_ab_test(
         test = await _eventually(lambda: _get_custom(kube, "abtests", "nayru-run-1"))
         assert test["spec"]["champion"] == {"modelVersion": "nayru-baseline"}
         assert test["spec"]["challenger"] == {"modelVersion": "nayru-run-1"}
-        assert test["spec"]["traffic"] == {**PROMOTION["traffic"], "onDrift": "reassert"}
+        assert test["spec"]["traffic"] == {
+            **PROMOTION["traffic"],
+            "onDrift": "reassert",
+            "createRevision": False,
+        }
         assert test["spec"]["steps"] == [{"weight": 5}]
         assert test["spec"]["decision"]["minDurationHours"] == 12
         assert test["spec"]["promotion"] == "manual"

@@ -43,7 +43,7 @@ def test_the_challenger_test_is_a_valid_ab_test_named_like_the_challenger() -> N
     assert [s.weight for s in spec.steps] == [25]
     assert spec.decision.alpha == 0.01
     assert spec.promotion == "manual"
-    assert test["spec"]["traffic"] == {**TRAFFIC, "onDrift": "reassert"}
+    assert test["spec"]["traffic"] == {**TRAFFIC, "onDrift": "reassert", "createRevision": False}
 
 
 @pytest.mark.parametrize(
