@@ -352,6 +352,26 @@ def removal_ops(observed: Observed, *, champion: bool) -> JsonPatch:
     return ops
 
 
+def entry_slot(
+    list_path: str,
+    index: int,
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    key: str,
+    weight_key: str = "weight",
+    default: int,
+) -> Slot:
+    """The slot of entry ``index`` in the list at ``list_path``: its ``weight_key``,
+    anchored on its ``key`` (the backend's name, revision or destination) as read."""
+    base = f"{list_path}/{index}"
+    return Slot(
+        path=f"{base}/{weight_key}",
+        anchor=(f"{base}/{key}", entries[index].get(key)),
+        weight=int_weight(entries[index].get(weight_key)),
+        default=default,
+    )
+
+
 def opening_for(
     *,
     list_path: str,

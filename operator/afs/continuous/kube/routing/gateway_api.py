@@ -21,7 +21,7 @@ from afs.continuous.kube.routing.base import (
     RuleSlots,
     Slot,
     SlotRouter,
-    int_weight,
+    entry_slot,
     missing_arms,
     observation,
     opening_for,
@@ -54,8 +54,8 @@ class GatewayAPIRouter(SlotRouter):
                 rules.append(
                     RuleSlots(
                         rule=index,
-                        champion=_slot(index, names[arms.champion], refs, arms.champion),
-                        challenger=_slot(index, names[arms.challenger], refs, arms.challenger),
+                        champion=_slot(index, names[arms.champion], refs),
+                        challenger=_slot(index, names[arms.challenger], refs),
                     )
                 )
         accepted, waiting = _accepted(obj)
@@ -68,14 +68,9 @@ class GatewayAPIRouter(SlotRouter):
         return relative_weight_ops(observed, weights)
 
 
-def _slot(rule: int, index: int, refs: Sequence[Mapping[str, Any]], name: str) -> Slot:
-    base = f"/spec/rules/{rule}/backendRefs/{index}"
-    return Slot(
-        path=f"{base}/weight",
-        anchor=(f"{base}/name", name),
-        weight=int_weight(refs[index].get("weight")),
-        default=DEFAULT_WEIGHT,
-    )
+def _slot(rule: int, index: int, refs: Sequence[Mapping[str, Any]]) -> Slot:
+    return entry_slot(f"/spec/rules/{rule}/backendRefs", index, refs, key="name",
+                      default=DEFAULT_WEIGHT)  # fmt: skip
 
 
 def _accepted(obj: Mapping[str, Any]) -> tuple[bool, str]:

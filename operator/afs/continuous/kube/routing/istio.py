@@ -26,7 +26,7 @@ from afs.continuous.kube.routing.base import (
     RuleSlots,
     Slot,
     SlotRouter,
-    int_weight,
+    entry_slot,
     missing_arms,
     observation,
     opening_for,
@@ -118,13 +118,8 @@ def _opening(rule: int, index: int, route: Sequence[Mapping[str, Any]], challeng
 
 
 def _slot(rule: int, index: int, route: Sequence[Mapping[str, Any]]) -> Slot:
-    base = f"/spec/http/{rule}/route/{index}"
-    return Slot(
-        path=f"{base}/weight",
-        anchor=(f"{base}/destination", dict(route[index].get("destination") or {})),
-        weight=int_weight(route[index].get("weight")),
-        default=FULL if len(route) == 1 else 0,
-    )
+    return entry_slot(f"/spec/http/{rule}/route", index, route, key="destination",
+                      default=FULL if len(route) == 1 else 0)  # fmt: skip
 
 
 def _reconciled(obj: Mapping[str, Any]) -> tuple[bool, str]:

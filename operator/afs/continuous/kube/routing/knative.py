@@ -31,7 +31,7 @@ from afs.continuous.kube.routing.base import (
     Resource,
     Slot,
     SlotRouter,
-    int_weight,
+    entry_slot,
     missing_arms,
     observation,
     opening_for,
@@ -106,13 +106,8 @@ class KnativeRouter(SlotRouter):
 
 
 def _slot(index: int, traffic: Sequence[Mapping[str, Any]]) -> Slot:
-    base = f"/spec/traffic/{index}"
-    return Slot(
-        path=f"{base}/percent",
-        anchor=(f"{base}/revisionName", traffic[index].get("revisionName")),
-        weight=int_weight(traffic[index].get("percent")),
-        default=0,
-    )
+    return entry_slot("/spec/traffic", index, traffic, key="revisionName",
+                      weight_key="percent", default=0)  # fmt: skip
 
 
 def _template_ops(obj: Mapping[str, Any], arms: Arms) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from afs.continuous.kube.routing.base import (
     RoutingError,
     Slot,
     SlotRouter,
-    int_weight,
+    entry_slot,
     missing_arms,
     observation,
     opening_for,
@@ -61,10 +61,4 @@ class SMIRouter(SlotRouter):
 
 
 def _slot(index: int, backends: Sequence[Mapping[str, Any]]) -> Slot:
-    base = f"/spec/backends/{index}"
-    return Slot(
-        path=f"{base}/weight",
-        anchor=(f"{base}/service", backends[index].get("service")),
-        weight=int_weight(backends[index].get("weight")),
-        default=0,
-    )
+    return entry_slot("/spec/backends", index, backends, key="service", default=0)
