@@ -131,11 +131,10 @@ class ABTestReconciler:
         except (ValidationError, RoutingError):
             return  # it never wrote anything
         current = ABTestStatus.from_status(status)
-        challenger = self.kube.get_custom_object(
-            "modelversions", namespace, parsed.challenger.model_version
-        )
-        route = self._route(parsed, router, namespace)
+        versions = self._versions(parsed, namespace)
+        route = self._route(parsed, router, namespace, versions=versions)
         identity = rollout.Identity(namespace, name, uid, None)
+        challenger = versions[parsed.challenger.model_version]
         patch = rollout.restore_on_delete(
             status=current, router=router, route=route, identity=identity, now=self.clock(),
             remove_challenger=parsed.traffic.create_revision
@@ -159,12 +158,7 @@ class ABTestReconciler:
         now: datetime,
     ) -> rollout.Observation:
         arms = (("champion", parsed.champion), ("challenger", parsed.challenger))
-        versions = {
-            ref.model_version: self.kube.get_custom_object(
-                "modelversions", namespace, ref.model_version
-            )
-            for _, ref in arms
-        }
+        versions = self._versions(parsed, namespace)
         missing = tuple(
             f"{arm}.modelVersion: ModelVersion {namespace}/{ref.model_version} not found"
             for arm, ref in arms
@@ -203,28 +197,30 @@ class ABTestReconciler:
             namespace=namespace, name=parsed.traffic.target_ref.name, operations=patch,
         )  # fmt: skip
 
+    def _versions(self, parsed: ABTestSpec, namespace: str) -> dict[str, dict[str, Any] | None]:
+        """The arms' ModelVersions by name (None: not found)."""
+        return {
+            ref.model_version: self.kube.get_custom_object(
+                "modelversions", namespace, ref.model_version
+            )
+            for ref in (parsed.champion, parsed.challenger)
+        }
+
     def _route(
         self,
         parsed: ABTestSpec,
         router: TrafficRouter,
         namespace: str,
         *,
-        versions: dict[str, dict[str, Any] | None] | None = None,
+        versions: dict[str, dict[str, Any] | None],
     ) -> Observed:
-        """The serving resource as the router reads it; ``versions`` are the arms'
-        ModelVersions when already read (their ``uri`` is what KServe serves)."""
+        """The serving resource as the router reads it, with the arms' ModelVersions
+        (their ``uri`` is what KServe serves)."""
         resource = router.resource
         obj = self.kube.get_object(
             group=resource.group, version=resource.version, plural=resource.plural,
             namespace=namespace, name=parsed.traffic.target_ref.name,
         )  # fmt: skip
-        if versions is None:
-            versions = {
-                ref.model_version: self.kube.get_custom_object(
-                    "modelversions", namespace, ref.model_version
-                )
-                for ref in (parsed.champion, parsed.challenger)
-            }
 
         def uri(name: str) -> str | None:
             value = ((versions.get(name) or {}).get("spec") or {}).get("uri")
