@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,6 +78,36 @@ def test_dedupe_hash_ignores_case_and_whitespace_runs() -> None:
     assert _record().compute_dedupe_hash() == compute_dedupe_hash(
         "What is 65816 assembly?", "The SNES CPU's instruction set."
     )
+
+
+def _hash_by_the_rule(query: str, response: str) -> str:
+    """The dedupe hash as defined: whitespace runs as one space, ends stripped, folded."""
+
+    def fold(text: str) -> str:
+        return " ".join(text.split()).casefold()
+
+    payload = f"{fold(query)}\x1f{fold(response)}".encode()
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain text", "UPPER and lower", "two  spaces", " leading", "trailing ", "",
+        "tab\there", "line\nbreak", "cr\rlf\n", "vt\x0bff\x0c", "unit\x1fsep\x1cx\x1dy\x1ez",
+        "nbsp\u00a0here", "line\u2028sep", "Straße", "ǅ title", "İstanbul", "ﬁ ligature",
+        "punctuation!?;:'\"", "\x7f delete", "digits 0123",
+    ],
+)  # fmt: skip
+def test_dedupe_hash_follows_the_rule_for_every_kind_of_text(text: str) -> None:
+    assert compute_dedupe_hash(text, "x") == _hash_by_the_rule(text, "x")
+    assert compute_dedupe_hash("x", text) == _hash_by_the_rule("x", text)
+
+
+@settings(derandomize=True, max_examples=300)
+@given(st.text(st.characters(codec="utf-8")), st.text(alphabet=" \t\nAbZz\x1f\u00a0"))
+def test_dedupe_hash_follows_the_rule_for_any_text(query: str, response: str) -> None:
+    assert compute_dedupe_hash(query, response) == _hash_by_the_rule(query, response)
 
 
 def test_ids_are_12_characters_with_60_random_bits() -> None:
