@@ -13,12 +13,13 @@ import pytest
 
 from afs.continuous import UsageLogger
 from afs.continuous.buffered import (
+    YIELD_EVERY,
     BufferedUsageLogger,
     BufferFullError,
     FlushTimeoutError,
     RecordsRejectedError,
 )
-from afs.continuous.errors import InvalidFieldError
+from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 
 
 def test_flush_commits_everything_logged(logger: UsageLogger) -> None:
@@ -46,6 +47,18 @@ def test_invalid_input_raises_on_the_callers_thread(logger: UsageLogger) -> None
         with pytest.raises(InvalidFieldError):
             buffered.log("q", "r", "m", quality_score=2.0)
         assert buffered.pending == 0
+
+
+def test_a_batch_checked_in_parts_is_queued_whole_or_not_at_all(logger: UsageLogger) -> None:
+    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(3 * YIELD_EVERY)]
+    bad = [*rows[:-1], {"query": "q", "response": "r", "model": "m", "quality_score": 2.0}]
+    with logger.buffered(batch_size=YIELD_EVERY) as buffered:
+        buffered.log_many(rows)  # keeps the writer busy while the next batch is checked
+        with pytest.raises(InvalidBatchError, match=f"record {len(bad) - 1}"):
+            buffered.log_many(bad)
+        ids = buffered.log_many(rows)
+    assert len(ids) == len(rows)
+    assert logger.get_statistics()["total"] == 2 * len(rows)
 
 
 def test_feedback_for_a_queued_record_is_not_lost(logger: UsageLogger) -> None:

@@ -260,6 +260,13 @@ class UsageLogger:
         """The checked records :meth:`log_many` would write, or InvalidBatchError."""
         return normalized_batch(items, now=self._clock(), prepare=self._preparation())
 
+    def checked_records(
+        self, items: Iterable[Mapping[str, Any] | UsageRecord]
+    ) -> Iterator[UsageRecord]:
+        """:meth:`build_records` one at a time: InvalidBatchError when the bad one is
+        reached, so a consumer can overlap the checks with its own work."""
+        return normalized_stream(items, now=self._clock(), prepare=self._preparation())
+
     def log(
         self,
         query: str,
@@ -291,9 +298,7 @@ class UsageLogger:
         ``user_feedback``…) plus optional ``id`` and ``timestamp``; unknown keys are errors.
         """
         # checked as the store consumes them: PostgreSQL streams them into COPY
-        return self.store.insert(
-            normalized_stream(records, now=self._clock(), prepare=self._preparation())
-        )
+        return self.store.insert(self.checked_records(records))
 
     def record_feedback(
         self, record_id: str, feedback: int, feedback_text: str | None = None
