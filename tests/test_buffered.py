@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,8 @@ def test_invalid_input_raises_on_the_callers_thread(logger: UsageLogger) -> None
 
 def test_a_batch_checked_in_parts_is_queued_whole_or_not_at_all(logger: UsageLogger) -> None:
     rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(3 * YIELD_EVERY)]
-    bad = [*rows[:-1], {"query": "q", "response": "r", "model": "m", "quality_score": 2.0}]
+    bad: list[dict[str, Any]] = [*rows[:-1], {"query": "q", "response": "r", "model": "m"}]
+    bad[-1]["quality_score"] = 2.0
     with logger.buffered(batch_size=YIELD_EVERY) as buffered:
         buffered.log_many(rows)  # keeps the writer busy while the next batch is checked
         with pytest.raises(InvalidBatchError, match=f"record {len(bad) - 1}"):
