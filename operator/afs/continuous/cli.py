@@ -460,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "abtest", help="the operator's A/B tests: list, status, promote, abort", add_help=False
     )
+    sub.add_parser(
+        "collect", help="receive usage and feedback over HTTP (native API, KServe, OpenAI)",
+        add_help=False,
+    )  # fmt: skip
 
     p = sub.add_parser("db", help="database maintenance: migrate, retention")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -531,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from afs.continuous.kube.abtest_cli import main as abtest_main
 
         return abtest_main(arguments[1:])
+    if arguments[:1] == ["collect"]:
+        from afs.continuous.collector.cli import main as collect_main
+
+        return collect_main(arguments[1:])
     if arguments[:1] == ["crds"]:
         from afs.continuous.kube.crds import main as crds_main
 

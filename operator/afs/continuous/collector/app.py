@@ -1,0 +1,526 @@
+"""The collector's HTTP service: usage and feedback in, records out, nothing lost quietly.
+
+Every write is acknowledged only once it is committed (200), or, with ``?async=1``, once
+it is in the bounded buffer of a :class:`~afs.continuous.buffered.BufferedUsageLogger`
+(202: a crash before its commit loses it; the buffer's writer retries the database until
+then). A full buffer, a full join buffer or an unreachable database answers 503 with
+``Retry-After``. A batch is checked whole before anything is written, and written in one
+transaction: all of it or none. Errors are JSON with the field (and the record's index)
+at fault; no response ever carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import sqlite3
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from cloudevents.core.formats.json import JSONFormat
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from afs.continuous.buffered import BufferedUsageLogger, BufferFullError
+from afs.continuous.collector.join import Half, JoinBuffer, JoinBufferFullError, Kind, Pair
+from afs.continuous.collector.metrics import CollectorMetrics
+from afs.continuous.collector.payloads import (
+    Answer,
+    PayloadError,
+    Question,
+    answer_of,
+    parse_json,
+    question_of,
+)
+from afs.continuous.errors import (
+    InvalidBatchError,
+    InvalidFieldError,
+    StoreUnavailableError,
+)
+from afs.continuous.logger import UsageLogger
+from afs.continuous.records import MAX_NAME_CHARS, check_feedback, check_record_id
+
+log = logging.getLogger(__name__)
+
+KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
+KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/jsonlines"})
+#: paths answered without a token (probes and scrapes carry none)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """How the collector guards itself. ``token`` None means no authentication, which
+    the command line allows only when asked for explicitly."""
+
+    token: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_records: int = 10_000
+    join_ttl_s: float = 60.0
+    join_max_pending: int = 10_000
+    async_max_pending: int = 100_000
+    retry_after_s: int = 5
+    ready_timeout_s: float = 2.0
+
+
+class RequestRefusedError(Exception):
+    """A request answered with a 4xx or 5xx and a message (``reason`` for the metrics)."""
+
+    def __init__(
+        self, status: int, message: str, *, reason: str, headers: Mapping[str, str] | None = None,
+        **details: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.status, self.message, self.reason = status, message, reason
+        self.headers = dict(headers or {})
+        self.details = details
+
+
+class Collector:
+    """The handlers and what they share: the logger, the join buffer, the metrics."""
+
+    def __init__(
+        self,
+        logger: UsageLogger,
+        settings: CollectorSettings | None = None,
+        *,
+        metrics: CollectorMetrics | None = None,
+    ) -> None:
+        self.logger = logger
+        self.settings = settings or CollectorSettings()
+        self.metrics = metrics or CollectorMetrics()
+        self.join = JoinBuffer(
+            max_pending=self.settings.join_max_pending, ttl_s=self.settings.join_ttl_s
+        )
+        self._buffered: BufferedUsageLogger | None = None
+        self.metrics.buffer_capacity.set(self.settings.async_max_pending)
+
+    # --- applications ---------------------------------------------------------------
+
+    def app(self, *, authenticate: bool = True, kserve_only: bool = False) -> web.Application:
+        """The service. ``kserve_only`` serves just the KServe endpoint and the probes, for
+        an in-cluster listener KServe's logger (which sends no token) can reach."""
+        middlewares = [self._errors] + ([self._auth] if authenticate else [])
+        app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=middlewares)
+        routes = [
+            web.get("/healthz", self._healthz),
+            web.get("/readyz", self._readyz),
+            web.get("/metrics", self._metrics),
+            web.post("/v1/kserve", self._kserve),
+        ]
+        if not kserve_only:
+            routes += [
+                web.post("/v1/usage", self._usage),
+                web.post("/v1/feedback", self._feedback),
+                web.post("/v1/openai", self._openai),
+            ]
+        app.add_routes(routes)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Flush what ``async=1`` queued (graceful shutdown), then stop its writer."""
+        buffered, self._buffered = self._buffered, None
+        if buffered is not None:
+            buffered.close()
+
+    # --- middlewares ----------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        endpoint = request.path.rsplit("/", 1)[-1] or "root"
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        except RequestRefusedError as exc:
+            self.metrics.rejected.labels(endpoint, exc.reason).inc()
+            return _error(exc.status, exc.message, headers=exc.headers, **exc.details)
+        except web.HTTPRequestEntityTooLarge:
+            self.metrics.rejected.labels(endpoint, "too_large").inc()
+            return _error(
+                413, f"the body is larger than {self.settings.max_body_bytes} bytes; "
+                "send fewer records per request",
+            )  # fmt: skip
+        except web.HTTPException as exc:  # 404, 405 from the router
+            return _error(exc.status, exc.reason)
+        except Exception:  # a fault of ours: logged here, never shown
+            log.exception("collector: %s %s failed", request.method, request.path)
+            return _error(500, "internal error; the collector's log has the details")
+        finally:
+            if request.path.startswith("/v1/"):
+                self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+
+    @web.middleware
+    async def _auth(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        token = self.settings.token
+        if token is None or request.path in OPEN_PATHS:
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            credentials.strip().encode(), token.encode()
+        ):
+            raise RequestRefusedError(
+                401, "a bearer token is required (Authorization: Bearer <token>)"
+                if not given else "the bearer token is not valid",
+                reason="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="afs-collector"'},
+            )  # fmt: skip
+        return await handler(request)
+
+    # --- probes and metrics -----------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        """Ready when the database answers within ``ready_timeout_s``."""
+        try:
+            version = await asyncio.wait_for(
+                asyncio.to_thread(self.logger.store.schema_version),
+                self.settings.ready_timeout_s,
+            )
+        except Exception as exc:  # any failure: not ready, and say why
+            reason = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
+            return _error(503, f"the database is not reachable: {reason}")
+        return web.json_response({"status": "ready", "schema_version": version})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics.join_pending.set(len(self.join))
+        buffered = self._buffered
+        self.metrics.buffer_pending.set(buffered.pending if buffered is not None else 0)
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # --- native API -------------------------------------------------------------------
+
+    async def _usage(self, request: web.Request) -> web.Response:
+        """One record (JSON) or many (NDJSON), all or none; answers their ids."""
+        items = await self._json_items(request, what="record")
+        self.metrics.received.labels("usage").inc(len(items))
+        return await self._store("usage", items, queued=_flag(request, "async"))
+
+    async def _feedback(self, request: web.Request) -> web.Response:
+        """``{id, feedback, text}``, one (JSON) or many (NDJSON). Every item is checked
+        before any is written; a record that does not exist is reported, not an error of
+        the batch (404 when it was the only one)."""
+        items = await self._json_items(request, what="feedback")
+        self.metrics.received.labels("feedback").inc(len(items))
+        checked = [_feedback_item(index, item) for index, item in enumerate(items)]
+        results = await self._run(self._apply_feedback, checked)
+        updated = [i for i, ok in results if ok]
+        missing = [i for i, ok in results if not ok]
+        self.metrics.feedback.labels("updated").inc(len(updated))
+        self.metrics.feedback.labels("missing").inc(len(missing))
+        if len(checked) == 1 and missing:
+            raise RequestRefusedError(404, f"no record has id {missing[0]!r}", reason="missing")
+        return web.json_response({"updated": len(updated), "missing": missing})
+
+    def _apply_feedback(self, items: list[tuple[str, int, str | None]]) -> list[tuple[str, bool]]:
+        record = self._buffered.record_feedback if self._buffered else self.logger.record_feedback
+        return [(rid, record(rid, value, text)) for rid, value, text in items]
+
+    async def _openai(self, request: web.Request) -> web.Response:
+        """A chat-completions (or completions) request and its response, as a gateway or
+        proxy forwards them: ``{request, response, latency_ms?, id?, timestamp?, model?,
+        expert?}``; ``model`` (or ``?model=``) names the arm, else the response's model."""
+        body = parse_json_or_refuse(await request.read(), "the body")
+        if not isinstance(body, dict):
+            raise RequestRefusedError(400, "the body must be a JSON object", reason="invalid")
+        unknown = sorted(set(body) - _OPENAI_KEYS)
+        if unknown:
+            raise RequestRefusedError(
+                400, f"unknown field {unknown[0]!r}; expected {sorted(_OPENAI_KEYS)}",
+                reason="invalid", field=unknown[0],
+            )  # fmt: skip
+        for key in ("request", "response"):
+            if key not in body:
+                raise RequestRefusedError(400, f"{key} is required", reason="invalid", field=key)
+        question, answer = _read_pair(body["request"], body["response"])
+        model = request.query.get("model") or body.get("model") or answer.model or question.model
+        record: dict[str, Any] = {
+            "query": question.query, "response": answer.response, "model": model,
+            "context": question.context, "token_count": answer.token_count,
+            "is_error": answer.is_error,
+        }  # fmt: skip
+        for key in ("latency_ms", "id", "timestamp", "expert"):
+            if key in body:
+                record[key] = body[key]
+        if record.get("expert") is None and request.query.get("expert"):
+            record["expert"] = request.query["expert"]
+        self.metrics.received.labels("openai").inc()
+        return await self._store("openai", [record], queued=_flag(request, "async"))
+
+    # --- KServe payload logger ----------------------------------------------------------
+
+    async def _kserve(self, request: web.Request) -> web.Response:
+        """A request or response CloudEvent; the pair becomes one record (id = ``ce-id``)."""
+        key, half = _kserve_half(request.headers, await request.read())
+        self.metrics.received.labels("kserve").inc()
+        before = self.join.expired
+        try:
+            outcome = self.join.offer(key, half)
+        except JoinBufferFullError as exc:
+            raise self._busy(str(exc)) from exc
+        finally:
+            self.metrics.join_expired.inc(self.join.expired - before)
+            self.metrics.join_pending.set(len(self.join))
+        if outcome == "duplicate":
+            self.metrics.rejected.labels("kserve", "duplicate").inc()
+            return web.json_response({"status": "duplicate", "id": key})
+        if outcome == "waiting":
+            return web.json_response({"status": "waiting", "id": key}, status=202)
+        try:
+            record = _kserve_record(key, outcome, request.query)
+            return await self._store("kserve", [record], queued=False, duplicate_ok=True)
+        except RequestRefusedError as exc:
+            if exc.status >= 500:  # stored nothing: let KServe's retry pair it again
+                self.join.forget(key)
+            raise
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def _store(
+        self, endpoint: str, items: list[Any], *, queued: bool, duplicate_ok: bool = False
+    ) -> web.Response:
+        try:
+            if queued:
+                ids = await self._run(self._queue, items)
+            else:
+                ids = await self._run(self.logger.log_many, items)
+        except InvalidBatchError as exc:
+            cause = exc.cause
+            if duplicate_ok and cause.field == "id":
+                self.metrics.rejected.labels(endpoint, "duplicate").inc()
+                return web.json_response({"status": "duplicate", "id": cause.value})
+            raise RequestRefusedError(
+                400, str(exc) if len(items) > 1 else str(cause), reason="invalid",
+                field=cause.field, index=exc.index,
+            ) from exc  # fmt: skip
+        except InvalidFieldError as exc:  # the store's: a supplied id that exists already
+            if duplicate_ok and exc.field == "id":
+                self.metrics.rejected.labels(endpoint, "duplicate").inc()
+                return web.json_response({"status": "duplicate", "id": exc.value})
+            raise RequestRefusedError(409, str(exc), reason="conflict", field=exc.field) from exc
+        except BufferFullError as exc:
+            raise self._busy(str(exc)) from exc
+        self.metrics.stored.labels(endpoint).inc(len(ids))
+        if queued:
+            return web.json_response({"ids": ids, "queued": True}, status=202)
+        return web.json_response({"ids": ids})
+
+    def _queue(self, items: list[Any]) -> list[str]:
+        if self._buffered is None:
+            self._buffered = self.logger.buffered(
+                max_pending=self.settings.async_max_pending, on_full="raise"
+            )
+        return self._buffered.log_many(items)
+
+    async def _run(self, action: Callable[[Any], Any], argument: Any) -> Any:
+        """Blocking store work off the event loop; a database that cannot be reached (or
+        is locked past its timeout) becomes 503 with Retry-After."""
+        try:
+            return await asyncio.to_thread(action, argument)
+        except (StoreUnavailableError, sqlite3.OperationalError) as exc:
+            raise self._unavailable(exc) from exc
+        except Exception as exc:
+            psycopg = sys.modules.get("psycopg")
+            if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+                raise self._unavailable(exc) from exc
+            raise
+
+    def _busy(self, message: str) -> RequestRefusedError:
+        return RequestRefusedError(
+            503, f"{message}; retry later", reason="busy",
+            headers={"Retry-After": str(self.settings.retry_after_s)},
+        )  # fmt: skip
+
+    def _unavailable(self, exc: BaseException) -> RequestRefusedError:
+        log.warning("collector: the database is unavailable: %s", exc)
+        return RequestRefusedError(
+            503, "the database is unavailable; nothing was written, retry later",
+            reason="unavailable", headers={"Retry-After": str(self.settings.retry_after_s)},
+        )  # fmt: skip
+
+    async def _json_items(self, request: web.Request, *, what: str) -> list[Any]:
+        """One JSON object, or NDJSON lines of them (blank lines skipped)."""
+        raw = await request.read()
+        kind = request.content_type
+        if kind == "application/json":
+            item = parse_json_or_refuse(raw, "the body")
+            if not isinstance(item, dict):
+                raise RequestRefusedError(
+                    400, f"the body must be one {what} as a JSON object; send many as NDJSON "
+                    "(Content-Type: application/x-ndjson), one object per line",
+                    reason="invalid",
+                )  # fmt: skip
+            return [item]
+        if kind not in NDJSON_TYPES:
+            raise RequestRefusedError(
+                415, f"Content-Type must be application/json (one {what}) or "
+                f"application/x-ndjson (one per line), not {kind or 'missing'}",
+                reason="unsupported",
+            )  # fmt: skip
+        items = []
+        for number, line in enumerate(raw.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            item = parse_json_or_refuse(line, f"line {number}")
+            if not isinstance(item, dict):
+                raise RequestRefusedError(
+                    400, f"line {number}: each line must be one {what} as a JSON object",
+                    reason="invalid", line=number,
+                )  # fmt: skip
+            items.append(item)
+            if len(items) > self.settings.max_records:
+                raise RequestRefusedError(
+                    413, f"more than {self.settings.max_records} {what}s in one request; "
+                    "split the batch", reason="too_large",
+                )  # fmt: skip
+        if not items:
+            raise RequestRefusedError(400, f"the body holds no {what}", reason="invalid")
+        return items
+
+
+_OPENAI_KEYS = frozenset(
+    {"request", "response", "latency_ms", "id", "timestamp", "model", "expert"}
+)
+_FEEDBACK_KEYS = frozenset({"id", "feedback", "text"})
+
+
+def parse_json_or_refuse(raw: bytes, what: str) -> Any:
+    try:
+        return parse_json(raw, what=what)
+    except PayloadError as exc:
+        raise RequestRefusedError(400, str(exc), reason="invalid") from exc
+
+
+def _read_pair(request_body: Any, response_body: Any) -> tuple[Question, Answer]:
+    try:
+        return question_of(request_body), answer_of(response_body)
+    except PayloadError as exc:
+        raise RequestRefusedError(400, str(exc), reason="invalid") from exc
+
+
+def _feedback_item(index: int, item: dict[str, Any]) -> tuple[str, int, str | None]:
+    where = f"feedback {index}: " if index else ""
+    unknown = sorted(set(item) - _FEEDBACK_KEYS)
+    if unknown:
+        raise RequestRefusedError(
+            400, f"{where}unknown field {unknown[0]!r}; expected id, feedback, text",
+            reason="invalid", field=unknown[0], index=index,
+        )  # fmt: skip
+    try:
+        if "id" not in item or "feedback" not in item:
+            missing = "id" if "id" not in item else "feedback"
+            raise InvalidFieldError(missing, None, "is required")
+        record_id = check_record_id(item["id"])
+        value = check_feedback(item["feedback"])
+        text = item.get("text")
+        if text is not None and not isinstance(text, str):
+            raise InvalidFieldError("text", text, "must be a string")
+    except InvalidFieldError as exc:
+        raise RequestRefusedError(
+            400, f"{where}{exc}", reason="invalid", field=exc.field, index=index
+        ) from exc
+    return record_id, value, text
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "0").lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no", ""):
+        return False
+    raise RequestRefusedError(400, f"?{name}= must be 1 or 0, not {value!r}", reason="invalid")
+
+
+def _error(status: int, message: str, *, headers: Mapping[str, str] | None = None,
+           **details: Any) -> web.Response:  # fmt: skip
+    return web.json_response({"error": message, **details}, status=status, headers=headers)
+
+
+# --- KServe events ----------------------------------------------------------------------
+
+
+def _kserve_half(headers: Mapping[str, str], raw: bytes) -> tuple[str, Half]:
+    """The event's id and half, read by the CloudEvents SDK from binary-mode headers (as
+    KServe sends them) or a structured event."""
+    from cloudevents.core.bindings.http import HTTPMessage, from_http
+    from cloudevents.core.exceptions import BaseCloudEventException
+
+    try:
+        event = from_http(HTTPMessage(dict(headers), raw), _RawData())
+        kind, key, data = event.get_type(), event.get_id(), event.get_data()
+        attributes = {
+            name: str(value)
+            for name in ("inferenceservicename", "namespace", "component", "endpoint")
+            if (value := event.get_extension(name)) is not None
+        }
+        moment = event.get_time()
+    except (BaseCloudEventException, ValueError, TypeError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RequestRefusedError(400, f"not a CloudEvent: {first}", reason="invalid") from exc
+    if kind not in (KSERVE_REQUEST, KSERVE_RESPONSE):
+        raise RequestRefusedError(
+            400, f"ce-type must be {KSERVE_REQUEST} or {KSERVE_RESPONSE}, not {kind!r}",
+            reason="unsupported",
+        )  # fmt: skip
+    if not isinstance(key, str) or not key or len(key) > MAX_NAME_CHARS:
+        raise RequestRefusedError(
+            400, f"ce-id must be 1 to {MAX_NAME_CHARS} characters", reason="invalid"
+        )
+    half_kind: Kind = "request" if kind == KSERVE_REQUEST else "response"
+    # a structured event's data comes parsed with its envelope
+    body = parse_json_or_refuse(data, f"the {half_kind} body") if isinstance(data, bytes) else data
+    try:  # read now: a body we cannot read is refused when it comes, not when paired
+        question_of(body) if half_kind == "request" else answer_of(body)
+    except PayloadError as exc:
+        raise RequestRefusedError(400, str(exc), reason="invalid") from exc
+    if moment is not None and moment.tzinfo is None:
+        raise RequestRefusedError(400, "ce-time must carry a UTC offset", reason="invalid")
+    return key, Half(half_kind, body, moment, attributes)
+
+
+class _RawData(JSONFormat):
+    """The JSON event format, but a binary-mode body is kept as bytes: the collector
+    parses it strictly itself (duplicate keys, NaN, depth), and says what is wrong."""
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> bytes:
+        return body
+
+
+def _kserve_record(key: str, pair: Pair, query: Mapping[str, str]) -> dict[str, Any]:
+    """The record of a request/response pair. Its model is ``?model=`` on the logger's
+    URL, else the InferenceService's name."""
+    question, answer = _read_pair(pair.request.body, pair.response.body)
+    model = query.get("model") or pair.request.attributes.get("inferenceservicename")
+    if not model:
+        raise RequestRefusedError(
+            400, "no model to record: set ?model= on the logger URL or send "
+            "ce-inferenceservicename", reason="invalid", field="model",
+        )  # fmt: skip
+    record: dict[str, Any] = {
+        "id": key, "query": question.query, "response": answer.response, "model": model,
+        "context": question.context, "token_count": answer.token_count,
+        "is_error": answer.is_error,
+    }  # fmt: skip
+    if query.get("expert"):
+        record["expert"] = query["expert"]
+    started, ended = pair.request.time, pair.response.time
+    if started is not None:
+        record["timestamp"] = started
+        if ended is not None and ended >= started:
+            record["latency_ms"] = (ended - started).total_seconds() * 1000
+    return record

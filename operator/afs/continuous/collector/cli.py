@@ -1,0 +1,174 @@
+"""``afs-continuous collect``: run the collector until SIGTERM or Ctrl-C, then flush."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from afs.continuous.collector.app import Collector, CollectorSettings
+from afs.continuous.errors import ContinuousError
+from afs.continuous.logger import UsageLogger
+from afs.continuous.store import open_store, resolve_target
+
+EXIT_INVALID = 2
+#: how long a PostgreSQL write retries a lost connection before the request gets 503
+STORE_RETRY_SECONDS = 10.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="afs-continuous collect",
+        description="Receive usage records and feedback over HTTP (native JSON/NDJSON API, "
+        "KServe payload-logger CloudEvents, OpenAI-style request/response pairs) and write "
+        "them to the usage database. A write is acknowledged once committed.",
+    )
+    parser.add_argument(
+        "--db",
+        help="SQLite file or postgresql:// URL (default: $AFS_DATABASE_URL, else the "
+        "library's default file)",
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument(
+        "--token-file",
+        default=os.environ.get("AFS_COLLECTOR_TOKEN_FILE"),
+        help="file holding the bearer token clients must send (a mounted Secret; default "
+        "$AFS_COLLECTOR_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--no-auth", action="store_true",
+        help="accept requests without a token (only where the network is trusted)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kserve-port", type=int,
+        help="also listen here for KServe's payload logger alone (/v1/kserve), without a "
+        "token: keep this port reachable only in the cluster (NetworkPolicy)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-body-bytes", type=_positive, default=CollectorSettings.max_body_bytes,
+        help="largest request body; larger gets 413 (default 8 MiB)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-records", type=_positive, default=CollectorSettings.max_records,
+        help="most records in one request (default 10000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--join-ttl", type=float, default=CollectorSettings.join_ttl_s,
+        help="seconds a KServe request waits for its response event (default 60)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--join-max-pending", type=_positive, default=CollectorSettings.join_max_pending,
+        help="KServe halves held at most; beyond, 503 (default 10000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--async-max-pending", type=_positive, default=CollectorSettings.async_max_pending,
+        help="records ?async=1 may hold before they are committed; beyond, 503 "
+        "(default 100000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retry-after", type=_positive, default=CollectorSettings.retry_after_s,
+        help="seconds a 503 tells clients to wait (default 5)",
+    )  # fmt: skip
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def read_token(path: str) -> str:
+    """The token in a file (a mounted Secret): its text, surrounding whitespace removed."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContinuousError(f"cannot read the token file {path}: {exc}") from exc
+    if len(token) < 16:
+        raise ContinuousError(
+            f"the token in {path} is {len(token)} characters; use at least 16 (e.g. "
+            "`openssl rand -hex 32`)"
+        )
+    return token
+
+
+def settings_from(args: argparse.Namespace) -> CollectorSettings:
+    if args.token_file and args.no_auth:
+        raise ContinuousError("give --token-file or --no-auth, not both")
+    if not args.token_file and not args.no_auth:
+        raise ContinuousError(
+            "no token: give --token-file (or $AFS_COLLECTOR_TOKEN_FILE), or --no-auth to "
+            "accept anyone who can reach the port"
+        )
+    if args.join_ttl <= 0:
+        raise ContinuousError(f"--join-ttl must be positive, got {args.join_ttl}")
+    if args.kserve_port is not None and args.kserve_port == args.port:
+        raise ContinuousError("--kserve-port must differ from --port")
+    return CollectorSettings(
+        token=read_token(args.token_file) if args.token_file else None,
+        max_body_bytes=args.max_body_bytes,
+        max_records=args.max_records,
+        join_ttl_s=args.join_ttl,
+        join_max_pending=args.join_max_pending,
+        async_max_pending=args.async_max_pending,
+        retry_after_s=args.retry_after,
+    )
+
+
+async def serve(collector: Collector, *, host: str, port: int, kserve_port: int | None) -> None:
+    """Serve until SIGTERM or SIGINT; then stop taking requests and flush."""
+    runners = [web.AppRunner(collector.app())]
+    if kserve_port is not None:
+        runners.append(web.AppRunner(collector.app(authenticate=False, kserve_only=True)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        for runner, listen_port in zip(runners, (port, kserve_port), strict=False):
+            await runner.setup()
+            await web.TCPSite(runner, host, listen_port).start()
+        where = f"http://{host}:{port}" + (
+            f" (KServe logger, no token: port {kserve_port})" if kserve_port else ""
+        )
+        auth = "token required" if collector.settings.token else "NO AUTHENTICATION"
+        print(f"afs-continuous collect: listening on {where}; {auth}", file=sys.stderr)
+        await stop.wait()
+        print("afs-continuous collect: stopping, flushing queued records", file=sys.stderr)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        target = resolve_target(args.db)
+        logger = UsageLogger(target, store=open_store(target, retry_seconds=STORE_RETRY_SECONDS))
+    except (ContinuousError, OSError, ValueError) as exc:
+        print(f"afs-continuous collect: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    collector = Collector(logger, settings)
+    try:
+        asyncio.run(serve(collector, host=args.host, port=args.port, kserve_port=args.kserve_port))
+    except OSError as exc:  # the port is taken, the address is not ours
+        print(f"afs-continuous collect: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        collector.close()
+        logger.close()
+    return 0

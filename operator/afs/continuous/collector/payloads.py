@@ -1,0 +1,224 @@
+"""What a model server's request and response say, as a usage record's query and response.
+
+Servers speak a few shapes: KServe's V1 protocol (``instances`` / ``predictions``), the
+V2 or Open Inference Protocol (``inputs`` / ``outputs``), and OpenAI-compatible chat and
+completions (vLLM, TGI, KServe's OpenAI endpoints). Pure functions: a parsed body in,
+text out, or a :class:`PayloadError` that says what was missing. Text bodies give their
+text; anything else (a tensor, a table row) is kept as compact JSON, so the record still
+counts for the A/B statistics even when it is not training text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class PayloadError(ValueError):
+    """A body that is not valid JSON, or not a shape the collector reads."""
+
+
+#: how deep a body may nest: deeper is no inference payload, and json's recursion would
+#: otherwise end in RecursionError
+MAX_DEPTH = 64
+
+
+def parse_json(raw: bytes, *, what: str) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys (which one would count?), no NaN or
+    Infinity (not JSON), nesting at most :data:`MAX_DEPTH` deep."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"{what} is not UTF-8 text (byte {exc.start + 1})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply") from None
+    if _depth(value) > MAX_DEPTH:
+        raise PayloadError(f"{what} is nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise PayloadError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise PayloadError(f"{name} is not a JSON number")
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return depth
+        nested: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nested.extend(item.values())
+            elif isinstance(item, list):
+                nested.extend(item)
+        level = nested
+    return depth - 1
+
+
+@dataclass(frozen=True)
+class Question:
+    """What was asked: the text, what came before it (earlier chat turns), the model
+    the client named."""
+
+    query: str
+    context: Any = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back: the text, the model that says it answered, tokens generated, and
+    whether it was an error."""
+
+    response: str
+    model: str | None = None
+    token_count: int | None = None
+    is_error: bool = False
+
+
+def question_of(body: Any) -> Question:
+    """The query of a V1, V2 or OpenAI request body."""
+    if not isinstance(body, dict):
+        raise PayloadError("the request body must be a JSON object")
+    model = _optional_name(body.get("model"), "model")
+    if "messages" in body:
+        return _chat_question(body["messages"], model)
+    if "prompt" in body:
+        return Question(_prompt_text(body["prompt"]), model=model)
+    if "instances" in body:
+        return Question(_as_text(body["instances"], "instances"), model=model)
+    if "inputs" in body:
+        return Question(_tensors_text(body["inputs"], "inputs"), model=model)
+    raise PayloadError(
+        "the request body has none of messages or prompt (OpenAI), instances (V1) or inputs (V2)"
+    )
+
+
+def answer_of(body: Any) -> Answer:
+    """The response of a V1, V2 or OpenAI response body (an ``error`` body is an error)."""
+    if not isinstance(body, dict):
+        raise PayloadError("the response body must be a JSON object")
+    model = _optional_name(body.get("model") or body.get("model_name"), "model")
+    if "error" in body and not any(k in body for k in ("choices", "predictions", "outputs")):
+        error = body["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        return Answer(_as_text(message, "error"), model=model, is_error=True)
+    if "choices" in body:
+        return _choices_answer(body, model)
+    if "predictions" in body:
+        return Answer(_as_text(body["predictions"], "predictions"), model=model)
+    if "outputs" in body:
+        return Answer(_tensors_text(body["outputs"], "outputs"), model=model)
+    raise PayloadError(
+        "the response body has none of choices (OpenAI), predictions (V1), outputs (V2) or error"
+    )
+
+
+def _chat_question(messages: Any, model: str | None) -> Question:
+    if not isinstance(messages, list) or not messages:
+        raise PayloadError("messages must be a non-empty list")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise PayloadError(f"messages[{index}] must be an object with a role")
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users:
+        raise PayloadError("messages has no user message")
+    last = users[-1]
+    query = _content_text(messages[last].get("content"), f"messages[{last}].content")
+    earlier = messages[:last]
+    return Question(query, context=earlier or None, model=model)
+
+
+def _content_text(content: Any, where: str) -> str:
+    """A message's content: a string, or a list of parts whose text parts count."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        ]  # fmt: skip
+        if texts:
+            return "\n".join(texts)
+    raise PayloadError(f"{where} must be text or a list with text parts")
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        return prompt[0]
+    raise PayloadError("prompt must be a string (or a list of one string)")
+
+
+def _choices_answer(body: dict[str, Any], model: str | None) -> Answer:
+    choices = body["choices"]
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise PayloadError("choices must be a non-empty list of objects")
+    first = choices[0]
+    if isinstance(first.get("message"), dict):
+        text = _content_text(first["message"].get("content"), "choices[0].message.content")
+    elif isinstance(first.get("text"), str):
+        text = first["text"]
+    elif "delta" in first:
+        raise PayloadError("a streamed chunk: send the assembled response, not its chunks")
+    else:
+        raise PayloadError("choices[0] has neither message.content (chat) nor text")
+    usage = body.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if tokens is not None and (type(tokens) is not int or tokens < 0):
+        raise PayloadError("usage.completion_tokens must be a whole number")
+    return Answer(text, model=model, token_count=tokens)
+
+
+def _as_text(value: Any, where: str) -> str:
+    """A lone string as itself (a text model's one instance); anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    if value is None or value == []:
+        raise PayloadError(f"{where} is empty")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _tensors_text(tensors: Any, where: str) -> str:
+    """V2 tensors: one BYTES tensor holding one string is text; others, their data by name."""
+    if not isinstance(tensors, list) or not tensors:
+        raise PayloadError(f"{where} must be a non-empty list of tensors")
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, dict) or "data" not in tensor:
+            raise PayloadError(f"{where}[{index}] must be a tensor object with data")
+    if len(tensors) == 1:
+        data = tensors[0]["data"]
+        if isinstance(data, list) and len(data) == 1 and isinstance(data[0], str):
+            return data[0]
+        return _as_text(data, f"{where}[0].data")
+    named = {str(t.get("name", i)): t["data"] for i, t in enumerate(tensors)}
+    return json.dumps(named, separators=(",", ":"), ensure_ascii=False)
+
+
+def _optional_name(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{where} must be a string")
+    return value or None

@@ -1,0 +1,263 @@
+"""The collector over real HTTP: each endpoint, its guards, and what reaches the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from afs.continuous import UsageLogger
+from tests.collector.conftest import AUTH, Serve
+
+NDJSON = {"Content-Type": "application/x-ndjson", **AUTH}
+
+
+def _lines(*records: dict[str, Any]) -> str:
+    return "\n".join(json.dumps(r) for r in records) + "\n"
+
+
+def _stored(logger: UsageLogger) -> list[Any]:
+    return list(logger.get_records(limit=None))
+
+
+async def test_one_record_is_committed_before_the_answer(serve: Serve) -> None:
+    async with serve() as (client, collector):
+        answer = await client.post(
+            "/v1/usage", json={"query": "q", "response": "r", "model": "m", "latency_ms": 12},
+            headers=AUTH,
+        )  # fmt: skip
+        assert answer.status == 200
+        (record_id,) = (await answer.json())["ids"]
+        stored = collector.logger.store.get(record_id)
+        assert stored is not None and stored.latency_ms == 12
+
+
+async def test_many_records_as_ndjson_are_all_committed(serve: Serve) -> None:
+    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(50)]
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/usage", data=_lines(*rows) + "\n", headers=NDJSON)
+        assert answer.status == 200
+        assert len((await answer.json())["ids"]) == 50
+        assert len(_stored(collector.logger)) == 50
+
+
+async def test_one_bad_record_refuses_the_batch_naming_it(serve: Serve) -> None:
+    rows: list[dict[str, Any]] = [{"query": "q", "response": "r", "model": "m"}] * 3
+    rows[2] = {"query": "q", "response": "r", "model": "m", "quality_score": 7}
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/usage", data=_lines(*rows), headers=NDJSON)
+        assert answer.status == 400
+        body = await answer.json()
+        assert body["index"] == 2 and body["field"] == "quality_score"
+        assert "quality_score" in body["error"]
+        assert _stored(collector.logger) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "headers", "status", "message"),
+    [
+        ('{"query": "q", "response": "r", "model": "m", "colour": 1}', {}, 400,
+         "colour"),
+        ("[1, 2]", {}, 400, "one record as a JSON object"),
+        ('{"query": "q",', {}, 400, "not valid JSON"),
+        ('{"query": "q", "query": "p", "response": "r", "model": "m"}', {}, 400,
+         "duplicate key"),
+        ("query=q", {"Content-Type": "application/x-www-form-urlencoded"}, 415,
+         "Content-Type must be"),
+        ("\n\n", {"Content-Type": "application/x-ndjson"}, 400, "holds no record"),
+        ('{"query": "q", "response": "r", "model": "m"}\n5\n',
+         {"Content-Type": "application/x-ndjson"}, 400, "line 2"),
+    ],
+)  # fmt: skip
+async def test_malformed_bodies_get_a_specific_400(
+    serve: Serve, data: str, headers: dict[str, str], status: int, message: str
+) -> None:
+    async with serve() as (client, collector):
+        sent = {"Content-Type": "application/json", **AUTH, **headers}
+        answer = await client.post("/v1/usage", data=data, headers=sent)
+        assert answer.status == status
+        assert message in (await answer.json())["error"]
+        assert _stored(collector.logger) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "a bearer token is required"),
+        ({"Authorization": "Bearer wrong"}, "not valid"),
+        ({"Authorization": "Basic czNjcmV0"}, "not valid"),
+    ],
+)
+async def test_requests_without_the_token_are_refused(
+    serve: Serve, headers: dict[str, str], message: str
+) -> None:
+    async with serve() as (client, collector):
+        answer = await client.post(
+            "/v1/usage", json={"query": "q", "response": "r", "model": "m"}, headers=headers
+        )
+        assert answer.status == 401
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert message in (await answer.json())["error"]
+        assert _stored(collector.logger) == []
+
+
+async def test_probes_and_metrics_need_no_token(serve: Serve) -> None:
+    async with serve() as (client, _):
+        assert (await client.get("/healthz")).status == 200
+        ready = await client.get("/readyz")
+        assert ready.status == 200 and (await ready.json())["schema_version"] >= 1
+        metrics = await client.get("/metrics")
+        assert "afs_collector_records_received" in await metrics.text()
+
+
+async def test_a_body_over_the_limit_gets_413_and_nothing_is_stored(serve: Serve) -> None:
+    async with serve(max_body_bytes=1024) as (client, collector):
+        big = {"query": "q" * 2000, "response": "r", "model": "m"}
+        answer = await client.post("/v1/usage", json=big, headers=AUTH)
+        assert answer.status == 413
+        assert "larger than 1024 bytes" in (await answer.json())["error"]
+        assert _stored(collector.logger) == []
+
+
+async def test_too_many_records_in_one_request_get_413(serve: Serve) -> None:
+    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(6)]
+    async with serve(max_records=5) as (client, collector):
+        answer = await client.post("/v1/usage", data=_lines(*rows), headers=NDJSON)
+        assert answer.status == 413
+        assert "more than 5 records" in (await answer.json())["error"]
+        assert _stored(collector.logger) == []
+
+
+async def test_feedback_reaches_the_record_and_a_missing_one_is_reported(serve: Serve) -> None:
+    async with serve() as (client, collector):
+        record_id = collector.logger.log("q", "r", "m")
+        one = await client.post(
+            "/v1/feedback", json={"id": record_id, "feedback": 1, "text": "good"}, headers=AUTH
+        )
+        assert one.status == 200 and (await one.json()) == {"updated": 1, "missing": []}
+        assert collector.logger.store.get(record_id).user_feedback == 1  # type: ignore[union-attr]
+        missing = await client.post(
+            "/v1/feedback", json={"id": "nope", "feedback": -1}, headers=AUTH
+        )
+        assert missing.status == 404
+        many = await client.post(
+            "/v1/feedback",
+            data=_lines({"id": record_id, "feedback": -1}, {"id": "nope", "feedback": 1}),
+            headers=NDJSON,
+        )
+        assert (await many.json()) == {"updated": 1, "missing": ["nope"]}
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"id": "x", "feedback": 2}, "feedback"),
+        ({"id": "x"}, "feedback"),
+        ({"feedback": 1}, "id"),
+        ({"id": "x", "feedback": 1, "text": 5}, "text"),
+        ({"id": "x", "feedback": 1, "score": 5}, "score"),
+    ],
+)
+async def test_bad_feedback_is_refused_before_any_is_written(
+    serve: Serve, item: dict[str, Any], field: str
+) -> None:
+    async with serve() as (client, collector):
+        record_id = collector.logger.log("q", "r", "m")
+        answer = await client.post(
+            "/v1/feedback", data=_lines({"id": record_id, "feedback": 1}, item), headers=NDJSON
+        )
+        assert answer.status == 400
+        body = await answer.json()
+        assert body["field"] == field and body["index"] == 1
+        assert collector.logger.store.get(record_id).user_feedback is None  # type: ignore[union-attr]
+
+
+async def test_an_openai_pair_is_logged_under_the_arm_named(serve: Serve) -> None:
+    pair = {
+        "request": {"model": "nayru", "messages": [{"role": "user", "content": "Hi?"}]},
+        "response": {"model": "nayru", "choices": [{"message": {"content": "Hello."}}],
+                     "usage": {"completion_tokens": 2}},
+        "latency_ms": 85.5,
+    }  # fmt: skip
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/openai?model=nayru-run-3", json=pair, headers=AUTH)
+        assert answer.status == 200
+        (record_id,) = (await answer.json())["ids"]
+        record = collector.logger.store.get(record_id)
+        assert record is not None
+        assert (record.query, record.response, record.model) == ("Hi?", "Hello.", "nayru-run-3")
+        assert (record.token_count, record.latency_ms) == (2, 85.5)
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ({"request": {"prompt": "x"}}, "response is required"),
+        ({"request": {"prompt": "x"}, "response": {"choices": [{"text": "y"}]}, "extra": 1},
+         "unknown field 'extra'"),
+        ({"request": {"prompt": "x"}, "response": {"choices": [{"delta": {}}]}},
+         "streamed chunk"),
+        ({"request": {"prompt": "x"}, "response": {"choices": [{"text": "y"}]}},
+         "model"),
+    ],
+)  # fmt: skip
+async def test_a_bad_openai_pair_says_why(serve: Serve, pair: dict[str, Any], message: str) -> None:
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/openai", json=pair, headers=AUTH)
+        assert answer.status == 400
+        assert message in (await answer.json())["error"]
+        assert _stored(collector.logger) == []
+
+
+async def test_async_writes_are_acknowledged_queued_and_flushed_on_shutdown(
+    serve: Serve,
+) -> None:
+    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(20)]
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/usage?async=1", data=_lines(*rows), headers=NDJSON)
+        assert answer.status == 202
+        assert (await answer.json())["queued"] is True
+        logger = collector.logger
+    assert len(_stored(logger)) == 20  # the server's shutdown flushed the buffer
+
+
+async def test_a_full_async_buffer_answers_503_with_retry_after(serve: Serve) -> None:
+    rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(5)]
+    async with serve(async_max_pending=4, retry_after_s=7) as (client, _collector):
+        answer = await client.post("/v1/usage?async=1", data=_lines(*rows), headers=NDJSON)
+        assert answer.status == 503
+        assert answer.headers["Retry-After"] == "7"
+        assert "nothing was queued" in (await answer.json())["error"]
+
+
+async def test_a_fault_of_ours_is_a_500_without_a_trace(serve: Serve) -> None:
+    async with serve() as (client, collector):
+        collector.logger.store.close()  # the store is gone under the service: not a 4xx
+        collector.logger.db.store = _Broken()  # type: ignore[assignment]
+        answer = await client.post(
+            "/v1/usage", json={"query": "q", "response": "r", "model": "m"}, headers=AUTH
+        )
+        assert answer.status == 500
+        text = await answer.text()
+        assert "Traceback" not in text and "boom" not in text
+
+
+class _Broken:
+    def insert(self, records: Any, **_: Any) -> list[str]:
+        raise RuntimeError("boom")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_concurrent_posts_are_all_stored_once(serve: Serve) -> None:
+    async with serve() as (client, collector):
+        answers = await asyncio.gather(*(
+            client.post("/v1/usage", json={"query": f"q{i}", "response": "r", "model": "m"},
+                        headers=AUTH)
+            for i in range(40)
+        ))  # fmt: skip
+        assert {a.status for a in answers} == {200}
+        assert len(_stored(collector.logger)) == 40
