@@ -50,8 +50,16 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["collect", "--help"])
     text = capsys.readouterr().out
-    for option in ("--token-file", "--no-auth", "--kserve-port", "--max-body-bytes",
-                   "--max-records", "--join-ttl", "--async-max-pending", "--retry-after"):
+    for option in (
+        "--token-file",
+        "--no-auth",
+        "--kserve-port",
+        "--max-body-bytes",
+        "--max-records",
+        "--join-ttl",
+        "--async-max-pending",
+        "--retry-after",
+    ):
         assert option in text  # fmt: skip
 
 
@@ -86,8 +94,7 @@ def test_the_service_runs_and_sigterm_flushes_what_it_queued(tmp_path: Path) -> 
         assert "listening on" in process.stderr.readline()
         base = f"http://127.0.0.1:{port}"
         rows = "".join(
-            json.dumps({"query": f"q{i}", "response": "r", "model": "m"}) + "\n"
-            for i in range(200)
+            json.dumps({"query": f"q{i}", "response": "r", "model": "m"}) + "\n" for i in range(200)
         )
         status, body = _post(f"{base}/v1/usage?async=1", rows.encode(), "application/x-ndjson")
         assert (status, body["queued"]) == (202, True)

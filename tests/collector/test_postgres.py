@@ -58,8 +58,7 @@ async def test_a_restart_under_load_loses_and_doubles_nothing_acknowledged(
         sent = 0
         while not stop.is_set():
             rows = "".join(
-                json.dumps({"query": f"w{worker}-{sent}-{i}", "response": "r", "model": "m"})
-                + "\n"
+                json.dumps({"query": f"w{worker}-{sent}-{i}", "response": "r", "model": "m"}) + "\n"
                 for i in range(5)
             )
             sent += 1
