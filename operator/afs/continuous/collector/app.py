@@ -460,6 +460,13 @@ def _kserve_half(headers: Mapping[str, str], raw: bytes) -> tuple[str, Half]:
     from cloudevents.core.bindings.http import HTTPMessage, from_http
     from cloudevents.core.exceptions import BaseCloudEventException
 
+    names = {name.lower() for name in headers}
+    if any(n.startswith("ce-") for n in names):  # binary mode
+        for required in _REQUIRED_HEADERS:  # the SDK would make up an id and a version
+            if required not in names:
+                raise RequestRefusedError(
+                    400, f"not a CloudEvent: the {required} header is required", reason="invalid"
+                )
     try:
         event = from_http(HTTPMessage(dict(headers), raw), _RawData())
         kind, key, data = event.get_type(), event.get_id(), event.get_data()
@@ -491,6 +498,9 @@ def _kserve_half(headers: Mapping[str, str], raw: bytes) -> tuple[str, Half]:
     if moment is not None and moment.tzinfo is None:
         raise RequestRefusedError(400, "ce-time must carry a UTC offset", reason="invalid")
     return key, Half(half_kind, body, moment, attributes)
+
+
+_REQUIRED_HEADERS = ("ce-specversion", "ce-id", "ce-source", "ce-type")
 
 
 class _RawData(JSONFormat):
