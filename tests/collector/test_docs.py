@@ -1,0 +1,63 @@
+"""docs/collector.md: its examples are sent to a running collector and accepted."""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from afs.continuous.collector.cli import build_parser
+from tests.collector.conftest import AUTH, Serve
+from tests.docs_examples import ROOT, code_blocks, section
+
+DOC = ROOT / "docs" / "collector.md"
+
+
+async def test_the_native_examples_are_accepted(serve: Serve) -> None:
+    native = section(DOC, "Native API")
+    record, feedback = code_blocks(native, "json")
+    (lines,) = code_blocks(native, "ndjson")
+    async with serve() as (client, collector):
+        one = await client.post(
+            "/v1/usage", data=record, headers={"Content-Type": "application/json", **AUTH}
+        )
+        assert one.status == 200
+        (record_id,) = (await one.json())["ids"]
+        many = await client.post(
+            "/v1/usage", data=lines, headers={"Content-Type": "application/x-ndjson", **AUTH}
+        )
+        assert many.status == 200 and len((await many.json())["ids"]) == 2
+        answer = await client.post(
+            "/v1/feedback", data=feedback.replace("RECORD_ID", record_id),
+            headers={"Content-Type": "application/json", **AUTH},
+        )  # fmt: skip
+        assert (await answer.json()) == {"updated": 1, "missing": []}
+        assert collector.logger.store.get(record_id).user_feedback == 1  # type: ignore[union-attr]
+
+
+async def test_the_openai_example_is_accepted_under_its_arm(serve: Serve) -> None:
+    (pair,) = code_blocks(section(DOC, "OpenAI-style pairs"), "json")
+    async with serve() as (client, collector):
+        answer = await client.post(
+            "/v1/openai", data=pair, headers={"Content-Type": "application/json", **AUTH}
+        )
+        assert answer.status == 200
+        (record_id,) = (await answer.json())["ids"]
+        record = collector.logger.store.get(record_id)
+    assert record is not None and record.model == json.loads(pair)["model"]
+
+
+def test_the_kserve_stanza_points_at_the_kserve_endpoint_with_an_arm() -> None:
+    (manifest,) = code_blocks(section(DOC, "KServe's payload logger"), "yaml")
+    logger = yaml.safe_load(manifest)["spec"]["predictor"]["logger"]
+    url = urlsplit(logger["url"])
+    assert (url.path, logger["mode"]) == ("/v1/kserve", "all")
+    assert parse_qs(url.query)["model"] == ["nayru-run-2"]
+
+
+def test_every_option_the_doc_names_exists() -> None:
+    help_text = build_parser().format_help()
+    named = set(re.findall(r"`(--[a-z-]+)", DOC.read_text(encoding="utf-8")))
+    assert named and all(option in help_text for option in named), named
