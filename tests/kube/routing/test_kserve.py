@@ -113,6 +113,39 @@ def test_each_revision_says_which_arm_it_serves() -> None:
     ]
 
 
+COLLECTOR = "http://afs-collector.afs-system:8081/v1/kserve"
+
+
+@pytest.mark.parametrize(
+    ("url", "challenger_url", "champion_url"),
+    [
+        (f"{COLLECTOR}?model=nayru-v1", f"{COLLECTOR}?model=nayru-v2",
+         f"{COLLECTOR}?model=nayru-v1"),
+        (f"{COLLECTOR}?expert=asm", f"{COLLECTOR}?expert=asm&model=nayru-v2",
+         f"{COLLECTOR}?expert=asm&model=nayru-v1"),
+        ("http://message-dumper.default/", "http://message-dumper.default/",
+         "http://message-dumper.default/"),
+    ],
+    ids=["collector", "other-parameters-kept", "another-sink-untouched"],
+)  # fmt: skip
+def test_a_logger_sending_to_the_collector_names_the_arm_of_its_revision(
+    url: str, challenger_url: str, champion_url: str
+) -> None:
+    original = _isvc()
+    original["spec"]["predictor"]["logger"] = {"mode": "all", "url": url}
+    running = _step(original, 10)
+    assert running["spec"]["predictor"]["logger"] == {"mode": "all", "url": challenger_url}
+    back = _apply(running, ROUTER.restore(ROUTER.observe(running, ARMS), []))
+    assert back["spec"]["predictor"]["logger"]["url"] == champion_url
+
+
+def test_a_raw_canary_logs_under_the_challenger() -> None:
+    original = _isvc(raw=True)
+    original["spec"]["predictor"]["logger"] = {"mode": "all", "url": f"{COLLECTOR}?model=a"}
+    (entry,) = _step(original, 25)["spec"]["canary"]
+    assert entry["predictor"]["logger"] == {"mode": "all", "url": f"{COLLECTOR}?model=nayru-v2"}
+
+
 def test_the_legacy_framework_shape_is_written_where_it_is() -> None:
     after = _step(_isvc(framework="sklearn"), 10)
     assert after["spec"]["predictor"]["sklearn"]["storageUri"] == V2

@@ -23,7 +23,10 @@ Deployment underneath (KServe overwrites both). Two modes, read from the
 
 Wherever the model becomes an arm's, its environment says so (``AFS_MODEL_URI``,
 ``AFS_MODEL_VERSION`` = the arm's usage name): both arms answer behind one
-InferenceService, and this is how each revision's records name their arm.
+InferenceService, and this is how each revision's records name their arm. A payload
+logger pointed at the collector (a ``logger.url`` ending in ``/v1/kserve``) gets the
+arm's usage name as its ``model`` parameter in the same write, so the events of each
+revision are recorded under their arm too.
 
 A predictor whose model has no ``storageUri`` (a custom container) cannot be switched by
 URI, and ModelMesh has no canary rollout: ``UnsupportedTarget`` as well, nothing written.
@@ -33,7 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeGuard
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
 from afs.continuous.kube.routing.base import (
@@ -80,6 +84,8 @@ class KServeObserved(Observed):
     canary_name: str = ""
     champion_usage: str | None = None
     challenger_usage: str | None = None
+    logger: Mapping[str, Any] | None = None
+    """The predictor's payload logger, when it sends to the collector."""
 
     def original(self) -> list[RuleWeights]:
         """Serverless: ``canaryTrafficPercent`` as read; RawDeployment: nothing to keep
@@ -118,9 +124,11 @@ class KServeRouter:
             )  # fmt: skip
         if arms.champion_uri is None or arms.challenger_uri is None:  # a ModelVersion is gone
             return replace(o, missing=("the ModelVersions' uri",))
+        logger = predictor.get("logger")
         o = replace(
             o, raw=_mode(obj) in _RAW_MODES, model_path=f"/spec/predictor/{escape(framework)}",
             model=dict(model), uri=model["storageUri"],
+            logger=logger if _logs_to_collector(logger) else None,
         )  # fmt: skip
         return _raw(o, spec) if o.raw else _serverless(o, predictor)
 
@@ -244,12 +252,36 @@ def _switch(o: KServeObserved, *, challenger: bool) -> JsonPatch:
         return []
     path = f"{o.model_path}/storageUri"
     usage = o.challenger_usage if challenger else o.champion_usage
-    return [
+    ops: JsonPatch = [
         {"op": "test", "path": path, "value": o.uri},
         {"op": "replace", "path": path, "value": uri},
         {"op": "add", "path": f"{o.model_path}/env",
          "value": _arm_env((o.model or {}).get("env"), uri, usage)},
     ]  # fmt: skip
+    if o.logger is not None and usage is not None:
+        ops.append(
+            {"op": "replace", "path": "/spec/predictor/logger/url",
+             "value": url_naming_arm(o.logger["url"], usage)}
+        )  # fmt: skip
+    return ops
+
+
+COLLECTOR_PATH = "/v1/kserve"
+
+
+def _logs_to_collector(logger: Any) -> TypeGuard[Mapping[str, Any]]:
+    """A payload logger whose URL is the collector's KServe endpoint (another sink, such
+    as a message dumper, is left as it is)."""
+    if not isinstance(logger, dict) or not isinstance(logger.get("url"), str):
+        return False
+    return urlsplit(logger["url"]).path.rstrip("/").endswith(COLLECTOR_PATH)
+
+
+def url_naming_arm(url: str, usage: str) -> str:
+    """The logger URL with ``model`` set to the arm's usage name, other parameters kept."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "model"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("model", usage)])))
 
 
 def _arm_env(env: Any, uri: str | None, usage: str | None) -> list[dict[str, Any]]:
@@ -266,17 +298,20 @@ def _set_canary(o: KServeObserved, percent: int) -> JsonPatch:
         return set_slot(
             Slot(path=f"{base}/trafficPercent", anchor=anchor, weight=current, default=0), percent
         )
-    entry = {
-        "trafficPercent": percent,
-        "predictor": {
-            "name": o.canary_name,
-            o.model_path.rpartition("/")[2]: {
-                **(o.model or {}),
-                "storageUri": o.challenger_uri,
-                "env": _arm_env((o.model or {}).get("env"), o.challenger_uri, o.challenger_usage),
-            },
+    predictor: dict[str, Any] = {
+        "name": o.canary_name,
+        o.model_path.rpartition("/")[2]: {
+            **(o.model or {}),
+            "storageUri": o.challenger_uri,
+            "env": _arm_env((o.model or {}).get("env"), o.challenger_uri, o.challenger_usage),
         },
     }
+    if o.logger is not None and o.challenger_usage is not None:
+        predictor["logger"] = {
+            **o.logger,
+            "url": url_naming_arm(o.logger["url"], o.challenger_usage),
+        }
+    entry = {"trafficPercent": percent, "predictor": predictor}
     tests: JsonPatch = [{"op": "test", "path": f"{o.model_path}/storageUri", "value": o.uri}]
     if o.canary_count is None:
         return [*tests, {"op": "add", "path": "/spec/canary", "value": [entry]}]
