@@ -61,3 +61,29 @@ def test_every_option_the_doc_names_exists() -> None:
     help_text = build_parser().format_help()
     named = set(re.findall(r"`(--[a-z-]+)", DOC.read_text(encoding="utf-8")))
     assert named and all(option in help_text for option in named), named
+
+
+def test_the_docs_chart_values_serve_the_logger_url_the_doc_gives() -> None:
+    """A release named ``afs-continuous`` in ``afs-system`` (as the doc says) serves the
+    KServe port at the host and port of the doc's logger stanza."""
+    import helm_python as helm
+
+    from tests.kube.test_chart import CHART
+
+    (values,) = code_blocks(DOC.read_text(encoding="utf-8").split("## Endpoints")[0], "yaml")
+    rendered = helm.Chart.load(CHART).render(
+        yaml.safe_load(values), name="afs-continuous", namespace="afs-system"
+    )
+    documents = [
+        d for path, text in rendered.items() if path.endswith(".yaml")
+        for d in yaml.safe_load_all(text) if d
+    ]  # fmt: skip
+    (service,) = [
+        d for d in documents
+        if d["kind"] == "Service" and d["metadata"]["name"].endswith("-collector")
+    ]  # fmt: skip
+    (manifest,) = code_blocks(section(DOC, "KServe's payload logger"), "yaml")
+    url = urlsplit(yaml.safe_load(manifest)["spec"]["predictor"]["logger"]["url"])
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert url.hostname == f"{name}.{namespace}"
+    assert url.port in {p["port"] for p in service["spec"]["ports"] if p["name"] == "kserve"}

@@ -200,3 +200,105 @@ def test_bad_values_are_refused_by_name(
 ) -> None:
     with pytest.raises(error, match=re.escape(message)):
         _render(values)
+
+
+# --- the collector -------------------------------------------------------------------------
+
+COLLECTOR = {
+    "enabled": True,
+    "database": {"urlSecretRef": {"name": "usage-db", "key": "url"}},
+    "token": {"secretRef": {"name": "collector-token", "key": "token"}},
+}
+
+
+def _collector(**more: Any) -> list[dict[str, Any]]:
+    return [
+        d for d in _render({"collector": {**COLLECTOR, **more}})
+        if d["metadata"]["name"].endswith("-collector")
+    ]  # fmt: skip
+
+
+def test_the_collector_is_off_by_default() -> None:
+    assert [d for d in _render() if d["metadata"]["name"].endswith("-collector")] == []
+
+
+@pytest.mark.parametrize(
+    "more",
+    [{}, {"insecureNoAuth": True, "token": {"secretRef": {"name": "", "key": "token"}}},
+     {"kservePort": 0, "networkPolicy": {"enabled": False}}],
+    ids=["token", "no-auth", "no-kserve-port"],
+)  # fmt: skip
+def test_the_collector_renders_valid_kubernetes(more: dict[str, Any]) -> None:
+    documents = _collector(**more)
+    assert {d["kind"] for d in documents} >= {"Deployment", "Service"}
+    for document in documents:
+        kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+def test_the_collector_runs_locked_down_with_its_token_and_database_from_secrets() -> None:
+    deployment = _one(_collector(), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"] == ["afs-continuous", "collect"]
+    assert "--token-file=/var/run/afs-collector/token" in container["args"]
+    assert "--kserve-port=8081" in container["args"]
+    assert container["env"] == [{"name": "AFS_DATABASE_URL", "valueFrom": {
+        "secretKeyRef": {"name": "usage-db", "key": "url"}}}]  # fmt: skip
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    [token] = [v for v in pod["volumes"] if v["name"] == "token"]
+    assert token["secret"] == {"secretName": "collector-token",
+                               "items": [{"key": "token", "path": "token"}]}  # fmt: skip
+
+
+def test_the_collectors_pods_are_not_selected_by_the_operators_objects() -> None:
+    documents = _render({"collector": COLLECTOR})
+    collector_labels = _one(_collector(), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for document in documents:
+        if document["metadata"]["name"].endswith("-collector"):
+            continue
+        selector = (document.get("spec") or {}).get("selector") or {}
+        selector = selector.get("matchLabels", selector)
+        if selector:
+            assert not all(collector_labels.get(k) == v for k, v in selector.items()), document
+
+
+def test_only_the_cluster_reaches_the_kserve_port() -> None:
+    policy = _one(_collector(), "NetworkPolicy")
+    api, kserve = policy["spec"]["ingress"]
+    assert "from" not in api and api["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert kserve["from"] == [{"namespaceSelector": {}}]
+    peers = [
+        {"namespaceSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": "enabled"}}}
+    ]
+    narrowed = _one(
+        _collector(networkPolicy={"enabled": True, "kserveFrom": peers}), "NetworkPolicy"
+    )
+    assert narrowed["spec"]["ingress"][1]["from"] == peers
+
+
+@pytest.mark.parametrize(
+    ("more", "message"),
+    [
+        ({"database": {"urlSecretRef": {"name": "", "key": "url"}}},
+         "collector.database.urlSecretRef.name is required"),
+        ({"token": {"secretRef": {"name": "", "key": "token"}}},
+         "collector.token.secretRef.name is required"),
+    ],
+)  # fmt: skip
+def test_the_collector_needs_its_database_and_token(more: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        _collector(**more)
+
+
+@pytest.mark.parametrize(
+    ("more", "path"),
+    [({"port": 0}, "/collector/port"), ({"extraArgs": ["rm -rf"]}, "/collector/extraArgs/0"),
+     ({"tokn": {}}, "additional properties 'tokn' not allowed")],
+)  # fmt: skip
+def test_bad_collector_values_are_refused_by_name(more: dict[str, Any], path: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(path)):
+        _collector(**more)

@@ -82,3 +82,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end -}}
+
+{{/* The collector's pods: a name of their own, so the operator's selectors never match them. */}}
+{{- define "afs-continuous.collectorSelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-collector
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: collector
+{{- end -}}
+
+{{- define "afs-continuous.collectorLabels" -}}
+{{ include "afs-continuous.collectorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "afs-continuous.collectorName" -}}
+{{- printf "%s-collector" (include "afs-continuous.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
