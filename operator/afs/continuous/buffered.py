@@ -54,7 +54,7 @@ class RecordsRejectedError(ContinuousError):
 log = logging.getLogger(__name__)
 
 
-def _transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """A failure that may pass (the record is not at fault): retried, never rejected.
     psycopg is looked at only when loaded (a PostgreSQL store loaded it)."""
     if isinstance(exc, StoreUnavailableError | sqlite3.OperationalError | OSError):
@@ -319,7 +319,7 @@ class BufferedUsageLogger:
         try:
             self._insert(batch)
         except Exception as exc:
-            if _transient(exc):
+            if is_transient(exc):
                 raise
             if len(batch) == 1:
                 with self._cond:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import sqlite3
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +23,8 @@ from aiohttp import web
 from cloudevents.core.formats.json import JSONFormat
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from afs.continuous.buffered import BufferedUsageLogger, BufferFullError
+from afs.continuous.buffered import BufferedUsageLogger, BufferFullError, is_transient
+from afs.continuous.collector.commits import GroupCommitter
 from afs.continuous.collector.join import Half, JoinBuffer, JoinBufferFullError, Kind, Pair
 from afs.continuous.collector.metrics import CollectorMetrics
 from afs.continuous.collector.payloads import (
@@ -39,7 +38,6 @@ from afs.continuous.collector.payloads import (
 from afs.continuous.errors import (
     InvalidBatchError,
     InvalidFieldError,
-    StoreUnavailableError,
 )
 from afs.continuous.logger import UsageLogger
 from afs.continuous.records import MAX_NAME_CHARS, check_feedback, check_record_id
@@ -98,6 +96,7 @@ class Collector:
             max_pending=self.settings.join_max_pending, ttl_s=self.settings.join_ttl_s
         )
         self._buffered: BufferedUsageLogger | None = None
+        self.committer = GroupCommitter(logger.store)
         self.metrics.buffer_capacity.set(self.settings.async_max_pending)
 
     # --- applications ---------------------------------------------------------------
@@ -297,8 +296,10 @@ class Collector:
         try:
             if queued:
                 ids = await self._run(self._queue, items)
-            else:
-                ids = await self._run(self.logger.log_many, items)
+            else:  # checked here, written with concurrent requests' records in one go
+                ids = await self._unless_unavailable(
+                    self.committer.commit(self.logger.build_records(items))
+                )
         except InvalidBatchError as exc:
             cause = exc.cause
             if duplicate_ok and cause.field == "id":
@@ -328,15 +329,16 @@ class Collector:
         return self._buffered.log_many(items)
 
     async def _run(self, action: Callable[[Any], Any], argument: Any) -> Any:
-        """Blocking store work off the event loop; a database that cannot be reached (or
-        is locked past its timeout) becomes 503 with Retry-After."""
+        """Blocking store work off the event loop."""
+        return await self._unless_unavailable(asyncio.to_thread(action, argument))
+
+    async def _unless_unavailable(self, work: Awaitable[Any]) -> Any:
+        """A database that cannot be reached (or is locked past its timeout) becomes 503
+        with Retry-After."""
         try:
-            return await asyncio.to_thread(action, argument)
-        except (StoreUnavailableError, sqlite3.OperationalError) as exc:
-            raise self._unavailable(exc) from exc
+            return await work
         except Exception as exc:
-            psycopg = sys.modules.get("psycopg")
-            if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+            if is_transient(exc):
                 raise self._unavailable(exc) from exc
             raise
 

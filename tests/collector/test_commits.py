@@ -1,0 +1,78 @@
+"""Group commit: concurrent requests share transactions, and a refusal stays with the
+request it belongs to."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from afs.continuous import UsageLogger
+from afs.continuous.collector.commits import GroupCommitter
+from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
+from afs.continuous.records import UsageRecord
+
+
+def _records(logger: UsageLogger, prefix: str, count: int, **extra: Any) -> list[UsageRecord]:
+    return logger.build_records(
+        [{"query": f"{prefix}{i}", "response": "r", "model": "m", **extra} for i in range(count)]
+    )
+
+
+async def test_concurrent_requests_share_transactions_and_get_their_own_ids(
+    logger: UsageLogger,
+) -> None:
+    committer = GroupCommitter(logger.store)
+    requests = [_records(logger, f"req{n}-", 3) for n in range(30)]
+    answers = await asyncio.gather(*(committer.commit(r) for r in requests))
+    assert committer.groups < len(requests)  # fewer transactions than requests
+    for records, ids in zip(requests, answers, strict=True):
+        assert ids == [r.id for r in records] and len(set(ids)) == 3
+        stored = logger.store.get(ids[0])
+        assert stored is not None and stored.query == records[0].query
+    assert logger.get_statistics()["total"] == 90
+
+
+async def test_a_duplicate_id_fails_its_request_alone(logger: UsageLogger) -> None:
+    taken = logger.log("q", "r", "m")
+    committer = GroupCommitter(logger.store)
+    good = [_records(logger, f"ok{n}-", 2) for n in range(5)]
+    bad = _records(logger, "dup", 1, id=taken)
+    results = await asyncio.gather(
+        *(committer.commit(r) for r in [*good[:2], bad, *good[2:]]), return_exceptions=True
+    )
+    assert isinstance(results[2], InvalidFieldError) and results[2].field == "id"
+    assert all(isinstance(r, list) and len(r) == 2 for i, r in enumerate(results) if i != 2)
+    assert logger.get_statistics()["total"] == 1 + 10
+
+
+class _Unreachable:
+    """Stands in for a database that cannot be reached (the store's own error)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def insert(self, records: Any, **_: Any) -> list[str]:
+        self.calls += 1
+        raise StoreUnavailableError("PostgreSQL at db:5432 unavailable")
+
+
+async def test_an_unreachable_database_fails_the_group_without_retrying_each(
+    logger: UsageLogger,
+) -> None:
+    store = _Unreachable()
+    committer = GroupCommitter(store)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        *(committer.commit(_records(logger, f"u{n}-", 1)) for n in range(8)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StoreUnavailableError) for r in results)
+    assert store.calls < 8  # groups failed whole, not request by request
+
+
+@pytest.mark.parametrize("limit", [1, 5])
+async def test_a_group_is_bounded(logger: UsageLogger, limit: int) -> None:
+    committer = GroupCommitter(logger.store, max_records=limit)
+    await asyncio.gather(*(committer.commit(_records(logger, f"b{n}-", 1)) for n in range(10)))
+    assert committer.groups >= 10 // limit
