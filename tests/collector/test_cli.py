@@ -18,6 +18,7 @@ import pytest
 
 from afs.continuous import UsageLogger
 from afs.continuous.cli import main
+from afs.continuous.collector.cli import build_parser, open_logger
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -55,12 +56,25 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--no-auth",
         "--kserve-port",
         "--max-body-bytes",
+        "--score",
         "--max-records",
         "--join-ttl",
         "--async-max-pending",
         "--retry-after",
     ):
         assert option in text  # fmt: skip
+
+
+@pytest.mark.parametrize(("choice", "scored"), [("heuristic", True), ("none", False)])
+def test_score_heuristic_scores_what_arrives_unscored(
+    tmp_path: Path, choice: str, scored: bool
+) -> None:
+    args = build_parser().parse_args(["--db", str(tmp_path / "u.db"), "--score", choice])
+    with open_logger(args) as logger:
+        record_id = logger.log_many([{"query": "What is the SNES CPU?", "model": "m",
+                                      "response": "The 65C816, a 16-bit 6502."}])[0]  # fmt: skip
+        stored = logger.store.get(record_id)
+    assert stored is not None and (stored.quality_score is not None) == scored
 
 
 def _free_port() -> int:

@@ -16,6 +16,7 @@ from aiohttp import web
 from afs.continuous.collector.app import Collector, CollectorSettings
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
+from afs.continuous.scoring import HeuristicScorer
 from afs.continuous.store import open_store, resolve_target
 
 EXIT_INVALID = 2
@@ -77,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-after", type=_positive, default=CollectorSettings.retry_after_s,
         help="seconds a 503 tells clients to wait (default 5)",
     )  # fmt: skip
+    parser.add_argument(
+        "--score", choices=["none", "heuristic"], default="none",
+        help="score records that arrive without a quality_score (KServe's events carry "
+        "none) with the built-in heuristic scorer; default none: left unscored",
+    )  # fmt: skip
     return parser
 
 
@@ -127,6 +133,17 @@ def settings_from(args: argparse.Namespace) -> CollectorSettings:
     )
 
 
+def open_logger(args: argparse.Namespace) -> UsageLogger:
+    """The logger the collector writes through: a store whose PostgreSQL calls give up
+    after :data:`STORE_RETRY_SECONDS` (the request then gets 503), and the scorer asked for."""
+    target = resolve_target(args.db)
+    return UsageLogger(
+        target,
+        store=open_store(target, retry_seconds=STORE_RETRY_SECONDS),
+        scorer=HeuristicScorer() if args.score == "heuristic" else None,
+    )
+
+
 async def serve(collector: Collector, *, host: str, port: int, kserve_port: int | None) -> None:
     """Serve until SIGTERM or SIGINT; then stop taking requests and flush."""
     runners = [web.AppRunner(collector.app())]
@@ -157,8 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from(args)
-        target = resolve_target(args.db)
-        logger = UsageLogger(target, store=open_store(target, retry_seconds=STORE_RETRY_SECONDS))
+        logger = open_logger(args)
     except (ContinuousError, OSError, ValueError) as exc:
         print(f"afs-continuous collect: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
