@@ -26,9 +26,15 @@ from afs.continuous.collector import Collector, CollectorSettings
 from afs.continuous.collector.app import KSERVE_REQUEST, KSERVE_RESPONSE
 from tests.conftest import FakeClock
 from tests.kube.emulator import ApiServerEmulator
-from tests.kube.test_abtest_providers import PROVIDERS, Provider, _live, _start
+from tests.kube.test_abtest_providers import (
+    PROVIDERS,
+    Provider,
+    _live,
+    _start,
+    register_providers,
+)
 from tests.kube.test_abtest_scenarios import _counting, _phase
-from tests.kube.test_operator_scenarios import _call, _eventually, _register, operator
+from tests.kube.test_operator_scenarios import _call, _eventually, operator
 from tests.postgres_server import fresh_schema
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(180)]
@@ -83,10 +89,7 @@ async def test_kserve_events_through_the_collector_are_judged_per_arm(
     kmock: kmock.KubernetesEmulator, clock: FakeClock
 ) -> None:
     (serverless,) = [p for p in PROVIDERS if p.id == "kserve-serverless"]
-    _register(kmock)
-    info = kmock.resources[f"{serverless.group}/{serverless.version}/{serverless.plural}"]
-    info.kind, info.namespaced = serverless.kind, True
-    info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
+    register_providers(kmock)
     provider = Provider(
         **{**serverless.__dict__, "make": lambda: _logged_inference_service(serverless)}
     )

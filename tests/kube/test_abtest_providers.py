@@ -263,14 +263,19 @@ def usage_db() -> Any:
         yield url
 
 
-@pytest.fixture(params=PROVIDERS, ids=[p.id for p in PROVIDERS])
-def provider(request: pytest.FixtureRequest, kmock: kmock.KubernetesEmulator) -> Provider:
-    chosen: Provider = request.param
+def register_providers(kmock: kmock.KubernetesEmulator) -> None:
+    """The operator's resources and every provider's serving kind, in the emulator."""
     _register(kmock)
     for p in PROVIDERS:
         info = kmock.resources[f"{p.group}/{p.version}/{p.plural}"]
         info.kind, info.namespaced = p.kind, True
         info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
+
+
+@pytest.fixture(params=PROVIDERS, ids=[p.id for p in PROVIDERS])
+def provider(request: pytest.FixtureRequest, kmock: kmock.KubernetesEmulator) -> Provider:
+    register_providers(kmock)
+    chosen: Provider = request.param
     return chosen
 
 
@@ -366,10 +371,7 @@ async def test_a_target_that_cannot_carry_the_test_is_named_and_left_alone(
 ) -> None:
     """A KServe predictor running a custom container has no model URI to switch."""
     (kserve,) = [p for p in PROVIDERS if p.id == "kserve-serverless"]
-    _register(kmock)
-    info = kmock.resources[f"{kserve.group}/{kserve.version}/{kserve.plural}"]
-    info.kind, info.namespaced = kserve.kind, True
-    info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
+    register_providers(kmock)
     custom = _inference_service()
     custom["spec"]["predictor"] = {"containers": [{"image": "registry/nayru:1"}]}
     unsupported = Provider(**{**kserve.__dict__, "make": lambda: copy.deepcopy(custom)})
