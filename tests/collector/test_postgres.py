@@ -45,6 +45,30 @@ async def test_native_and_kserve_records_reach_postgresql(
     assert pg_logger.get_statistics()["total"] == 2
 
 
+async def test_feedback_and_openai_pairs_reach_postgresql(
+    serve: Serve, pg_logger: UsageLogger
+) -> None:
+    pair = {
+        "request": {"messages": [{"role": "user", "content": "Hi?"}]},
+        "response": {"choices": [{"message": {"content": "Hello."}}]},
+        "model": "nayru-run-3",
+    }
+    async with serve(logger=pg_logger) as (client, _):
+        logged = await client.post("/v1/openai", json=pair, headers=AUTH)
+        (record_id,) = (await logged.json())["ids"]
+        rated = await client.post(
+            "/v1/feedback", json={"id": record_id, "feedback": -1}, headers=AUTH
+        )
+        assert (await rated.json()) == {"updated": 1, "missing": []}
+        queued = await client.post(
+            "/v1/usage?async=1", json={"query": "q", "response": "r", "model": "m"}, headers=AUTH
+        )
+        assert queued.status == 202
+    stored = pg_logger.store.get(record_id)
+    assert stored is not None and stored.model == "nayru-run-3" and stored.user_feedback == -1
+    assert pg_logger.get_statistics()["total"] == 2  # the queued one flushed at shutdown
+
+
 @pytest.mark.slow
 async def test_a_restart_under_load_loses_and_doubles_nothing_acknowledged(
     serve: Serve, pg_logger: UsageLogger
