@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from afs.continuous.kube.api.v1alpha1 import ABTestPhase, ArmWeights
+from afs.continuous.kube.api.v1alpha1 import (
+    ABTestPhase,
+    ArmWeights,
+    Condition,
+    LearningLoopStatus,
+    LoopPhase,
+)
 
 
 class OperatorMetrics:
@@ -33,6 +40,20 @@ class OperatorMetrics:
             "afs_loop_invalid_specs", "Reconciliations refused for an invalid spec",
             registry=self.registry,
         )  # fmt: skip
+        self.loop_phase = Gauge(
+            "afs_loop_phase", "1 for the phase each LearningLoop is in, 0 for the others",
+            ["namespace", "loop", "phase"], registry=self.registry,
+        )  # fmt: skip
+        self.loop_failures_in_a_row = Gauge(
+            "afs_loop_failed_runs_in_a_row",
+            "Training runs of each LearningLoop that failed since its last success",
+            ["namespace", "loop"], registry=self.registry,
+        )  # fmt: skip
+        self.database_unavailable = Gauge(
+            "afs_database_unavailable",
+            "1 while a LearningLoop or ABTest cannot reach its usage database",
+            ["namespace", "kind", "name"], registry=self.registry,
+        )  # fmt: skip
         self.abtest_phase = Gauge(
             "afs_abtest_phase", "1 for the phase each ABTest is in, 0 for the others",
             ["namespace", "name", "phase"], registry=self.registry,
@@ -57,6 +78,27 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
 
+    def set_loop(self, namespace: str, name: str, status: LearningLoopStatus) -> None:
+        """A loop's phase and its failed runs in a row, from the status just written."""
+        for each in LoopPhase:
+            self.loop_phase.labels(namespace, name, each.value).set(int(each == status.phase))
+        self.loop_failures_in_a_row.labels(namespace, name).set(failures_in_a_row(status))
+        self.set_database(namespace, "LearningLoop", name, status.conditions)
+
+    def forget_loop(self, namespace: str, name: str) -> None:
+        for each in LoopPhase:
+            self._remove(self.loop_phase, namespace, name, each.value)
+        self._remove(self.loop_failures_in_a_row, namespace, name)
+        self._remove(self.database_unavailable, namespace, "LearningLoop", name)
+
+    def set_database(
+        self, namespace: str, kind: str, name: str, conditions: Sequence[Condition]
+    ) -> None:
+        """1 while the resource's Ready condition says it cannot reach its database."""
+        ready = next((c for c in conditions if c.type == "Ready"), None)
+        down = ready is not None and ready.reason == "DatabaseUnavailable"
+        self.database_unavailable.labels(namespace, kind, name).set(int(down))
+
     def set_abtest(
         self, namespace: str, name: str, phase: ABTestPhase | None, weights: ArmWeights | None
     ) -> None:
@@ -72,8 +114,19 @@ class OperatorMetrics:
             self._remove(self.abtest_phase, namespace, name, each.value)
         for arm in ("champion", "challenger"):
             self._remove(self.abtest_weight, namespace, name, arm)
+        self._remove(self.database_unavailable, namespace, "ABTest", name)
 
     @staticmethod
     def _remove(gauge: Gauge, *labels: str) -> None:
         with contextlib.suppress(KeyError):
             gauge.remove(*labels)
+
+
+def failures_in_a_row(status: LearningLoopStatus) -> int:
+    """Failed runs since the last success, as far as the recent runs in the status go."""
+    count = 0
+    for outcome in reversed(status.runs.recent):
+        if outcome.result != "Failed":
+            break
+        count += 1
+    return count

@@ -73,8 +73,15 @@ def make_registry(
                 name=name, namespace=namespace, uid=uid, generation=meta.get("generation"),
                 spec=dict(spec), status=dict(status), event=_events(body),
             )  # fmt: skip
+        metrics.set_loop(namespace, name, new)
         # None stays in the patch: a merge patch deletes a key set to null (e.g. currentRun)
         patch.status.update(new.model_dump(by_alias=True, mode="json"))
+
+    @kopf.on.delete(GROUP, VERSION, "learningloops", optional=True, registry=registry)
+    def forget_deleted_loop(name: str, namespace: str | None, **_: Any) -> None:
+        """A deleted loop's series go; optional: deletion never waits for the operator."""
+        assert namespace is not None
+        metrics.forget_loop(namespace, name)
 
     @kopf.timer(
         GROUP, VERSION, "abtests", interval=config.poll_seconds, backoff=config.poll_seconds,
@@ -92,6 +99,7 @@ def make_registry(
                 owners=[dict(o) for o in meta.get("ownerReferences") or []],
                 event=_events(body),
             )  # fmt: skip
+        metrics.set_database(namespace, "ABTest", name, outcome.status.conditions)
         if outcome.consume_action:  # consumed once, in the same write as its effect
             patch.metadata.annotations[rollout.ACTION_ANNOTATION] = None
         patch.status.update(outcome.status.model_dump(by_alias=True, mode="json"))
