@@ -302,3 +302,24 @@ def test_the_collector_needs_its_database_and_token(more: dict[str, Any], messag
 def test_bad_collector_values_are_refused_by_name(more: dict[str, Any], path: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=re.escape(path)):
         _collector(**more)
+
+
+# --- the alerts (their behaviour: tests/kube/test_alerts.py, with promtool) -----------------
+
+
+def test_the_alerts_are_off_by_default_and_need_the_metrics_port() -> None:
+    assert [d for d in _render() if d["kind"] == "PrometheusRule"] == []
+    with pytest.raises(helm.HelmRenderError, match=re.escape("alerts.enabled needs metrics.port")):
+        _render({"alerts": {"enabled": True}, "metrics": {"port": 0}})
+
+
+def test_the_alerts_job_and_thresholds_follow_the_values() -> None:
+    rule = _one(_render({"alerts": {
+        "enabled": True, "operatorJob": "afs-operator", "failedRunsInARow": 5,
+        "approvalWaitHours": 8, "labels": {"release": "kube-prometheus-stack"},
+    }}), "PrometheusRule")  # fmt: skip
+    rules = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
+    assert rules["AfsOperatorDown"]["expr"] == 'absent(up{job="afs-operator"} == 1)'
+    assert rules["AfsLoopRunsFailing"]["expr"].endswith(">= 5")
+    assert rules["AfsABTestAwaitingApproval"]["for"] == "8h"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
