@@ -2,8 +2,11 @@
 
 Writes ``manifests/install.yaml``: the ``afs-system`` Namespace, the CRDs and the chart's
 templates rendered with its default values (release ``afs-continuous``), and refreshes
-the chart's copy of the CRDs from the API models. Both are committed; a test fails when
-either drifts, so the chart, the manifests and ``crds/`` carry the same definitions.
+the chart's copy of the CRDs from the API models. Also writes
+``manifests/argocd/argocd-cm.yaml``, the Argo CD health checks of
+``manifests/argocd/health/*.lua`` as a patch of Argo CD's ConfigMap. All are committed; a
+test fails when any drifts, so the chart, the manifests and ``crds/`` carry the same
+definitions.
 
 Needs helm-python-sdk (a test dependency): Helm's own Go library, no ``helm`` binary.
 
@@ -23,6 +26,7 @@ from afs.continuous.kube import crds
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "afs-continuous"
 INSTALL = ROOT / "manifests" / "install.yaml"
+ARGOCD = ROOT / "manifests" / "argocd"
 RELEASE, NAMESPACE = "afs-continuous", "afs-system"
 HEADER = (
     "# Rendered from charts/afs-continuous by scripts/render_manifests.py; do not edit.\n"
@@ -50,6 +54,22 @@ def render_install() -> str:
     return HEADER + yaml.safe_dump_all(documents, sort_keys=False)
 
 
+def render_argocd_patch() -> str:
+    """Each health check under its ``resource.customizations.health.<group>_<Kind>`` key."""
+    lines = [
+        "# Rendered from manifests/argocd/health/*.lua by scripts/render_manifests.py;",
+        "# do not edit. Apply: kubectl -n argocd patch configmap argocd-cm \\",
+        "#   --patch-file manifests/argocd/argocd-cm.yaml",
+        "data:",
+    ]
+    for script in sorted((ARGOCD / "health").glob("*.lua")):
+        lines.append(f"  resource.customizations.health.{script.stem}: |")
+        lines += [
+            f"    {line}".rstrip() for line in script.read_text(encoding="utf-8").splitlines()
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,15 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     chart_crds = ["--out", str(CHART / "crds"), *(["--check"] if args.check else [])]
     if crds.main(chart_crds) != 0:
         return 1
-    text = render_install()
+    outputs = {INSTALL: render_install(), ARGOCD / "argocd-cm.yaml": render_argocd_patch()}
     if args.check:
-        if not INSTALL.exists() or INSTALL.read_text(encoding="utf-8") != text:
-            print(f"out of date: {INSTALL.relative_to(ROOT)}", file=sys.stderr)
-            return 1
-        return 0
-    INSTALL.parent.mkdir(exist_ok=True)
-    INSTALL.write_text(text, encoding="utf-8")
-    print(INSTALL.relative_to(ROOT))
+        stale = [p for p, text in outputs.items() if not p.exists() or p.read_text("utf-8") != text]
+        for path in stale:
+            print(f"out of date: {path.relative_to(ROOT)}", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(path.relative_to(ROOT))
     return 0
 
 
