@@ -34,10 +34,13 @@ EXPORTER_SECURITY: dict[str, Any] = {
     "runAsNonRoot": True,
     "runAsUser": 65532,
     "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 DATA_VOLUME = "afs-data"
+EXPORTER_TMP_VOLUME = "afs-export-tmp"
+"""The exporter's /tmp: its root file system is read-only."""
 OUTPUT_DIR = "/data/output"
 TRAINING_SERVICE_ACCOUNT = "afs-continuous-training"
 
@@ -119,7 +122,7 @@ def training_job(
                 "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
             }
         ],
-        "volumeMounts": [mount],
+        "volumeMounts": [mount, {"name": EXPORTER_TMP_VOLUME, "mountPath": "/tmp"}],
         "securityContext": EXPORTER_SECURITY,
     }
     pod_spec["initContainers"] = [exporter, *pod_spec.get("initContainers", [])]
@@ -131,6 +134,7 @@ def training_job(
     pod_spec["volumes"] = [
         *pod_spec.get("volumes", []),
         {"name": DATA_VOLUME, "emptyDir": {"sizeLimit": spec.dataset.volume_size_limit}},
+        {"name": EXPORTER_TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}},
     ]
     pod_spec.setdefault("restartPolicy", "Never")
     template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
