@@ -1,0 +1,31 @@
+# The afs-continuous image: the operator, the collector and the training Jobs' exporter.
+#   docker build -t ghcr.io/afs-continuous/afs-continuous:0.1.0 .
+# Two stages: the first builds the wheels (ours and every dependency) and installs them
+# into a virtual environment; the second copies only that environment onto a clean base,
+# so no compiler, pip or source tree ships.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels . \
+ && python -m venv /opt/afs \
+ && /opt/afs/bin/pip install --no-cache-dir --no-index --find-links /wheels afs-continuous \
+ && /opt/afs/bin/pip uninstall --yes pip setuptools
+
+FROM ${PYTHON_IMAGE}
+# the base image's own pip and setuptools go too: nothing in the image installs packages
+RUN python -m pip uninstall --yes pip setuptools wheel \
+ && groupadd --gid 65532 afs \
+ && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin afs
+COPY --from=build /opt/afs /opt/afs
+ENV PATH=/opt/afs/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# the UID the chart and the training Jobs' exporter run as (runAsUser: 65532)
+USER 65532:65532
+WORKDIR /tmp
+ENTRYPOINT ["afs-continuous"]
+CMD ["--help"]
