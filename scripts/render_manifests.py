@@ -4,7 +4,8 @@ Writes ``manifests/install.yaml``: the ``afs-system`` Namespace, the CRDs and th
 templates rendered with its default values (release ``afs-continuous``), and refreshes
 the chart's copy of the CRDs from the API models. Also writes
 ``manifests/argocd/argocd-cm.yaml``, the Argo CD health checks of
-``manifests/argocd/health/*.lua`` as a patch of Argo CD's ConfigMap. All are committed; a
+``manifests/argocd/health/`` (each kind's script after the shared prelude) as a patch of
+Argo CD's ConfigMap. All are committed; a
 test fails when any drifts, so the chart, the manifests and ``crds/`` carry the same
 definitions.
 
@@ -55,18 +56,19 @@ def render_install() -> str:
 
 
 def render_argocd_patch() -> str:
-    """Each health check under its ``resource.customizations.health.<group>_<Kind>`` key."""
+    """Each health check under its ``resource.customizations.health.<group>_<Kind>`` key,
+    the shared prelude at its head (Argo CD runs each as a script of its own)."""
     lines = [
-        "# Rendered from manifests/argocd/health/*.lua by scripts/render_manifests.py;",
+        "# Rendered from manifests/argocd/health/ by scripts/render_manifests.py;",
         "# do not edit. Apply: kubectl -n argocd patch configmap argocd-cm \\",
         "#   --patch-file manifests/argocd/argocd-cm.yaml",
         "data:",
     ]
-    for script in sorted((ARGOCD / "health").glob("*.lua")):
+    prelude = (ARGOCD / "health" / "_prelude.lua").read_text(encoding="utf-8")
+    for script in sorted((ARGOCD / "health").glob("continuous.afs.dev_*.lua")):
         lines.append(f"  resource.customizations.health.{script.stem}: |")
-        lines += [
-            f"    {line}".rstrip() for line in script.read_text(encoding="utf-8").splitlines()
-        ]
+        text = prelude + script.read_text(encoding="utf-8")
+        lines += [f"    {line}".rstrip() for line in text.splitlines()]
     return "\n".join(lines) + "\n"
 
 

@@ -4,32 +4,9 @@
 -- inconclusive) or cannot go on (Ready=False: invalid spec, target or backend not found,
 -- database unreachable) is Degraded. Waiting for a deployed version to become Available
 -- is Progressing.
-local hs = {}
-local function condition(kind)
-  if obj.status ~= nil and obj.status.conditions ~= nil then
-    for _, c in ipairs(obj.status.conditions) do
-      if c.type == kind then return c end
-    end
-  end
-  return nil
-end
-local function describe(c, fallback)
-  if c == nil then return fallback end
-  if c.message ~= nil and c.message ~= "" then return c.reason .. ": " .. c.message end
-  return c.reason
-end
-if obj.status == nil or obj.status.phase == nil then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator"
-  return hs
-end
-local generation = obj.metadata.generation
-local observed = obj.status.observedGeneration
-if generation ~= nil and observed ~= nil and observed < generation then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator to see generation " .. generation
-  return hs
-end
+local hs = pending("phase")
+if hs ~= nil then return hs end
+hs = {}
 local ready = condition("Ready")
 local phase = obj.status.phase
 local reason = obj.status.reason or ""

@@ -2,32 +2,9 @@
 -- Watching, Training and Testing are a loop doing its work: Healthy. Suspended is
 -- Suspended; a Failed phase or Ready=False (invalid spec, database or API unreachable)
 -- is Degraded; a loop the operator has not caught up with is Progressing.
-local hs = {}
-local function condition(kind)
-  if obj.status ~= nil and obj.status.conditions ~= nil then
-    for _, c in ipairs(obj.status.conditions) do
-      if c.type == kind then return c end
-    end
-  end
-  return nil
-end
-local function describe(c, fallback)
-  if c == nil then return fallback end
-  if c.message ~= nil and c.message ~= "" then return c.reason .. ": " .. c.message end
-  return c.reason
-end
-if obj.status == nil or obj.status.phase == nil then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator"
-  return hs
-end
-local generation = obj.metadata.generation
-local observed = obj.status.observedGeneration
-if generation ~= nil and observed ~= nil and observed < generation then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator to see generation " .. generation
-  return hs
-end
+local hs = pending("phase")
+if hs ~= nil then return hs end
+hs = {}
 local ready = condition("Ready")
 local phase = obj.status.phase
 if phase == "Suspended" then
