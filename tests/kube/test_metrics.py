@@ -64,3 +64,24 @@ def test_an_abtests_database_state_follows_its_ready_condition() -> None:
     assert _value(metrics, "afs_database_unavailable", **labels) == 1
     metrics.forget_abtest("ml", "nayru-v2")
     assert _value(metrics, "afs_database_unavailable", **labels) is None
+
+
+def test_each_arms_figures_follow_the_last_analysis_and_unknown_ones_stay_out() -> None:
+    metrics = OperatorMetrics()
+    evidence = {"arms": {
+        "champion": {"requests": 200, "mean_quality": 0.6, "errors": 10,
+                     "geometric_mean_latency_ms": 120.0, "negative_rate": 0.1},
+        "challenger": {"requests": 0, "mean_quality": None, "errors": 0,
+                       "geometric_mean_latency_ms": None, "negative_rate": None},
+    }}  # fmt: skip
+    metrics.set_abtest_arms("ml", "nayru-v2", evidence)
+    champion = dict(namespace="ml", name="nayru-v2", arm="champion")
+    challenger = dict(namespace="ml", name="nayru-v2", arm="challenger")
+    assert _value(metrics, "afs_abtest_arm_quality", **champion) == 0.6
+    assert _value(metrics, "afs_abtest_arm_error_rate", **champion) == 0.05
+    assert _value(metrics, "afs_abtest_arm_latency_ms", **champion) == 120.0
+    assert _value(metrics, "afs_abtest_arm_requests", **challenger) == 0
+    assert _value(metrics, "afs_abtest_arm_quality", **challenger) is None
+    assert _value(metrics, "afs_abtest_arm_error_rate", **challenger) is None
+    metrics.forget_abtest("ml", "nayru-v2")
+    assert _value(metrics, "afs_abtest_arm_quality", **champion) is None

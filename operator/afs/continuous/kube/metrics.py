@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -14,6 +15,28 @@ from afs.continuous.kube.api.v1alpha1 import (
     LearningLoopStatus,
     LoopPhase,
 )
+
+#: per-arm gauges of an ABTest, from its last analysis
+ARM_GAUGES = {
+    "requests": "Records of each arm in the test's epochs so far",
+    "quality": "Mean quality score of each arm's scored records",
+    "latency_ms": "Geometric mean latency (ms) of each arm's measured records",
+    "error_rate": "Share of each arm's records that are errors",
+    "negative_feedback_rate": "Share of each arm's rated records rated negative",
+}
+
+
+def arm_figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """An arm's summary in the verdict's evidence, as the gauges show it."""
+    requests = summary.get("requests")
+    errors = summary.get("errors")
+    return {
+        "requests": requests,
+        "quality": summary.get("mean_quality"),
+        "latency_ms": summary.get("geometric_mean_latency_ms"),
+        "error_rate": errors / requests if requests and errors is not None else None,
+        "negative_feedback_rate": summary.get("negative_rate"),
+    }
 
 
 class OperatorMetrics:
@@ -62,6 +85,15 @@ class OperatorMetrics:
             "afs_abtest_weight", "The weight (percent) each ABTest last wrote, per arm",
             ["namespace", "name", "arm"], registry=self.registry,
         )  # fmt: skip
+        self.abtest_arm = {
+            key: Gauge(
+                f"afs_abtest_arm_{key}",
+                help_text,
+                ["namespace", "name", "arm"],
+                registry=self.registry,
+            )
+            for key, help_text in ARM_GAUGES.items()
+        }
         self.abtest_decisions = Counter(
             "afs_abtest_decisions", "ABTests ended, by verdict", ["verdict"],
             registry=self.registry,
@@ -108,12 +140,24 @@ class OperatorMetrics:
             self.abtest_weight.labels(namespace, name, "champion").set(weights.champion)
             self.abtest_weight.labels(namespace, name, "challenger").set(weights.challenger)
 
+    def set_abtest_arms(self, namespace: str, name: str, evidence: Mapping[str, Any]) -> None:
+        """Each arm's figures from the last analysis (``status.evidence.arms``); a figure
+        not known yet (no records, nothing scored) is left out, not shown as 0."""
+        arms = evidence.get("arms") or {}
+        for arm in ("champion", "challenger"):
+            figures = arm_figures(arms.get(arm) or {})
+            for key, gauge in self.abtest_arm.items():
+                if figures.get(key) is not None:
+                    gauge.labels(namespace, name, arm).set(figures[key])
+
     def forget_abtest(self, namespace: str, name: str) -> None:
         """A deleted test's series go (they would otherwise stay at their last value)."""
         for each in ABTestPhase:
             self._remove(self.abtest_phase, namespace, name, each.value)
         for arm in ("champion", "challenger"):
             self._remove(self.abtest_weight, namespace, name, arm)
+            for gauge in self.abtest_arm.values():
+                self._remove(gauge, namespace, name, arm)
         self._remove(self.database_unavailable, namespace, "ABTest", name)
 
     @staticmethod

@@ -288,6 +288,7 @@ class ABTestReconciler:
     def _observe_metrics(self, *, namespace: str, name: str, plan: rollout.Plan) -> None:
         status = plan.status
         self.metrics.set_abtest(namespace, name, status.phase, status.weights)
+        self.metrics.set_abtest_arms(namespace, name, status.evidence)
         if plan.ended:
             self.metrics.abtest_decisions.labels(status.verdict or "").inc()
             if status.started and status.finished:
