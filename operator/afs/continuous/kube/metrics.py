@@ -147,8 +147,9 @@ class OperatorMetrics:
         for arm in ("champion", "challenger"):
             figures = arm_figures(arms.get(arm) or {})
             for key, gauge in self.abtest_arm.items():
-                if figures.get(key) is not None:
-                    gauge.labels(namespace, name, arm).set(figures[key])
+                value = figures.get(key)
+                if value is not None:
+                    gauge.labels(namespace, name, arm).set(value)
 
     def forget_abtest(self, namespace: str, name: str) -> None:
         """A deleted test's series go (they would otherwise stay at their last value)."""
