@@ -5,7 +5,8 @@ templates rendered with its default values (release ``afs-continuous``), and ref
 the chart's copy of the CRDs from the API models. Also writes
 ``manifests/argocd/argocd-cm.yaml``, the Argo CD health checks of
 ``manifests/argocd/health/`` (each kind's script after the shared prelude) as a patch of
-Argo CD's ConfigMap. All are committed; a
+Argo CD's ConfigMap, and the Grafana dashboard of ``scripts/dashboard.py`` (into
+``dashboards/`` and the chart). All are committed; a
 test fails when any drifts, so the chart, the manifests and ``crds/`` carry the same
 definitions.
 
@@ -72,6 +73,14 @@ def render_argocd_patch() -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_dashboard() -> str:
+    """The Grafana dashboard built by scripts/dashboard.py (grafana-foundation-sdk)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from dashboard import render
+
+    return render()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     chart_crds = ["--out", str(CHART / "crds"), *(["--check"] if args.check else [])]
     if crds.main(chart_crds) != 0:
         return 1
-    outputs = {INSTALL: render_install(), ARGOCD / "argocd-cm.yaml": render_argocd_patch()}
+    dashboard = render_dashboard()
+    outputs = {
+        INSTALL: render_install(),
+        ARGOCD / "argocd-cm.yaml": render_argocd_patch(),
+        ROOT / "dashboards" / "afs-continuous.json": dashboard,
+        CHART / "dashboards" / "afs-continuous.json": dashboard,
+    }
     if args.check:
         stale = [p for p, text in outputs.items() if not p.exists() or p.read_text("utf-8") != text]
         for path in stale:

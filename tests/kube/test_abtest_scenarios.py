@@ -166,6 +166,18 @@ def _traffic(
 ) -> None:
     """``n`` records per arm (model = arm) over ``hours`` from ``start``, quality around
     the given mean, all rated good, the same latencies for both arms."""
+    with UsageLogger(url=url) as logger:
+        logger.log_many(traffic_records(start, arms=arms, hours=hours, seed=seed))
+
+
+def traffic_records(
+    start: datetime,
+    *,
+    arms: dict[str, tuple[int, float]],
+    hours: float = 2.0,
+    seed: int = 7,
+) -> list[dict[str, Any]]:
+    """The records of :func:`_traffic`, for a test that sends them another way."""
     records = []
     for model, (count, quality) in arms.items():
         rng = random.Random(seed)  # the same noise for every arm: only the means differ
@@ -177,8 +189,7 @@ def _traffic(
                  "user_feedback": 1, "latency_ms": 100 + rng.random() * 20,
                  "timestamp": at.isoformat()}
             )  # fmt: skip
-    with UsageLogger(url=url) as logger:
-        logger.log_many(records)
+    return records
 
 
 @pytest.fixture

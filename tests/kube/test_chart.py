@@ -3,6 +3,7 @@ and ships the same CRDs as ``crds/``; ``manifests/install.yaml`` is its renderin
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -323,3 +324,19 @@ def test_the_alerts_job_and_thresholds_follow_the_values() -> None:
     assert rules["AfsLoopRunsFailing"]["expr"].endswith(">= 5")
     assert rules["AfsABTestAwaitingApproval"]["for"] == "8h"
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+# --- the dashboard ---------------------------------------------------------------------------
+
+
+def test_the_dashboard_configmap_carries_the_generated_json_for_grafanas_sidecar() -> None:
+    assert [d for d in _render() if d["kind"] == "ConfigMap"] == []
+    (config_map,) = [
+        d for d in _render({"dashboard": {"enabled": True, "namespace": "monitoring"}})
+        if d["kind"] == "ConfigMap"
+    ]  # fmt: skip
+    kubernetes_validate.validate(config_map, "1.30", strict=True)
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (ROOT / "dashboards" / "afs-continuous.json").read_text()
+    assert json.loads(config_map["data"]["afs-continuous.json"]) == json.loads(shipped)

@@ -65,11 +65,12 @@ async def operator(
     *,
     database_retry_seconds: float = 10.0,
     clock: Clock = utc_now,
+    metrics: OperatorMetrics = METRICS,
 ) -> AsyncIterator[KubeClient]:
     url = str(emulator.url).rstrip("/")
     kube = KubeClient.connect(host=url)
     config = OperatorConfig(poll_seconds=0.2, database_retry_seconds=database_retry_seconds)
-    registry = make_registry(config, kube, metrics=METRICS, clock=clock)
+    registry = make_registry(config, kube, metrics=metrics, clock=clock)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
