@@ -100,13 +100,12 @@ def _validator(kind: str) -> jsonschema.Draft4Validator:
 
 
 DOC_MANIFESTS = [
-    block
-    for block in code_blocks((ROOT / "docs" / "operator.md").read_text(), "yaml")
+    (f"{doc}#{i}", block)
+    for doc in ("operator.md", "install.md")
+    for i, block in enumerate(code_blocks((ROOT / "docs" / doc).read_text(), "yaml"))
     if v1alpha1.API_VERSION in block
 ]
-MANIFESTS = [(p.name, p.read_text()) for p in EXAMPLES] + [
-    (f"operator.md#{i}", block) for i, block in enumerate(DOC_MANIFESTS)
-]
+MANIFESTS = [(p.name, p.read_text()) for p in EXAMPLES] + DOC_MANIFESTS
 
 
 @pytest.mark.parametrize("text", [t for _, t in MANIFESTS], ids=[n for n, _ in MANIFESTS])
