@@ -114,6 +114,7 @@ async def test_an_error_response_is_an_error_record(serve: Serve) -> None:
         ({"ce-specversion": "9.9"}, REQUEST_BODY, "not a CloudEvent"),
         ({}, {"rows": [1]}, "none of messages or prompt"),
         ({}, "not an object", "must be a JSON object"),
+        ({"ce-inferenceservicename": ""}, REQUEST_BODY, "no model to record"),
     ],
 )
 async def test_an_event_we_cannot_read_is_refused_with_the_reason(

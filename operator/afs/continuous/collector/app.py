@@ -267,6 +267,11 @@ class Collector:
         """A request or response CloudEvent; the pair becomes one record (id = ``ce-id``)."""
         key, half = _kserve_half(request.headers, await request.read())
         self.metrics.received.labels("kserve").inc()
+        if not (request.query.get("model") or half.attributes.get("inferenceservicename")):
+            raise RequestRefusedError(  # refused as it comes: a pair of it would be lost
+                400, "no model to record: set ?model= on the logger URL or send "
+                "ce-inferenceservicename", reason="invalid", field="model",
+            )  # fmt: skip
         before = self.join.expired
         try:
             outcome = self.join.offer(key, half)
@@ -302,9 +307,6 @@ class Collector:
                 )
         except InvalidBatchError as exc:
             cause = exc.cause
-            if duplicate_ok and cause.field == "id":
-                self.metrics.rejected.labels(endpoint, "duplicate").inc()
-                return web.json_response({"status": "duplicate", "id": cause.value})
             raise RequestRefusedError(
                 400, str(exc) if len(items) > 1 else str(cause), reason="invalid",
                 field=cause.field, index=exc.index,
@@ -518,11 +520,6 @@ def _kserve_record(key: str, pair: Pair, query: Mapping[str, str]) -> dict[str, 
     URL, else the InferenceService's name."""
     question, answer = _read_pair(pair.request.body, pair.response.body)
     model = query.get("model") or pair.request.attributes.get("inferenceservicename")
-    if not model:
-        raise RequestRefusedError(
-            400, "no model to record: set ?model= on the logger URL or send "
-            "ce-inferenceservicename", reason="invalid", field="model",
-        )  # fmt: skip
     record: dict[str, Any] = {
         "id": key, "query": question.query, "response": answer.response, "model": model,
         "context": question.context, "token_count": answer.token_count,
