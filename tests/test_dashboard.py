@@ -34,7 +34,7 @@ from tests.docs_examples import ROOT
 from tests.kube.emulator import ApiServerEmulator
 from tests.kube.test_abtest_scenarios import (
     GATEWAY,
-    TARGET,
+    WHOLE_LOOP_PROMOTION,
     _counting,
     _create,
     _route,
@@ -145,12 +145,6 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(
     metrics = OperatorMetrics()  # this test's alone: nothing left by other tests counts
     operator_port = _free_port()
     server, thread = start_http_server(operator_port, addr="127.0.0.1", registry=metrics.registry)
-    promotion = {
-        "mode": "auto", "champion": "nayru-v1",
-        "traffic": {"provider": "gateway-api", "targetRef": TARGET},
-        "abTest": {"initialChallengerTraffic": 0.5, "minRequestsPerArm": 100,
-                   "minFeedbackPerArm": 20, "minDurationHours": 0, "maxDurationHours": 24},
-    }  # fmt: skip
     try:
         with fresh_schema() as usage_db:
             usage = UsageLogger(url=usage_db)
@@ -183,7 +177,9 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(
                             kube.custom.create_namespaced_custom_object, *GATEWAY[:2],
                             NAMESPACE, GATEWAY[2], route,
                         )  # fmt: skip
-                        await _setup_loop(kube, usage_db, _loop_manifest(promotion=promotion))
+                        await _setup_loop(
+                            kube, usage_db, _loop_manifest(promotion=WHOLE_LOOP_PROMOTION)
+                        )
                         await _eventually(lambda: kube.get_job(NAMESPACE, "nayru-run-1"))
                         report = json.dumps({"modelUri": "s3://models/nayru/run-1"})
                         await _call(lambda: _finish_job(

@@ -545,18 +545,22 @@ async def test_an_operator_restarted_mid_test_applies_no_step_twice(
     assert _route_patches(kmock) == 3  # step 1, step 2, promotion: each once
 
 
+WHOLE_LOOP_PROMOTION: dict[str, Any] = {
+    "mode": "auto", "champion": "nayru-v1",
+    "traffic": {"provider": "gateway-api", "targetRef": TARGET},
+    "abTest": {"initialChallengerTraffic": 0.5, "minRequestsPerArm": 100,
+               "minFeedbackPerArm": 20, "minDurationHours": 0, "maxDurationHours": 24},
+}  # fmt: skip
+"""A loop's promotion: automatic, half the traffic at once, a decision on 100 records."""
+
+
 async def test_the_whole_loop_closes_in_the_cluster(
     kmock: kmock.KubernetesEmulator, usage_db: str, clock: FakeClock
 ) -> None:
     """LearningLoop → Job → ModelVersion → ABTest → Promoted → the loop's champion is the
     new version, its records fire the next run, and that run's parent is the champion."""
     _register(kmock)
-    promotion = {
-        "mode": "auto", "champion": "nayru-v1",
-        "traffic": {"provider": "gateway-api", "targetRef": TARGET},
-        "abTest": {"initialChallengerTraffic": 0.5, "minRequestsPerArm": 100,
-                   "minFeedbackPerArm": 20, "minDurationHours": 0, "maxDurationHours": 24},
-    }  # fmt: skip
+    promotion = WHOLE_LOOP_PROMOTION
     _traffic(usage_db, clock() - timedelta(hours=1), arms={"nayru-v1": (30, 0.9)}, hours=0.5)
     async with operator(kmock, clock=clock) as kube:
         await _create(kube, "modelversions", _version("nayru-v1"))

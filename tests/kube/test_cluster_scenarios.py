@@ -37,7 +37,7 @@ from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
 from tests.docs_examples import ROOT
 from tests.kube.emulator import ApiServerEmulator
-from tests.kube.test_operator_scenarios import _register
+from tests.kube.test_operator_scenarios import _eventually, _register
 from tests.postgres_server import unreachable_url
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(180)]
@@ -77,17 +77,6 @@ class Api:
             "data": {"url": base64.b64encode(url.encode()).decode()},
         }  # fmt: skip
         await self.call(self.kube.core.create_namespaced_secret, self.namespace, body)
-
-
-async def _eventually(probe: Callable[[], Any], *, timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await asyncio.to_thread(probe)
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {timeout}s: {probe}")
-        await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager
@@ -206,7 +195,8 @@ async def test_a_model_version_gets_the_stage_it_was_created_for(api: Api) -> No
     async with _operator(api):
         await api.create("modelversions", copy.deepcopy(MODEL_VERSION))
         stage = await _eventually(
-            lambda: (api.get("modelversions", "nayru-v1").get("status") or {}).get("stage")
+            lambda: (api.get("modelversions", "nayru-v1").get("status") or {}).get("stage"),
+            timeout=60,
         )
     assert stage == "Champion"
 
