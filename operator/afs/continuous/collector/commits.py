@@ -41,7 +41,7 @@ class GroupCommitter:
         self._transient = transient
         self._max_records = max_records
         self._pending: list[tuple[list[UsageRecord], asyncio.Future[list[str]]]] = []
-        self.groups = 0  # transactions written (for tests and metrics)
+        self.groups = 0  # transactions written: how well requests are being grouped
 
     async def commit(self, records: list[UsageRecord]) -> list[str]:
         """Write ``records`` (checked already) with whatever else is queued; their ids."""
