@@ -51,8 +51,10 @@ class Api:
     kube: KubeClient
     namespace: str
     login: Callable[..., kopf.ConnectionInfo | None]
-    clusterwide: bool = False
-    """The emulator cannot serve kopf's per-namespace mode; a cluster is kept to ours."""
+    emulated: bool = False
+    """The emulator: kopf runs cluster-wide there (it cannot serve kopf's per-namespace
+    mode) and every kind the scenarios use is registered; a cluster is kept to our
+    namespace and may lack a kind."""
 
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(function, *args)
@@ -87,7 +89,7 @@ async def _emulator(emulator: kmock.KubernetesEmulator) -> AsyncIterator[Api]:
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=url, insecure=True)
 
-    yield Api(KubeClient.connect(host=url), "ml", login, clusterwide=True)
+    yield Api(KubeClient.connect(host=url), "ml", login, emulated=True)
 
 
 @contextlib.asynccontextmanager
@@ -153,7 +155,7 @@ async def _operator(api: Api) -> AsyncIterator[None]:
     kopf.on.login(registry=registry)(api.login)
     ready, stop = asyncio.Event(), asyncio.Event()
     scope: dict[str, Any] = (
-        {"clusterwide": True} if api.clusterwide else {"namespaces": [api.namespace]}
+        {"clusterwide": True} if api.emulated else {"namespaces": [api.namespace]}
     )
     task = asyncio.create_task(
         kopf.operator(registry=registry, standalone=True, ready_flag=ready, stop_flag=stop, **scope)
@@ -227,9 +229,89 @@ async def test_a_loop_without_its_database_says_so_in_a_condition_the_server_kee
     assert set(ready) >= {"type", "status", "reason", "message", "lastTransitionTime"}
 
 
+ROUTE: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+    "metadata": {"name": "nayru"},
+    "spec": {
+        "parentRefs": [{"name": "gateway"}],
+        "rules": [{"backendRefs": [{"name": "nayru-v1", "port": 80},
+                                   {"name": "nayru-v2", "port": 80, "weight": 0}]}],
+    },
+}  # fmt: skip
+ABTEST: dict[str, Any] = {
+    "apiVersion": f"{GROUP}/{VERSION}", "kind": "ABTest",
+    "metadata": {"name": "nayru-v2"},
+    "spec": {
+        "champion": {"modelVersion": "nayru-v1"}, "challenger": {"modelVersion": "nayru-v2"},
+        "traffic": {"provider": "gateway-api", "targetRef": {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "name": "nayru"}},
+        "steps": [{"weight": 50}],
+        "database": {"urlSecretRef": {"name": "usage-db", "key": "url"}},
+    },
+}  # fmt: skip
+
+
+def _version(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelVersion", "metadata": {"name": name},
+        "spec": {"model": "nayru", "version": name, "uri": f"s3://models/{name}/"},
+    }  # fmt: skip
+
+
+def _weights(api: Api) -> list[int | None]:
+    route = api.kube.custom.get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", api.namespace, "httproutes", "nayru"
+    )
+    return [ref.get("weight") for ref in route["spec"]["rules"][0]["backendRefs"]]
+
+
+async def test_an_abtest_shifts_the_routes_weights_and_gives_them_back_when_deleted(
+    api: Api,
+) -> None:
+    """JSON patches with ``test`` operations on a route, as the API server applies them;
+    the deletion waits for the operator's finalizer, which restores the weights."""
+    gateway = "httproutes.gateway.networking.k8s.io"
+    if not api.emulated and not await api.call(_has_crd, api, gateway):
+        pytest.skip("the cluster has no Gateway API CRDs (HTTPRoute): nothing to shift")
+    await api.secret("usage-db", unreachable_url(password="s3cret"))
+    async with _operator(api):
+        for name in ("nayru-v1", "nayru-v2"):
+            await api.create("modelversions", _version(name))
+        route = copy.deepcopy(ROUTE)
+        route["metadata"]["namespace"] = api.namespace
+        await api.call(
+            api.kube.custom.create_namespaced_custom_object, "gateway.networking.k8s.io", "v1",
+            api.namespace, "httproutes", route,
+        )  # fmt: skip
+        await api.create("abtests", copy.deepcopy(ABTEST))
+        await _eventually(lambda: _weights(api) == [50, 50], timeout=60)
+        await api.call(
+            api.kube.custom.delete_namespaced_custom_object, GROUP, VERSION, api.namespace,
+            "abtests", "nayru-v2",
+        )  # fmt: skip
+        await _eventually(lambda: _absent(api, "abtests", "nayru-v2"), timeout=60)
+    assert await api.call(_weights, api) == [None, 0]
+
+
+def _has_crd(api: Api, name: str) -> bool:
+    try:
+        k8s.ApiextensionsV1Api(api.kube.core.api_client).read_custom_resource_definition(name)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True  # found
+
+
+def _absent(api: Api, plural: str, name: str) -> bool:
+    return api.kube.get_custom_object(plural, api.namespace, name) is None
+
+
 def test_what_the_scenarios_create_passes_the_crds_as_an_api_server_would_check_it() -> None:
     from tests.kube.test_crds import _validator
 
     loop = _loop({"urlSecretRef": {"name": "usage-db", "key": "url"}})
     _validator("LearningLoop").validate(loop)
     _validator("ModelVersion").validate(MODEL_VERSION)
+    _validator("ModelVersion").validate(_version("nayru-v2"))
+    _validator("ABTest").validate(ABTEST)
