@@ -112,6 +112,24 @@ async def test_probes_and_metrics_need_no_token(serve: Serve) -> None:
         assert "afs_collector_records_received" in await metrics.text()
 
 
+async def test_paths_no_route_serves_add_no_metric_series(serve: Serve) -> None:
+    async with serve() as (client, _):
+        for n in range(5):
+            assert (await client.post(f"/v1/made-up-{n}", json={})).status == 401
+            assert (await client.post(f"/v1/made-up-{n}", json={}, headers=AUTH)).status == 404
+        metrics = await (await client.get("/metrics")).text()
+    assert "made-up" not in metrics
+    assert 'endpoint="other",reason="unauthorized"' in metrics
+
+
+async def test_readyz_says_why_when_the_database_does_not_answer(serve: Serve) -> None:
+    async with serve() as (client, collector):
+        collector.logger.store.close()
+        answer = await client.get("/readyz")
+        assert answer.status == 503
+        assert "the database is not reachable" in (await answer.json())["error"]
+
+
 async def test_a_body_over_the_limit_gets_413_and_nothing_is_stored(serve: Serve) -> None:
     async with serve(max_body_bytes=1024) as (client, collector):
         big = {"query": "q" * 2000, "response": "r", "model": "m"}

@@ -137,7 +137,7 @@ class Collector:
     async def _errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        endpoint = request.path.rsplit("/", 1)[-1] or "root"
+        endpoint = _endpoint(request)
         started = time.perf_counter()
         try:
             return await handler(request)
@@ -156,7 +156,7 @@ class Collector:
             log.exception("collector: %s %s failed", request.method, request.path)
             return _error(500, "internal error; the collector's log has the details")
         finally:
-            if request.path.startswith("/v1/"):
+            if endpoint != "other" and request.path.startswith("/v1/"):
                 self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
 
     @web.middleware
@@ -401,6 +401,15 @@ _OPENAI_KEYS = frozenset(
     {"request", "response", "latency_ms", "id", "timestamp", "model", "expert"}
 )
 _FEEDBACK_KEYS = frozenset({"id", "feedback", "text"})
+
+
+def _endpoint(request: web.Request) -> str:
+    """The metrics' label for a request: its route's last segment, ``other`` for a path no
+    route serves (labelled by path, anyone could grow the series without bound)."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "other"
+    return resource.canonical.rsplit("/", 1)[-1] or "root"
 
 
 def parse_json_or_refuse(raw: bytes, what: str) -> Any:
