@@ -84,7 +84,7 @@ def test_what_the_build_copies_exists_and_nothing_else_is_sent() -> None:
 def test_the_chart_and_exporter_name_the_image_this_builds() -> None:
     chart = yaml.safe_load((ROOT / "charts/afs-continuous/Chart.yaml").read_text())
     values = yaml.safe_load((ROOT / "charts/afs-continuous/values.yaml").read_text())
-    from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE
+    from afs.continuous.kube.training.export import DEFAULT_EXPORTER_IMAGE
 
     image = f"{values['image']['repository']}:{chart['appVersion']}"
     assert image == DEFAULT_EXPORTER_IMAGE == f"ghcr.io/afs-continuous/afs-continuous:{__version__}"

@@ -22,8 +22,8 @@ from afs.continuous import UsageLogger
 from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION, LearningLoopSpec
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
-from afs.continuous.kube.jobs import training_job
 from afs.continuous.kube.metrics import OperatorMetrics
+from afs.continuous.kube.training.job import training_job
 from afs.continuous.timeutil import Clock, utc_now
 from tests.kube.emulator import ApiServerEmulator
 from tests.kube.structural import pruned_fields, schema_of

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
-from afs.continuous.kube.jobs import training_job
+from afs.continuous.kube.training.job import training_job
 from tests.docs_examples import ROOT
 from tests.kube.test_chart import COLLECTOR, _render
 

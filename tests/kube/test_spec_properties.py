@@ -19,8 +19,8 @@ from afs.continuous.core import triggers as core
 from afs.continuous.kube import planning
 from afs.continuous.kube.api import v1alpha1
 from afs.continuous.kube.crds import crd
-from afs.continuous.kube.jobs import training_job
 from afs.continuous.kube.rollout import decision_settings, epoch_windows
+from afs.continuous.kube.training.job import training_job
 from afs.continuous.store.base import UsageStatistics
 from afs.continuous.timeutil import format_timestamp
 from tests.kube.test_crds import _openapi_to_jsonschema

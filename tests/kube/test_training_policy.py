@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
-from afs.continuous.kube.jobs import training_job
+from afs.continuous.kube.training.job import training_job
 from afs.continuous.kube.training_policy import refusal, violations
 
 TRAINER = {"name": "trainer", "image": "trainer:1"}

@@ -166,35 +166,63 @@ class KubeClient:
                 if exc.status != 404:
                     raise _refused(exc, f"delete {kind} {namespace}/{name}") from None
 
-    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        selector = f"job-name={job}"
+    def pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The pods that carry all of ``labels``."""
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
         try:
             pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
         except ApiException as exc:
-            raise _refused(exc, f"list the pods of Job {namespace}/{job}") from None
+            raise _refused(exc, f"list the pods {selector} in {namespace}") from None
         items = [self._plain(p) for p in pods.items]
         # filter here too: not every API server (or emulator) honours the selector
-        return [p for p in items if p.get("metadata", {}).get("labels", {}).get("job-name") == job]
+        return [
+            p for p in items
+            if labels.items() <= ((p.get("metadata") or {}).get("labels") or {}).items()
+        ]  # fmt: skip
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return self.pods(namespace, {"job-name": job})
 
     def create_custom_object(self, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create one of our resources, or return the one that already has its name
         (idempotent: names are deterministic; the caller checks whose it is)."""
+        return self.create_object(group=GROUP, version=VERSION, plural=plural, manifest=manifest)
+
+    def create_object(
+        self, *, group: str, version: str, plural: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create any namespaced custom resource, or return the one that already has its
+        name; a kind the cluster does not serve is a :class:`KindNotServedError`."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        action = f"create {plural}.{group} {namespace}/{name}"
         try:
             created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, manifest
+                group, version, namespace, plural, manifest
             )
             return created
         except ApiException as exc:
+            if exc.status == 404:
+                raise KindNotServedError(f"cannot {action}: {group}/{version} {plural} is not "
+                                         "served by this cluster") from None  # fmt: skip
             if exc.status != 409:
-                raise _refused(exc, f"create {plural} {namespace}/{name}") from None
-        try:
-            existing: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name
-            )
-        except ApiException as exc:
-            raise _refused(exc, f"read {plural} {namespace}/{name}") from None
+                raise _refused(exc, action) from None
+        existing = self.get_object(
+            group=group, version=version, plural=plural, namespace=namespace, name=name
+        )
+        if existing is None:  # deleted between the two calls: the next check creates it
+            raise KubeApiError(f"cannot {action}: it is being deleted")
         return existing
+
+    def serves(self, *, group: str, version: str, plural: str) -> bool:
+        """Whether the cluster serves ``plural`` in ``group/version`` (its CRD is
+        installed), from API discovery."""
+        try:
+            listing = self.custom.get_api_resources(group, version)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise _refused(exc, f"discover {group}/{version}") from None
+        return any(resource.name == plural for resource in listing.resources or [])
 
     def get_custom_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One of our resources, or None when it does not exist."""
@@ -285,6 +313,10 @@ class KubeClient:
 def _kubeconfig() -> str | None:
     """``KUBECONFIG`` as it is now (the client library reads it once, at import)."""
     return os.environ.get("KUBECONFIG") or None
+
+
+class KindNotServedError(KubeApiError):
+    """The cluster does not serve a kind (its CRD is not installed)."""
 
 
 class PatchConflictError(KubeApiError):

@@ -22,8 +22,8 @@ from prometheus_client import start_http_server
 
 from afs.continuous.kube.client import KubeApiError, KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
-from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.kube.metrics import OperatorMetrics
+from afs.continuous.kube.training.export import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.kube.training_policy import POLICIES
 
 T = TypeVar("T")

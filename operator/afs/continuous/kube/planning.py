@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from afs.continuous.kube.api.v1alpha1 import Condition, ConditionStatus, LearningLoopStatus
 from afs.continuous.timeutil import format_timestamp, parse_timestamp
@@ -95,7 +95,7 @@ def set_condition(
     return [c for c in conditions if c.type != type] + [updated]
 
 
-def job_state(job: dict[str, Any] | None) -> str:
+def job_state(job: dict[str, Any] | None) -> Literal["Missing", "Running", "Succeeded", "Failed"]:
     """``Missing``, ``Running``, ``Succeeded`` or ``Failed`` from a Job's status."""
     if job is None:
         return "Missing"

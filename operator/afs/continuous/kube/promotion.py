@@ -21,7 +21,7 @@ from afs.continuous.kube.api.v1alpha1 import (
     PromotionSpec,
     Stage,
 )
-from afs.continuous.kube.jobs import run_labels
+from afs.continuous.kube.training import run_labels
 
 INITIAL_STAGE = f"{GROUP}/initial-stage"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -49,6 +49,15 @@ def _bounded_duration(text: str) -> str:
         raise ValueError(f"must be at most {MAX_HOURS / 24:.0f}d")
     return text
 
+
+#: a DNS subdomain, what most object names must be
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: an object-storage URL fsspec writes to: a scheme of its remote file systems, a bucket
+STORAGE_URI = r"^(s3|gs|gcs|az|abfs|abfss)://[^\s/][^\s]*$"
+#: where the training pods see the data volume (the data set, and AFS_OUTPUT_DIR in it)
+DATA_DIR = "/data"
+#: the kinds a run can train with; all but Job run on several pods
+TrainingKind = Literal["Job", "TrainJob", "PyTorchJob", "RayJob"]
 
 #: a duration such as "30s", "15m", "1h", "7d" (at most ten years)
 Duration = Annotated[
@@ -96,6 +105,10 @@ class Condition(KubeModel):
 class SecretKeyRef(KubeModel):
     name: Annotated[str, Field(min_length=1)]
     key: Annotated[str, Field(min_length=1)]
+
+
+class LocalObjectReference(KubeModel):
+    name: Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
 
 
 # --- LearningLoop --------------------------------------------------------------------
@@ -146,26 +159,63 @@ class TriggerSpec(KubeModel):
 class DatasetSpec(KubeModel):
     """The fields of ``DataGeneratorConfig`` plus where the file goes."""
 
+    #: the fields that say where the data set goes (the others are the generator's)
+    WHERE: ClassVar[set[str]] = {
+        "path", "volume_size_limit", "volume_claim", "storage_uri", "credentials_secret_ref",
+    }  # fmt: skip
+
     min_quality_score: Fraction = 0.7
     min_user_feedback: Annotated[int, Field(ge=-1, le=1)] | None = 1
     deduplicate: bool = True
     max_samples: Count | None = None
     format_type: Literal["chatml", "alpaca", "completion", "openai"] = "chatml"
     path: Annotated[str, Field(pattern=r"^/[^\x00]*$", max_length=4096)] = "/data/dataset.jsonl"
-    """Where the data set is written in the Job's pods (an absolute path)."""
+    """Where the data set is written in the training pods (an absolute path)."""
     volume_size_limit: str = "10Gi"
+    volume_claim: Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)] | None = None
+    """A ``ReadWriteMany`` PersistentVolumeClaim: the data set is written to it once and
+    every training pod mounts the run's own directory of it at ``/data``."""
+    storage_uri: Annotated[str, Field(pattern=STORAGE_URI, max_length=2048)] | None = None
+    """An object-storage prefix (``s3://``, ``gs://``, ``az://``…): the data set is
+    uploaded once to ``<storageUri>/<run>/dataset.jsonl`` and the trainer gets the URL."""
+    credentials_secret_ref: LocalObjectReference | None = None
+    """A Secret whose keys the exporter gets as environment variables (e.g.
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``)."""
+
+    @model_validator(mode="after")
+    def _one_location(self) -> Self:
+        if self.volume_claim is not None and self.storage_uri is not None:
+            raise ValueError("give at most one of volumeClaim and storageUri")
+        if self.credentials_secret_ref is not None and self.storage_uri is None:
+            raise ValueError("credentialsSecretRef is for storageUri: set it too, or remove it")
+        if self.volume_claim is not None and not self.path.startswith(f"{DATA_DIR}/"):
+            raise ValueError(f"path: with volumeClaim the data set must be under {DATA_DIR}/")
+        return self
 
     def to_config(self) -> DataGeneratorConfig:
         """The generator settings (no rehearsal buffer: the Job's volume is fresh)."""
         from afs.continuous.config import DataGeneratorConfig
 
-        values = self.model_dump(exclude={"path", "volume_size_limit"})
+        values = self.model_dump(exclude=self.WHERE)
         return DataGeneratorConfig(include_existing_data=False, **values)
 
 
 class TrainingSpec(KubeModel):
-    """The trainer: a pod template (its first container is the trainer) and Job limits."""
+    """The trainer: a pod template (its first container is the trainer), the kind of
+    object that runs it, and its limits."""
 
+    kind: TrainingKind = "Job"
+    """``Job`` (one pod), or a distributed engine: ``TrainJob`` (Kubeflow Trainer v2),
+    ``PyTorchJob`` (Kubeflow Training Operator), ``RayJob`` (KubeRay)."""
+    nodes: Annotated[int, Field(ge=1, le=1000)] = 1
+    """How many pods train together (PyTorchJob: the master and nodes−1 workers; RayJob:
+    the head and nodes−1 workers; TrainJob: numNodes)."""
+    spec: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """More fields of the kind's own spec (e.g. a TrainJob's ``runtimeRef``, a
+    PyTorchJob's ``nprocPerNode``), merged with those the operator sets; setting one of
+    those is refused."""
     template: dict[str, Any] = Field(
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
@@ -192,6 +242,20 @@ class TrainingSpec(KubeModel):
                 if not isinstance(container.get(key), str) or not container[key]:
                     raise ValueError(f"spec.containers.{index}.{key} must be a non-empty string")
         return template
+
+    @model_validator(mode="after")
+    def _fits_the_kind(self) -> Self:
+        if self.kind == "Job" and self.nodes != 1:
+            raise ValueError(
+                "nodes: a Job trains on one pod; choose kind TrainJob, PyTorchJob or RayJob"
+            )
+        first = self.template["spec"]["containers"][0]["name"]
+        if self.kind == "PyTorchJob" and first != "pytorch":
+            raise ValueError(
+                "template.spec.containers.0.name: a PyTorchJob's trainer container must be "
+                f"named 'pytorch' (the training operator looks for it), not {first!r}"
+            )
+        return self
 
 
 class ServingSpec(KubeModel):
@@ -298,6 +362,23 @@ class LearningLoopSpec(KubeModel):
     is copied onto the version); unset, the backends must exist already."""
     suspend: bool = False
 
+    @model_validator(mode="after")
+    def _dataset_reaches_every_pod(self) -> Self:
+        """The pods of a distributed run share no volume unless the user names one: the
+        data set goes to a claim they all mount, or to object storage they all read."""
+        dataset = self.dataset
+        if (
+            self.training.kind != "Job"
+            and dataset.volume_claim is None
+            and (dataset.storage_uri is None)
+        ):
+            raise ValueError(
+                f"dataset: a {self.training.kind} runs on several pods; set "
+                "dataset.volumeClaim (a ReadWriteMany claim) or dataset.storageUri "
+                "(object storage) so that every pod reads the same data set"
+            )
+        return self
+
 
 class TriggerOutcome(KubeModel):
     type: str | None = None
@@ -311,7 +392,15 @@ class TriggerOutcome(KubeModel):
 class CurrentRun(KubeModel):
     number: int
     job: str
+    """The training object's name (a Job, or the object of ``kind``)."""
     started: str
+    kind: TrainingKind | None = None
+    """Unset for a Job."""
+    phase: Literal["Exporting", "Training"] | None = None
+    """A distributed run exports its data set (a Job of its own) before its training
+    object is created; unset for a Job."""
+    dataset_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    sample_count: Annotated[int, Field(ge=0)] | None = None
 
 
 class RunOutcome(KubeModel):
@@ -364,6 +453,8 @@ class Lineage(KubeModel):
     dataset_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     sample_count: Annotated[int, Field(ge=0)] | None = None
     job: str | None = None
+    training_kind: str | None = None
+    """The kind of object that trained it, when not a Job."""
     parent: str | None = None
 
 

@@ -38,21 +38,30 @@ from afs.continuous.kube.api.v1alpha1 import (
     TriggerOutcome,
     VersionRef,
 )
-from afs.continuous.kube.client import KubeApiError, KubeClient
+from afs.continuous.kube.client import KindNotServedError, KubeApiError, KubeClient
 from afs.continuous.kube.controllers.shared import (
     EventSink,
     OperatorConfig,
     StorePool,
     database_url,
 )
-from afs.continuous.kube.jobs import (
-    TRAINING_SERVICE_ACCOUNT,
-    run_labels,
-    training_job,
-    training_service_account,
-)
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.naming import loop_state_key, run_name
+from afs.continuous.kube.training import (
+    ExportedDataset,
+    RunContext,
+    Trainer,
+    exported_dataset,
+    run_labels,
+    trainer_for,
+)
+from afs.continuous.kube.training.base import TRAINING_SERVICE_ACCOUNT
+from afs.continuous.kube.training.export import (
+    EXPORTER,
+    export_job,
+    export_job_name,
+    training_service_account,
+)
 from afs.continuous.logger import UsageLogger
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
 from afs.continuous.trigger import RetrainTrigger, TriggerResult
@@ -87,6 +96,10 @@ class LoopReconciler:
             refused = training_policy.refusal(parsed.training.template, self.config.training_policy)
             if refused is not None:
                 raise ValueError(refused)
+            # a spec the kind cannot express is refused now, not when a run starts
+            trainer_for(parsed.training.kind).build(
+                self._context(name=name, namespace=namespace, uid=uid, spec=parsed, run=1)
+            )
         except (ValidationError, ValueError) as exc:
             message = (
                 promotion.validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
@@ -228,14 +241,14 @@ class LoopReconciler:
             self.metrics.triggers.labels(
                 current.last_trigger.type if current.last_trigger else ""
             ).inc()
-            taken = self._start_run(
+            refused = self._start_run(
                 name=name, namespace=namespace, uid=uid, spec=parsed, status=current,
                 trigger=trigger, event=event, reason=result.reason,
             )  # fmt: skip
-            if taken is not None:  # fires again at the next check, when the name is free
+            if refused is not None:  # fires again at the next check
                 current.phase = LoopPhase.WATCHING
                 return _not_ready(
-                    current, reason="NameTaken", message=taken, now=now,
+                    current, reason=refused[0], message=refused[1], now=now,
                     generation=generation, event=event,
                 )  # fmt: skip
         else:
@@ -245,6 +258,22 @@ class LoopReconciler:
             message=result.reason, now=now, generation=generation,
         )  # fmt: skip
         return current
+
+    def _context(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        spec: LearningLoopSpec,
+        run: int,
+        since: datetime | None = None,
+        dataset: ExportedDataset | None = None,
+    ) -> RunContext:
+        return RunContext(
+            loop=name, namespace=namespace, uid=uid, spec=spec, run=run, since=since,
+            exporter_image=self.config.exporter_image, dataset=dataset or ExportedDataset(),
+        )  # fmt: skip
 
     def _start_run(
         self,
@@ -257,27 +286,112 @@ class LoopReconciler:
         trigger: RetrainTrigger,
         event: EventSink,
         reason: str,
-    ) -> str | None:
-        """Create the run's Job; the reason it could not when its name is another's."""
+    ) -> tuple[str, str] | None:
+        """Create the run's first object (the training Job, or the export Job of a
+        distributed run); the reason and message when it could not."""
         run = status.runs.count + 1
-        manifest = training_job(
-            loop=name, namespace=namespace, uid=uid, spec=spec, run=run,
-            since=trigger.state.last_retrain, exporter_image=self.config.exporter_image,
+        trainer = trainer_for(spec.training.kind)
+        context = self._context(
+            name=name, namespace=namespace, uid=uid, spec=spec, run=run,
+            since=trigger.state.last_retrain,
         )  # fmt: skip
+        if trainer.exports_first and not self.kube.serves(
+            group=trainer.group, version=trainer.version, plural=trainer.plural
+        ):  # said before a data set is exported for nothing
+            return "TrainerKindUnavailable", _unavailable(trainer)
+        manifest = export_job(context) if trainer.exports_first else trainer.build(context)
         account = manifest["spec"]["template"]["spec"]["serviceAccountName"]
-        if account == TRAINING_SERVICE_ACCOUNT:  # each run: it may have been deleted
-            self.kube.ensure_service_account(training_service_account(namespace))
+        if trainer.exports_first or account == TRAINING_SERVICE_ACCOUNT:  # each run: it may
+            self.kube.ensure_service_account(training_service_account(namespace))  # be gone
         job = self.kube.create_job(manifest)
         if uid is not None and not planning.controlled_by(job, uid):
-            return _taken_message("Job", manifest["metadata"]["name"])
+            return "NameTaken", _taken_message("Job", manifest["metadata"]["name"])
         status.current_run = CurrentRun(
             number=run,
-            job=job["metadata"]["name"],
+            job=context.name,
             started=format_timestamp(self.clock()),
+            kind=None if trainer.kind == "Job" else spec.training.kind,
+            phase="Exporting" if trainer.exports_first else None,
         )
         status.phase = LoopPhase.TRAINING
         self.metrics.runs.labels("started").inc()
-        event("Normal", "RunStarted", f"run {run}: Job {manifest['metadata']['name']} ({reason})")
+        what = f"Job {context.name}"
+        if trainer.exports_first:
+            export = manifest["metadata"]["name"]
+            what = f"exporting the data set (Job {export}) for {trainer.kind} {context.name}"
+        event("Normal", "RunStarted", f"run {run}: {what} ({reason})")
+        return None
+
+    def _read_training(self, trainer: Trainer, namespace: str, name: str) -> dict[str, Any] | None:
+        if trainer.kind == "Job":
+            return self.kube.get_job(namespace, name)
+        return self.kube.get_object(
+            group=trainer.group, version=trainer.version, plural=trainer.plural,
+            namespace=namespace, name=name,
+        )  # fmt: skip
+
+    def _start_training(
+        self,
+        *,
+        trainer: Trainer,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        spec: LearningLoopSpec,
+        status: LearningLoopStatus,
+        event: EventSink,
+    ) -> str | None:
+        """A distributed run whose export succeeded: its training object, created from
+        the exporter's report; the reason the run failed, if it did."""
+        run = status.current_run
+        assert run is not None
+        export = export_job_name(self._context(
+            name=name, namespace=namespace, uid=uid, spec=spec, run=run.number
+        ))  # fmt: skip
+        job = self.kube.get_job(namespace, export)
+        state = trainer_for("Job").state(job)
+        if state.phase == "Running":
+            return None
+        if state.phase != "Succeeded":
+            why = "disappeared" if state.phase == "Missing" else "failed"
+            return f"data set export (Job {export}) {why}" + (
+                f": {state.message}" if state.message else ""
+            )
+        report = _dataset_report(self.kube.job_pods(namespace, export))
+        dataset = ExportedDataset(
+            sha256=report.get("sha256") if isinstance(report.get("sha256"), str) else None,
+            sample_count=report.get("final_count")
+            if isinstance(report.get("final_count"), int) else None,
+        )  # fmt: skip
+        context = self._context(
+            name=name, namespace=namespace, uid=uid, spec=spec, run=run.number, dataset=dataset
+        )
+        try:
+            manifest = trainer.build(context)
+        except ValueError as exc:  # the spec changed since the run started
+            return str(exc)
+        now = self.clock()
+        try:
+            created = self.kube.create_object(
+                group=trainer.group, version=trainer.version, plural=trainer.plural,
+                manifest=manifest,
+            )  # fmt: skip
+        except KindNotServedError:  # uninstalled since the run started: tried again
+            _not_ready(
+                status, reason="TrainerKindUnavailable", message=_unavailable(trainer),
+                now=now, generation=None, event=event,
+            )  # fmt: skip
+            return None
+        if uid is not None and not planning.controlled_by(created, uid):
+            _not_ready(
+                status, reason="NameTaken", message=_taken_message(trainer.kind, run.job),
+                now=now, generation=None, event=event,
+            )  # fmt: skip
+            return None
+        run.dataset_sha256, run.sample_count = dataset.sha256, dataset.sample_count
+        run.phase = "Training"
+        samples = "" if dataset.sample_count is None else f" on {dataset.sample_count} samples"
+        event("Normal", "TrainingStarted", f"run {run.number}: {trainer.kind} {run.job}{samples}")
         return None
 
     def _follow_run(
@@ -291,28 +405,49 @@ class LoopReconciler:
         trigger: RetrainTrigger,
         event: EventSink,
     ) -> bool:
-        """Settle the current run if its Job finished; True when there is no run left."""
+        """Settle the current run if it finished (a distributed run whose export finished
+        gets its training object); True when there is no run left."""
         assert status.current_run is not None
         run = status.current_run
-        job = self.kube.get_job(namespace, run.job)
-        state = planning.job_state(job)
-        if state == "Running":
+        trainer = trainer_for(run.kind or "Job")  # the kind it started with
+        obj = self._read_training(trainer, namespace, run.job)
+        failure: str | None = None
+        if run.phase == "Exporting" and obj is None:
+            failure = self._start_training(
+                trainer=trainer, name=name, namespace=namespace, uid=uid, spec=spec,
+                status=status, event=event,
+            )  # fmt: skip
+            if failure is None:
+                return False
+        elif run.phase == "Exporting":  # created by an operator that died before saying so
+            run.phase = "Training"
+        state = trainer.state(obj)
+        if failure is None and state.phase == "Running":
             return False
+        if failure is None and state.phase != "Succeeded":
+            failure = f"{trainer.kind} " + (
+                "disappeared" if state.phase == "Missing"
+                else "failed" + (f": {state.message}" if state.message else "")
+            )  # fmt: skip
         now = self.clock()
         outcome: RunOutcome
-        if state == "Succeeded":
-            pods = self.kube.job_pods(namespace, run.job)
-            trainer = _trainer_name(spec)
+        if failure is None:
+            where = trainer.report_pod(run.job, spec)
+            pods = self.kube.pods(namespace, where.labels)
             try:
-                report = planning.parse_termination_message(planning.trainer_message(pods, trainer))
+                report = planning.parse_termination_message(
+                    planning.trainer_message(pods, where.container)
+                )
             except ValueError as exc:
                 outcome = self._fail(
                     status=status, run=run, trigger=trigger, event=event,
                     message=f"trainer report: {exc}",
                 )  # fmt: skip
             else:
-                dataset = _dataset_report(pods)
-                manifest = _model_version(name, namespace, uid, spec, run, report, dataset, status)
+                dataset = _run_dataset(trainer, run, obj, pods)
+                manifest = _model_version(
+                    name, namespace, uid, spec, run, report, dataset, status, trainer.kind
+                )
                 version_name = manifest["metadata"]["name"]
                 champion = promotion.champion_of(spec.promotion, status.champion)
                 tested = spec.promotion.traffic is not None and champion is not None
@@ -355,8 +490,9 @@ class LoopReconciler:
                     f"run {run.number}: ModelVersion {outcome.model_version}",
                 )
         else:
-            why = "Job disappeared" if state == "Missing" else "Job failed"
-            outcome = self._fail(status=status, run=run, trigger=trigger, event=event, message=why)
+            outcome = self._fail(
+                status=status, run=run, trigger=trigger, event=event, message=failure
+            )
         status.runs.count = max(status.runs.count, run.number)
         status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
         status.current_run = None
@@ -437,14 +573,17 @@ def _outcome(result: TriggerResult, now: datetime) -> TriggerOutcome:
     )
 
 
-def _trainer_name(spec: LearningLoopSpec) -> str:
-    containers = spec.training.template.get("spec", {}).get("containers") or [{}]
-    return str(containers[0].get("name", ""))
+def _unavailable(trainer: Trainer) -> str:
+    return (
+        f"training.kind {trainer.kind}: the cluster does not serve {trainer.plural}."
+        f"{trainer.group} (install {trainer.engine}, or choose another kind); "
+        "no run starts until it does"
+    )
 
 
 def _dataset_report(pods: list[dict[str, Any]]) -> dict[str, Any]:
     """sampleCount and sha256 from the exporter's termination message, when readable."""
-    message = planning.trainer_message(pods, "export-dataset") or _init_message(pods)
+    message = planning.trainer_message(pods, EXPORTER) or _init_message(pods)
     try:
         data = json.loads(message) if message else {}
     except json.JSONDecodeError:
@@ -456,9 +595,29 @@ def _init_message(pods: list[dict[str, Any]]) -> str | None:
     for pod in pods:
         for container in (pod.get("status") or {}).get("initContainerStatuses") or []:
             terminated = (container.get("state") or {}).get("terminated") or {}
-            if container.get("name") == "export-dataset" and terminated.get("message"):
+            if container.get("name") == EXPORTER and terminated.get("message"):
                 return str(terminated["message"])
     return None
+
+
+def _run_dataset(
+    trainer: Trainer,
+    run: CurrentRun,
+    obj: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+) -> ExportedDataset:
+    """The data set a finished run trained on: from the status, else from the training
+    object's annotations (an operator restarted after creating it), else (a Job) from
+    its exporter's termination message."""
+    if run.dataset_sha256 is not None:
+        return ExportedDataset(run.dataset_sha256, run.sample_count)
+    if trainer.exports_first:
+        return exported_dataset(obj)
+    report = _dataset_report(pods)
+    sha256, count = report.get("sha256"), report.get("final_count")
+    return ExportedDataset(
+        sha256 if isinstance(sha256, str) else None, count if isinstance(count, int) else None
+    )
 
 
 def _model_version(
@@ -468,14 +627,17 @@ def _model_version(
     spec: LearningLoopSpec,
     run: CurrentRun,
     report: planning.TrainerReport,
-    dataset: dict[str, Any],
+    dataset: ExportedDataset,
     status: LearningLoopStatus,
+    kind: str,
 ) -> dict[str, Any]:
     lineage: dict[str, Any] = {"loop": loop, "run": run.number, "job": run.job}
-    if isinstance(dataset.get("sha256"), str):
-        lineage["datasetSha256"] = dataset["sha256"]
-    if isinstance(dataset.get("final_count"), int):
-        lineage["sampleCount"] = dataset["final_count"]
+    if kind != "Job":
+        lineage["trainingKind"] = kind
+    if dataset.sha256 is not None:
+        lineage["datasetSha256"] = dataset.sha256
+    if dataset.sample_count is not None:
+        lineage["sampleCount"] = dataset.sample_count
     parent = status.champion or (
         status.runs.recent[-1].model_version if status.runs.recent else None
     )

@@ -11,7 +11,7 @@ import psycopg
 
 from afs.continuous.kube.api.v1alpha1 import SecretKeyRef
 from afs.continuous.kube.client import KubeClient
-from afs.continuous.kube.jobs import DEFAULT_EXPORTER_IMAGE
+from afs.continuous.kube.training.export import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.kube.training_policy import TrainingPolicy
 from afs.continuous.logger import UsageLogger
 from afs.continuous.store import is_postgres_url, open_store

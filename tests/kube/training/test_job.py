@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
-from afs.continuous.kube.jobs import LABEL_LOOP, LABEL_RUN, export_command, training_job
 from afs.continuous.kube.naming import dns_label, run_name
+from afs.continuous.kube.training.base import LABEL_LOOP, LABEL_RUN
+from afs.continuous.kube.training.export import export_command
+from afs.continuous.kube.training.job import training_job
 from tests.docs_examples import ROOT
 
 SPEC = LearningLoopSpec.model_validate(

@@ -1,0 +1,142 @@
+"""The data set's export: the container that writes it (afs-continuous itself), in a
+Job's pod for the one-pod kind, or in an export Job of its own that runs once before the
+pods of a distributed run start (they all read what it wrote, from the shared claim or
+from object storage).
+
+The exporter reports ``{"final_count": …, "sha256": …}`` as its termination message;
+the operator records both in the run's ModelVersion lineage.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from afs.continuous import __version__
+from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
+from afs.continuous.kube.naming import dns_label
+from afs.continuous.kube.training.base import (
+    TRAINING_SERVICE_ACCOUNT,
+    RunContext,
+    data_volume,
+)
+from afs.continuous.timeutil import format_timestamp
+
+DEFAULT_EXPORTER_IMAGE = f"ghcr.io/afs-continuous/afs-continuous:{__version__}"
+EXPORTER = "export-dataset"
+#: the Pod Security "restricted" profile, which the exporter meets
+EXPORTER_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+EXPORTER_TMP_VOLUME = "afs-export-tmp"
+"""The exporter's /tmp: its root file system is read-only."""
+#: an export that fails (the database restarting, say) is tried again this many times
+EXPORT_BACKOFF_LIMIT = 2
+
+
+def export_job_name(run: RunContext) -> str:
+    return dns_label(f"{run.name}-export")
+
+
+def export_command(
+    spec: LearningLoopSpec, since: datetime | None, *, upload: str | None = None
+) -> list[str]:
+    """The exporter's command: export exactly what the trigger counted."""
+    dataset = spec.dataset
+    command = [
+        "afs-continuous", "export", dataset.path, "--json", "--no-existing",
+        "--report", "/dev/termination-log",
+        f"--model={spec.model.name}",  # one word: a name such as "--db=x" stays a value
+        "--min-quality", str(dataset.min_quality_score),
+        "--min-feedback",
+        "none" if dataset.min_user_feedback is None else str(dataset.min_user_feedback),
+        "--format", dataset.format_type,
+    ]  # fmt: skip
+    if spec.model.expert is not None:
+        command.append(f"--expert={spec.model.expert}")
+    if not dataset.deduplicate:
+        command.append("--no-dedupe")
+    if dataset.max_samples is not None:
+        command += ["--max-samples", str(dataset.max_samples)]
+    if since is not None:
+        command += ["--since", format_timestamp(since)]
+    if upload is not None:
+        command.append(f"--upload={upload}")
+    return command
+
+
+def exporter_container(run: RunContext) -> dict[str, Any]:
+    """The exporter, reading the loop's database, writing to the data volume at /data
+    (and uploading to object storage when the loop names it)."""
+    spec = run.spec
+    secret = spec.database.url_secret_ref
+    _, mount = data_volume(run)
+    container: dict[str, Any] = {
+        "name": EXPORTER,
+        "image": spec.training.exporter_image or run.exporter_image,
+        "command": export_command(spec, run.since, upload=run.dataset_uri()),
+        "env": [
+            {
+                "name": "AFS_DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
+            }
+        ],
+        "volumeMounts": [mount, {"name": EXPORTER_TMP_VOLUME, "mountPath": "/tmp"}],
+        "securityContext": EXPORTER_SECURITY,
+    }
+    credentials = spec.dataset.credentials_secret_ref
+    if credentials is not None:
+        container["envFrom"] = [{"secretRef": {"name": credentials.name}}]
+    return container
+
+
+def exporter_tmp_volume() -> dict[str, Any]:
+    return {"name": EXPORTER_TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}
+
+
+def export_job(run: RunContext) -> dict[str, Any]:
+    """The Job that exports a distributed run's data set once, before its pods start."""
+    training = run.spec.training
+    job_spec: dict[str, Any] = {
+        "backoffLimit": EXPORT_BACKOFF_LIMIT,
+        "template": {
+            "metadata": {"labels": run.labels},
+            "spec": {
+                "containers": [exporter_container(run)],
+                "volumes": [data_volume(run)[0], exporter_tmp_volume()],
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "serviceAccountName": TRAINING_SERVICE_ACCOUNT,
+            },
+        },
+    }
+    if training.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = training.active_deadline_seconds
+    if training.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = training.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": run.metadata(export_job_name(run)),
+        "spec": job_spec,
+    }
+
+
+def training_service_account(namespace: str) -> dict[str, Any]:
+    """The account the training pods of ``namespace`` run as when their template names
+    none: no rights granted to it, and no token mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": TRAINING_SERVICE_ACCOUNT,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "afs-continuous"},
+        },
+        "automountServiceAccountToken": False,
+    }
