@@ -9,9 +9,11 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels . \
+# with the storage extra: the exporter uploads a distributed run's data set to s3:// or gs://
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[storage]" \
  && python -m venv /opt/afs \
- && /opt/afs/bin/pip install --no-cache-dir --no-index --find-links /wheels afs-continuous \
+ && /opt/afs/bin/pip install --no-cache-dir --no-index --find-links /wheels \
+      "afs-continuous[storage]" \
  && /opt/afs/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}

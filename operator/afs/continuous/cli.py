@@ -27,6 +27,7 @@ from afs.continuous.logger import UsageLogger
 from afs.continuous.loop_cli import add_loop_options, require_database, run_loop_command
 from afs.continuous.records import record_from_mapping
 from afs.continuous.scoring import HeuristicScorer
+from afs.continuous.storage import upload
 from afs.continuous.store import DEFAULT_DB_PATH, is_postgres_url, open_store, resolve_target
 from afs.continuous.timeutil import format_timestamp, parse_since, utc_now
 
@@ -224,6 +225,10 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
         f"duplicates {result.duplicates_removed}, rehearsal {result.existing_samples}"
     )
     data = result.to_dict()
+    if args.upload:
+        upload(result.output_path, args.upload)
+        data["uri"] = args.upload
+        text += f"\n  uploaded to {args.upload}"
     if args.report:
         digest = hashlib.sha256(result.output_path.read_bytes()).hexdigest()
         data["sha256"] = digest
@@ -235,6 +240,8 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
 def _prepare_export(args: argparse.Namespace) -> None:
     """Check the export settings before the database is opened or any file touched."""
     args.generator_config = _generator_config(args)
+    if args.upload and "://" not in args.upload:
+        raise CommandError(f"--upload {args.upload}: not a URL (e.g. s3://bucket/dataset.jsonl)")
     if args.report and Path(args.report).is_dir():
         raise CommandError(f"--report {args.report}: is a directory; name a file to write")
 
@@ -425,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the result (with the file's sha256) as JSON to this path, e.g. "
         "/dev/termination-log in a Kubernetes init container",
     )
+    p.add_argument(
+        "--upload", metavar="URL",
+        help="then copy the file to this object-storage URL (s3://, gs://, az://…; needs "
+        "the storage extra; credentials from the environment)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_export, prepare=_prepare_export)
 
     p = sub.add_parser(
