@@ -298,7 +298,7 @@ def test_a_spec_that_cannot_reach_every_pod_is_invalid(
         LearningLoopSpec.model_validate(body)
 
 
-STATES = [
+STATES: list[tuple[str, dict[str, Any] | None, str]] = [
     ("Job", None, "Missing"),
     ("Job", {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}, "Succeeded"),
     ("Job", {"status": {"conditions": [{"type": "Failed", "status": "True",
