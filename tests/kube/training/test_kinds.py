@@ -89,7 +89,7 @@ def test_every_field_is_one_the_engine_documents(kind: str, where: dict[str, Any
     obj = _build(_spec(kind, where=where))
     assert _unknown(obj) in ([], {})
     assert (obj["apiVersion"], obj["kind"]) == (
-        trainer_for(kind).api_version, kind,  # type: ignore[arg-type]
+        trainer_for(kind).api_version, kind,
     )  # fmt: skip
 
 
@@ -328,7 +328,7 @@ STATES: list[tuple[str, dict[str, Any] | None, str]] = [
 def test_the_state_is_read_the_way_each_engine_writes_it(
     kind: str, obj: dict[str, Any] | None, phase: str
 ) -> None:
-    state = trainer_for(kind).state(obj)  # type: ignore[arg-type]
+    state = trainer_for(kind).state(obj)
     assert state.phase == phase
     if phase == "Failed":
         assert state.message  # the run's failure says why
@@ -351,7 +351,7 @@ def test_the_report_comes_from_the_rank_0_pod(
     kind: str, labels: dict[str, str], container: str
 ) -> None:
     spec = _spec("Job", nodes=1) if kind == "Job" else _spec(kind)
-    report = trainer_for(kind).report_pod("nayru-run-4", spec)  # type: ignore[arg-type]
+    report = trainer_for(kind).report_pod("nayru-run-4", spec)
     assert (report.labels, report.container) == (labels, container)
 
 

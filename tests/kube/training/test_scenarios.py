@@ -30,7 +30,6 @@ from tests.kube.test_operator_scenarios import (
     _pruned_in_a_cluster,
     _register,
     _setup,
-    usage_db,
     operator,
 )
 
@@ -63,7 +62,7 @@ FINISHED = {
 
 def _register_kind(emulator: kmock.KubernetesEmulator, kind: str) -> None:
     _register(emulator)
-    trainer = trainer_for(kind)  # type: ignore[arg-type]
+    trainer = trainer_for(kind)
     info = emulator.resources[f"{trainer.api_version}/{trainer.plural}"]
     info.kind, info.namespaced = kind, True
     info.verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
@@ -106,7 +105,7 @@ def _finish_export(kube: KubeClient, *, succeeded: bool = True) -> None:
 
 def _finish_training(kube: KubeClient, kind: str, *, succeeded: bool) -> None:
     """The engine: the run ended; its rank-0 pod reported (when it succeeded)."""
-    trainer = trainer_for(kind)  # type: ignore[arg-type]
+    trainer = trainer_for(kind)
     status = FINISHED[kind][0 if succeeded else 1]
     kube.custom.patch_namespaced_custom_object_status(
         trainer.group, trainer.version, NAMESPACE, trainer.plural, "nayru-run-1",
@@ -120,7 +119,7 @@ def _finish_training(kube: KubeClient, kind: str, *, succeeded: bool) -> None:
 
 
 def _training_object(kube: KubeClient, kind: str) -> dict[str, Any] | None:
-    trainer = trainer_for(kind)  # type: ignore[arg-type]
+    trainer = trainer_for(kind)
     return kube.get_object(
         group=trainer.group, version=trainer.version, plural=trainer.plural,
         namespace=NAMESPACE, name="nayru-run-1",

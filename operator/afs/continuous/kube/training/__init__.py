@@ -24,9 +24,12 @@ _TRAINERS: dict[str, Trainer] = {
 }
 
 
-def trainer_for(kind: TrainingKind) -> Trainer:
+def trainer_for(kind: TrainingKind | str) -> Trainer:
     """The trainer of ``kind`` (every kind the API allows has one)."""
-    return _TRAINERS[kind]
+    try:
+        return _TRAINERS[kind]
+    except KeyError:
+        raise ValueError(f"training.kind {kind!r}: not one of {', '.join(_TRAINERS)}") from None
 
 
 __all__ = [
