@@ -32,6 +32,7 @@ from tests.kube.test_operator_scenarios import (
     _setup,
     operator,
 )
+from tests.kube.test_operator_scenarios import usage_db as usage_db  # a fixture: re-exported
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(120)]
 KINDS = ["TrainJob", "PyTorchJob", "RayJob"]
