@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from afs.continuous import __version__
+from afs.continuous.kube.training import trainer_for
 from tests.docs_examples import ROOT
 
 CHART = ROOT / "charts" / "afs-continuous"
@@ -114,8 +115,9 @@ def test_chart_crds_and_install_manifests_are_up_to_date() -> None:
         None,
         {"watchNamespace": "ml", "verbose": True, "metrics": {"serviceMonitor": {"enabled": True}}},
         {"metrics": {"port": 0}, "health": {"port": 0}, "serviceAccount": {"create": False}},
+        {"trainingKinds": ["TrainJob", "PyTorchJob", "RayJob"]},
     ],
-    ids=["defaults", "one-namespace", "no-ports"],
+    ids=["defaults", "one-namespace", "no-ports", "training-kinds"],
 )
 def test_rendered_objects_are_valid_kubernetes(values: dict[str, Any] | None) -> None:
     for document in _render(values):
@@ -157,6 +159,22 @@ def test_one_namespace_gets_a_role_there_and_only_discovery_cluster_wide() -> No
     assert container["args"] == ["--namespace=ml"]
 
 
+@pytest.mark.parametrize("namespace", ["", "ml"], ids=["cluster-wide", "one-namespace"])
+def test_only_the_training_kinds_listed_in_the_values_are_granted(namespace: str) -> None:
+    kinds = [trainer_for(kind) for kind in ("TrainJob", "PyTorchJob", "RayJob")]
+    role = "Role" if namespace else "ClusterRole"
+    nothing = _one(_render({"watchNamespace": namespace}), role)["rules"]
+    for trainer in kinds:
+        assert not _allows(nothing, trainer.group, trainer.plural, "create"), trainer.kind
+    for enabled in kinds:
+        values = {"watchNamespace": namespace, "trainingKinds": [enabled.kind]}
+        rules = _one(_render(values), role)["rules"]
+        for trainer in kinds:
+            for verb in ("get", "create"):  # what the operator does with them
+                granted = _allows(rules, trainer.group, trainer.plural, verb)
+                assert granted == (trainer is enabled), (enabled.kind, trainer.kind, verb)
+
+
 def test_the_deployment_runs_one_standalone_operator_with_probes_and_settings() -> None:
     deployment = _one(
         _render({"pollSeconds": 10, "image": {"repository": "r/afs", "tag": "t"}}), "Deployment"
@@ -189,6 +207,7 @@ def test_without_ports_there_is_no_service_and_no_probe() -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, helm.HelmValuesError, "/image/pullPolicy"),
         ({"watchNamespace": "Bad_NS"}, helm.HelmValuesError, "/watchNamespace"),
         ({"pollSeconds": 0}, helm.HelmValuesError, "/pollSeconds"),
+        ({"trainingKinds": ["MPIJob"]}, helm.HelmValuesError, "/trainingKinds/0"),
         ({"metrics": {"port": 70000}}, helm.HelmValuesError, "/metrics/port"),
         (
             {"metrics": {"port": 0, "serviceMonitor": {"enabled": True}}},

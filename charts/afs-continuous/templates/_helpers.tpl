@@ -71,6 +71,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["serving.kserve.io"]
   resources: ["inferenceservices"]
   verbs: ["get", "patch"]
+{{- range .Values.trainingKinds }}
+{{- $kind := get (dict
+      "TrainJob" (list "trainer.kubeflow.org" "trainjobs")
+      "PyTorchJob" (list "kubeflow.org" "pytorchjobs")
+      "RayJob" (list "ray.io" "rayjobs")) . }}
+- apiGroups: [{{ index $kind 0 | quote }}]
+  resources: [{{ index $kind 1 | quote }}]
+  verbs: ["get", "create"]
+{{- end }}
 {{- end -}}
 
 {{/* What kopf itself needs cluster-wide: resource discovery and namespace watching. */}}
