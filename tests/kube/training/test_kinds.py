@@ -8,7 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
@@ -397,3 +399,36 @@ def test_the_export_job_writes_once_to_object_storage_with_the_secret_s_credenti
     assert "--upload=s3://models/datasets/nayru-run-4/dataset.jsonl" in container["command"]
     assert container["envFrom"] == [{"secretRef": {"name": "s3-writer"}}]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def _documented_loops() -> list[tuple[str, dict[str, Any]]]:
+    from tests.docs_examples import ROOT, code_blocks
+
+    found = [(p.name, yaml.safe_load(p.read_text()))
+             for p in sorted((ROOT / "examples" / "k8s").glob("learningloop*.yaml"))]  # fmt: skip
+    blocks = code_blocks((ROOT / "docs" / "operator.md").read_text(), "yaml")
+    found += [(f"operator.md#{i}", yaml.safe_load(b)) for i, b in enumerate(blocks)
+              if "kind: LearningLoop" in b]  # fmt: skip
+    return found
+
+
+DOCUMENTED = _documented_loops()
+
+
+@pytest.mark.parametrize(("where", "manifest"), DOCUMENTED, ids=[w for w, _ in DOCUMENTED])
+def test_every_documented_loop_builds_an_object_its_engine_accepts(
+    where: str, manifest: dict[str, Any]
+) -> None:
+    spec = LearningLoopSpec.model_validate(manifest["spec"])
+    obj = _build(spec)
+    if obj["kind"] == "Job":
+        document = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"},
+                    "template": obj["spec"]["template"]}  # fmt: skip
+        kubernetes_validate.validate(document, "1.30", strict=True)
+    else:
+        assert _unknown(obj) in ([], {}), where
+
+
+def test_each_distributed_kind_has_a_documented_example() -> None:
+    kinds = {manifest["spec"]["training"].get("kind") for _, manifest in DOCUMENTED}
+    assert set(DISTRIBUTED) <= kinds
