@@ -10,7 +10,7 @@ import pytest
 
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
 from afs.continuous.kube.training.job import training_job
-from afs.continuous.kube.training_policy import refusal, violations
+from afs.continuous.kube.training_policy import refusal, violations, violations_anywhere
 
 TRAINER = {"name": "trainer", "image": "trainer:1"}
 
@@ -79,3 +79,31 @@ def test_the_job_runs_the_exporter_restricted_without_an_api_token_and_with_a_de
     assert pod["serviceAccountName"] == "afs-continuous-training"
     assert job["spec"]["activeDeadlineSeconds"] == 7 * 86400
     kubernetes_validate.validate(job, "1.30", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("spec", "found"),
+    [
+        ({"nprocPerNode": "gpu", "runPolicy": {"backoffLimit": 1}}, []),
+        ({"rayClusterSpec": {"autoscalerOptions": {"securityContext": {"privileged": True}}}},
+         ["rayClusterSpec.autoscalerOptions.securityContext.privileged"]),
+        ({"podTemplateOverrides": [{"spec": {
+            "hostNetwork": True, "volumes": [{"name": "r", "hostPath": {"path": "/"}}]}}]},
+         ["podTemplateOverrides.0.spec.hostNetwork",
+          "podTemplateOverrides.0.spec.volumes.0.hostPath"]),
+        ({"x": {"securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": []}}}},
+         ["x.securityContext.capabilities.add"]),
+        ({"x": {"securityContext": {"privileged": False, "capabilities": {"drop": ["ALL"]}}}}, []),
+    ],
+    ids=["plain", "ray-autoscaler", "old-train-job-overrides", "capabilities", "hardened"],
+)  # fmt: skip
+def test_a_kind_s_own_fields_are_searched_at_any_depth(
+    spec: dict[str, Any], found: list[str]
+) -> None:
+    assert violations_anywhere(spec) == found
+    message = refusal(_template(), "restricted", spec=spec)
+    if found:
+        assert message is not None and message.startswith(f"training.spec.{found[0]}: not allowed")
+    else:
+        assert message is None
+    assert refusal(_template(), "permissive", spec=spec) is None

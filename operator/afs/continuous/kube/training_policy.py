@@ -41,14 +41,43 @@ def violations(template: dict[str, Any]) -> list[str]:
     return found
 
 
-def refusal(template: dict[str, Any], policy: TrainingPolicy) -> str | None:
-    """The InvalidSpec message for ``template`` under ``policy``, or None."""
+def violations_anywhere(value: Any, path: str = "") -> list[str]:
+    """Each forbidden setting at any depth of ``value``: ``training.spec`` holds a kind's
+    own fields, some of which describe pods or containers of their own (a RayJob's
+    autoscaler options, an older TrainJob's pod overrides)."""
+    found: list[str] = []
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found += violations_anywhere(item, f"{path}.{index}")
+        return found
+    if not isinstance(value, dict):
+        return found
+    for key, item in value.items():
+        here = f"{path}.{key}" if path else str(key)
+        forbidden = (
+            (key in (*_HOST_NAMESPACES, "privileged", "allowPrivilegeEscalation") and item is True)
+            or key == "hostPath"
+            or (key == "capabilities" and isinstance(item, dict) and bool(item.get("add")))
+        )
+        if forbidden:
+            found.append(f"{here}.add" if key == "capabilities" else here)
+        else:
+            found += violations_anywhere(item, here)
+    return found
+
+
+def refusal(
+    template: dict[str, Any], policy: TrainingPolicy, *, spec: dict[str, Any] | None = None
+) -> str | None:
+    """The InvalidSpec message for ``template`` (and the kind's ``spec``) under
+    ``policy``, or None."""
     if policy == "permissive":
         return None
-    found = violations(template)
+    found = [f"training.template.{path}" for path in violations(template)]
+    found += [f"training.spec.{path}" for path in violations_anywhere(spec or {})]
     if not found:
         return None
     return (
-        "; ".join(f"training.template.{path}: not allowed" for path in found)
+        "; ".join(f"{path}: not allowed" for path in found)
         + " by the operator's training policy (restricted)"
     )

@@ -93,7 +93,9 @@ class LoopReconciler:
         current.observed_generation = generation
         try:
             parsed = LearningLoopSpec.model_validate(spec)
-            refused = training_policy.refusal(parsed.training.template, self.config.training_policy)
+            refused = training_policy.refusal(
+                parsed.training.template, self.config.training_policy, spec=parsed.training.spec
+            )
             if refused is not None:
                 raise ValueError(refused)
             # a spec the kind cannot express is refused now, not when a run starts
