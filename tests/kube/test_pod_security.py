@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
+from afs.continuous.kube.training import RunContext
+from afs.continuous.kube.training.export import export_job
 from afs.continuous.kube.training.job import training_job
 from tests.docs_examples import ROOT
 from tests.kube.test_chart import COLLECTOR, _render
@@ -33,6 +35,12 @@ def _workloads() -> dict[str, dict[str, Any]]:
         run=1, since=None,
     )  # fmt: skip
     pods["training-job"] = job["spec"]["template"]["spec"]
+    distributed = yaml.safe_load((ROOT / "examples/k8s/learningloop-rayjob.yaml").read_text())
+    context = RunContext(
+        loop="nayru", namespace="ml", uid="u", run=1, since=None, exporter_image="afs:1",
+        spec=LearningLoopSpec.model_validate(distributed["spec"]),
+    )  # fmt: skip
+    pods["export-job"] = export_job(context)["spec"]["template"]["spec"]
     return pods
 
 
@@ -58,7 +66,9 @@ CONTAINERS = [
 
 
 def test_every_workload_is_covered() -> None:
-    assert {"afs-afs-continuous", "afs-afs-continuous-collector", "training-job"} == set(WORKLOADS)
+    assert set(WORKLOADS) == {
+        "afs-afs-continuous", "afs-afs-continuous-collector", "training-job", "export-job",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(("pod", "container"), CONTAINERS)
@@ -72,7 +82,7 @@ def test_our_containers_run_locked_down(pod: dict[str, Any], container: dict[str
     assert "/tmp" in {m["mountPath"] for m in container.get("volumeMounts", [])}
 
 
-@pytest.mark.parametrize("name", ["afs-afs-continuous-collector", "training-job"])
+@pytest.mark.parametrize("name", ["afs-afs-continuous-collector", "training-job", "export-job"])
 def test_pods_that_call_no_api_get_no_token(name: str) -> None:
     assert WORKLOADS[name]["automountServiceAccountToken"] is False
 

@@ -130,3 +130,29 @@ def test_dns_labels_are_valid_and_distinct(text: str, expected: str | None) -> N
         assert label == expected
     else:
         assert label != dns_label(text + "y")
+
+
+def _with_dataset(**dataset: Any) -> LearningLoopSpec:
+    body = SPEC.model_dump(by_alias=True, exclude_none=True)
+    body["dataset"] = {**body["dataset"], **dataset}
+    return LearningLoopSpec.model_validate(body)
+
+
+def test_a_job_with_a_claim_exports_into_the_run_s_directory_of_it() -> None:
+    pod = _job(spec=_with_dataset(volumeClaim="shared-data"))["spec"]["template"]["spec"]
+    assert {"name": "afs-data", "persistentVolumeClaim": {"claimName": "shared-data"}} in (
+        pod["volumes"]
+    )
+    mount = {"name": "afs-data", "mountPath": "/data", "subPath": "nayru-run-3"}
+    assert mount in pod["initContainers"][0]["volumeMounts"]
+    assert mount in pod["containers"][0]["volumeMounts"]
+
+
+def test_a_job_with_object_storage_also_uploads_the_data_set_it_reads_locally() -> None:
+    spec = _with_dataset(storageUri="s3://ml/datasets", credentialsSecretRef={"name": "w"})
+    pod = _job(spec=spec)["spec"]["template"]["spec"]
+    exporter, trainer = pod["initContainers"][0], pod["containers"][0]
+    assert "--upload=s3://ml/datasets/nayru-run-3/dataset.jsonl" in exporter["command"]
+    assert exporter["envFrom"] == [{"secretRef": {"name": "w"}}]
+    env = {e["name"]: e["value"] for e in trainer["env"]}
+    assert env["AFS_DATASET_PATH"] == "/data/dataset.jsonl"
