@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
-from afs.continuous.kube.training import ExportedDataset, RunContext, trainer_for
+from afs.continuous.kube.training import ExportedDataset, RunContext, exported_dataset, trainer_for
 from afs.continuous.kube.training.export import export_job
 from afs.continuous.kube.training.ray_job import submit_script
 from tests.kube.training.projects import (
@@ -432,3 +432,27 @@ def test_every_documented_loop_builds_an_object_its_engine_accepts(
 def test_each_distributed_kind_has_a_documented_example() -> None:
     kinds = {manifest["spec"]["training"].get("kind") for _, manifest in DOCUMENTED}
     assert set(DISTRIBUTED) <= kinds
+
+
+def test_a_ray_job_name_kuberay_would_refuse_is_refused_by_name() -> None:
+    spec = _spec("RayJob")
+    context = RunContext(loop="n" * 41, namespace="ml", uid=None, spec=spec, run=12,
+                         since=None, exporter_image="afs:1")  # fmt: skip
+    with pytest.raises(ValueError, match=r"^metadata\.name: KubeRay takes RayJob names of at most"):
+        trainer_for("RayJob").build(context)
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        ({"sha256": SHA, "final_count": 30}, ExportedDataset(SHA, 30)),
+        ({"sha256": "not-a-hash", "final_count": -1}, ExportedDataset()),
+        ({"sha256": SHA.upper(), "final_count": True}, ExportedDataset()),
+        ({}, ExportedDataset()),
+    ],
+    ids=["good", "garbage", "wrong-case-and-bool", "empty"],
+)
+def test_only_a_report_the_status_accepts_is_kept(
+    report: dict[str, Any], expected: ExportedDataset
+) -> None:
+    assert exported_dataset(report) == expected

@@ -52,6 +52,7 @@ from afs.continuous.kube.training import (
     RunContext,
     Trainer,
     exported_dataset,
+    recorded_dataset,
     run_labels,
     trainer_for,
 )
@@ -98,10 +99,13 @@ class LoopReconciler:
             )
             if refused is not None:
                 raise ValueError(refused)
-            # a spec the kind cannot express is refused now, not when a run starts
+            # a spec the kind cannot express is refused now, not when the next run starts
             trainer_for(parsed.training.kind).build(
-                self._context(name=name, namespace=namespace, uid=uid, spec=parsed, run=1)
-            )
+                self._context(
+                    name=name, namespace=namespace, uid=uid, spec=parsed,
+                    run=current.runs.count + 1,
+                )
+            )  # fmt: skip
         except (ValidationError, ValueError) as exc:
             message = (
                 promotion.validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
@@ -359,12 +363,7 @@ class LoopReconciler:
             return f"data set export (Job {export}) {why}" + (
                 f": {state.message}" if state.message else ""
             )
-        report = _dataset_report(self.kube.job_pods(namespace, export))
-        dataset = ExportedDataset(
-            sha256=report.get("sha256") if isinstance(report.get("sha256"), str) else None,
-            sample_count=report.get("final_count")
-            if isinstance(report.get("final_count"), int) else None,
-        )  # fmt: skip
+        dataset = _dataset_report(self.kube.job_pods(namespace, export))
         context = self._context(
             name=name, namespace=namespace, uid=uid, spec=spec, run=run.number, dataset=dataset
         )
@@ -583,14 +582,15 @@ def _unavailable(trainer: Trainer) -> str:
     )
 
 
-def _dataset_report(pods: list[dict[str, Any]]) -> dict[str, Any]:
-    """sampleCount and sha256 from the exporter's termination message, when readable."""
+def _dataset_report(pods: list[dict[str, Any]]) -> ExportedDataset:
+    """The sample count and sha256 from the exporter's termination message, each when
+    readable (a value the status or the lineage would refuse is left out)."""
     message = planning.trainer_message(pods, EXPORTER) or _init_message(pods)
     try:
         data = json.loads(message) if message else {}
     except json.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        return ExportedDataset()
+    return exported_dataset(data if isinstance(data, dict) else {})
 
 
 def _init_message(pods: list[dict[str, Any]]) -> str | None:
@@ -614,12 +614,8 @@ def _run_dataset(
     if run.dataset_sha256 is not None:
         return ExportedDataset(run.dataset_sha256, run.sample_count)
     if trainer.exports_first:
-        return exported_dataset(obj)
-    report = _dataset_report(pods)
-    sha256, count = report.get("sha256"), report.get("final_count")
-    return ExportedDataset(
-        sha256 if isinstance(sha256, str) else None, count if isinstance(count, int) else None
-    )
+        return recorded_dataset(obj)
+    return _dataset_report(pods)
 
 
 def _model_version(

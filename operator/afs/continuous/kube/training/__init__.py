@@ -11,6 +11,7 @@ from afs.continuous.kube.training.base import (
     Trainer,
     TrainerState,
     exported_dataset,
+    recorded_dataset,
     run_labels,
 )
 from afs.continuous.kube.training.job import JobTrainer
@@ -39,6 +40,7 @@ __all__ = [
     "Trainer",
     "TrainerState",
     "exported_dataset",
+    "recorded_dataset",
     "run_labels",
     "trainer_for",
 ]

@@ -11,6 +11,7 @@ factory (:mod:`afs.continuous.kube.training`).
 from __future__ import annotations
 
 import copy
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,15 +100,29 @@ class RunContext:
         return f"{prefix.rstrip('/')}/{self.name}/{DATASET_FILE}"
 
 
-def exported_dataset(obj: dict[str, Any] | None) -> ExportedDataset:
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def exported_dataset(report: dict[str, Any]) -> ExportedDataset:
+    """The exporter's report (``sha256``, ``final_count``), each value kept only when it is
+    what the status and the lineage accept: the message is a pod's, anyone's to write."""
+    sha256, count = report.get("sha256"), report.get("final_count")
+    return ExportedDataset(
+        sha256=sha256 if isinstance(sha256, str) and _SHA256.match(sha256) else None,
+        sample_count=count
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None,
+    )  # fmt: skip
+
+
+def recorded_dataset(obj: dict[str, Any] | None) -> ExportedDataset:
     """The data set's report as recorded on a training object (an operator restarted
     after creating it recovers it from there)."""
     annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
     samples = annotations.get(ANNOTATION_SAMPLES)
-    return ExportedDataset(
-        sha256=annotations.get(ANNOTATION_SHA256),
-        sample_count=int(samples) if isinstance(samples, str) and samples.isdigit() else None,
-    )
+    return exported_dataset({
+        "sha256": annotations.get(ANNOTATION_SHA256),
+        "final_count": int(samples) if isinstance(samples, str) and samples.isdigit() else None,
+    })  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from afs.continuous.kube.training.base import (
 )
 
 SUBMITTER = "ray-job-submitter"
+#: KubeRay's limit: the RayCluster it names after the RayJob adds 6 characters to 53
+MAX_NAME = 47
 DRIVER_LOG = "/tmp/afs-driver.log"
 #: KubeRay gives a submitter of the user's RAY_DASHBOARD_ADDRESS and RAY_JOB_SUBMISSION_ID;
 #: a submitter restarted after the job was submitted follows it instead of submitting again
@@ -55,6 +57,12 @@ class RayJobTrainer(Trainer):
     )  # fmt: skip
 
     def build(self, run: RunContext) -> dict[str, Any]:
+        if len(run.name) > MAX_NAME or not run.name[0].isalpha():
+            raise ValueError(
+                f"metadata.name: KubeRay takes RayJob names of at most {MAX_NAME} characters "
+                f"that start with a letter; the run's name {run.name!r} is not one (name the "
+                "LearningLoop shorter, starting with a letter)"
+            )
         template = trainer_pod_template(run)
         trainer = template["spec"]["containers"][0]
         command = [*trainer.pop("command", []), *trainer.pop("args", [])]
