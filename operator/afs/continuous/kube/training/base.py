@@ -231,6 +231,17 @@ def merge_spec(
     return merge(ours, user or {}, "")
 
 
+def run_limits(run: RunContext) -> dict[str, int]:
+    """``activeDeadlineSeconds`` and ``ttlSecondsAfterFinished`` from ``spec.training``,
+    those that are set (the Job, PyTorchJob and RayJob fields have these names)."""
+    training = run.spec.training
+    limits = {
+        "activeDeadlineSeconds": training.active_deadline_seconds,
+        "ttlSecondsAfterFinished": training.ttl_seconds_after_finished,
+    }
+    return {key: value for key, value in limits.items() if value is not None}
+
+
 def trainer_env(run: RunContext, *, in_pod_export: bool) -> list[dict[str, Any]]:
     """What the trainer is told: where the data set is (a path on the shared volume, or
     a URL in object storage, with its sha256 when known), where to put artefacts, and

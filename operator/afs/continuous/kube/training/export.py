@@ -19,6 +19,7 @@ from afs.continuous.kube.training.base import (
     TRAINING_SERVICE_ACCOUNT,
     RunContext,
     data_volume,
+    run_limits,
 )
 from afs.continuous.timeutil import format_timestamp
 
@@ -101,7 +102,6 @@ def exporter_tmp_volume() -> dict[str, Any]:
 
 def export_job(run: RunContext) -> dict[str, Any]:
     """The Job that exports a distributed run's data set once, before its pods start."""
-    training = run.spec.training
     job_spec: dict[str, Any] = {
         "backoffLimit": EXPORT_BACKOFF_LIMIT,
         "template": {
@@ -115,10 +115,7 @@ def export_job(run: RunContext) -> dict[str, Any]:
             },
         },
     }
-    if training.active_deadline_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = training.active_deadline_seconds
-    if training.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = training.ttl_seconds_after_finished
+    job_spec.update(run_limits(run))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -13,6 +13,7 @@ from afs.continuous.kube.training.base import (
     RunContext,
     Trainer,
     TrainerState,
+    run_limits,
     trainer_pod_template,
 )
 from afs.continuous.kube.training.export import (
@@ -41,10 +42,7 @@ class JobTrainer(Trainer):
         pod_spec.setdefault("restartPolicy", "Never")
         training = run.spec.training
         job_spec: dict[str, Any] = {"backoffLimit": training.backoff_limit, "template": template}
-        if training.active_deadline_seconds is not None:
-            job_spec["activeDeadlineSeconds"] = training.active_deadline_seconds
-        if training.ttl_seconds_after_finished is not None:
-            job_spec["ttlSecondsAfterFinished"] = training.ttl_seconds_after_finished
+        job_spec.update(run_limits(run))
         return self.object(run, job_spec)
 
     def state(self, obj: dict[str, Any] | None) -> TrainerState:

@@ -15,6 +15,7 @@ from afs.continuous.kube.training.base import (
     Trainer,
     TrainerState,
     condition_state,
+    run_limits,
     trainer_pod_template,
 )
 
@@ -41,10 +42,7 @@ class PyTorchJobTrainer(Trainer):
             }  # fmt: skip
         training = run.spec.training
         policy: dict[str, Any] = {"backoffLimit": training.backoff_limit, "cleanPodPolicy": "None"}
-        if training.active_deadline_seconds is not None:
-            policy["activeDeadlineSeconds"] = training.active_deadline_seconds
-        if training.ttl_seconds_after_finished is not None:
-            policy["ttlSecondsAfterFinished"] = training.ttl_seconds_after_finished
+        policy.update(run_limits(run))
         return self.object(run, {"pytorchReplicaSpecs": replicas, "runPolicy": policy})
 
     def state(self, obj: dict[str, Any] | None) -> TrainerState:

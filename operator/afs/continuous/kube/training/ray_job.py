@@ -20,6 +20,7 @@ from afs.continuous.kube.training.base import (
     RunContext,
     Trainer,
     TrainerState,
+    run_limits,
     trainer_pod_template,
 )
 
@@ -110,10 +111,7 @@ class RayJobTrainer(Trainer):
             "backoffLimit": training.backoff_limit,
             "rayClusterSpec": cluster,
         }
-        if training.active_deadline_seconds is not None:
-            spec["activeDeadlineSeconds"] = training.active_deadline_seconds
-        if training.ttl_seconds_after_finished is not None:
-            spec["ttlSecondsAfterFinished"] = training.ttl_seconds_after_finished
+        spec.update(run_limits(run))
         return self.object(run, spec)
 
     def state(self, obj: dict[str, Any] | None) -> TrainerState:
