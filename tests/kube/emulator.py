@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import uuid
 from typing import Any
@@ -28,3 +30,18 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     async def _serve_create(self, request: Any) -> Any:
         created = await super()._serve_create(request)
         return kmock.Response(status=201, payload=created)  # type: ignore[attr-defined]
+
+
+async def stop_operator(task: asyncio.Task[Any], stop: asyncio.Event) -> None:
+    """Stop a kopf operator started in this event loop.
+
+    Once its own tasks are done, kopf waits five seconds for every task started after it
+    before cancelling them, and the emulator's handlers of its watch streams are such
+    tasks (they wait for the next event of a stream nobody reads): cancelled at once
+    instead, each scenario ends four seconds sooner."""
+    stop.set()
+    done, _ = await asyncio.wait({task}, timeout=1.0)
+    if not done:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 20)

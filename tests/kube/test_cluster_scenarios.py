@@ -36,7 +36,7 @@ from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
 from tests.docs_examples import ROOT
-from tests.kube.emulator import ApiServerEmulator
+from tests.kube.emulator import ApiServerEmulator, stop_operator
 from tests.kube.test_operator_scenarios import _eventually, _register
 from tests.postgres_server import unreachable_url
 
@@ -164,8 +164,7 @@ async def _operator(api: Api) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+        await stop_operator(task, stop)
 
 
 def _loop(database: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.training.job import training_job
 from afs.continuous.timeutil import Clock, utc_now
-from tests.kube.emulator import ApiServerEmulator
+from tests.kube.emulator import ApiServerEmulator, stop_operator
 from tests.kube.structural import pruned_fields, schema_of
 from tests.postgres_server import fresh_schema, restart_server, unreachable_url
 
@@ -86,8 +86,7 @@ async def operator(
     try:
         yield kube
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
+        await stop_operator(task, stop)
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
