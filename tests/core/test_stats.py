@@ -98,28 +98,48 @@ def test_sample_ratio_evalue_grows_only_with_a_mismatch() -> None:
 
 
 def test_excess_events_evalue_is_one_sided() -> None:
-    assert stats.excess_events_log_evalue(0, 0, 0.1) == 0.0
-    deficit = stats.excess_events_log_evalue(5, 95, 0.1)
-    excess = stats.excess_events_log_evalue(40, 160, 0.1)
+    assert stats.excess_events_log_evalue([(0, 0, 0.1)]) == pytest.approx(0.0)
+    deficit = stats.excess_events_log_evalue([(5, 95, 0.1)])
+    excess = stats.excess_events_log_evalue([(40, 160, 0.1)])
     assert deficit < 0 < excess
     assert excess > math.log(1 / 0.05)
 
 
-def test_evalues_rarely_cross_under_the_null() -> None:
-    """Ville: P(an e-value ever reaches 1/alpha | H0) <= alpha."""
-    rng = np.random.default_rng(9)
-    crossed = 0
-    for _ in range(400):
-        errors_b = errors_a = 0
-        for _look in range(100):
-            events = int(rng.binomial(200, 0.05))  # equal error rates for both arms
-            on_b = int(rng.binomial(events, 0.1))  # the challenger serves 10% of traffic
-            errors_b += on_b
-            errors_a += events - on_b
-            if stats.excess_events_log_evalue(errors_b, errors_a, 0.1) >= math.log(20):
-                crossed += 1
-                break
-    assert crossed / 400 < 0.05
+def test_excess_events_evidence_accumulates_across_epochs() -> None:
+    """One bet over all epochs: two epochs that each fall short together prove it."""
+    first, second = (16, 64, 0.1), (56, 144, 0.2)
+    each = [stats.excess_events_log_evalue([part]) for part in (first, second)]
+    both = stats.excess_events_log_evalue([first, second])
+    assert max(each) < math.log(60) <= both
+
+
+def test_the_excess_events_mixture_bets_mostly_on_the_planned_ratio() -> None:
+    ratios, weights = stats.excess_ratio_mixture(2.0)
+    assert ratios == (1.5, 2.0, 3.0) and weights == (0.1, 0.8, 0.1)
+    with pytest.raises(ValueError, match="must exceed 1"):
+        stats.excess_ratio_mixture(1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.excess_events_log_evalue([(-1, 3, 0.1)])
+
+
+def test_excess_events_evalue_rarely_crosses_under_the_null() -> None:
+    """Ville's inequality, by simulation: equal error rates, a look every step, the share
+    ramped from 10% to 50% half-way (the bet is over both epochs); the e-value ever
+    reaches 1/alpha in at most alpha of the runs (20,000 runs, 200 looks each)."""
+    rng = np.random.default_rng(17)
+    runs, looks, alpha = 20_000, 200, 0.05
+    crossed = np.zeros(runs, dtype=bool)
+    counts = {0.1: [np.zeros(runs), np.zeros(runs)], 0.5: [np.zeros(runs), np.zeros(runs)]}
+    for look in range(looks):
+        share = 0.1 if look < looks // 2 else 0.5
+        events = rng.binomial(10, 0.05, size=runs)  # the same rate on both arms
+        on_b = rng.binomial(events, share)
+        counts[share][0] += on_b
+        counts[share][1] += events - on_b
+        parts = [(b, a, sh) for sh, (b, a) in counts.items()]
+        crossed |= stats.excess_events_log_evalues(parts) >= math.log(1 / alpha)
+    rate = crossed.mean()
+    assert rate <= alpha + 2 * math.sqrt(alpha * (1 - alpha) / runs)
 
 
 @pytest.mark.parametrize(

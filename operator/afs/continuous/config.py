@@ -123,6 +123,7 @@ class ABTestConfig:
             latency_margin=self.latency_margin,
             error_rate_margin=self.error_rate_margin,
             negative_feedback_margin=self.negative_feedback_margin,
+            error_ratio=self.error_ratio,
             min_requests=self.min_requests_per_arm,
             min_feedback=self.min_feedback_per_arm,
             max_duration_hours=self.max_duration_hours,
@@ -150,6 +151,7 @@ class ABTestConfig:
     latency_margin: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] = 0.10
     error_rate_margin: Fraction = 0.01
     negative_feedback_margin: Fraction = 0.05
+    error_ratio: Annotated[float, Strict(), Field(gt=1, le=100, allow_inf_nan=False)] = 2.0
     min_requests_per_arm: Count = 200
     min_feedback_per_arm: Count = 20
     strict_guardrails: Flag = False

@@ -14,11 +14,15 @@ It answers one of five verdicts, with the reasons and every number behind them:
 - ``CONTINUE``: not enough data yet, or no decision yet.
 
 All intervals are confidence sequences (:mod:`afs.continuous.core.stats`): the success
-metric at ``alpha``, each of the three guardrails at ``alpha / 3`` (so that an A/A test
-ends in any decision with probability of about ``alpha`` at most, however often it is
-checked). Statistics are computed within each epoch (a period of constant traffic
-split) and combined with weights fixed by the epochs' durations, so a ramp plus a drift
-over time cannot fake a difference.
+metric at ``alpha``; the guardrails share another ``alpha`` (weighted Bonferroni): the
+error rate ``alpha / 2``, since rare events need every bit of it, latency and negative
+feedback ``alpha / 4`` each, since they have evidence to spare. So an A/A test ends in
+any decision with probability of about ``alpha`` at most, however often it is checked.
+The two exact tests, the sample-ratio and the error e-values, act from the first
+request; the intervals, normal approximations, wait for the minimum data. Statistics
+are computed within each epoch (a period of constant traffic split) and combined with
+weights fixed by the epochs' durations, so a ramp plus a drift over time cannot fake a
+difference.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class DecisionSettings:
     latency_margin: float = 0.10
     error_rate_margin: float = 0.01
     negative_feedback_margin: float = 0.05
+    error_ratio: float = 2.0
+    """The increase of the error rate the error guardrail is tuned to catch soonest."""
     min_requests: int = 200
     min_feedback: int = 20
     max_duration_hours: float = 168.0
@@ -179,13 +185,15 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
     s = settings
     champion = _total([e.champion for e in epochs])
     challenger = _total([e.challenger for e in epochs])
-    guard_alpha = s.alpha / 3
+    guard_alpha = s.alpha / 4
+    error_alpha = s.alpha / 2
     metrics: dict[str, Any] = {
-        "method": "sequential (normal-mixture confidence sequences, Beta-mixture e-values)",
+        "method": "sequential (normal-mixture confidence sequences, mixture e-values)",
         "elapsed_hours": elapsed_hours,
         "epochs": len(epochs),
         "alpha": s.alpha,
         "guardrail_alpha": guard_alpha,
+        "error_alpha": error_alpha,
         "arms": {
             "champion": _arm_summary(champion),
             "challenger": _arm_summary(challenger),
@@ -223,7 +231,29 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
             metrics,
         )
 
-    # 2. enough data to say anything
+    # 2. errors proven higher: an exact test, valid at any sample size
+    error_evidence = stats.excess_events_log_evalue(
+        [(e.challenger.errors, e.champion.errors, e.challenger_share) for e in epochs],
+        ratio=s.error_ratio,
+    )
+    metrics["errors"] = {
+        "log_evalue": error_evidence,
+        "threshold": math.log(1 / error_alpha),
+        "test": "mixture of likelihood ratios of error counts given the planned split, "
+        f"tuned to a rate x{s.error_ratio:g}",
+    }
+    if error_evidence >= math.log(1 / error_alpha):
+        return Verdict(
+            VerdictKind.ROLLBACK,
+            [
+                f"error rate proven higher: {challenger.errors}/{challenger.count} vs "
+                f"{champion.errors}/{champion.count} "
+                f"(e-value {math.exp(min(error_evidence, 700)):.3g} >= {1 / error_alpha:g})"
+            ],
+            metrics,
+        )
+
+    # 3. enough data for the intervals
     short = [
         f"{name} has {arm.count}/{s.min_requests} requests and "
         f"{arm.with_feedback}/{s.min_feedback} feedback events"
@@ -238,7 +268,7 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
         )
         return Verdict(kind, ["not enough data: " + "; ".join(short)], metrics)
 
-    # 3. the intervals
+    # 4. the intervals
     quality = _mean_cs(
         epochs,
         lambda arm: (arm.scored, arm.quality_sum, arm.quality_sq_sum),
@@ -260,13 +290,8 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
     errors_rate = _rate_cs(
         epochs,
         lambda arm: (arm.errors, arm.count),
-        tau2=stats.mixing_variance(s.planned_variance(0.05 * 0.95), guard_alpha),
-        alpha=guard_alpha,
-    )
-    error_evidence = sum(
-        stats.excess_events_log_evalue(e.challenger.errors, e.champion.errors, e.challenger_share)
-        for e in epochs
-        if 0 < e.challenger_share < 1
+        tau2=stats.mixing_variance(s.planned_variance(0.05 * 0.95), error_alpha),
+        alpha=error_alpha,
     )
     latency_margin = math.log1p(s.latency_margin)
     metrics["quality"] = _describe(quality, test="mean difference")
@@ -279,24 +304,14 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
         metrics["latency"]["ratio"] = math.exp(latency.estimate)
         metrics["latency"]["ratio_interval"] = [math.exp(latency.lower), math.exp(latency.upper)]
     metrics["negative_feedback"] = _describe(negative, test="rate difference among rated records")
-    metrics["errors"] = {
-        "rate_difference": _describe(errors_rate, test="rate difference"),
-        "log_evalue": error_evidence,
-        "threshold": math.log(1 / guard_alpha),
-        "test": "one-sided Beta-mixture e-value on error counts given the planned split",
-    }
+    metrics["errors"]["rate_difference"] = _describe(errors_rate, test="rate difference")
 
-    # 4. anything proven worse rolls back at once
+    # 5. anything else proven worse rolls back at once
     worse = []
     if latency is not None and latency.lower > 0:
         worse.append(
             f"latency proven higher: ratio {math.exp(latency.estimate):.3f} "
             f"(lower bound {math.exp(latency.lower):.3f} > 1)"
-        )
-    if error_evidence >= math.log(1 / guard_alpha):
-        worse.append(
-            f"error rate proven higher: {challenger.errors}/{challenger.count} vs "
-            f"{champion.errors}/{champion.count} (e-value {math.exp(min(error_evidence, 700)):.3g})"
         )
     if negative is not None and negative.lower > 0:
         worse.append(
@@ -310,7 +325,7 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
     if worse:
         return Verdict(VerdictKind.ROLLBACK, worse, metrics)
 
-    # 5. promotion: the success metric proven better by more than the minimum effect
+    # 6. promotion: the success metric proven better by more than the minimum effect
     if quality is not None and quality.lower > s.min_effect:
         blocked = []
         if s.strict_guardrails:

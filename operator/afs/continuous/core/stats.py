@@ -14,20 +14,22 @@ al. 2021; Johari et al. 2022) for a difference of two means with estimator varia
 ``tau2`` (the mixing variance) is fixed before the test; it makes the interval tightest
 when V reaches the variance planned for the end of the test (:func:`mixing_variance`).
 
-Counts (sample-ratio mismatch, errors) are tested with a Beta-mixture e-value for a
-binomial proportion: an e-value's chance of ever exceeding 1/alpha under the null is at
-most alpha (Ville's inequality), so it too may be checked at every look.
+Counts are tested with e-values: the traffic split (sample-ratio mismatch) with a
+Beta-mixture for a binomial proportion, excess errors with a mixture of likelihood ratios
+over planned rate ratios. An e-value's chance of ever exceeding 1/alpha under the null is
+at most alpha (Ville's inequality), so it too may be checked at every look.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import brentq
-from scipy.special import betaincc, betaln
+from scipy.special import betaln, logsumexp
 
 
 @dataclass(frozen=True)
@@ -133,18 +135,13 @@ def binomial_log_evalues(
     trials: NDArray[np.float64] | float,
     null: float,
     concentration: float,
-    *,
-    one_sided: bool = False,
 ) -> NDArray[np.float64]:
-    """Array form of :func:`binomial_log_evalue` (and of the one-sided version)."""
+    """Array form of :func:`binomial_log_evalue`."""
     k = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
     a, b = concentration * null, concentration * (1 - null)
     f = n - k
     mixture = betaln(a + k, b + f) - betaln(a, b)
-    if one_sided:
-        upper = betaincc(a + k, b + f, null)
-        mixture = mixture + np.log(np.maximum(upper, 1e-300)) - math.log(betaincc(a, b, null))
     result: NDArray[np.float64] = mixture - (k * math.log(null) + f * math.log1p(-null))
     return np.where(n > 0, result, 0.0)
 
@@ -167,19 +164,60 @@ def sample_ratio_log_evalue(
     return binomial_log_evalue(challenger, challenger + champion, planned_share, concentration)
 
 
-def excess_events_log_evalue(
-    events_b: int, events_a: int, share_b: float, *, concentration: float = 10.0
-) -> float:
-    """Evidence that the challenger (share ``share_b`` of traffic) has a higher event rate
-    (errors, …) than the champion.
+def excess_ratio_mixture(ratio: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The rate ratios the excess-events test bets on, and its weight on each, for a
+    planned ``ratio`` r: 80% on r itself (the test is then within ln(1/0.8) = 0.22 nats of
+    the likelihood ratio of exactly r), 10% each on 1 + (r - 1)/2 and 1 + 2(r - 1) so that
+    a smaller or larger excess is still caught, later."""
+    if not ratio > 1:
+        raise ValueError("the planned ratio of event rates must exceed 1")
+    return (1 + (ratio - 1) / 2, ratio, 1 + 2 * (ratio - 1)), (0.1, 0.8, 0.1)
 
-    Given the total count, under H0 (equal rates) each event falls on the challenger with
-    probability ``share_b``. The e-value mixes the likelihood ratio over alternatives
-    p > share_b only (a Beta prior truncated to (share_b, 1)), so it grows only with an
-    excess on the challenger's side.
+
+def excess_events_log_evalues(
+    parts: Sequence[tuple[NDArray[np.float64] | float, NDArray[np.float64] | float, float]],
+    *,
+    ratio: float = 2.0,
+) -> NDArray[np.float64]:
+    """Array form of :func:`excess_events_log_evalue` (``parts``: events on the
+    challenger, events on the champion, challenger share, per epoch)."""
+    ratios, weights = excess_ratio_mixture(ratio)
+    log_lr: list[NDArray[np.float64]] = [np.zeros(()) for _ in ratios]
+    for events_b, events_a, share in parts:
+        if not 0 < share < 1:
+            continue
+        k = np.asarray(events_b, dtype=float)
+        f = np.asarray(events_a, dtype=float)
+        for index, r in enumerate(ratios):
+            p = r * share / (r * share + 1 - share)
+            log_lr[index] = log_lr[index] + k * math.log(p / share)
+            log_lr[index] = log_lr[index] + f * math.log((1 - p) / (1 - share))
+    stacked = np.stack(np.broadcast_arrays(*(
+        lr + math.log(w) for lr, w in zip(log_lr, weights, strict=True)
+    )))  # fmt: skip
+    result: NDArray[np.float64] = logsumexp(stacked, axis=0)
+    return result
+
+
+def excess_events_log_evalue(
+    parts: Sequence[tuple[int, int, float]], *, ratio: float = 2.0
+) -> float:
+    """Evidence that the challenger has a higher event rate (errors, …) than the
+    champion, from (events on the challenger, events on the champion, challenger share)
+    per epoch.
+
+    Given that an event happened, under H0 (equal rates) it fell on the challenger with
+    probability s, its epoch's share; if the challenger's rate is r times the
+    champion's, with probability p(r) = r·s / (r·s + 1 − s). The likelihood ratio of all
+    events for one r is the product over epochs of (p/s)^k ((1−p)/(1−s))^f: a test
+    martingale under H0 whatever the shares (each is fixed before its events). The
+    e-value mixes it over the ratios of :func:`excess_ratio_mixture` with fixed weights,
+    so it is one too, and by Ville's inequality it ever reaches 1/α with probability at
+    most α. Every r > 1, so it grows only with an excess on the challenger's side.
     """
-    if not 0 < share_b < 1:
-        raise ValueError("share must be in (0, 1)")
-    return float(
-        binomial_log_evalues(events_b, events_a + events_b, share_b, concentration, one_sided=True)
-    )
+    for events_b, events_a, share in parts:
+        if events_b < 0 or events_a < 0:
+            raise ValueError("event counts must be non-negative")
+        if not 0 <= share <= 1:
+            raise ValueError("share must be in [0, 1]")
+    return float(excess_events_log_evalues(parts, ratio=ratio))

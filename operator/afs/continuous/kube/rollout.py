@@ -124,6 +124,7 @@ def decision_settings(spec: ABTestSpec) -> DecisionSettings:
         latency_margin=d.latency_margin,
         error_rate_margin=d.error_rate_margin,
         negative_feedback_margin=d.negative_feedback_margin,
+        error_ratio=d.error_ratio,
         min_requests=d.min_requests_per_arm,
         min_feedback=d.min_feedback_per_arm,
         max_duration_hours=d.max_duration_hours,

@@ -303,6 +303,8 @@ class DecisionSpec(KubeModel):
     latency_margin: Annotated[float, Field(ge=0, le=100)] = 0.10
     error_rate_margin: Fraction = 0.01
     negative_feedback_margin: Fraction = 0.05
+    error_ratio: Annotated[float, Field(gt=1, le=100)] = 2.0
+    """The increase of the error rate the error guardrail is tuned to catch soonest."""
     min_requests_per_arm: Count = 200
     min_feedback_per_arm: Count = 20
     min_duration_hours: Hours = 48
