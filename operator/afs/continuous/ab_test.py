@@ -164,6 +164,9 @@ class ABTestManager:
         self.traffic_split = TrafficSplit(1.0, 0.0)
         self.history: list[ModelVersion] = []
         self.epochs: list[dict[str, Any]] = []  # {"start": iso, "challenger_share": w}
+        self.last_test: dict[str, Any] | None = None
+        """The test that ended last: its arms, epochs, start, end and verdict (what
+        ``afs-continuous abtest report`` draws once the live state has moved on)."""
         self.last_result: ABTestResult | None = None
         self._refresh()
 
@@ -209,6 +212,8 @@ class ABTestManager:
             )
             self.history = [ModelVersion.from_dict(v) for v in data.get("history", [])]
             self.epochs = list(data.get("epochs", []))
+            last = data.get("last_test")
+            self.last_test = dict(last) if isinstance(last, dict) else None
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ContinuousError(f"{self.state_file}: corrupt A/B state ({exc!r})") from exc
         self._loaded_stamp = stamp
@@ -221,6 +226,8 @@ class ABTestManager:
             "traffic_split": asdict(self.traffic_split),
             "history": [v.to_dict() for v in self.history],
             "epochs": self.epochs,
+            "last_test": self.last_test,
+            "settings": asdict(self.config.decision_settings()),
             "updated_at": format_timestamp(self._clock()),
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -359,6 +366,20 @@ class ABTestManager:
         if self.challenger is not None:
             self.challenger.traffic_weight = split.challenger_weight
 
+    def _record_end(self, *, outcome: str) -> None:
+        assert self.challenger is not None
+        self.last_test = {
+            "champion": None if self.champion is None else self.champion.name,
+            "challenger": self.challenger.name,
+            "started": self.challenger.created_at,
+            "ended": format_timestamp(self._clock()),
+            "epochs": [dict(epoch) for epoch in self.epochs],
+            "outcome": outcome,
+            "settings": asdict(self.config.decision_settings()),
+            "verdict": None if self.last_result is None else self.last_result.verdict,
+            "reason": None if self.last_result is None else self.last_result.reason,
+        }
+
     def _retire(self, version: ModelVersion) -> None:
         version.status = ModelStatus.RETIRED
         version.traffic_weight = 0.0
@@ -369,6 +390,7 @@ class ABTestManager:
         with self._change():
             if self.challenger is None:
                 raise ContinuousError("no challenger to promote")
+            self._record_end(outcome="promoted")
             if self.champion is not None:
                 self._retire(self.champion)
             self.champion, self.challenger = self.challenger, None
@@ -381,6 +403,7 @@ class ABTestManager:
         with self._change():
             if self.challenger is None:
                 raise ContinuousError("no challenger to roll back")
+            self._record_end(outcome="rolled back")
             retired = self.challenger
             self._retire(retired)
             self.challenger = None

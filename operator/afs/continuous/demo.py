@@ -209,6 +209,7 @@ def run_demo(
     try:
         for hour in range(hours):
             served = _serve_hour(loop, models, rng, clock, requests=60)
+            clock.now += timedelta(hours=1)  # the loop looks back on the hour just served
             result = loop.run_iteration(train)
             _narrate(say, hour, served, result)
             if "champion_promoted" in result:
@@ -216,7 +217,6 @@ def run_demo(
                 decisive = result["ab_test_update"]["reason"]
             if promoted_at is not None and hour >= promoted_at + 1:
                 break
-            clock.now += timedelta(hours=1)
         summary = _summary(loop, models)
         if promoted_at is not None:
             summary["lines"].append(f"promoted at hour {promoted_at} on: {decisive}")
@@ -237,7 +237,7 @@ def _serve_hour(
     requests: int,
 ) -> dict[str, list[float]]:
     """An hour of traffic, each record logged when it happens; the clock is back at the
-    hour's start afterwards (the loop's iteration runs then, as it always did)."""
+    hour's start afterwards (the loop's iteration runs at its end, on what it saw)."""
     now = clock.now
     served: dict[str, list[float]] = {}
     for i in range(requests):

@@ -1,20 +1,32 @@
-"""``afs-continuous abtest list|status|promote|abort``: look at A/B tests and act on them
-through the API. ``promote`` and ``abort`` set the annotation the operator consumes
-(``continuous.afs.dev/action``), so they work the same from ``kubectl annotate``."""
+"""``afs-continuous abtest list|status|promote|abort|report``: look at A/B tests and act
+on them through the API. ``promote`` and ``abort`` set the annotation the operator
+consumes (``continuous.afs.dev/action``), so they work the same from ``kubectl
+annotate``. ``report`` draws a test (in the cluster, or the local loop's) over time."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from afs.continuous.kube.api.v1alpha1 import ABTestPhase
+from afs.continuous.errors import ContinuousError
+from afs.continuous.kube.api.v1alpha1 import ABTestPhase, ABTestSpec, ABTestStatus, LearningLoopSpec
 from afs.continuous.kube.client import KubeApiError, KubeClient
-from afs.continuous.kube.rollout import ACTION_ANNOTATION
+from afs.continuous.kube.controllers.shared import database_url
+from afs.continuous.kube.rollout import ACTION_ANNOTATION, decision_settings, epoch_windows
+from afs.continuous.logger import UsageLogger
+from afs.continuous.loop_cli import require_database
+from afs.continuous.report import DEFAULT_POINTS, TestRecord, local_test, write_report
+from afs.continuous.store import resolve_target
+from afs.continuous.timeutil import parse_timestamp, utc_now
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +55,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="end the test now: original weights back, challenger rejected",
     )
     p.add_argument("name")
+    p = sub.add_parser(
+        "report", parents=[common],
+        help="draw a test: each metric's interval over time, thresholds, weights, verdict",
+        description="Replays the test's judgement at evenly spaced moments from its usage "
+        "records and writes <name>.png and <name>.html. An ABTest in the cluster by NAME, "
+        "or the local loop's test with --state (its ab_test_state.json). Needs matplotlib: "
+        "pip install 'afs-continuous[report]'.",
+    )  # fmt: skip
+    p.add_argument("name", nargs="?", help="the ABTest (not with --state)")
+    p.add_argument("--state", help="a local loop's A/B state file (ab_test_state.json)")
+    p.add_argument(
+        "--last", action="store_true",
+        help="with --state: the test that ended last, even while another runs",
+    )  # fmt: skip
+    p.add_argument(
+        "--db", help="the usage database (default: the ABTest's Secret, or the local "
+        "loop's usage.db beside the state file; AFS_DATABASE_URL)",
+    )  # fmt: skip
+    p.add_argument("--out", default=".", help="where to write the files (default: here)")
+    p.add_argument(
+        "--points", type=int, default=DEFAULT_POINTS,
+        help=f"moments replayed (default {DEFAULT_POINTS})",
+    )  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.action == "report" and (args.state is None) == (args.name is None):
+        print("afs-continuous abtest: error: report needs an ABTest NAME or --state FILE, "
+              "not both", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     try:
+        if args.action == "report" and args.state is not None:
+            return _report_local(args)
         kube = KubeClient.connect()
         namespace = args.namespace or KubeClient.default_namespace()
         if args.action == "list":
@@ -58,8 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise LookupError(f"abtest {namespace}/{args.name} not found")
         if args.action == "status":
             return _status(test, as_json=args.json)
+        if args.action == "report":
+            return _report_cluster(kube, test, args)
         return _act(kube, test, args.action, as_json=args.json)
-    except (KubeApiError, LookupError) as exc:
+    except (KubeApiError, LookupError, ContinuousError, OSError) as exc:
         print(f"afs-continuous abtest: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
@@ -165,3 +208,63 @@ def _act(kube: KubeClient, test: dict[str, Any], action: str, *, as_json: bool) 
         json.dumps({"abtest": where, "action": action, "message": message}) if as_json else message
     )
     return 0
+
+
+def _write(store_target: str, test: TestRecord, args: argparse.Namespace, now: datetime) -> int:
+    """Replay ``test`` from ``store_target`` and write the files; say where."""
+    with UsageLogger(store_target) as logger:
+        png, page = write_report(logger.store, test, Path(args.out), now=now, points=args.points)
+    if args.json:
+        print(json.dumps({"png": str(png), "html": str(page)}))
+    else:
+        print(f"wrote {png} and {page}")
+    return 0
+
+
+def _report_local(args: argparse.Namespace) -> int:
+    state_file = Path(args.state).expanduser()
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ContinuousError(f"{state_file}: not a readable A/B state ({exc})") from None
+    if not isinstance(state, dict):
+        raise ContinuousError(f"{state_file}: not an A/B state (not a JSON object)")
+    target = args.db or os.environ.get("AFS_DATABASE_URL") or str(state_file.parent / "usage.db")
+    require_database(resolve_target(target), flag="--db")
+    return _write(target, local_test(state, last=args.last), args, utc_now())
+
+
+def _report_cluster(kube: KubeClient, obj: dict[str, Any], args: argparse.Namespace) -> int:
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    spec = ABTestSpec.model_validate(obj.get("spec") or {})
+    status = ABTestStatus.from_status(obj.get("status"))
+    if status.started is None:
+        raise LookupError(f"abtest {namespace}/{name} has not started")
+    now = utc_now()
+    ended = parse_timestamp(status.finished) if status.finished else None
+    test = TestRecord(
+        title=name, champion=spec.champion.records, challenger=spec.challenger.records,
+        started=parse_timestamp(status.started), ended=ended,
+        windows=epoch_windows(status, ended or now), settings=decision_settings(spec),
+        outcome=status.phase.value if status.phase is not None and status.phase.finished else "",
+    )  # fmt: skip
+    target = args.db or os.environ.get("AFS_DATABASE_URL") or _cluster_database(kube, obj, spec)
+    return _write(target, test, args, now)
+
+
+def _cluster_database(kube: KubeClient, obj: dict[str, Any], spec: ABTestSpec) -> str:
+    """The URL the operator reads the test's records from: the ABTest's Secret, else its
+    LearningLoop's (reachable from here only when the database is)."""
+    namespace = obj["metadata"]["namespace"]
+    ref = None if spec.database is None else spec.database.url_secret_ref
+    if ref is None:
+        owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+        loop = next((o["name"] for o in owners if o.get("kind") == "LearningLoop"), None)
+        found = None if loop is None else kube.get_custom_object("learningloops", namespace, loop)
+        if found is None:
+            raise LookupError(
+                f"abtest {namespace}/{obj['metadata']['name']} names no database and has no "
+                "LearningLoop: give --db"
+            )
+        ref = LearningLoopSpec.model_validate(found["spec"]).database.url_secret_ref
+    return database_url(kube, namespace, ref)
