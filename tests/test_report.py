@@ -113,3 +113,26 @@ def test_a_running_test_comes_first_unless_the_last_one_is_asked_for(demo: Path)
     running = local_test(state)
     assert running.ended is None and running.challenger != "nayru-v2"
     assert local_test(state, last=True).challenger == "nayru-v2"
+
+
+def test_without_matplotlib_the_report_says_what_to_install(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    test = local_test(_state(demo), last=True)
+    with UsageLogger(str(demo / "usage.db")) as logger:
+        snapshots = replay(logger.store, test, now=utc_now(), points=4)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(ContinuousError, match=r"pip install 'afs-continuous\[report\]'"):
+        figure(test, snapshots)
+
+
+def test_the_statistics_guide_shows_a_report() -> None:
+    from tests.docs_examples import ROOT, section
+
+    text = section(ROOT / "docs" / "statistics.md", "Seeing a test")
+    assert "![the demo's A/B test over time](abtest-report.png)" in text
+    assert (ROOT / "docs" / "abtest-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -146,3 +146,65 @@ def test_without_a_cluster_the_command_says_so(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     assert main(["abtest", "list"]) == 1
     assert "afs-continuous abtest: error: no cluster to talk to" in capsys.readouterr().err
+
+
+async def test_report_draws_a_test_of_the_cluster_from_its_records(
+    cluster: kmock.KubernetesEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ABTest's epochs and settings from the cluster, its records from --db."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from afs.continuous import UsageLogger
+
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    rng = random.Random(5)
+    records = []
+    for minute in range(0, 24 * 60, 2):
+        share = 0.1 if minute < 12 * 60 else 0.5
+        model = "reported" if rng.random() < share else "v1"
+        quality = rng.betavariate(8, 2) if model == "reported" else rng.betavariate(6, 4)
+        records.append({"query": f"q{minute}", "response": "a", "model": model,
+                        "quality_score": round(quality, 4), "latency_ms": 200.0,
+                        "user_feedback": 1 if quality > 0.6 else -1,
+                        "timestamp": start + timedelta(minutes=minute)})  # fmt: skip
+    db = tmp_path / "usage.db"
+    with UsageLogger(str(db)) as logger:
+        logger.log_many(records)
+    test = _test(
+        "reported",
+        "Promoted",
+        step=1,
+        verdict="PROMOTE",
+        started="2026-11-20T00:00:00Z",
+        finished="2026-11-21T00:00:00Z",
+        epochs=[
+            {
+                "step": 0,
+                "weights": {"champion": 90, "challenger": 10},
+                "applied": "2026-11-20T00:00:00Z",
+                "start": "2026-11-20T00:00:00Z",
+            },
+            {
+                "step": 1,
+                "weights": {"champion": 50, "challenger": 50},
+                "applied": "2026-11-20T12:00:00Z",
+                "start": "2026-11-20T12:00:00Z",
+            },
+        ],
+    )
+    cluster.objects[f"{GROUP}/{VERSION}/abtests", NAMESPACE, "reported"] = test
+    out = tmp_path / "out"
+    argv = ("report", "reported", "--db", str(db), "--out", str(out), "--points", "8", "--json")
+    assert await _run(*argv) == 0, capsys.readouterr().err
+    written = json.loads(capsys.readouterr().out)
+    page = Path(written["html"]).read_text()
+    assert "<title>reported</title>" in page and "(Promoted)" in page
+    assert Path(written["png"]).stat().st_size > 10_000
+
+
+async def test_a_report_of_a_test_that_never_started_says_so(
+    cluster: kmock.KubernetesEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await _run("report", "new", "--db", str(tmp_path / "x.db")) == 1
+    assert "abtest ml/new has not started" in capsys.readouterr().err

@@ -159,6 +159,17 @@ def figure(test: TestRecord, snapshots: Sequence[Snapshot]) -> Figure:
     axes[4].set_ylabel("% to challenger")
     axes[4].set_title("Traffic split", fontsize=10)
     axes[4].set_xlabel("hours since the test started")
+    waiting = [
+        snap.hours for snap in snapshots
+        if snap.verdict.reasons and snap.verdict.reasons[0].startswith("not enough data")
+    ]  # fmt: skip
+    if waiting:  # the intervals wait for the minimum data; the exact tests do not
+        for axis in axes[:3]:
+            axis.axvspan(0, max(waiting), color="grey", alpha=0.12, linewidth=0)
+        axes[0].annotate(
+            " not enough data for the intervals", (0, 0.5), xycoords=("data", "axes fraction"),
+            fontsize=8, color="grey",
+        )  # fmt: skip
     decided = _first_decision(snapshots)
     if decided is not None:
         for axis in axes:
