@@ -7,7 +7,11 @@ sigma 0.5), errors 5%.
 
 Scenarios: S1 A/A; S2 challenger quality +5% relative; S3 A/A with the challenger share
 ramped to 50% at 24 h and a quality drift of -0.04 over the run shared by both arms;
-S4 challenger latency +20%; S5 challenger error rate x2.
+S4 challenger latency +20%; S5 challenger error rate x2; S6 A/A routed stickily by user
+(10% of users to the challenger, 5-50 requests each over 12 hours, intra-user
+correlation of quality 0.3), judged hourly by the request-level engine and by the engine
+with the user as the unit (delta-method variances over users, the split tested on
+users, at least 20 users per arm).
 
 Rules: the seed's weighted rule (checked hourly, 24 h window, 100 records per version,
 5% threshold, 48 h minimum), a t-test at every look, a fixed-horizon t-test at 48 h, and
@@ -385,6 +389,161 @@ def simulate(
     return outcome
 
 
+# --- S6: sticky users -------------------------------------------------------------------
+
+STICKY = Scenario("S6 A/A, sticky users")
+USER_REQUESTS = (5, 50)  # requests per user, uniform
+USER_SPAN_HOURS = 12.0  # a user's requests spread over this long after the first
+INTRA_USER_CORRELATION = 0.3  # of quality: the share of its variance between users
+UNIT_FIELDS = ("n", "q", "neg", "rated", "err", "ll", "m")
+
+
+def _sticky_hours(
+    rng: np.random.Generator, reps: int, users: int
+) -> tuple[dict[str, Array], NDArray[np.bool_]]:
+    """Per replication, user and hour: each user's request count and sums in that hour
+    (their quality shares a per-user effect), and each user's arm (sticky by user)."""
+    low, high = USER_REQUESTS
+    counts = rng.integers(low, high + 1, size=(reps, users))
+    arrival = rng.uniform(0, HOURS, size=(reps, users))
+    to_b = rng.random((reps, users)) < 0.1
+    sd_between = QUALITY_SD * math.sqrt(INTRA_USER_CORRELATION)
+    sd_within = QUALITY_SD * math.sqrt(1 - INTRA_USER_CORRELATION)
+    effect = rng.normal(0, sd_between, size=(reps, users))
+    shape = (reps, users, high)
+    mask = np.arange(high)[None, None, :] < counts[:, :, None]
+    hour = np.floor(arrival[:, :, None] + rng.uniform(0, USER_SPAN_HOURS, size=shape))
+    mask &= hour < HOURS
+    q = np.clip(BASE_QUALITY + effect[:, :, None] + rng.normal(0, sd_within, shape), 0, 1)
+    rated = rng.random(shape) < FEEDBACK_RATE
+    values = {
+        "n": np.ones(shape),
+        "q": q,
+        "q2": q * q,
+        "ll": rng.normal(math.log(LATENCY_MEDIAN_MS), LATENCY_SIGMA, shape),
+        "rated": rated.astype(float),
+        "neg": (rated & (rng.random(shape) > q)).astype(float),
+        "err": (rng.random(shape) < ERROR_RATE).astype(float),
+    }
+    values["ll2"] = values["ll"] ** 2
+    values["lat"] = np.exp(values["ll"])
+    values["pos"] = values["rated"] - values["neg"]
+    cell = (np.arange(reps)[:, None, None] * users + np.arange(users)[None, :, None]) * HOURS
+    index = (cell + np.where(mask, hour, 0).astype(np.int64))[mask]
+    size = reps * users * HOURS
+    per_hour: dict[str, Array] = {
+        key: np.bincount(index, weights=value[mask], minlength=size)
+        .astype(float)
+        .reshape(reps, users, HOURS)
+        for key, value in values.items()
+    }
+    return per_hour, to_b
+
+
+def _unit_sums(cumulative: dict[str, Array], arm: NDArray[np.bool_], hour: int) -> dict[str, Array]:
+    """Sums over an arm's units (users seen by then) of n, y, y², y·n and n² for each
+    ratio metric, from each user's cumulative sums at ``hour``."""
+    n = cumulative["n"][:, :, hour] * arm
+    seen = n > 0
+    sums: dict[str, Array] = {"m": seen.sum(1).astype(float)}
+    for metric, (y_key, n_key) in {
+        "q": ("q", "n"), "ll": ("ll", "n"), "neg": ("neg", "rated"), "err": ("err", "n"),
+    }.items():  # fmt: skip
+        y = cumulative[y_key][:, :, hour] * arm
+        d = cumulative[n_key][:, :, hour] * arm
+        sums[f"{metric}:n"], sums[f"{metric}:y"] = d.sum(1), y.sum(1)
+        sums[f"{metric}:y2"], sums[f"{metric}:yn"] = (y * y).sum(1), (y * d).sum(1)
+        sums[f"{metric}:n2"] = (d * d).sum(1)
+    return sums
+
+
+def _unit_cs(
+    a: dict[str, Array], b: dict[str, Array], metric: str, tau2: float, alpha: float
+) -> tuple[Array, Array]:
+    """(estimate, radius) of the difference of a per-request mean over units."""
+    keys = ("n", "y", "y2", "yn", "n2")
+    parts = [stats.ratio_mean_variance(arm["m"], *(arm[f"{metric}:{k}"] for k in keys))
+             for arm in (a, b)]  # fmt: skip
+    (mean_a, var_a), (mean_b, var_b) = parts
+    variance = np.nan_to_num(var_a + var_b, nan=np.inf)
+    estimate = np.nan_to_num(mean_b - mean_a)
+    with np.errstate(invalid="ignore"):
+        radius = np.where(
+            np.isfinite(variance), stats.radii(np.minimum(variance, 1e9), tau2, alpha), np.inf
+        )
+    return estimate, radius
+
+
+def unit_engine_decisions(
+    a: dict[str, Array], b: dict[str, Array], settings: DecisionSettings, min_units: int
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(promote, rollback) with the user as the unit: every interval from the spread of
+    whole users (delta method), the split tested on users, errors by their interval."""
+    s = settings
+    guard, error_alpha = s.alpha / 4, s.alpha / 2
+    srm = stats.binomial_log_evalues(b["m"], a["m"] + b["m"], s.planned_challenger_share, 100.0)
+    halt = srm >= math.log(1 / s.srm_alpha)
+    enough = (
+        (a["q:n"] >= s.min_requests) & (b["q:n"] >= s.min_requests)
+        & (a["neg:n"] >= s.min_feedback) & (b["neg:n"] >= s.min_feedback)
+        & (a["m"] >= min_units) & (b["m"] >= min_units)
+    )  # fmt: skip
+    q_est, q_rad = _unit_cs(a, b, "q", stats.mixing_variance(
+        s.planned_variance(s.quality_sd**2), s.alpha), s.alpha)  # fmt: skip
+    l_est, l_rad = _unit_cs(a, b, "ll", stats.mixing_variance(
+        s.planned_variance(s.log_latency_sd**2), guard), guard)  # fmt: skip
+    n_est, n_rad = _unit_cs(a, b, "neg", stats.mixing_variance(
+        s.planned_variance(0.25, s.feedback_rate), guard), guard)  # fmt: skip
+    e_est, e_rad = _unit_cs(a, b, "err", stats.mixing_variance(
+        s.planned_variance(0.05 * 0.95), error_alpha), error_alpha)  # fmt: skip
+    worse = (l_est - l_rad > 0) | (n_est - n_rad > 0) | (q_est + q_rad < 0) | (e_est - e_rad > 0)
+    rollback = enough & ~halt & worse
+    promote = enough & ~halt & ~worse & (q_est - q_rad > s.min_effect)
+    return promote, rollback | halt
+
+
+def simulate_sticky(rate: float, reps: int, rng: np.random.Generator) -> dict[str, Outcome]:
+    """S6: an A/A test where each user is routed stickily (10% of users to the
+    challenger) and their requests share a per-user quality effect; judged every hour by
+    the request-level engine and by the engine with the user as the unit."""
+    mean_requests = sum(USER_REQUESTS) / 2
+    users = max(2, round(rate * HOURS / mean_requests))
+    settings = DecisionSettings(planned_challenger_requests=int(rate * HOURS * 0.1))
+    rules = ("engine, unit: request", "engine, unit: key")
+    outcome = {
+        r: Outcome(np.full(reps, -1), np.zeros(reps, dtype=np.int64), np.zeros(reps)) for r in rules
+    }
+    chunk = max(1, 2_000_000 // (users * USER_REQUESTS[1]))
+    for first in range(0, reps, chunk):
+        size = min(chunk, reps - first)
+        per_hour, to_b = _sticky_hours(rng, size, users)
+        cumulative = {k: np.cumsum(v, axis=2) for k, v in per_hour.items()}
+        rows = slice(first, first + size)
+        for hour in range(HOURS):
+            arms = {
+                arm: {k: (v[:, :, hour] * mask).sum(1) for k, v in cumulative.items()}
+                for arm, mask in (("a", ~to_b), ("b", to_b))
+            }
+            by_request = engine_decisions([(hour + 1.0, 0.1, arms["a"], arms["b"])], settings)
+            by_unit = unit_engine_decisions(
+                _unit_sums(cumulative, ~to_b, hour), _unit_sums(cumulative, to_b, hour),
+                settings, MIN_UNITS,
+            )  # fmt: skip
+            look = (hour + 1) * LOOKS_PER_HOUR - 1
+            for rule, (promote, rollback) in zip(rules, (by_request, by_unit), strict=True):
+                out = outcome[rule]
+                fresh = out.decided_at[rows] < 0
+                for mask, kind in ((promote & fresh, 1), (rollback & fresh & ~promote, -1)):
+                    out.decided_at[rows][mask] = look
+                    out.kind[rows][mask] = kind
+                    out.challenger_requests[rows][mask] = arms["b"]["n"][mask]
+    return outcome
+
+
+#: the least users per arm before the unit-level intervals are trusted
+MIN_UNITS = 20
+
+
 def _share(mask: NDArray[np.bool_]) -> tuple[float, float]:
     p = float(mask.mean())
     return p, math.sqrt(p * (1 - p) / mask.size)
@@ -416,7 +575,7 @@ def report(results: list[tuple[float, Scenario, dict[str, Outcome]]], reps: int)
                 + " | ".join(f"{p * 100:5.1f}% ±{se * 100:4.1f}" for p, se in cells)
                 + f" | {hours:>8} | {reps and reqs:>11}"
             )
-            if rule == "sequential engine":
+            if rule in ("sequential engine", "engine, unit: key"):
                 checks.append(_target(rate, scenario, cells))
     return lines + [""] + [c for c in checks if c]
 
@@ -426,7 +585,7 @@ def _target(rate: float, scenario: Scenario, cells: list[tuple[float, float]]) -
     rollback96 = cells[3][0]
     name = scenario.name.split()[0]
     where = f"{name} at {rate:.0f}/h"
-    if name == "S1":
+    if name in ("S1", "S6"):
         return _verdict(
             f"{where}: false promotions {promote96:.1%} (target <= 2.5% + 2 SE)",
             promote96 <= 0.025 + 2 * se_p,
@@ -471,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario.name} at {rate:.0f}/h …", file=sys.stderr)
             outcome = simulate(scenario, rate, args.reps, rng, error_rate=args.error_rate)
             results.append((rate, scenario, outcome))
+        print(f"{STICKY.name} at {rate:.0f}/h …", file=sys.stderr)
+        results.append((rate, STICKY, simulate_sticky(rate, args.reps, rng)))
     print("\n".join(report(results, args.reps)))
     print(f"\n{args.reps} replications per cell, {time.perf_counter() - started:.0f} s")
     return 0

@@ -203,3 +203,14 @@ def test_a_small_aa_simulation_rarely_promotes() -> None:
     engine = outcome["sequential engine"]
     assert (engine.kind == 1).mean() <= 0.05  # loose: the benchmark measures ~1%
     assert (outcome["t-test every look"].kind == 1).mean() > 0.15  # peeking does fool a t-test
+
+
+def test_with_sticky_users_only_the_unit_level_engine_keeps_its_promise() -> None:
+    """S6 of the benchmark, small: an A/A test routed by user. The request-level engine
+    promotes now and then and halts on a split that is fine by users; with the user as
+    the unit it does neither."""
+    sim = _simulation()
+    outcome = sim.simulate_sticky(350.0, 60, np.random.default_rng(8))
+    by_request, by_unit = outcome["engine, unit: request"], outcome["engine, unit: key"]
+    assert (by_request.kind != 0).mean() > 0.3
+    assert (by_unit.kind == 1).mean() <= 0.05 and (by_unit.kind == -1).mean() <= 0.05

@@ -155,3 +155,31 @@ def test_excess_events_evalue_rarely_crosses_under_the_null() -> None:
 def test_bad_arguments_are_refused(call: object) -> None:
     with pytest.raises(ValueError):
         call()  # type: ignore[operator]
+
+
+def test_the_unit_level_variance_is_the_spread_of_whole_units() -> None:
+    """Users of 5-50 requests whose requests share a per-user effect (30% of the
+    variance): the delta-method variance over users matches the mean's real spread over
+    2,000 draws, and is several times the request-level one, which ignores the sharing."""
+    rng = np.random.default_rng(4)
+    means, variances, naive = [], [], []
+    for _ in range(2000):
+        n = rng.integers(5, 51, size=100)
+        effect = rng.normal(0, 0.15 * math.sqrt(0.3), size=100)
+        values = [
+            0.7 + e + rng.normal(0, 0.15 * math.sqrt(0.7), k)
+            for e, k in zip(effect, n, strict=True)
+        ]
+        y = np.array([v.sum() for v in values])
+        mean, variance = stats.ratio_mean_variance(100, n.sum(), y.sum(), (y * y).sum(),
+                                                   (y * n).sum(), (n * n).sum())  # fmt: skip
+        means.append(float(mean))
+        variances.append(float(variance))
+        naive.append(float(np.concatenate(values).var(ddof=1) / n.sum()))
+    assert float(np.mean(variances)) == pytest.approx(float(np.var(means)), rel=0.1)
+    assert float(np.mean(variances)) > 5 * float(np.mean(naive))
+
+
+def test_the_unit_level_variance_needs_two_units() -> None:
+    mean, variance = stats.ratio_mean_variance(1, 10, 7.0, 49.0, 70.0, 100.0)
+    assert math.isnan(float(mean)) and math.isnan(float(variance))

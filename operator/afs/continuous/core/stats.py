@@ -221,3 +221,30 @@ def excess_events_log_evalue(
         if not 0 <= share <= 1:
             raise ValueError("share must be in [0, 1]")
     return float(excess_events_log_evalues(parts, ratio=ratio))
+
+
+def ratio_mean_variance(
+    units: NDArray[np.float64] | float,
+    n: NDArray[np.float64] | float,
+    y: NDArray[np.float64] | float,
+    y2: NDArray[np.float64] | float,
+    yn: NDArray[np.float64] | float,
+    n2: NDArray[np.float64] | float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(mean, variance) of a per-request mean when requests come in correlated units
+    (the users a sticky assignment routes), by the delta method over units.
+
+    With unit i contributing y_i (the metric summed over its requests) and n_i (its
+    requests), the mean is R = Σy/Σn, and R's variance is about
+    Σ(y_i − R·n_i)² / (m(m − 1)·n̄²) for m units of n̄ requests on average: the spread of
+    whole units, not of requests, so a heavy user's many alike requests count as the one
+    draw they are. From the sums over units of n, y, y², y·n and n². NaN below 2 units.
+    """
+    m, sn, sy = (np.asarray(v, dtype=float) for v in (units, n, y))
+    sy2, syn, sn2 = (np.asarray(v, dtype=float) for v in (y2, yn, n2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = sy / sn
+        residual = np.maximum(sy2 - 2 * mean * syn + mean * mean * sn2, 0.0)
+        variance = residual * m / ((m - 1) * sn * sn)
+    ok = (m >= 2) & (sn > 0)
+    return np.where(ok, mean, np.nan), np.where(ok, variance, np.nan)
