@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +57,7 @@ def test_fields_are_in_the_original_order_with_its_defaults() -> None:
         "context_hash",
         "dedupe_hash",
         "is_error",  # added after the original thirteen
+        "assignment_hash",
     ]
     assert (record.expert, record.latency_ms, record.token_count, record.quality_score) == (
         None,
@@ -285,3 +287,31 @@ def test_the_one_pass_path_accepts_exactly_what_the_checks_accept(item: dict[str
         return
     if fast is not None:
         assert fast == slow
+
+
+def test_an_assignment_key_is_stored_hashed() -> None:
+    record = record_from_mapping(
+        {"query": "q", "response": "r", "model": "m", "assignment_key": "user-42"}
+    )
+    normalized = normalize_record(record, now=NOW)
+    assert normalized.assignment_hash == hashlib.sha256(b"user-42").hexdigest()[:32]
+    assert "user-42" not in json.dumps(normalized.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"assignment_key": ""}, "assignment_key"),
+        ({"assignment_key": 42}, "assignment_key"),
+        ({"assignment_key": "k" * 1025}, "assignment_key"),
+        ({"assignment_hash": "not-a-hash"}, "assignment_hash"),
+        ({"assignment_hash": "AB" * 16}, "assignment_hash"),
+    ],
+    ids=["empty", "number", "too-long", "not-hex", "upper-case"],
+)
+def test_a_bad_assignment_key_is_refused_by_name(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidFieldError) as caught:
+        normalize_record(
+            record_from_mapping({"query": "q", "response": "r", "model": "m", **data}), now=NOW
+        )
+    assert caught.value.field == field

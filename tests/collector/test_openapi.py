@@ -53,7 +53,7 @@ def test_the_document_has_exactly_the_services_routes(logger: UsageLogger) -> No
 
 def test_the_record_schema_has_the_records_fields() -> None:
     fields = set(SPEC["components"]["schemas"]["Record"]["properties"])
-    assert fields == {*RECORD_FIELDS, "context", "created_at"}
+    assert fields == {*RECORD_FIELDS, "context", "created_at", "assignment_key"}
 
 
 @pytest.mark.parametrize(

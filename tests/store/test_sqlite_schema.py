@@ -35,7 +35,7 @@ CREATE TABLE usage (
 
 def test_new_database_is_wal_with_a_recorded_schema_version(tmp_path: Path) -> None:
     store = SQLiteUsageStore(tmp_path / "u.db")
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     conn = sqlite3.connect(tmp_path / "u.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
@@ -63,7 +63,7 @@ def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
     SQLiteUsageStore(tmp_path / "u.db").close()
     store = SQLiteUsageStore(tmp_path / "u.db")
     conn = sqlite3.connect(tmp_path / "u.db")
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 3
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 4
     store.close()
 
 

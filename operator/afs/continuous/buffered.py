@@ -148,6 +148,7 @@ class BufferedUsageLogger:
         feedback_text: str | None = None,
         timestamp: datetime | str | None = None,
         is_error: bool = False,
+        assignment_key: str | None = None,
     ) -> str:
         """Validate and queue one record; return its id.
 
@@ -158,7 +159,7 @@ class BufferedUsageLogger:
         record = self.logger.build_record(
             query, response, model, expert, latency_ms, quality_score, token_count, context,
             user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
-            is_error=is_error,
+            is_error=is_error, assignment_key=assignment_key,
         )  # fmt: skip
         self._enqueue([record])
         return record.id

@@ -22,6 +22,7 @@ from afs.continuous.records import (
     check_quality_score,
     check_record_id,
     check_text,
+    compute_assignment_hash,
     compute_context_hash,
     new_record_id,
     new_record_ids,
@@ -235,6 +236,7 @@ class UsageLogger:
         feedback_text: str | None = None,
         timestamp: datetime | str | None = None,
         is_error: bool = False,
+        assignment_key: str | None = None,
     ) -> UsageRecord:
         """The checked record :meth:`log` would write (scored if a scorer is set; no id yet)."""
         record = UsageRecord(
@@ -252,6 +254,7 @@ class UsageLogger:
             compute_context_hash(context),
             None,
             is_error,
+            compute_assignment_hash(assignment_key),
         )
         self.apply_scorer(record)
         return normalize_record(record, now=self._clock())
@@ -282,12 +285,16 @@ class UsageLogger:
         feedback_text: str | None = None,
         timestamp: datetime | str | None = None,
         is_error: bool = False,
+        assignment_key: str | None = None,
     ) -> str:
-        """Record one exchange and return its id; raises on invalid input, writing nothing."""
+        """Record one exchange and return its id; raises on invalid input, writing nothing.
+
+        ``assignment_key``: the key a sticky A/B assignment routed by (``route_request(
+        key=…)``), stored hashed; an A/B test with the key as its unit needs it."""
         record = self.build_record(
             query, response, model, expert, latency_ms, quality_score, token_count, context,
             user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
-            is_error=is_error,
+            is_error=is_error, assignment_key=assignment_key,
         )  # fmt: skip
         return self.store.insert([record])[0]
 

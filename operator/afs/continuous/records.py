@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -63,6 +64,9 @@ class UsageRecord:
     context_hash: str | None = None
     dedupe_hash: str | None = None
     is_error: bool = False
+    assignment_hash: str | None = None
+    """The key a sticky assignment routed by (a user, a session), hashed: the unit an A/B
+    test randomised, when it was not the request."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +84,9 @@ RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
 """The record's fields in order: its stored columns and its dict keys."""
 record_values = attrgetter(*RECORD_FIELDS)
 """A record's values in :data:`RECORD_FIELDS` order, as one tuple (built in C)."""
-_MAPPING_KEYS = frozenset(RECORD_FIELDS) | {"context", "created_at"}
+_MAPPING_KEYS = frozenset(RECORD_FIELDS) | {"context", "created_at", "assignment_key"}
+_HASH = re.compile(r"^[0-9a-f]{32}$")
+MAX_ASSIGNMENT_KEY_CHARS = 1024
 _REQUIRED_KEYS = frozenset({"query", "response", "model"})
 
 
@@ -108,6 +114,21 @@ def compute_dedupe_hash(query: str, response: str) -> str:
     """
     payload = f"{_normalize_text(query)}\x1f{_normalize_text(response)}"
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def compute_assignment_hash(key: Any) -> str | None:
+    """128 bits of SHA-256 of an assignment key (a user or session id): records of one
+    user are told apart from another's without the id being stored. It is pseudonymous,
+    not anonymous: whoever reads the database can confirm a guessed id, so hash a key
+    that must stay secret with a secret of your own before logging it."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > MAX_ASSIGNMENT_KEY_CHARS:
+        raise InvalidFieldError(
+            "assignment_key", key,
+            f"must be a non-empty string of at most {MAX_ASSIGNMENT_KEY_CHARS} characters",
+        )  # fmt: skip
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def compute_context_hash(context: Any) -> str | None:
@@ -303,6 +324,13 @@ def normalize_record(
         r.dedupe_hash = compute_dedupe_hash(r.query, r.response)
     if r.is_error is not False and r.is_error is not True:
         raise InvalidFieldError("is_error", r.is_error, "must be true or false")
+    if r.assignment_hash is not None and (
+        not isinstance(r.assignment_hash, str) or not _HASH.match(r.assignment_hash)
+    ):
+        raise InvalidFieldError(
+            "assignment_hash", r.assignment_hash, "must be 32 lowercase hex digits (log "
+            "assignment_key, which is hashed, rather than a hash of your own)",
+        )  # fmt: skip
     return r
 
 
@@ -311,6 +339,7 @@ def _plainly_valid(r: UsageRecord) -> bool:
     return (
         not r.id
         and r.feedback_text is None and r.context_hash is None and r.dedupe_hash is None
+        and r.assignment_hash is None
         and _plain_values(r.query, r.response, r.model, r.expert, r.latency_ms,
                           r.token_count, r.quality_score, r.user_feedback)
     )  # fmt: skip
@@ -450,6 +479,9 @@ def record_from_mapping(data: Any) -> UsageRecord:
     context_hash = get("context_hash")
     if context_hash is None and get("context") is not None:
         context_hash = compute_context_hash(data["context"])
+    assignment_hash = get("assignment_hash")
+    if assignment_hash is None and get("assignment_key") is not None:
+        assignment_hash = compute_assignment_hash(data["assignment_key"])
     return UsageRecord(
         get("id") or "",
         get("timestamp") or "",
@@ -465,4 +497,5 @@ def record_from_mapping(data: Any) -> UsageRecord:
         context_hash,
         get("dedupe_hash"),
         get("is_error", False),
+        assignment_hash,
     )

@@ -144,9 +144,14 @@ _MIGRATION_2 = [
     _rollup_function("afs_rollup_sub_old", "old_rows", "-"),
 ]
 
+_MIGRATION_3 = [
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS assignment_hash text",
+]
+
 MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
     (1, "partitioned usage table, indexes, rollup triggers, loop state", _MIGRATION_1),
     (2, "error flag", _MIGRATION_2),
+    (3, "assignment key (hashed)", _MIGRATION_3),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -26,6 +26,7 @@ from afs.continuous.store.sqlite.schema import (
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 )
 from afs.continuous.timeutil import format_timestamp
 
@@ -192,6 +193,7 @@ class SQLiteConnection:
             _Migration(1, "usage table, indexes and rollup", _migration_1),
             _Migration(2, "loop state", _migration_2),
             _Migration(3, "error flag", _migration_3),
+            _Migration(4, "assignment key (hashed)", _migration_4),
         )
         latest = migrations[-1].version
         with self._write() as conn:

@@ -107,6 +107,10 @@ def _migration_3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE usage_rollup ADD COLUMN n_errors INTEGER NOT NULL DEFAULT 0")
 
 
+def _migration_4(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE usage ADD COLUMN assignment_hash TEXT")
+
+
 def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
     rows = conn.execute(
         "SELECT rowid, timestamp, query, response, dedupe_hash FROM usage "
