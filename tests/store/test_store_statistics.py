@@ -6,10 +6,12 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from afs.continuous.records import UsageRecord, normalize_record
+from afs.continuous.core.unit_statistics import RatioSums, UnitStatistics
+from afs.continuous.records import UsageRecord, normalize_record, normalized_batch
 from afs.continuous.store import RecordQuery, UsageStatistics, UsageStore
 from afs.continuous.store.sqlite import SQLiteUsageStore
 
@@ -154,3 +156,62 @@ def test_statistics_derive_means_and_variances() -> None:
     assert stats.quality_variance == pytest.approx((0.77 - 1.5**2 / 3) / 2)
     assert UsageStatistics(count=1, scored=1, quality_sum=0.4).quality_variance is None
     assert UsageStatistics().as_dict()["avg_quality_score"] == 0.0
+
+
+def _counted(r: dict[str, Any], metric: str) -> tuple[float, float]:
+    """A record's contribution (n, y) to a ratio metric."""
+    latency = float(r["latency_ms"])
+    if metric == "quality":
+        return (0.0, 0.0) if r["quality_score"] is None else (1.0, float(r["quality_score"]))
+    if metric == "log_latency":
+        return (1.0, math.log(latency)) if latency > 0 else (0.0, 0.0)
+    if metric == "negative":
+        return (0.0, 0.0) if r["user_feedback"] is None else (1.0, float(r["user_feedback"] == -1))
+    return 1.0, float(bool(r["is_error"]))
+
+
+def _unit_brute_force(
+    records: list[dict[str, Any]], since: datetime, until: datetime, model: str
+) -> UnitStatistics:
+    """The unit statistics by hand: group by key (a record without one alone)."""
+    units: dict[str, list[dict[str, Any]]] = {}
+    for index, r in enumerate(records):
+        if r["model"] == model and since <= r["timestamp"] < until:
+            units.setdefault(r["assignment_key"] or f"alone-{index}", []).append(r)
+    sums = {}
+    for metric in ("quality", "log_latency", "negative", "errors"):
+        per_unit = [
+            tuple(map(sum, zip(*(_counted(r, metric) for r in rs), strict=True)))
+            for rs in units.values()
+        ]
+        sums[metric] = RatioSums(
+            n=sum(n for n, _ in per_unit), y=sum(y for _, y in per_unit),
+            y2=sum(y * y for _, y in per_unit), yn=sum(y * n for n, y in per_unit),
+            n2=sum(n * n for n, _ in per_unit),
+        )  # fmt: skip
+    return UnitStatistics(len(units), sums)
+
+
+def test_unit_statistics_group_the_records_by_assignment_key(store: UsageStore) -> None:
+    rng = random.Random(3)
+    records: list[dict[str, Any]] = []
+    for index in range(300):
+        records.append({
+            "query": f"q{index}", "response": "a", "model": rng.choice(["a", "b"]),
+            "timestamp": START + timedelta(minutes=7 * index),
+            "quality_score": rng.choice([None, round(rng.random(), 3)]),
+            "latency_ms": rng.choice([0.0, 120.0, 250.0]),
+            "user_feedback": rng.choice([None, -1, 0, 1]), "is_error": rng.random() < 0.1,
+            "assignment_key": rng.choice([None, *(f"user-{u}" for u in range(15))]),
+        })  # fmt: skip
+    store.insert(normalized_batch(records, now=START + timedelta(days=30)))
+    since, until = START + timedelta(hours=3), START + timedelta(hours=30)
+    found = store.unit_statistics(since=since, until=until, model="a")
+    expected = _unit_brute_force(records, since, until, "a")
+    assert found.units == expected.units > 15
+    for metric, sums in expected.sums.items():
+        for name in ("n", "y", "y2", "yn", "n2"):
+            assert getattr(found.sums[metric], name) == pytest.approx(getattr(sums, name)), (
+                metric, name,
+            )  # fmt: skip
+    assert store.unit_statistics(since=until, until=None, model="nobody").units == 0

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from afs.continuous.core.unit_statistics import UnitStatistics
+
 # re-exported: the value type lives in core, below the stores and the decisions
 from afs.continuous.core.usage_statistics import UsageStatistics as UsageStatistics
 from afs.continuous.records import RECORD_FIELDS, UsageRecord
@@ -123,6 +125,13 @@ class UsageStore(Protocol):
         model: str | None = None,
         expert: str | None = None,
     ) -> UsageStatistics: ...
+
+    def unit_statistics(
+        self, *, since: datetime, until: datetime | None, model: str
+    ) -> UnitStatistics:
+        """Statistics of the units (assignment keys) of ``model``'s records in the window,
+        for an A/B test whose unit is the key."""
+        ...
 
     def count_new_samples(self, since: datetime | None, min_quality: float) -> int: ...
 

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from afs.continuous.core.unit_statistics import UnitStatistics, unit_query
 from afs.continuous.records import UsageRecord
 from afs.continuous.store.base import (
     RecordQuery,
@@ -122,6 +123,16 @@ class PostgresReads(PostgresConnection):
             return total
 
         return self._retrying(read)
+
+    def unit_statistics(
+        self, *, since: datetime, until: datetime | None, model: str
+    ) -> UnitStatistics:
+        where = "model = %(model)s AND timestamp >= %(since)s"
+        params: dict[str, Any] = {"model": model, "since": since}
+        if until is not None:
+            where += " AND timestamp < %(until)s"
+            params["until"] = until
+        return UnitStatistics.from_row(self._one(unit_query(where), params))
 
     def count_new_samples(self, since: datetime | None, min_quality: float) -> int:
         text = "SELECT count(*) FROM usage WHERE quality_score >= %(q)s"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from afs.continuous.core.unit_statistics import UnitStatistics, unit_query
 from afs.continuous.records import UsageRecord
 from afs.continuous.store.base import (
     RecordQuery,
@@ -167,6 +168,17 @@ class SQLiteReads(SQLiteConnection):
                 params.append(value)
         sql = f"SELECT {_RAW_AGGREGATES} FROM usage WHERE {' AND '.join(conditions)}"
         return UsageStatistics.from_row(conn.execute(sql, params).fetchone())
+
+    def unit_statistics(
+        self, *, since: datetime, until: datetime | None, model: str
+    ) -> UnitStatistics:
+        where, params = "model = ? AND timestamp >= ?", [model, format_timestamp(since)]
+        if until is not None:
+            where += " AND timestamp < ?"
+            params.append(format_timestamp(until))
+        with self._lock:
+            row = self._conn.execute(unit_query(where), params).fetchone()
+        return UnitStatistics.from_row(row)
 
     def _tail_length(self) -> int:
         with self._lock:
