@@ -11,7 +11,7 @@ S4 challenger latency +20%; S5 challenger error rate x2; S6 A/A routed stickily 
 (10% of users to the challenger, 5-50 requests each over 12 hours, intra-user
 correlation of quality 0.3), judged hourly by the request-level engine and by the engine
 with the user as the unit (delta-method variances over users, the split tested on
-users, at least 20 users per arm).
+users, at least `min_units` = 20 users per arm).
 
 Rules: the seed's weighted rule (checked hourly, 24 h window, 100 records per version,
 5% threshold, 48 h minimum), a t-test at every look, a fixed-horizon t-test at 48 h, and
@@ -399,10 +399,11 @@ UNIT_FIELDS = ("n", "q", "neg", "rated", "err", "ll", "m")
 
 
 def _sticky_hours(
-    rng: np.random.Generator, reps: int, users: int
+    rng: np.random.Generator, reps: int, users: int, *, lift: float = 0.0
 ) -> tuple[dict[str, Array], NDArray[np.bool_]]:
     """Per replication, user and hour: each user's request count and sums in that hour
-    (their quality shares a per-user effect), and each user's arm (sticky by user)."""
+    (their quality shares a per-user effect), and each user's arm (sticky by user); the
+    challenger's users' quality is higher by ``lift`` (absolute)."""
     low, high = USER_REQUESTS
     counts = rng.integers(low, high + 1, size=(reps, users))
     arrival = rng.uniform(0, HOURS, size=(reps, users))
@@ -414,7 +415,8 @@ def _sticky_hours(
     mask = np.arange(high)[None, None, :] < counts[:, :, None]
     hour = np.floor(arrival[:, :, None] + rng.uniform(0, USER_SPAN_HOURS, size=shape))
     mask &= hour < HOURS
-    q = np.clip(BASE_QUALITY + effect[:, :, None] + rng.normal(0, sd_within, shape), 0, 1)
+    base = BASE_QUALITY + effect + lift * to_b
+    q = np.clip(base[:, :, None] + rng.normal(0, sd_within, shape), 0, 1)
     rated = rng.random(shape) < FEEDBACK_RATE
     values = {
         "n": np.ones(shape),
@@ -475,10 +477,11 @@ def _unit_cs(
 
 
 def unit_engine_decisions(
-    a: dict[str, Array], b: dict[str, Array], settings: DecisionSettings, min_units: int
+    a: dict[str, Array], b: dict[str, Array], settings: DecisionSettings
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """(promote, rollback) with the user as the unit: every interval from the spread of
-    whole users (delta method), the split tested on users, errors by their interval."""
+    """(promote, rollback) with the user as the unit, from one epoch's sums over each
+    arm's users: core.decision.judge with ``unit="key"``, vectorised (a test checks both
+    agree)."""
     s = settings
     guard, error_alpha = s.alpha / 4, s.alpha / 2
     srm = stats.binomial_log_evalues(b["m"], a["m"] + b["m"], s.planned_challenger_share, 100.0)
@@ -486,7 +489,7 @@ def unit_engine_decisions(
     enough = (
         (a["q:n"] >= s.min_requests) & (b["q:n"] >= s.min_requests)
         & (a["neg:n"] >= s.min_feedback) & (b["neg:n"] >= s.min_feedback)
-        & (a["m"] >= min_units) & (b["m"] >= min_units)
+        & (a["m"] >= s.min_units) & (b["m"] >= s.min_units)
     )  # fmt: skip
     q_est, q_rad = _unit_cs(a, b, "q", stats.mixing_variance(
         s.planned_variance(s.quality_sd**2), s.alpha), s.alpha)  # fmt: skip
@@ -509,6 +512,7 @@ def simulate_sticky(rate: float, reps: int, rng: np.random.Generator) -> dict[st
     mean_requests = sum(USER_REQUESTS) / 2
     users = max(2, round(rate * HOURS / mean_requests))
     settings = DecisionSettings(planned_challenger_requests=int(rate * HOURS * 0.1))
+    by_key = replace(settings, unit="key")
     rules = ("engine, unit: request", "engine, unit: key")
     outcome = {
         r: Outcome(np.full(reps, -1), np.zeros(reps, dtype=np.int64), np.zeros(reps)) for r in rules
@@ -526,9 +530,8 @@ def simulate_sticky(rate: float, reps: int, rng: np.random.Generator) -> dict[st
             }
             by_request = engine_decisions([(hour + 1.0, 0.1, arms["a"], arms["b"])], settings)
             by_unit = unit_engine_decisions(
-                _unit_sums(cumulative, ~to_b, hour), _unit_sums(cumulative, to_b, hour),
-                settings, MIN_UNITS,
-            )  # fmt: skip
+                _unit_sums(cumulative, ~to_b, hour), _unit_sums(cumulative, to_b, hour), by_key
+            )
             look = (hour + 1) * LOOKS_PER_HOUR - 1
             for rule, (promote, rollback) in zip(rules, (by_request, by_unit), strict=True):
                 out = outcome[rule]
@@ -538,10 +541,6 @@ def simulate_sticky(rate: float, reps: int, rng: np.random.Generator) -> dict[st
                     out.kind[rows][mask] = kind
                     out.challenger_requests[rows][mask] = arms["b"]["n"][mask]
     return outcome
-
-
-#: the least users per arm before the unit-level intervals are trusted
-MIN_UNITS = 20
 
 
 def _share(mask: NDArray[np.bool_]) -> tuple[float, float]:

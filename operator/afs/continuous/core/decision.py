@@ -32,8 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from afs.continuous.core.unit_statistics import UnitStatistics
 from afs.continuous.core.usage_statistics import UsageStatistics
 
 if TYPE_CHECKING:
@@ -59,6 +60,12 @@ class DecisionSettings:
     negative_feedback_margin: float = 0.05
     error_ratio: float = 2.0
     """The increase of the error rate the error guardrail is tuned to catch soonest."""
+    unit: Literal["request", "key"] = "request"
+    """What was randomised: each request, or each assignment key (a user routed
+    stickily), whose requests are alike and so count as one draw."""
+    min_units: int = 20
+    """With ``unit="key"``: the least units per arm before the intervals (the delta
+    method over units needs a few dozen)."""
     min_requests: int = 200
     min_feedback: int = 20
     max_duration_hours: float = 168.0
@@ -88,6 +95,9 @@ class Epoch:
     challenger_share: float
     champion: UsageStatistics
     challenger: UsageStatistics
+    champion_units: UnitStatistics | None = None
+    """With ``unit="key"``: the statistics over each arm's units."""
+    challenger_units: UnitStatistics | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,30 @@ def _mean_cs(
     return stats.interval(estimate, variance, tau2=tau2, alpha=alpha)
 
 
+def _unit_cs(epochs: Sequence[Epoch], metric: str, *, tau2: float, alpha: float) -> Interval | None:
+    """Epoch-combined confidence sequence of a per-request mean, challenger − champion,
+    with the variance of whole units (the delta method over units)."""
+    from afs.continuous.core import stats
+
+    parts = []
+    for epoch in epochs:
+        arms = []
+        for units in (epoch.champion_units, epoch.challenger_units):
+            assert units is not None
+            sums = units.sums[metric]
+            arm_mean, arm_variance = stats.ratio_mean_variance(
+                units.units, sums.n, sums.y, sums.y2, sums.yn, sums.n2
+            )
+            arms.append((float(arm_mean), float(arm_variance)))
+        (mean_a, var_a), (mean_b, var_b) = arms
+        if math.isfinite(var_a) and math.isfinite(var_b):
+            parts.append((_weight(epoch), mean_b - mean_a, var_a + var_b))
+    if not parts:
+        return None
+    estimate, variance = stats.combine(parts)
+    return stats.interval(estimate, variance, tau2=tau2, alpha=alpha)
+
+
 def _rate_cs(epochs: Sequence[Epoch], pick: Any, *, tau2: float, alpha: float) -> Interval | None:
     """Epoch-combined confidence sequence of a rate (events / trials), challenger − champion."""
     from afs.continuous.core import stats
@@ -172,103 +206,12 @@ def _rate_cs(epochs: Sequence[Epoch], pick: Any, *, tau2: float, alpha: float) -
     return stats.interval(estimate, variance, tau2=tau2, alpha=alpha)
 
 
-def _describe(ci: Interval | None, **extra: Any) -> dict[str, Any] | None:
-    if ci is None:
-        return None
-    return {"estimate": ci.estimate, "lower": ci.lower, "upper": ci.upper, **extra}
+def _request_intervals(
+    epochs: Sequence[Epoch], s: DecisionSettings, *, guard_alpha: float, error_alpha: float
+) -> tuple[Interval | None, Interval | None, Interval | None, Interval | None]:
+    """Quality, latency, negative feedback and error rate, request by request."""
+    from afs.continuous.core import stats
 
-
-def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours: float) -> Verdict:
-    """The verdict on a running test (see the module docstring)."""
-    from afs.continuous.core import stats  # numpy and scipy load only when judging
-
-    s = settings
-    champion = _total([e.champion for e in epochs])
-    challenger = _total([e.challenger for e in epochs])
-    guard_alpha = s.alpha / 4
-    error_alpha = s.alpha / 2
-    metrics: dict[str, Any] = {
-        "method": "sequential (normal-mixture confidence sequences, mixture e-values)",
-        "elapsed_hours": elapsed_hours,
-        "epochs": len(epochs),
-        "alpha": s.alpha,
-        "guardrail_alpha": guard_alpha,
-        "error_alpha": error_alpha,
-        "arms": {
-            "champion": _arm_summary(champion),
-            "challenger": _arm_summary(challenger),
-        },
-        "thresholds": {
-            "min_effect": s.min_effect,
-            "latency_margin": s.latency_margin,
-            "error_rate_margin": s.error_rate_margin,
-            "negative_feedback_margin": s.negative_feedback_margin,
-            "min_requests": s.min_requests,
-            "min_feedback": s.min_feedback,
-            "max_duration_hours": s.max_duration_hours,
-        },
-    }
-
-    # 1. sample-ratio mismatch: every epoch's split against its plan
-    srm = sum(
-        stats.sample_ratio_log_evalue(e.challenger.count, e.champion.count, e.challenger_share)
-        for e in epochs
-        if 0 < e.challenger_share < 1 and e.challenger.count + e.champion.count > 0
-    )
-    metrics["sample_ratio"] = {
-        "log_evalue": srm,
-        "threshold": math.log(1 / s.srm_alpha),
-        "test": "Beta-mixture e-value per epoch, multiplied",
-    }
-    if srm >= math.log(1 / s.srm_alpha):
-        return Verdict(
-            VerdictKind.HALT,
-            [
-                f"sample-ratio mismatch: challenger {challenger.count}, champion "
-                f"{champion.count} requests do not match the planned split "
-                f"(e-value {math.exp(min(srm, 700)):.3g} >= {1 / s.srm_alpha:g})"
-            ],
-            metrics,
-        )
-
-    # 2. errors proven higher: an exact test, valid at any sample size
-    error_evidence = stats.excess_events_log_evalue(
-        [(e.challenger.errors, e.champion.errors, e.challenger_share) for e in epochs],
-        ratio=s.error_ratio,
-    )
-    metrics["errors"] = {
-        "log_evalue": error_evidence,
-        "threshold": math.log(1 / error_alpha),
-        "test": "mixture of likelihood ratios of error counts given the planned split, "
-        f"tuned to a rate x{s.error_ratio:g}",
-    }
-    if error_evidence >= math.log(1 / error_alpha):
-        return Verdict(
-            VerdictKind.ROLLBACK,
-            [
-                f"error rate proven higher: {challenger.errors}/{challenger.count} vs "
-                f"{champion.errors}/{champion.count} "
-                f"(e-value {math.exp(min(error_evidence, 700)):.3g} >= {1 / error_alpha:g})"
-            ],
-            metrics,
-        )
-
-    # 3. enough data for the intervals
-    short = [
-        f"{name} has {arm.count}/{s.min_requests} requests and "
-        f"{arm.with_feedback}/{s.min_feedback} feedback events"
-        for name, arm in (("champion", champion), ("challenger", challenger))
-        if arm.count < s.min_requests or arm.with_feedback < s.min_feedback
-    ]
-    if short:
-        kind = (
-            VerdictKind.INCONCLUSIVE
-            if elapsed_hours >= s.max_duration_hours
-            else VerdictKind.CONTINUE
-        )
-        return Verdict(kind, ["not enough data: " + "; ".join(short)], metrics)
-
-    # 4. the intervals
     quality = _mean_cs(
         epochs,
         lambda arm: (arm.scored, arm.quality_sum, arm.quality_sq_sum),
@@ -293,6 +236,147 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
         tau2=stats.mixing_variance(s.planned_variance(0.05 * 0.95), error_alpha),
         alpha=error_alpha,
     )
+    return quality, latency, negative, errors_rate
+
+
+def _describe(ci: Interval | None, **extra: Any) -> dict[str, Any] | None:
+    if ci is None:
+        return None
+    return {"estimate": ci.estimate, "lower": ci.lower, "upper": ci.upper, **extra}
+
+
+def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours: float) -> Verdict:
+    """The verdict on a running test (see the module docstring)."""
+    from afs.continuous.core import stats  # numpy and scipy load only when judging
+
+    s = settings
+    by_unit = s.unit == "key"
+    if by_unit and any(e.champion_units is None or e.challenger_units is None for e in epochs):
+        raise ValueError("unit='key' needs each epoch's unit statistics")
+    champion = _total([e.champion for e in epochs])
+    challenger = _total([e.challenger for e in epochs])
+    units = {
+        name: sum(getattr(e, f"{name}_units").units for e in epochs) if by_unit else None
+        for name in ("champion", "challenger")
+    }
+    guard_alpha = s.alpha / 4
+    error_alpha = s.alpha / 2
+    metrics: dict[str, Any] = {
+        "method": "sequential (normal-mixture confidence sequences, mixture e-values)",
+        "elapsed_hours": elapsed_hours,
+        "epochs": len(epochs),
+        "alpha": s.alpha,
+        "guardrail_alpha": guard_alpha,
+        "error_alpha": error_alpha,
+        "unit": s.unit,
+        "arms": {
+            "champion": _arm_summary(champion) | ({"units": units["champion"]} if by_unit else {}),
+            "challenger": _arm_summary(challenger)
+            | ({"units": units["challenger"]} if by_unit else {}),
+        },
+        "thresholds": {
+            "min_effect": s.min_effect,
+            "latency_margin": s.latency_margin,
+            "error_rate_margin": s.error_rate_margin,
+            "negative_feedback_margin": s.negative_feedback_margin,
+            "min_requests": s.min_requests,
+            "min_feedback": s.min_feedback,
+            "max_duration_hours": s.max_duration_hours,
+        },
+    }
+
+    # 1. sample-ratio mismatch: every epoch's split against its plan (of units, when the
+    # unit was randomised: a sticky split divides users, not requests, at the share)
+    counted = [
+        (e.challenger_units.units, e.champion_units.units, e.challenger_share)
+        if by_unit and e.challenger_units and e.champion_units
+        else (e.challenger.count, e.champion.count, e.challenger_share)
+        for e in epochs
+    ]
+    srm = sum(
+        stats.sample_ratio_log_evalue(b, a, share)
+        for b, a, share in counted
+        if 0 < share < 1 and a + b > 0
+    )
+    metrics["sample_ratio"] = {
+        "log_evalue": srm,
+        "threshold": math.log(1 / s.srm_alpha),
+        "test": "Beta-mixture e-value per epoch, multiplied" + (" (units)" if by_unit else ""),
+    }
+    if srm >= math.log(1 / s.srm_alpha):
+        what = "units" if by_unit else "requests"
+        b_total, a_total = sum(c[0] for c in counted), sum(c[1] for c in counted)
+        return Verdict(
+            VerdictKind.HALT,
+            [
+                f"sample-ratio mismatch: challenger {b_total}, champion {a_total} {what} do "
+                f"not match the planned split "
+                f"(e-value {math.exp(min(srm, 700)):.3g} >= {1 / s.srm_alpha:g})"
+            ],
+            metrics,
+        )
+
+    # 2. errors proven higher: an exact test, valid at any sample size (for independent
+    # requests; with units, errors are judged by their interval in step 5)
+    error_evidence = (
+        None if by_unit else stats.excess_events_log_evalue(
+            [(e.challenger.errors, e.champion.errors, e.challenger_share) for e in epochs],
+            ratio=s.error_ratio,
+        )
+    )  # fmt: skip
+    metrics["errors"] = (
+        {"test": "rate difference over units"} if error_evidence is None else {
+            "log_evalue": error_evidence,
+            "threshold": math.log(1 / error_alpha),
+            "test": "mixture of likelihood ratios of error counts given the planned split, "
+            f"tuned to a rate x{s.error_ratio:g}",
+        }
+    )  # fmt: skip
+    if error_evidence is not None and error_evidence >= math.log(1 / error_alpha):
+        return Verdict(
+            VerdictKind.ROLLBACK,
+            [
+                f"error rate proven higher: {challenger.errors}/{challenger.count} vs "
+                f"{champion.errors}/{champion.count} "
+                f"(e-value {math.exp(min(error_evidence, 700)):.3g} >= {1 / error_alpha:g})"
+            ],
+            metrics,
+        )
+
+    # 3. enough data for the intervals
+    short = [
+        f"{name} has {arm.count}/{s.min_requests} requests and "
+        f"{arm.with_feedback}/{s.min_feedback} feedback events"
+        for name, arm in (("champion", champion), ("challenger", challenger))
+        if arm.count < s.min_requests or arm.with_feedback < s.min_feedback
+    ] + [
+        f"{name} has {count}/{s.min_units} units"
+        for name, count in units.items()
+        if count is not None and count < s.min_units
+    ]
+    if short:
+        kind = (
+            VerdictKind.INCONCLUSIVE
+            if elapsed_hours >= s.max_duration_hours
+            else VerdictKind.CONTINUE
+        )
+        return Verdict(kind, ["not enough data: " + "; ".join(short)], metrics)
+
+    # 4. the intervals
+    if by_unit:
+        quality, latency, negative, errors_rate = (
+            _unit_cs(epochs, metric, tau2=stats.mixing_variance(planned, level), alpha=level)
+            for metric, planned, level in (
+                ("quality", s.planned_variance(s.quality_sd**2), s.alpha),
+                ("log_latency", s.planned_variance(s.log_latency_sd**2), guard_alpha),
+                ("negative", s.planned_variance(0.25, s.feedback_rate), guard_alpha),
+                ("errors", s.planned_variance(0.05 * 0.95), error_alpha),
+            )
+        )
+    else:
+        quality, latency, negative, errors_rate = _request_intervals(
+            epochs, s, guard_alpha=guard_alpha, error_alpha=error_alpha
+        )
     latency_margin = math.log1p(s.latency_margin)
     metrics["quality"] = _describe(quality, test="mean difference")
     metrics["latency"] = _describe(
@@ -317,6 +401,11 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
         worse.append(
             f"negative feedback proven higher: {negative.estimate:+.3f} "
             f"(lower bound {negative.lower:+.3f} > 0)"
+        )
+    if by_unit and errors_rate is not None and errors_rate.lower > 0:
+        worse.append(
+            f"error rate proven higher: {errors_rate.estimate:+.4f} "
+            f"(lower bound {errors_rate.lower:+.4f} > 0, over units)"
         )
     if quality is not None and quality.upper < 0:
         worse.append(
