@@ -265,3 +265,75 @@ def test_fixed_routing_never_moves_traffic(manager: ABTestManager, logger: Usage
     _serve(logger, manager, n=400, quality={"nayru-v1": 0.5, "nayru-v2": 0.9})
     manager.compare_models()
     assert manager.traffic_split.challenger_weight == 0.1
+
+
+def _serve_users(
+    logger: UsageLogger, manager: ABTestManager, *, users: int, effect: dict[str, float],
+    seed: int = 3,
+) -> None:  # fmt: skip
+    """Sticky traffic: each user routed by their key, 5-30 requests each, a quality of
+    their own around their version's (requests of one user are alike)."""
+    rng = random.Random(seed)
+    for user in range(users):
+        key = f"user-{user}"
+        version = manager.route_request(key=key)
+        assert version is not None
+        own = rng.gauss(effect[version.name], 0.12)
+        for i in range(rng.randint(5, 30)):
+            q = min(1.0, max(0.0, rng.gauss(own, 0.05)))
+            logger.log(f"q{user}-{i}", f"a{user}-{i}", version.name, latency_ms=100,
+                       quality_score=q, user_feedback=1 if q > 0.6 else -1,
+                       assignment_key=key)  # fmt: skip
+
+
+def test_with_users_as_the_unit_the_verdict_counts_users(
+    logger: UsageLogger, tmp_path: Path, clock: FakeClock
+) -> None:
+    by_user = ABTestConfig(
+        min_samples_per_version=50, min_duration_hours=0, min_requests_per_arm=50,
+        min_feedback_per_arm=10, planned_challenger_requests=800, unit="key",
+        min_units_per_arm=20,
+    )  # fmt: skip
+    manager = ABTestManager(logger, by_user, output_dir=tmp_path / "u", clock=clock)
+    manager.set_champion("nayru-v1", "models/v1")
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
+    _serve_users(logger, manager, users=160, effect={"nayru-v1": 0.6, "nayru-v2": 0.8})
+    result = manager.compare_models()
+    assert result is not None
+    assert result.verdict == "PROMOTE", result.reason
+    arms = result.evidence["arms"]
+    assert result.evidence["unit"] == "key"
+    assert arms["champion"]["units"] + arms["challenger"]["units"] == 160
+    assert arms["challenger"]["requests"] > arms["challenger"]["units"]
+    assert result.evidence["sample_ratio"]["test"].endswith("(units)")
+
+
+def test_sticky_traffic_fools_the_request_level_split_test_not_the_user_level_one(
+    logger: UsageLogger, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The same sticky records judged both ways. Users are split 50/50, but heavy users
+    make the requests split unevenly: counted by request the split looks broken and the
+    test halts; counted by user it is as planned, and the test goes on."""
+    from dataclasses import replace
+
+    from afs.continuous.ab_test import measure_epochs
+    from afs.continuous.core.decision import EpochWindow, VerdictKind, judge
+
+    config = ABTestConfig(min_requests_per_arm=50, min_feedback_per_arm=10, unit="key")
+    manager = ABTestManager(logger, config, output_dir=tmp_path / "u", clock=clock)
+    manager.set_champion("nayru-v1", "models/v1")
+    manager.deploy_challenger("nayru-v2", "models/v2", traffic_weight=0.5)
+    start = clock.now
+    _serve_users(logger, manager, users=120, effect={"nayru-v1": 0.7, "nayru-v2": 0.7})
+    clock.advance(hours=1)
+    window = EpochWindow(start, None, 1.0, 0.5)
+    epochs = measure_epochs(
+        logger.store, [window], champion="nayru-v1", challenger="nayru-v2", units=True
+    )
+    settings = config.decision_settings()
+    by_request = judge(epochs, replace(settings, unit="request"), elapsed_hours=1)
+    by_user = judge(epochs, settings, elapsed_hours=1)
+    assert by_request.kind is VerdictKind.HALT and "requests do not match" in by_request.reasons[0]
+    assert by_user.kind is VerdictKind.CONTINUE, by_user.reasons
+    quality = by_user.metrics["quality"]
+    assert quality["lower"] < 0 < quality["upper"]  # an A/A test: no difference claimed

@@ -522,6 +522,7 @@ class ABTestManager:
             windows,
             champion=self.champion.name,
             challenger=self.challenger.name,
+            units=self.config.unit == "key",
         )
 
     def _sequential(self, now: datetime, elapsed_hours: float) -> ABTestResult:
@@ -618,16 +619,35 @@ def _version_or_none(data: dict[str, Any] | None) -> ModelVersion | None:
 
 
 def measure_epochs(
-    store: UsageStore, windows: Sequence[EpochWindow], *, champion: str, challenger: str
+    store: UsageStore,
+    windows: Sequence[EpochWindow],
+    *,
+    champion: str,
+    challenger: str,
+    units: bool = False,
 ) -> list[Epoch]:
     """Each arm's statistics per epoch, from its own records (``model`` = the arm's name):
-    the local loop and the operator's ABTest controller judge the same numbers."""
-    return [
-        Epoch(
-            hours=window.hours,
-            challenger_share=window.challenger_share,
-            champion=store.statistics(since=window.start, until=window.end, model=champion),
-            challenger=store.statistics(since=window.start, until=window.end, model=challenger),
+    the local loop and the operator's ABTest controller judge the same numbers. With
+    ``units``, also the statistics over each arm's assignment keys."""
+    epochs = []
+    for window in windows:
+        since, until = window.start, window.end
+        epochs.append(
+            Epoch(
+                hours=window.hours,
+                challenger_share=window.challenger_share,
+                champion=store.statistics(since=since, until=until, model=champion),
+                challenger=store.statistics(since=since, until=until, model=challenger),
+                champion_units=(
+                    store.unit_statistics(since=since, until=until, model=champion)
+                    if units
+                    else None
+                ),
+                challenger_units=(
+                    store.unit_statistics(since=since, until=until, model=challenger)
+                    if units
+                    else None
+                ),
+            )
         )
-        for window in windows
-    ]
+    return epochs

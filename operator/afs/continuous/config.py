@@ -124,6 +124,8 @@ class ABTestConfig:
             error_rate_margin=self.error_rate_margin,
             negative_feedback_margin=self.negative_feedback_margin,
             error_ratio=self.error_ratio,
+            unit=self.unit,
+            min_units=self.min_units_per_arm,
             min_requests=self.min_requests_per_arm,
             min_feedback=self.min_feedback_per_arm,
             max_duration_hours=self.max_duration_hours,
@@ -152,6 +154,8 @@ class ABTestConfig:
     error_rate_margin: Fraction = 0.01
     negative_feedback_margin: Fraction = 0.05
     error_ratio: Annotated[float, Strict(), Field(gt=1, le=100, allow_inf_nan=False)] = 2.0
+    unit: Literal["request", "key"] = "request"
+    min_units_per_arm: Annotated[int, Strict(), Field(ge=2, le=1_000_000_000)] = 20
     min_requests_per_arm: Count = 200
     min_feedback_per_arm: Count = 20
     strict_guardrails: Flag = False

@@ -92,7 +92,10 @@ def replay(
         moment = test.started + timedelta(seconds=span * index / points)
         windows = windows_until(test.windows, moment)
         hours = (moment - test.started).total_seconds() / 3600
-        epochs = measure_epochs(store, windows, champion=test.champion, challenger=test.challenger)
+        epochs = measure_epochs(
+            store, windows, champion=test.champion, challenger=test.challenger,
+            units=test.settings.unit == "key",
+        )  # fmt: skip
         verdict = judge(epochs, test.settings, elapsed_hours=hours)
         current = [w for w in windows if w.end == moment]
         share = current[-1].challenger_share if current else 0.0

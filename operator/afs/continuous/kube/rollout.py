@@ -125,6 +125,8 @@ def decision_settings(spec: ABTestSpec) -> DecisionSettings:
         error_rate_margin=d.error_rate_margin,
         negative_feedback_margin=d.negative_feedback_margin,
         error_ratio=d.error_ratio,
+        unit=d.unit,
+        min_units=d.min_units_per_arm,
         min_requests=d.min_requests_per_arm,
         min_feedback=d.min_feedback_per_arm,
         max_duration_hours=d.max_duration_hours,

@@ -305,6 +305,11 @@ class DecisionSpec(KubeModel):
     negative_feedback_margin: Fraction = 0.05
     error_ratio: Annotated[float, Field(gt=1, le=100)] = 2.0
     """The increase of the error rate the error guardrail is tuned to catch soonest."""
+    unit: Literal["request", "key"] = "request"
+    """What the traffic split randomised: each request, or each user or session (routing
+    sticky by a header or cookie), whose records carry its ``assignment_key``."""
+    min_units_per_arm: Annotated[int, Field(ge=2, le=MAX_COUNT)] = 20
+    """With ``unit: key``: the least users (keys) per arm before any interval."""
     min_requests_per_arm: Count = 200
     min_feedback_per_arm: Count = 20
     min_duration_hours: Hours = 48

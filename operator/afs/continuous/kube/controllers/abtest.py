@@ -178,6 +178,7 @@ class ABTestReconciler:
             epochs = measure_epochs(
                 store.store, rollout.epoch_windows(current, now),
                 champion=parsed.champion.records, challenger=parsed.challenger.records,
+                units=parsed.decision.unit == "key",
             )  # fmt: skip
         return rollout.Observation(
             route=route, missing_versions=missing, stages=stages, action=action, epochs=epochs,
