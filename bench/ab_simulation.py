@@ -550,7 +550,7 @@ def _share(mask: NDArray[np.bool_]) -> tuple[float, float]:
 
 def report(results: list[tuple[float, Scenario, dict[str, Outcome]]], reps: int) -> list[str]:
     lines = [
-        f"{'rate':>5} | {'scenario':<22} | {'rule':<19} | {'promote 48h':>13} | "
+        f"{'rate':>5} | {'scenario':<22} | {'rule':<21} | {'promote 48h':>13} | "
         f"{'promote 96h':>13} | {'rollback 48h':>13} | {'rollback 96h':>13} | "
         f"{'median h':>8} | {'median reqs':>11}"
     ]
@@ -570,7 +570,7 @@ def report(results: list[tuple[float, Scenario, dict[str, Outcome]]], reps: int)
             hours = f"{np.median(decided) / LOOKS_PER_HOUR:.1f}" if decided.size else "-"
             reqs = f"{np.median(out.challenger_requests[by96]):.0f}" if decided.size else "-"
             lines.append(
-                f"{rate:>5.0f} | {scenario.name:<22} | {rule:<19} | "
+                f"{rate:>5.0f} | {scenario.name:<22} | {rule:<21} | "
                 + " | ".join(f"{p * 100:5.1f}% ±{se * 100:4.1f}" for p, se in cells)
                 + f" | {hours:>8} | {reps and reqs:>11}"
             )
