@@ -250,3 +250,11 @@ def test_a_test_deleted_after_putting_its_challenger_in_takes_it_out_again() -> 
                                     **kwargs)  # fmt: skip
     assert {"op": "remove", "path": "/spec/rules/0/backendRefs/1"} in ops
     assert rollout.restore_on_delete(status=ABTestStatus(), route=route, **kwargs) == []
+
+
+def test_the_decision_settings_carry_the_unit_and_the_error_ratio() -> None:
+    body = SPEC.model_dump(by_alias=True, exclude_none=True)
+    body["decision"] = {"unit": "key", "minUnitsPerArm": 30, "errorRatio": 1.5}
+    settings = rollout.decision_settings(ABTestSpec.model_validate(body))
+    assert (settings.unit, settings.min_units, settings.error_ratio) == ("key", 30, 1.5)
+    assert rollout.decision_settings(SPEC).unit == "request"
