@@ -13,7 +13,6 @@ from typing import Any
 import kmock
 import pytest
 
-from afs.continuous import UsageLogger
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.training import ExportedDataset, RunContext, trainer_for
@@ -30,6 +29,7 @@ from tests.kube.test_operator_scenarios import (
     _pruned_in_a_cluster,
     _register,
     _setup,
+    failed_runs_in_a_row,
     operator,
 )
 from tests.kube.test_operator_scenarios import usage_db as usage_db  # a fixture: re-exported
@@ -251,9 +251,7 @@ async def test_a_failed_distributed_run_is_recorded_and_backs_off(
         assert await _call(kube.get_job, NAMESPACE, "nayru-run-2-export") is None
         if stage == "export":
             assert await _call(_training_object, kube, kind) is None
-    with UsageLogger(url=usage_db) as logger:
-        state = logger.store.get_state("k8s/ml/nayru")
-        assert state is not None and state["consecutive_failures"] == 1
+    assert failed_runs_in_a_row(usage_db) == 1
 
 
 async def test_a_kind_the_cluster_does_not_serve_is_a_condition_and_nothing_starts(
