@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
@@ -207,6 +208,29 @@ async def test_an_openai_pair_is_logged_under_the_arm_named(serve: Serve) -> Non
         assert record is not None
         assert (record.query, record.response, record.model) == ("Hi?", "Hello.", "nayru-run-3")
         assert (record.token_count, record.latency_ms) == (2, 85.5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [({}, "user-7"), ({"assignment_key": "session-3"}, "session-3")],
+    ids=["the-request-s-user", "given"],
+)
+async def test_an_openai_pair_carries_its_assignment_key_hashed(
+    serve: Serve, extra: dict[str, Any], key: str
+) -> None:
+    pair = {
+        "request": {"model": "nayru", "user": "user-7",
+                    "messages": [{"role": "user", "content": "Hi?"}]},
+        "response": {"model": "nayru", "choices": [{"message": {"content": "Hello."}}]},
+        **extra,
+    }  # fmt: skip
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/openai", json=pair, headers=AUTH)
+        assert answer.status == 200
+        (record_id,) = (await answer.json())["ids"]
+        record = collector.logger.store.get(record_id)
+        assert record is not None
+        assert record.assignment_hash == hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @pytest.mark.parametrize(

@@ -233,7 +233,9 @@ class Collector:
     async def _openai(self, request: web.Request) -> web.Response:
         """A chat-completions (or completions) request and its response, as a gateway or
         proxy forwards them: ``{request, response, latency_ms?, id?, timestamp?, model?,
-        expert?}``; ``model`` (or ``?model=``) names the arm, else the response's model."""
+        expert?, assignment_key?}``; ``model`` (or ``?model=``) names the arm, else the
+        response's model. The assignment key (stored hashed) is ``assignment_key``, else
+        the request's ``user``: OpenAI's end-user id, what a gateway routes a user by."""
         body = parse_json_or_refuse(await request.read(), "the body")
         if not isinstance(body, dict):
             raise RequestRefusedError(400, "the body must be a JSON object", reason="invalid")
@@ -253,9 +255,12 @@ class Collector:
             "context": question.context, "token_count": answer.token_count,
             "is_error": answer.is_error,
         }  # fmt: skip
-        for key in ("latency_ms", "id", "timestamp", "expert"):
+        for key in ("latency_ms", "id", "timestamp", "expert", "assignment_key"):
             if key in body:
                 record[key] = body[key]
+        user = body["request"].get("user") if isinstance(body["request"], dict) else None
+        if "assignment_key" not in record and isinstance(user, str) and user:
+            record["assignment_key"] = user
         if record.get("expert") is None and request.query.get("expert"):
             record["expert"] = request.query["expert"]
         self.metrics.received.labels("openai").inc()
@@ -398,7 +403,7 @@ class Collector:
 
 
 _OPENAI_KEYS = frozenset(
-    {"request", "response", "latency_ms", "id", "timestamp", "model", "expert"}
+    {"request", "response", "latency_ms", "id", "timestamp", "model", "expert", "assignment_key"}
 )
 _FEEDBACK_KEYS = frozenset({"id", "feedback", "text"})
 
