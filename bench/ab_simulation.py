@@ -395,7 +395,6 @@ STICKY = Scenario("S6 A/A, sticky users")
 USER_REQUESTS = (5, 50)  # requests per user, uniform
 USER_SPAN_HOURS = 12.0  # a user's requests spread over this long after the first
 INTRA_USER_CORRELATION = 0.3  # of quality: the share of its variance between users
-UNIT_FIELDS = ("n", "q", "neg", "rated", "err", "ll", "m")
 
 
 def _sticky_hours(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from afs.continuous import UsageLogger
+from afs.continuous import UsageLogger, UsageRecord
 from tests.collector.conftest import AUTH, Serve
 
 NDJSON = {"Content-Type": "application/x-ndjson", **AUTH}
@@ -200,14 +200,20 @@ async def test_an_openai_pair_is_logged_under_the_arm_named(serve: Serve) -> Non
                      "usage": {"completion_tokens": 2}},
         "latency_ms": 85.5,
     }  # fmt: skip
+    record = await _logged_pair(serve, pair, "/v1/openai?model=nayru-run-3")
+    assert (record.query, record.response, record.model) == ("Hi?", "Hello.", "nayru-run-3")
+    assert (record.token_count, record.latency_ms) == (2, 85.5)
+
+
+async def _logged_pair(serve: Serve, pair: dict[str, Any], path: str) -> UsageRecord:
+    """Post an OpenAI-style pair; the record stored for it."""
     async with serve() as (client, collector):
-        answer = await client.post("/v1/openai?model=nayru-run-3", json=pair, headers=AUTH)
+        answer = await client.post(path, json=pair, headers=AUTH)
         assert answer.status == 200
         (record_id,) = (await answer.json())["ids"]
         record = collector.logger.store.get(record_id)
-        assert record is not None
-        assert (record.query, record.response, record.model) == ("Hi?", "Hello.", "nayru-run-3")
-        assert (record.token_count, record.latency_ms) == (2, 85.5)
+    assert record is not None
+    return record
 
 
 @pytest.mark.parametrize(
@@ -224,13 +230,8 @@ async def test_an_openai_pair_carries_its_assignment_key_hashed(
         "response": {"model": "nayru", "choices": [{"message": {"content": "Hello."}}]},
         **extra,
     }  # fmt: skip
-    async with serve() as (client, collector):
-        answer = await client.post("/v1/openai", json=pair, headers=AUTH)
-        assert answer.status == 200
-        (record_id,) = (await answer.json())["ids"]
-        record = collector.logger.store.get(record_id)
-        assert record is not None
-        assert record.assignment_hash == hashlib.sha256(key.encode()).hexdigest()[:32]
+    record = await _logged_pair(serve, pair, "/v1/openai")
+    assert record.assignment_hash == hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @pytest.mark.parametrize(
