@@ -229,13 +229,13 @@ def test_the_vectorised_unit_engine_agrees_with_judge() -> None:
         masks = {"a": ~to_b, "b": to_b}
         sums = {arm: sim._unit_sums(cumulative, mask, 40) for arm, mask in masks.items()}
         promote, rollback = sim.unit_engine_decisions(sums["a"], sums["b"], settings)
+        arms = {
+            arm: {k: (v[:, :, 40] * mask).sum(1) for k, v in cumulative.items()}
+            for arm, mask in masks.items()
+        }
         for i in range(promote.size):
-            arms = {
-                arm: {k: float((v[i, :, 40] * mask[i]).sum()) for k, v in cumulative.items()}
-                for arm, mask in masks.items()
-            }
             epoch = Epoch(
-                41.0, 0.1, _from_sums(arms["a"]), _from_sums(arms["b"]),
+                41.0, 0.1, _from_arrays(arms["a"], i), _from_arrays(arms["b"], i),
                 champion_units=_units(sums["a"], i), challenger_units=_units(sums["b"], i),
             )  # fmt: skip
             kind = judge([epoch], settings, elapsed_hours=41).kind
@@ -252,13 +252,3 @@ def _units(arm: dict[str, np.ndarray], i: int) -> UnitStatistics:
         name: RatioSums(*(float(arm[f"{key}:{part}"][i]) for part in parts))
         for name, key in metrics.items()
     })  # fmt: skip
-
-
-def _from_sums(arm: dict[str, float]) -> UsageStatistics:
-    return UsageStatistics(
-        count=int(arm["n"]), scored=int(arm["n"]), quality_sum=arm["q"],
-        quality_sq_sum=arm["q2"], latency_sum=arm["lat"], log_latency_count=int(arm["n"]),
-        log_latency_sum=arm["ll"], log_latency_sq_sum=arm["ll2"],
-        with_feedback=int(arm["rated"]), negative=int(arm["neg"]), positive=int(arm["pos"]),
-        errors=int(arm["err"]),
-    )  # fmt: skip
