@@ -112,13 +112,29 @@ def test_dedupe_hash_follows_the_rule_for_any_text(query: str, response: str) ->
     assert compute_dedupe_hash(query, response) == _hash_by_the_rule(query, response)
 
 
-def test_ids_are_12_characters_with_60_random_bits() -> None:
+def test_ids_are_12_characters_and_unique() -> None:
     ids = [new_record_id() for _ in range(2000)] + new_record_ids(2000)
     assert all(len(i) == 12 for i in ids)
     assert len(set(ids)) == len(ids)
-    # same second, same 2-character prefix; the other 10 characters vary
-    assert len({i[:2] for i in new_record_ids(50, now=1000.0)}) == 1
+
+
+def test_a_single_id_has_the_seconds_prefix_and_60_random_bits() -> None:
+    ids = [new_record_id(now=1000.0) for _ in range(200)]
+    assert len({i[:2] for i in ids}) == 1
     assert len({i[2] for i in ids}) > 32
+
+
+def test_a_draw_of_ids_is_sorted_in_one_lane() -> None:
+    """Handed out in order, a draw's ids sit side by side in the primary-key index."""
+    draw = new_record_ids(500, now=1000.0)
+    assert draw == sorted(draw)
+    assert len({i[:4] for i in draw}) == 1  # the second's 2 characters and the lane's 2
+    assert len({i[4] for i in draw}) > 32
+
+
+def test_draws_take_different_lanes() -> None:
+    lanes = {new_record_ids(3, now=1000.0)[0][:4] for _ in range(50)}
+    assert len(lanes) > 40  # 4,096 lanes: 50 draws rarely share one
 
 
 def test_normalize_fills_timestamp_and_hash_in_utc() -> None:

@@ -37,6 +37,16 @@ def _rec(minute: int, **overrides: object) -> UsageRecord:
     return normalize_record(UsageRecord(**values), now=later)  # type: ignore[arg-type]
 
 
+def test_generated_ids_are_handed_out_in_order_one_draw_after_another(store: UsageStore) -> None:
+    """Records written in a row sit side by side in the primary-key index: each draw of
+    ids (one lane) is handed out in ascending order before the next is begun."""
+    ids = [store.insert([_rec(i)])[0] for i in range(30)]
+    ids += store.insert([_rec(i) for i in range(30, 2500)])
+    runs = [list(run) for _, run in itertools.groupby(ids, key=lambda i: i[:4])]
+    assert len(runs) <= 3  # 2,500 ids from draws of 1,000
+    assert all(run == sorted(run) for run in runs)
+
+
 def test_insert_assigns_ids_and_returns_them_in_order(store: UsageStore) -> None:
     records = [_rec(i) for i in range(5)]
     ids = store.insert(records)

@@ -65,7 +65,7 @@ class PostgresWrites(PostgresConnection):
         if self._id_factory is not new_record_id:
             return self._id_factory()
         if not self._id_pool:
-            self._id_pool = new_record_ids(1000)
+            self._id_pool = new_record_ids(1000)[::-1]  # popped in ascending order
         return self._id_pool.pop()
 
     def _copy(self, conn: psycopg.Connection[TupleRow], batch: _Batch, retried: bool) -> None:

@@ -144,11 +144,11 @@ class SQLiteWrites(SQLiteConnection):
         if count == 0:
             return []
         with self._lock:
-            if len(self._id_pool) < count:
-                self._id_pool.extend(new_record_ids(max(count, _ID_POOL)))
+            if len(self._id_pool) < count:  # kept descending: taken from the end in order
+                self._id_pool[:0] = new_record_ids(max(count, _ID_POOL))[::-1]
             taken = self._id_pool[-count:]
             del self._id_pool[-count:]
-        return taken
+        return taken[::-1]
 
     def _reassign_colliding_ids(
         self,
