@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import sqlite3
 import threading
 import time
 import weakref
@@ -88,6 +89,31 @@ def test_a_long_batch_is_not_held_in_memory_while_it_is_written(store: UsageStor
     assert len(ids) == len(set(ids)) == 6000
     assert store.count_records(RecordQuery()) == 6000
     assert most_alive <= 2500
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 63, 64, 65, 256, 257, 341, 1000, 1001])
+def test_a_batch_of_any_size_is_written_whole(store: UsageStore, count: int) -> None:
+    """SQLite writes a batch in statements of 256, 64, 16, 4 and 1 rows: every size
+    between and across them lands, each record with its own values."""
+    records = [_rec(i % 1440, query=f"q{i}", latency_ms=float(i)) for i in range(count)]
+    ids = store.insert(records)
+    stored = {r.id: r for r in store.iter_records(RecordQuery())}
+    assert len(stored) == count
+    assert [(stored[i].query, stored[i].latency_ms) for i in ids] == [
+        (f"q{n}", float(n)) for n in range(count)
+    ]
+
+
+def test_sqlite_keeps_to_an_old_limit_on_statement_variables(tmp_path: Path) -> None:
+    """SQLite before 3.32 took at most 999 variables a statement (256 rows need 3,840)."""
+    store = SQLiteUsageStore(tmp_path / "old.db")
+    try:
+        store._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        ids = store.insert([_rec(i % 1440) for i in range(700)])
+        assert len(set(ids)) == 700
+        assert store.count_records(RecordQuery()) == 700
+    finally:
+        store.close()
 
 
 def test_a_generated_id_colliding_late_in_a_long_batch_is_replaced(store_target: str) -> None:

@@ -35,6 +35,7 @@ from afs.continuous.store.sqlite.rows import (
     _existing_ids,
     _from_row,
     _insert_row,
+    insert_rows,
 )
 from afs.continuous.timeutil import format_timestamp
 
@@ -114,7 +115,7 @@ class SQLiteWrites(SQLiteConnection):
         for _attempt in range(_MAX_ID_ATTEMPTS):
             conn.execute("SAVEPOINT afs_chunk")
             try:
-                conn.executemany(_INSERT, map(_insert_row, chunk))
+                insert_rows(conn, chunk)
             except sqlite3.IntegrityError as exc:
                 conn.execute("ROLLBACK TO afs_chunk")
                 conn.execute("RELEASE afs_chunk")
