@@ -98,3 +98,15 @@ def test_buffered_logger_survives_a_server_restart(pg_url: str) -> None:
         assert logger.get_statistics()["positive_feedback"] == 1
     assert len(set(ids)) == 10_000
     assert _count(pg_url) == (10_000, 10_000)
+
+
+def test_a_read_after_a_restart_is_served_though_its_pooled_connection_died(
+    pg_url: str,
+) -> None:
+    """A connection that sat idle in the pool through a restart is replaced before the
+    query runs, for streamed reads as for the rest."""
+    with UsageLogger(url=pg_url) as logger:
+        logger.log_many(_rows(0))
+        assert len(list(logger.get_records(limit=None))) == BATCH  # the pool holds one now
+        restart_server()
+        assert len(list(logger.get_records(limit=None))) == BATCH

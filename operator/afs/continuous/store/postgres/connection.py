@@ -115,17 +115,22 @@ class PostgresConnection:
                     "raise that setting or write fewer days at once"
                 ) from exc
             except (psycopg.OperationalError, PoolTimeout) as exc:
-                # a closed pool (the store was closed, e.g. at shutdown) never comes back
-                stop = isinstance(exc, errors.QueryCanceled | PoolClosed)
-                if stop or time.monotonic() > deadline:
-                    raise StoreUnavailableError(
-                        f"PostgreSQL at {_safe(self.url)} unavailable: {redact_secrets(str(exc))}"
-                    ) from exc
-                log.warning("PostgreSQL connection lost (%s); retrying", _first_line(exc))
+                delay = self._after_lost_connection(exc, deadline, delay)
                 retried = True
-                self.pool.check()
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+
+    def _after_lost_connection(self, exc: Exception, deadline: float, delay: float) -> float:
+        """StoreUnavailableError once the deadline has passed (or for good), else wait
+        ``delay`` with the pool's dead connections dropped; the next delay."""
+        # a closed pool (the store was closed, e.g. at shutdown) never comes back
+        stop = isinstance(exc, errors.QueryCanceled | PoolClosed)
+        if stop or time.monotonic() > deadline:
+            raise StoreUnavailableError(
+                f"PostgreSQL at {_safe(self.url)} unavailable: {redact_secrets(str(exc))}"
+            ) from exc
+        log.warning("PostgreSQL connection lost (%s); retrying", _first_line(exc))
+        self.pool.check()
+        time.sleep(delay)
+        return min(delay * 2, 2.0)
 
     def close(self) -> None:
         self.pool.close()

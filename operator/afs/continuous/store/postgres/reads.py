@@ -3,6 +3,7 @@ partial hours, and the counts the triggers and the generator ask for."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
+from psycopg_pool import PoolTimeout
 
 from afs.continuous.core.unit_statistics import UnitStatistics, unit_query
+from afs.continuous.errors import StoreUnavailableError
 from afs.continuous.records import UsageRecord
 from afs.continuous.store.base import (
     RecordQuery,
@@ -20,7 +23,7 @@ from afs.continuous.store.base import (
     TrainingSelection,
     UsageStatistics,
 )
-from afs.continuous.store.postgres.connection import PostgresConnection
+from afs.continuous.store.postgres.connection import PostgresConnection, _first_line
 from afs.continuous.store.postgres.rows import _STREAM_BATCH, RECORD_COLUMNS, _record
 from afs.continuous.store.postgres.schema import _RAW_AGGREGATES, _ROLLUP_SUMS
 from afs.continuous.store.windows import plan_window
@@ -47,15 +50,35 @@ class PostgresReads(PostgresConnection):
         return self._retrying(get)
 
     def _stream(self, query: sql.Composable | str, params: Any) -> Iterator[TupleRow]:
-        """Rows of one query through a server-side cursor on a pooled connection."""
-        with (
-            self.pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor(name="afs_stream") as cur,
-        ):
-            cur.itersize = _STREAM_BATCH
-            cur.execute(query, params)  # type: ignore[arg-type]
-            yield from cur
+        """Rows of one query through a server-side cursor on a pooled connection.
+
+        A connection that died while it sat in the pool (the server restarted since) is
+        replaced until the first rows are read, as in every other call; once rows have
+        been handed out, a lost connection ends the stream with StoreUnavailableError.
+        """
+        deadline, delay = time.monotonic() + self._retry_seconds, 0.05
+        while True:
+            reading = False
+            try:
+                with (
+                    self.pool.connection() as conn,
+                    conn.transaction(),
+                    conn.cursor(name="afs_stream") as cur,
+                ):
+                    cur.itersize = _STREAM_BATCH
+                    cur.execute(query, params)  # type: ignore[arg-type]
+                    rows = cur.fetchmany(_STREAM_BATCH)
+                    reading = True
+                    while rows:
+                        yield from rows
+                        rows = cur.fetchmany(_STREAM_BATCH)
+                    return
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if reading:
+                    raise StoreUnavailableError(
+                        f"PostgreSQL connection lost while reading: {_first_line(exc)}"
+                    ) from exc
+                delay = self._after_lost_connection(exc, deadline, delay)
 
     def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]:
         where, params = _record_filter(query)
