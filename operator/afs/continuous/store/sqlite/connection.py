@@ -3,6 +3,7 @@ connections for streaming reads, and SQLite's busy errors retried, never shown."
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import threading
@@ -29,6 +30,8 @@ from afs.continuous.store.sqlite.schema import (
     _migration_4,
 )
 from afs.continuous.timeutil import format_timestamp
+
+log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_S = 60.0
 
@@ -74,6 +77,7 @@ class SQLiteConnection:
         self._lock = threading.RLock()
         self._since_fold = 0
         self._id_pool: list[str] = []
+        self._checkpoints: tuple[threading.Event, threading.Thread] | None = None
         try:
             if self.path.is_dir():
                 raise StoreOpenError(f"cannot open SQLite database {self.path}: it is a directory")
@@ -185,8 +189,44 @@ class SQLiteConnection:
             rows.close()
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            stop, thread = self._checkpoints
+            stop.set()
+            thread.join()
         with self._lock:
             self._conn.close()
+
+    def checkpoint_in_background(self, every_s: float = 1.0) -> None:
+        """Copy the write-ahead log into the database every ``every_s`` from a thread of
+        its own, instead of in whichever commit fills the log past SQLite's 1,000 pages.
+
+        For a long-running writer (the collector's): that commit otherwise waits for the
+        copy and its file sync, a few milliseconds, and every request queued behind it
+        waits too. A checkpoint of this kind (PASSIVE) waits for no reader or writer;
+        the log starts again from its beginning once one has copied it all.
+        """
+        if self._checkpoints is not None:
+            return
+        with self._lock:
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._checkpoint_until, args=(stop, every_s), name="afs-sqlite-checkpoint",
+            daemon=True,
+        )  # fmt: skip
+        self._checkpoints = (stop, thread)
+        thread.start()
+
+    def _checkpoint_until(self, stop: threading.Event, every_s: float) -> None:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+        try:
+            while not stop.wait(every_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.OperationalError as exc:  # busy or locked: next time
+                    log.debug("sqlite checkpoint of %s deferred: %s", self.path, exc)
+        finally:
+            conn.close()
 
     def _migrate(self) -> None:
         migrations = (
