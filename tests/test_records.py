@@ -18,9 +18,11 @@ from afs.continuous.records import (
     MAX_TEXT_CHARS,
     _plain_record,
     compute_dedupe_hash,
+    fill_dedupe_hashes,
     new_record_id,
     new_record_ids,
     normalize_record,
+    normalized_batch,
     record_from_mapping,
 )
 from afs.continuous.timeutil import format_timestamp
@@ -135,6 +137,18 @@ def test_a_draw_of_ids_is_sorted_in_one_lane() -> None:
 def test_draws_take_different_lanes() -> None:
     lanes = {new_record_ids(3, now=1000.0)[0][:4] for _ in range(50)}
     assert len(lanes) > 40  # 4,096 lanes: 50 draws rarely share one
+
+
+def test_a_deferred_dedupe_hash_is_filled_in_as_it_would_have_been() -> None:
+    items = [
+        {"query": "Hello  World", "response": "r", "model": "m"},  # the one-pass path
+        {"query": "q", "response": "r", "model": "m", "context": "c"},  # the general path
+    ]
+    deferred = normalized_batch(items, now=NOW, defer_dedupe_hash=True)
+    assert deferred[0].dedupe_hash is None
+    assert deferred[1].dedupe_hash is not None  # the general path hashes as it checks
+    fill_dedupe_hashes(deferred)
+    assert deferred == normalized_batch(items, now=NOW)
 
 
 def test_normalize_fills_timestamp_and_hash_in_utc() -> None:
@@ -295,7 +309,7 @@ def test_the_one_pass_path_accepts_exactly_what_the_checks_accept(item: dict[str
     """The fast path for typical mappings must never accept what the detailed checks
     refuse, and must build the same record when it accepts."""
     now = datetime(2026, 11, 20, tzinfo=UTC)
-    fast = _plain_record(item, format_timestamp(now))
+    fast = _plain_record(item, format_timestamp(now), hashed=True)
     try:
         slow = normalize_record(record_from_mapping(item), now=now)
     except InvalidFieldError:

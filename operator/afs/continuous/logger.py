@@ -259,9 +259,15 @@ class UsageLogger:
         self.apply_scorer(record)
         return normalize_record(record, now=self._clock())
 
-    def build_records(self, items: Iterable[Mapping[str, Any] | UsageRecord]) -> list[UsageRecord]:
-        """The checked records :meth:`log_many` would write, or InvalidBatchError."""
-        return normalized_batch(items, now=self._clock(), prepare=self._preparation())
+    def build_records(
+        self, items: Iterable[Mapping[str, Any] | UsageRecord], *, defer_dedupe_hash: bool = False
+    ) -> list[UsageRecord]:
+        """The checked records :meth:`log_many` would write, or InvalidBatchError
+        (``defer_dedupe_hash``: see :func:`~afs.continuous.records.normalized_stream`)."""
+        return normalized_batch(
+            items, now=self._clock(), prepare=self._preparation(),
+            defer_dedupe_hash=defer_dedupe_hash,
+        )  # fmt: skip
 
     def checked_records(
         self, items: Iterable[Mapping[str, Any] | UsageRecord]

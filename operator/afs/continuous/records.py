@@ -387,7 +387,7 @@ _PLAIN_KEYS = frozenset(
 )  # fmt: skip
 
 
-def _plain_record(item: Mapping[str, Any], now_text: str) -> UsageRecord | None:
+def _plain_record(item: Mapping[str, Any], now_text: str, *, hashed: bool) -> UsageRecord | None:
     """The typical logged mapping (no id, no timestamp, plain values) checked and built
     in one pass: the same rules as the general path, without building the record twice.
     None for anything else, which the general path checks and explains."""
@@ -409,7 +409,7 @@ def _plain_record(item: Mapping[str, Any], now_text: str) -> UsageRecord | None:
         return None
     return UsageRecord(
         "", now_text, q, a, m, e, float(lat), tok, qs, fb, None, None,
-        compute_dedupe_hash(q, a), err,
+        compute_dedupe_hash(q, a) if hashed else None, err,
     )  # fmt: skip
 
 
@@ -423,17 +423,22 @@ def normalized_stream(
     *,
     now: datetime,
     prepare: Callable[[UsageRecord], None] | None = None,
+    defer_dedupe_hash: bool = False,
 ) -> Iterator[UsageRecord]:
     """Checked records built from mappings or copied from records, one at a time.
 
     ``prepare`` runs on each record before the checks (e.g. to score it). An invalid
     item raises :class:`InvalidBatchError` with its index when it is reached, so a
     store consuming the stream inside a transaction writes nothing.
+    ``defer_dedupe_hash`` leaves a typical record's ``dedupe_hash`` None, for
+    :func:`fill_dedupe_hashes` to compute where it costs less (a hash cannot fail, so
+    the collector's writer process does it instead of the event loop).
     """
     latest, now_text = latest_timestamp(now), format_timestamp(now)
+    hashed = not defer_dedupe_hash
     for index, item in enumerate(items):
         if prepare is None:
-            plain = _plain_record(item, now_text)  # type: ignore[arg-type]
+            plain = _plain_record(item, now_text, hashed=hashed)  # type: ignore[arg-type]
             if plain is not None:
                 yield plain
                 continue
@@ -451,9 +456,19 @@ def normalized_batch(
     *,
     now: datetime,
     prepare: Callable[[UsageRecord], None] | None = None,
+    defer_dedupe_hash: bool = False,
 ) -> list[UsageRecord]:
     """All of :func:`normalized_stream`, checked before anything is written."""
-    return list(normalized_stream(items, now=now, prepare=prepare))
+    return list(
+        normalized_stream(items, now=now, prepare=prepare, defer_dedupe_hash=defer_dedupe_hash)
+    )
+
+
+def fill_dedupe_hashes(records: Iterable[UsageRecord]) -> None:
+    """Give each record whose ``dedupe_hash`` was deferred its hash."""
+    for record in records:
+        if record.dedupe_hash is None:
+            record.dedupe_hash = compute_dedupe_hash(record.query, record.response)
 
 
 def record_from_mapping(data: Any) -> UsageRecord:
