@@ -10,8 +10,9 @@ import pytest
 
 from afs.continuous import UsageLogger
 from afs.continuous.collector.commits import GroupCommitter
+from afs.continuous.collector.writer import ThreadWriter
 from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
-from afs.continuous.records import UsageRecord
+from afs.continuous.records import UsageRecord, compute_dedupe_hash
 
 
 def _records(logger: UsageLogger, prefix: str, count: int, **extra: Any) -> list[UsageRecord]:
@@ -23,7 +24,7 @@ def _records(logger: UsageLogger, prefix: str, count: int, **extra: Any) -> list
 async def test_concurrent_requests_share_transactions_and_get_their_own_ids(
     logger: UsageLogger,
 ) -> None:
-    committer = GroupCommitter(logger.store)
+    committer = GroupCommitter(ThreadWriter(logger.store))
     requests = [_records(logger, f"req{n}-", 3) for n in range(30)]
     answers = await asyncio.gather(*(committer.commit(r) for r in requests))
     assert committer.groups < len(requests)  # fewer transactions than requests
@@ -36,7 +37,7 @@ async def test_concurrent_requests_share_transactions_and_get_their_own_ids(
 
 async def test_a_duplicate_id_fails_its_request_alone(logger: UsageLogger) -> None:
     taken = logger.log("q", "r", "m")
-    committer = GroupCommitter(logger.store)
+    committer = GroupCommitter(ThreadWriter(logger.store))
     good = [_records(logger, f"ok{n}-", 2) for n in range(5)]
     bad = _records(logger, "dup", 1, id=taken)
     results = await asyncio.gather(
@@ -62,7 +63,7 @@ async def test_an_unreachable_database_fails_the_group_without_retrying_each(
     logger: UsageLogger,
 ) -> None:
     store = _Unreachable()
-    committer = GroupCommitter(store)  # type: ignore[arg-type]
+    committer = GroupCommitter(ThreadWriter(store))  # type: ignore[arg-type]
     results = await asyncio.gather(
         *(committer.commit(_records(logger, f"u{n}-", 1)) for n in range(8)),
         return_exceptions=True,
@@ -73,6 +74,15 @@ async def test_an_unreachable_database_fails_the_group_without_retrying_each(
 
 @pytest.mark.parametrize("limit", [1, 5])
 async def test_a_group_is_bounded(logger: UsageLogger, limit: int) -> None:
-    committer = GroupCommitter(logger.store, max_records=limit)
+    committer = GroupCommitter(ThreadWriter(logger.store), max_records=limit)
     await asyncio.gather(*(committer.commit(_records(logger, f"b{n}-", 1)) for n in range(10)))
     assert committer.groups >= 10 // limit
+
+
+async def test_the_thread_writer_fills_in_deferred_dedupe_hashes(logger: UsageLogger) -> None:
+    records = logger.build_records(
+        [{"query": "Q", "response": "r", "model": "m"}], defer_dedupe_hash=True
+    )
+    (record_id,) = await ThreadWriter(logger.store).insert(records)
+    stored = logger.store.get(record_id)
+    assert stored is not None and stored.dedupe_hash == compute_dedupe_hash("Q", "r")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
 from typing import Any
 
 import pytest
 
 from afs.continuous import UsageLogger, UsageRecord
-from tests.collector.conftest import AUTH, Serve
+from tests.collector.conftest import AUTH, BROKEN_TRIGGER, Serve
 
 NDJSON = {"Content-Type": "application/x-ndjson", **AUTH}
 
@@ -277,22 +278,14 @@ async def test_a_full_async_buffer_answers_503_with_retry_after(serve: Serve) ->
 
 async def test_a_fault_of_ours_is_a_500_without_a_trace(serve: Serve) -> None:
     async with serve() as (client, collector):
-        collector.logger.store.close()  # the store is gone under the service: not a 4xx
-        collector.logger.db.store = _Broken()  # type: ignore[assignment]
+        with sqlite3.connect(collector.logger.db_path) as conn:  # a failure no retry mends
+            conn.execute(BROKEN_TRIGGER)
         answer = await client.post(
             "/v1/usage", json={"query": "q", "response": "r", "model": "m"}, headers=AUTH
         )
         assert answer.status == 500
         text = await answer.text()
         assert "Traceback" not in text and "boom" not in text
-
-
-class _Broken:
-    def insert(self, records: Any, **_: Any) -> list[str]:
-        raise RuntimeError("boom")
-
-    def close(self) -> None:
-        pass
 
 
 async def test_concurrent_posts_are_all_stored_once(serve: Serve) -> None:

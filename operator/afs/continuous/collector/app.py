@@ -35,6 +35,7 @@ from afs.continuous.collector.payloads import (
     parse_json,
     question_of,
 )
+from afs.continuous.collector.writer import StoreWriter, ThreadWriter
 from afs.continuous.errors import (
     InvalidBatchError,
     InvalidFieldError,
@@ -88,7 +89,11 @@ class Collector:
         settings: CollectorSettings | None = None,
         *,
         metrics: CollectorMetrics | None = None,
+        writer: StoreWriter | None = None,
     ) -> None:
+        """``writer`` commits what the endpoints check (default: the logger's store, in a
+        worker thread); ``afs-continuous collect`` gives a
+        :class:`~afs.continuous.collector.writer_process.ProcessWriter`."""
         self.logger = logger
         self.settings = settings or CollectorSettings()
         self.metrics = metrics or CollectorMetrics()
@@ -96,7 +101,8 @@ class Collector:
             max_pending=self.settings.join_max_pending, ttl_s=self.settings.join_ttl_s
         )
         self._buffered: BufferedUsageLogger | None = None
-        self.committer = GroupCommitter(logger.store)
+        self.writer: StoreWriter = writer if writer is not None else ThreadWriter(logger.store)
+        self.committer = GroupCommitter(self.writer)
         self.metrics.buffer_capacity.set(self.settings.async_max_pending)
 
     # --- applications ---------------------------------------------------------------
@@ -124,6 +130,15 @@ class Collector:
 
     async def _on_shutdown(self, app: web.Application) -> None:
         await asyncio.to_thread(self.close)
+
+    async def start(self) -> None:
+        """Start the writer (a process writer's child), so no request waits for it."""
+        await self.writer.start()
+
+    async def stop_writing(self) -> None:
+        """Stop the writer once the requests it serves have been answered (after the
+        apps' cleanup: aiohttp lets handlers finish before it)."""
+        await self.writer.close()
 
     def close(self) -> None:
         """Flush what ``async=1`` queued (graceful shutdown), then stop its writer."""
@@ -308,7 +323,7 @@ class Collector:
                 ids = await self._run(self._queue, items)
             else:  # checked here, written with concurrent requests' records in one go
                 ids = await self._unless_unavailable(
-                    self.committer.commit(self.logger.build_records(items))
+                    self.committer.commit(self.logger.build_records(items, defer_dedupe_hash=True))
                 )
         except InvalidBatchError as exc:
             cause = exc.cause

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from afs.continuous.collector.app import Collector, CollectorSettings
+from afs.continuous.collector.writer_process import ProcessWriter
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.scoring import HeuristicScorer
@@ -149,6 +150,7 @@ async def serve(collector: Collector, *, host: str, port: int, kserve_port: int 
     runners = [web.AppRunner(collector.app())]
     if kserve_port is not None:
         runners.append(web.AppRunner(collector.app(authenticate=False, kserve_only=True)))
+    await collector.start()  # the database writer's process, before any request comes
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -168,6 +170,7 @@ async def serve(collector: Collector, *, host: str, port: int, kserve_port: int 
     finally:
         for runner in runners:
             await runner.cleanup()
+        await collector.stop_writing()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,10 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ContinuousError, OSError, ValueError) as exc:
         print(f"afs-continuous collect: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    collector = Collector(logger, settings)
+    writer = ProcessWriter(str(logger.db_path), retry_seconds=STORE_RETRY_SECONDS)
+    collector = Collector(logger, settings, writer=writer)
     try:
         asyncio.run(serve(collector, host=args.host, port=args.port, kserve_port=args.kserve_port))
-    except OSError as exc:  # the port is taken, the address is not ours
+    except (OSError, ContinuousError) as exc:  # the port is taken, the writer cannot start
         print(f"afs-continuous collect: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     finally:

@@ -4,9 +4,9 @@ A collector under load answers many small requests at once. Written one transact
 each, every request pays a commit and a hop to a worker thread, and the event loop
 waits on the interpreter lock while the worker checks records. Here the loop checks each
 request's records itself, then queues them; one writer task at a time takes everything
-queued and writes it with one ``store.insert`` in a worker thread (where SQLite and
-libpq spend their time outside the interpreter lock). Every request is answered only
-after the transaction holding its records has committed.
+queued and hands it to the :class:`~afs.continuous.collector.writer.StoreWriter`, which
+commits it in one transaction (in a process of its own under ``afs-continuous collect``).
+Every request is answered only after the transaction holding its records has committed.
 
 A group the store refuses for a reason that may pass (the database unreachable or
 locked) fails every request in it: each answers 503 and its client retries. A refusal
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from afs.continuous.buffered import is_transient
+from afs.continuous.collector.writer import StoreWriter
 from afs.continuous.records import UsageRecord
-from afs.continuous.store import UsageStore
 
 #: records written in one transaction at most; more wait for the next
 MAX_GROUP_RECORDS = 20_000
@@ -31,13 +31,13 @@ MAX_GROUP_RECORDS = 20_000
 class GroupCommitter:
     def __init__(
         self,
-        store: UsageStore,
+        writer: StoreWriter,
         *,
         transient: Callable[[BaseException], bool] = is_transient,
         max_records: int = MAX_GROUP_RECORDS,
     ) -> None:
-        self.store = store
-        self._writer: asyncio.Task[None] | None = None
+        self.writer = writer
+        self._writing: asyncio.Task[None] | None = None
         self._transient = transient
         self._max_records = max_records
         self._pending: list[tuple[list[UsageRecord], asyncio.Future[list[str]]]] = []
@@ -47,8 +47,8 @@ class GroupCommitter:
         """Write ``records`` (checked already) with whatever else is queued; their ids."""
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._pending.append((records, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_all())
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_all())
         return await asyncio.shield(future)
 
     async def _write_all(self) -> None:
@@ -57,7 +57,7 @@ class GroupCommitter:
             records = [r for part, _ in group for r in part]
             given = [r.id for r in records]  # the store fills in ids; a retry needs these
             try:
-                ids = await asyncio.to_thread(self.store.insert, records)
+                ids = await self.writer.insert(records)
             except Exception as exc:
                 if self._transient(exc) or len(group) == 1:
                     for _, future in group:
@@ -89,7 +89,7 @@ class GroupCommitter:
     ) -> None:
         for records, future in group:
             try:
-                ids = await asyncio.to_thread(self.store.insert, records)
+                ids = await self.writer.insert(records)
             except Exception as exc:
                 _fail(future, exc)
                 continue

@@ -1,0 +1,53 @@
+"""Where the collector's checked records go to be committed: one interface, two writers.
+
+:class:`ThreadWriter` calls the store in a worker thread of the collector's own process:
+what an embedded collector (tests, a notebook) needs, with nothing to start or stop.
+:class:`~afs.continuous.collector.writer_process.ProcessWriter` hands the records to a
+process of its own; ``afs-continuous collect`` uses it (why: that module's docstring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from afs.continuous.records import UsageRecord, fill_dedupe_hashes
+from afs.continuous.store import UsageStore
+
+
+class StoreWriter(Protocol):
+    async def start(self) -> None:
+        """Be ready to write (a process writer starts its child and opens its store)."""
+        ...
+
+    async def insert(self, records: list[UsageRecord]) -> list[str]:
+        """Commit ``records`` (checked already; a deferred dedupe hash is computed here,
+        off the event loop) in one transaction; their ids in order. A supplied id that
+        exists already raises InvalidFieldError; a database that cannot be reached, an
+        error :func:`~afs.continuous.buffered.is_transient` knows."""
+        ...
+
+    async def close(self) -> None:
+        """Stop once the write in progress (if any) has answered."""
+        ...
+
+
+class ThreadWriter:
+    """The store's ``insert`` in a worker thread, where SQLite and libpq spend most of
+    their time outside the interpreter lock."""
+
+    def __init__(self, store: UsageStore) -> None:
+        self.store = store
+
+    async def start(self) -> None:
+        """Nothing to start: the store is open."""
+
+    async def insert(self, records: list[UsageRecord]) -> list[str]:
+        return await asyncio.to_thread(self._insert, records)
+
+    def _insert(self, records: list[UsageRecord]) -> list[str]:
+        fill_dedupe_hashes(records)
+        return self.store.insert(records)
+
+    async def close(self) -> None:
+        """Nothing of its own to stop: the store belongs to the caller."""

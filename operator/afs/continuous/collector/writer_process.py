@@ -1,0 +1,270 @@
+"""The collector's database writer as a process of its own, fed over a pipe.
+
+Why a process: the collector checks records on its event loop and commits them in a
+writer. As a thread, that writer takes the interpreter lock back after each call into
+SQLite or libpq, and while the loop is busy checking the next requests every take-back
+waits out the loop's switch interval (5 ms): under load a group of 500 records took
+13 ms whatever its size, and that wait, not the machine, set the collector's pace. A
+process has an interpreter of its own. The loop hands it a group (its records' values,
+pickled: about 0.4 µs a record) and goes on checking while the child writes.
+
+The pipe carries frames, a 4-byte little-endian length and a pickle, between the two
+ends of this module and nothing else (the child moves its stdout aside before anything
+could print into it). The parent's first frame holds the settings (the database URL
+travels here, not on the command line where ``ps`` shows it); the child answers
+``("ready",)`` once its store is open. Then, for each group, rows in and one answer out:
+``("ok", ids)``, ``("invalid", field, value, rule)`` (a supplied id that exists),
+``("unavailable", message)`` (a failure that may pass) or ``("failed", message)``.
+
+A child that dies, or a pipe that breaks, fails the group in flight as unavailable: its
+requests answer 503 and are sent again. Had the child committed that group just before
+dying, the retry writes it twice, as when a database connection drops between a commit
+and its acknowledgement; records that carry their own ids are never doubled. The next
+group starts a new child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+from typing import IO, Any
+
+from afs.continuous.buffered import is_transient
+from afs.continuous.errors import ContinuousError, InvalidFieldError, StoreUnavailableError
+from afs.continuous.records import UsageRecord, fill_dedupe_hashes, record_values
+from afs.continuous.store import UsageStore, open_store
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<I")
+#: the pipes' capacity asked for (Linux): a group's frame then fits whole, and the loop
+#: writes it at once instead of 64 KiB each time it comes round to the pipe
+PIPE_BYTES = 1 << 20
+#: how often the child's SQLite store copies its write-ahead log into the database
+CHECKPOINT_EVERY_S = 1.0
+
+
+class WriterFailedError(ContinuousError):
+    """The writer's store failed in a way that will not pass by retrying (the child
+    logged the traceback)."""
+
+
+class ProcessWriter:
+    """Commits groups of records in a child process (see the module's docstring)."""
+
+    def __init__(
+        self, target: str, *, retry_seconds: float | None = None, start_timeout_s: float = 60.0
+    ) -> None:
+        self._settings = {"target": target, "retry_seconds": retry_seconds}
+        self._start_timeout_s = start_timeout_s
+        self._child: asyncio.subprocess.Process | None = None
+        self._killed: list[asyncio.subprocess.Process] = []  # reaped at the next chance
+        self._lock = asyncio.Lock()
+        self.starts = 0  # children started: more than one means one died (or was stopped)
+
+    async def start(self) -> None:
+        """Start the child and wait until its store is open."""
+        async with self._lock:
+            await self._running()
+
+    async def insert(self, records: list[UsageRecord]) -> list[str]:
+        frame = _frame([record_values(r) for r in records])
+        async with self._lock:
+            child = await self._running()
+            try:
+                answer = await self._exchange(child, frame)
+            except asyncio.CancelledError:
+                self._discard()  # cut mid-frame: no later answer could be trusted
+                raise
+            except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
+                code = await self._stop_child()
+                raise StoreUnavailableError(
+                    f"the collector's database writer stopped (exit code {code}); nothing "
+                    "of this group is known to be written, retry"
+                ) from exc
+        return _result(answer)
+
+    async def close(self) -> None:
+        """Let the child finish the group it holds and exit (killed after 30 s)."""
+        async with self._lock:
+            await self._reap()
+            child, self._child = self._child, None
+            if child is None or child.returncode is not None:
+                return
+            assert child.stdin is not None
+            child.stdin.close()
+            try:
+                await asyncio.wait_for(child.wait(), timeout=30)
+            except TimeoutError:
+                log.error("collector: the database writer did not exit in 30 s; killed")
+                child.kill()
+                await child.wait()
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        if self._child is not None and self._child.returncode is None:
+            return self._child
+        await self._reap()
+        self._child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", __name__,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            answer = await asyncio.wait_for(
+                self._exchange(self._child, _frame(self._settings)), self._start_timeout_s
+            )
+        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            code = await self._stop_child()
+            raise StoreUnavailableError(
+                f"the collector's database writer did not start (exit code {code}); retry"
+            ) from exc
+        if answer != ("ready",):
+            await self._stop_child()
+            raise _error(answer)  # what kept the store from opening
+        self.starts += 1
+        return self._child
+
+    @staticmethod
+    async def _exchange(child: asyncio.subprocess.Process, frame: bytes) -> Any:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(frame)
+        await child.stdin.drain()
+        (length,) = _HEADER.unpack(await child.stdout.readexactly(_HEADER.size))
+        return pickle.loads(await child.stdout.readexactly(length))
+
+    def _discard(self) -> None:
+        """Forget the child, killing it if it still runs (reaped later: this may run
+        while the task is being cancelled)."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+        self._killed.append(child)
+
+    async def _stop_child(self) -> int | None:
+        """:meth:`_discard`, then wait for the child; its exit code (negative: the
+        signal that ended it)."""
+        child = self._child
+        self._discard()
+        await self._reap()
+        return None if child is None else child.returncode
+
+    async def _reap(self) -> None:
+        killed, self._killed = self._killed, []
+        for child in killed:
+            await child.wait()
+
+
+def _frame(value: Any) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+def _result(answer: Any) -> list[str]:
+    if answer[0] != "ok":
+        raise _error(answer)
+    ids: list[str] = answer[1]
+    return ids
+
+
+def _error(answer: Any) -> Exception:
+    kind, *details = answer
+    if kind == "invalid":
+        return InvalidFieldError(*details)
+    if kind == "unavailable":
+        return StoreUnavailableError(details[0])
+    return WriterFailedError(details[0])
+
+
+# --- the child --------------------------------------------------------------------------
+
+
+def _answer_for(exc: Exception) -> tuple[Any, ...]:
+    if isinstance(exc, InvalidFieldError):
+        return ("invalid", exc.field, exc.value, exc.rule)
+    if is_transient(exc):
+        return ("unavailable", str(exc))
+    log.error("collector writer: the store failed", exc_info=exc)
+    return ("failed", f"{type(exc).__name__}: {exc}")
+
+
+def _read(stream: IO[bytes]) -> Any:
+    """The next frame, or None at the end of the stream (the parent closed it or died)."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack(header)
+    data = stream.read(length)
+    return None if len(data) < length else pickle.loads(data)
+
+
+def _enlarge(*fds: int) -> None:
+    if sys.platform != "linux":
+        return
+    import fcntl
+
+    for fd in fds:
+        with contextlib.suppress(OSError):  # capped by /proc/sys/fs/pipe-max-size
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def _open(settings: dict[str, Any]) -> UsageStore:
+    store = open_store(settings["target"], retry_seconds=settings["retry_seconds"])
+    from afs.continuous.store.sqlite import SQLiteUsageStore
+
+    if isinstance(store, SQLiteUsageStore):  # its commits then never wait for one
+        store.checkpoint_in_background(CHECKPOINT_EVERY_S)
+    return store
+
+
+def serve_pipe(inbound: IO[bytes], outbound: IO[bytes]) -> int:
+    """Open the store the first frame names, then commit each group that follows."""
+
+    def send(answer: tuple[Any, ...]) -> None:
+        outbound.write(_frame(answer))
+        outbound.flush()
+
+    settings = _read(inbound)
+    if settings is None:
+        return 0
+    try:
+        store = _open(settings)
+    except Exception as exc:
+        send(_answer_for(exc))
+        return 1
+    send(("ready",))
+    try:
+        while (rows := _read(inbound)) is not None:
+            try:
+                records = [UsageRecord(*row) for row in rows]
+                fill_dedupe_hashes(records)
+                send(("ok", store.insert(records)))
+            except Exception as exc:
+                send(_answer_for(exc))
+    finally:
+        store.close()
+    return 0
+
+
+def main() -> int:
+    for signum in (signal.SIGINT, signal.SIGTERM):  # it ends when the parent closes the pipe,
+        signal.signal(signum, signal.SIG_IGN)  # after the group it holds (Ctrl-C reaches both)
+    outbound = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # print() and stray output land in the log, never in the pipe
+    _enlarge(0, outbound.fileno())
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return serve_pipe(sys.stdin.buffer, outbound)
+    except BrokenPipeError:  # the parent is gone: nobody is left to answer
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

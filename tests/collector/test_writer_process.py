@@ -1,0 +1,132 @@
+"""The collector's writer process: groups in, ids out, and every way it can go wrong
+turned into the error the collector answers with."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from afs.continuous import UsageLogger
+from afs.continuous.collector.writer_process import ProcessWriter, WriterFailedError
+from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
+from afs.continuous.records import UsageRecord, compute_dedupe_hash
+from tests.collector.conftest import BROKEN_TRIGGER
+from tests.postgres_server import unreachable_url
+
+
+def _records(logger: UsageLogger, prefix: str, count: int, **extra: object) -> list[UsageRecord]:
+    return logger.build_records(
+        [{"query": f"{prefix} {i}", "response": "r", "model": "m", **extra} for i in range(count)],
+        defer_dedupe_hash=True,
+    )
+
+
+@pytest.fixture
+async def writer(db_path: Path, logger: UsageLogger) -> AsyncIterator[ProcessWriter]:
+    running = ProcessWriter(str(db_path))
+    await running.start()
+    yield running
+    await running.close()
+
+
+async def test_groups_are_committed_with_their_ids_and_hashes(
+    writer: ProcessWriter, logger: UsageLogger
+) -> None:
+    first = await writer.insert(_records(logger, "a", 3))
+    second = await writer.insert(_records(logger, "b", 2))
+    assert len(set(first + second)) == 5
+    stored = logger.store.get(second[1])
+    assert stored is not None and stored.query == "b 1"
+    assert stored.dedupe_hash == compute_dedupe_hash("b 1", "r")  # deferred, then made
+
+
+async def test_a_supplied_id_that_exists_fails_its_group_and_writes_none_of_it(
+    writer: ProcessWriter, logger: UsageLogger
+) -> None:
+    taken = logger.log("q", "r", "m")
+    group = _records(logger, "c", 2) + _records(logger, "dup", 1, id=taken)
+    with pytest.raises(InvalidFieldError) as caught:
+        await writer.insert(group)
+    assert caught.value.field == "id" and caught.value.value == taken
+    assert logger.get_statistics()["total"] == 1
+    assert len(await writer.insert(_records(logger, "d", 1))) == 1  # and it goes on
+
+
+async def test_a_child_that_dies_holding_a_group_fails_it_as_unavailable_then_is_replaced(
+    writer: ProcessWriter, logger: UsageLogger
+) -> None:
+    await writer.insert(_records(logger, "e", 1))
+    child = writer._child
+    assert child is not None
+    os.kill(child.pid, signal.SIGSTOP)  # it cannot read the group: the write waits
+    task = asyncio.create_task(writer.insert(_records(logger, "lost", 20_000)))
+    await asyncio.sleep(0.2)
+    os.kill(child.pid, signal.SIGKILL)
+    with pytest.raises(StoreUnavailableError, match="writer stopped"):
+        await task
+    assert len(await writer.insert(_records(logger, "f", 2))) == 2
+    assert writer.starts == 2
+    assert {r.query for r in logger.get_records(limit=None)} == {"e 0", "f 0", "f 1"}
+
+
+async def test_a_child_found_dead_between_groups_is_replaced_before_the_next(
+    writer: ProcessWriter, logger: UsageLogger
+) -> None:
+    child = writer._child
+    assert child is not None
+    os.kill(child.pid, signal.SIGKILL)
+    await child.wait()
+    assert len(await writer.insert(_records(logger, "k", 1))) == 1
+    assert writer.starts == 2
+
+
+async def test_a_group_cancelled_mid_exchange_leaves_no_stale_answer(
+    writer: ProcessWriter, logger: UsageLogger
+) -> None:
+    task = asyncio.create_task(writer.insert(_records(logger, "g", 2000)))
+    await asyncio.sleep(0)  # its frame is being written
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    ids = await writer.insert(_records(logger, "h", 1))  # a fresh child, in step again
+    stored = logger.store.get(ids[0])
+    assert stored is not None and stored.query == "h 0"
+
+
+async def test_a_failure_no_retry_mends_is_reported_as_such(
+    writer: ProcessWriter, logger: UsageLogger, db_path: Path
+) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(BROKEN_TRIGGER)
+    with pytest.raises(WriterFailedError, match="boom"):
+        await writer.insert(_records(logger, "i", 1))
+
+
+async def test_close_waits_for_the_child_to_exit(db_path: Path, logger: UsageLogger) -> None:
+    writer = ProcessWriter(str(db_path))
+    await writer.insert(_records(logger, "j", 5))  # started by its first group
+    child = writer._child
+    assert child is not None
+    await writer.close()
+    assert child.returncode == 0
+    assert logger.get_statistics()["total"] == 5
+
+
+async def test_an_unreachable_database_is_unavailable_and_its_password_is_not_shown() -> None:
+    writer = ProcessWriter(unreachable_url(password="hunter2-secret"), retry_seconds=0.5)
+    with pytest.raises(StoreUnavailableError) as caught:
+        await writer.start()
+    assert "hunter2-secret" not in str(caught.value)
+    assert writer._child is None
+
+
+async def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
+    writer = ProcessWriter(str(tmp_path))  # a directory
+    with pytest.raises(WriterFailedError, match="it is a directory"):
+        await writer.start()
