@@ -138,13 +138,14 @@ def test_empty_and_inverted_windows_have_zero_counts(store: UsageStore) -> None:
     assert inverted.count == 0
 
 
-def test_single_inserts_are_folded_every_few_hundred(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [1, 7])
+def test_small_inserts_are_folded_every_few_hundred(tmp_path: Path, batch: int) -> None:
     store = SQLiteUsageStore(tmp_path / "tail.db")
     rng = random.Random(3)
-    records = [_random_record(rng, i % 300) for i in range(1000)]
-    for record in records:
-        store.insert([record])
-    assert store._tail_length() < 300
+    records = [_random_record(rng, i % 300) for i in range(1001)]
+    for start in range(0, len(records), batch):
+        store.insert(records[start : start + batch])
+    assert 0 < store._tail_length() < 300
     expected = _brute_force({r.id: r for r in records})
     _assert_same(store.statistics(), expected)
     store.close()

@@ -82,7 +82,10 @@ class SQLiteWrites(SQLiteConnection):
                 self._give_ids(chunk, given)
                 self._insert_chunk(conn, chunk, given)
                 ids.extend(r.id for r in chunk)
-            _fold(conn)
+            self._since_fold += len(ids)
+            if self._since_fold >= _FOLD_EVERY:  # as for single records: readers fold
+                _fold(conn)  # whatever tail is left, so a small batch need not
+                self._since_fold = 0
         return ids
 
     def _insert_single(self, record: UsageRecord, *, free: bool) -> str:
