@@ -434,7 +434,7 @@ def normalized_stream(
     :func:`fill_dedupe_hashes` to compute where it costs less (a hash cannot fail, so
     the collector's writer process does it instead of the event loop).
     """
-    latest, now_text = latest_timestamp(now), format_timestamp(now)
+    now_text, latest = format_timestamp(now), None  # latest: for a supplied timestamp
     hashed = not defer_dedupe_hash
     for index, item in enumerate(items):
         if prepare is None:
@@ -442,6 +442,7 @@ def normalized_stream(
             if plain is not None:
                 yield plain
                 continue
+        latest = latest or latest_timestamp(now)
         try:
             record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
             if prepare is not None:
