@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,3 +131,11 @@ async def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
     writer = ProcessWriter(str(tmp_path))  # a directory
     with pytest.raises(WriterFailedError, match="it is a directory"):
         await writer.start()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="scheduling policies are Linux's")
+async def test_the_child_runs_as_a_batch_task(writer: ProcessWriter) -> None:
+    """Woken with a group, it must not preempt the event loop that handed it over."""
+    child = writer._child
+    assert child is not None
+    assert os.sched_getscheduler(child.pid) == os.SCHED_BATCH

@@ -215,6 +215,16 @@ def _enlarge(*fds: int) -> None:
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
+def _yield_to_the_event_loop() -> None:
+    """Run as a batch task (Linux): its wake-up then never preempts the process that
+    woke it. Without it the collector's event loop, handing over a group, sat in that
+    write while the child it had woken ran on its core: a fifth of the loop's time under
+    single-record load. The child keeps its fair share of the CPU."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def _open(settings: dict[str, Any]) -> UsageStore:
     store = open_store(settings["target"], retry_seconds=settings["retry_seconds"])
     from afs.continuous.store.sqlite import SQLiteUsageStore
@@ -256,6 +266,7 @@ def serve_pipe(inbound: IO[bytes], outbound: IO[bytes]) -> int:
 def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):  # it ends when the parent closes the pipe,
         signal.signal(signum, signal.SIG_IGN)  # after the group it holds (Ctrl-C reaches both)
+    _yield_to_the_event_loop()
     outbound = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # print() and stray output land in the log, never in the pipe
     _enlarge(0, outbound.fileno())
