@@ -28,6 +28,11 @@ def _records(logger: UsageLogger, prefix: str, count: int, **extra: object) -> l
     )
 
 
+def _process(writer: ProcessWriter) -> asyncio.subprocess.Process:
+    assert writer._child is not None
+    return writer._child.process
+
+
 @pytest.fixture
 async def writer(db_path: Path, logger: UsageLogger) -> AsyncIterator[ProcessWriter]:
     running = ProcessWriter(str(db_path))
@@ -47,6 +52,16 @@ async def test_groups_are_committed_with_their_ids_and_hashes(
     assert stored.dedupe_hash == compute_dedupe_hash("b 1", "r")  # deferred, then made
 
 
+async def test_groups_handed_over_together_get_their_own_answers_in_order(
+    writer: ProcessWriter, logger: UsageLogger
+) -> None:
+    groups = [_records(logger, f"p{n}", n + 1) for n in range(6)]
+    answers = await asyncio.gather(*(writer.insert(group) for group in groups))
+    for group, ids in zip(groups, answers, strict=True):
+        stored = [logger.store.get(i) for i in ids]
+        assert [s.query if s else None for s in stored] == [r.query for r in group]
+
+
 async def test_a_supplied_id_that_exists_fails_its_group_and_writes_none_of_it(
     writer: ProcessWriter, logger: UsageLogger
 ) -> None:
@@ -63,8 +78,7 @@ async def test_a_child_that_dies_holding_a_group_fails_it_as_unavailable_then_is
     writer: ProcessWriter, logger: UsageLogger
 ) -> None:
     await writer.insert(_records(logger, "e", 1))
-    child = writer._child
-    assert child is not None
+    child = _process(writer)
     os.kill(child.pid, signal.SIGSTOP)  # it cannot read the group: the write waits
     task = asyncio.create_task(writer.insert(_records(logger, "lost", 20_000)))
     await asyncio.sleep(0.2)
@@ -79,8 +93,7 @@ async def test_a_child_that_dies_holding_a_group_fails_it_as_unavailable_then_is
 async def test_a_child_found_dead_between_groups_is_replaced_before_the_next(
     writer: ProcessWriter, logger: UsageLogger
 ) -> None:
-    child = writer._child
-    assert child is not None
+    child = _process(writer)
     os.kill(child.pid, signal.SIGKILL)
     await child.wait()
     assert len(await writer.insert(_records(logger, "k", 1))) == 1
@@ -112,8 +125,7 @@ async def test_a_failure_no_retry_mends_is_reported_as_such(
 async def test_close_waits_for_the_child_to_exit(db_path: Path, logger: UsageLogger) -> None:
     writer = ProcessWriter(str(db_path))
     await writer.insert(_records(logger, "j", 5))  # started by its first group
-    child = writer._child
-    assert child is not None
+    child = _process(writer)
     await writer.close()
     assert child.returncode == 0
     assert logger.get_statistics()["total"] == 5
@@ -136,6 +148,5 @@ async def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
 @pytest.mark.skipif(sys.platform != "linux", reason="scheduling policies are Linux's")
 async def test_the_child_runs_as_a_batch_task(writer: ProcessWriter) -> None:
     """Woken with a group, it must not preempt the event loop that handed it over."""
-    child = writer._child
-    assert child is not None
+    child = _process(writer)
     assert os.sched_getscheduler(child.pid) == os.SCHED_BATCH

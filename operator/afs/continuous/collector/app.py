@@ -398,9 +398,9 @@ class Collector:
             )  # fmt: skip
         items = []
         for number, line in enumerate(raw.split(b"\n"), start=1):
-            if not line.strip():
+            if not line or line.isspace():
                 continue
-            item = parse_json_or_refuse(line, f"line {number}")
+            item = _parse_line(line, number)
             if not isinstance(item, dict):
                 raise RequestRefusedError(
                     400, f"line {number}: each line must be one {what} as a JSON object",
@@ -437,6 +437,15 @@ def parse_json_or_refuse(raw: bytes, what: str) -> Any:
         return parse_json(raw, what=what)
     except PayloadError as exc:
         raise RequestRefusedError(400, str(exc), reason="invalid") from exc
+
+
+def _parse_line(line: bytes, number: int) -> Any:
+    """A line of NDJSON. Its number goes into the message only if it is refused (parsed
+    again then: a well-formed batch is the common case, and its lines' labels cost)."""
+    try:
+        return parse_json(line, what="a line")
+    except PayloadError:
+        return parse_json_or_refuse(line, f"line {number}")  # raises, naming the line
 
 
 def _read_pair(request_body: Any, response_body: Any) -> tuple[Question, Answer]:

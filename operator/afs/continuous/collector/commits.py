@@ -3,9 +3,10 @@
 A collector under load answers many small requests at once. Written one transaction
 each, every request pays a commit and a hop to a worker thread, and the event loop
 waits on the interpreter lock while the worker checks records. Here the loop checks each
-request's records itself, then queues them; one writer task at a time takes everything
-queued and hands it to the :class:`~afs.continuous.collector.writer.StoreWriter`, which
-commits it in one transaction (in a process of its own under ``afs-continuous collect``).
+request's records itself, then queues them; a writing task takes everything queued and
+hands it to the :class:`~afs.continuous.collector.writer.StoreWriter`, which commits it
+in one transaction (in a process of its own under ``afs-continuous collect``). As many
+tasks write at once as the writer takes groups in flight (one for a thread).
 Every request is answered only after the transaction holding its records has committed.
 
 A group the store refuses for a reason that may pass (the database unreachable or
@@ -37,7 +38,7 @@ class GroupCommitter:
         max_records: int = MAX_GROUP_RECORDS,
     ) -> None:
         self.writer = writer
-        self._writing: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Task[None]] = set()  # at most writer.in_flight
         self._transient = transient
         self._max_records = max_records
         self._pending: list[tuple[list[UsageRecord], asyncio.Future[list[str]]]] = []
@@ -47,8 +48,10 @@ class GroupCommitter:
         """Write ``records`` (checked already) with whatever else is queued; their ids."""
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._pending.append((records, future))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_all())
+        if len(self._writing) < self.writer.in_flight:
+            task = asyncio.create_task(self._write_all())
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
         return await asyncio.shield(future)
 
     async def _write_all(self) -> None:

@@ -16,6 +16,9 @@ from afs.continuous.store import UsageStore
 
 
 class StoreWriter(Protocol):
+    #: groups it may be handed before the first is committed (they commit in order)
+    in_flight: int
+
     async def start(self) -> None:
         """Be ready to write (a process writer starts its child and opens its store)."""
         ...
@@ -35,6 +38,8 @@ class StoreWriter(Protocol):
 class ThreadWriter:
     """The store's ``insert`` in a worker thread, where SQLite and libpq spend most of
     their time outside the interpreter lock."""
+
+    in_flight = 1  # one connection: one transaction at a time
 
     def __init__(self, store: UsageStore) -> None:
         self.store = store

@@ -33,6 +33,8 @@ import pickle
 import signal
 import struct
 import sys
+from collections import deque
+from dataclasses import dataclass
 from typing import IO, Any
 
 from afs.continuous.buffered import is_transient
@@ -55,111 +57,140 @@ class WriterFailedError(ContinuousError):
     logged the traceback)."""
 
 
+@dataclass
+class _Child:
+    process: asyncio.subprocess.Process
+    answers: deque[asyncio.Future[Any]]  # one per group handed over, in order
+    reader: asyncio.Task[None]
+
+    @property
+    def running(self) -> bool:
+        return self.process.returncode is None and not self.reader.done()
+
+
 class ProcessWriter:
     """Commits groups of records in a child process (see the module's docstring)."""
+
+    #: groups handed to the child before the first is answered: the next one is in the
+    #: pipe when the child finishes, instead of a round trip through the loop later
+    in_flight = 2
 
     def __init__(
         self, target: str, *, retry_seconds: float | None = None, start_timeout_s: float = 60.0
     ) -> None:
         self._settings = {"target": target, "retry_seconds": retry_seconds}
         self._start_timeout_s = start_timeout_s
-        self._child: asyncio.subprocess.Process | None = None
-        self._killed: list[asyncio.subprocess.Process] = []  # reaped at the next chance
-        self._lock = asyncio.Lock()
+        self._child: _Child | None = None
+        self._starting = asyncio.Lock()
         self.starts = 0  # children started: more than one means one died (or was stopped)
 
     async def start(self) -> None:
         """Start the child and wait until its store is open."""
-        async with self._lock:
-            await self._running()
+        await self._running()
 
     async def insert(self, records: list[UsageRecord]) -> list[str]:
         frame = _frame([record_values(r) for r in records])
-        async with self._lock:
-            child = await self._running()
-            try:
-                answer = await self._exchange(child, frame)
-            except asyncio.CancelledError:
-                self._discard()  # cut mid-frame: no later answer could be trusted
-                raise
-            except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
-                code = await self._stop_child()
-                raise StoreUnavailableError(
-                    f"the collector's database writer stopped (exit code {code}); nothing "
-                    "of this group is known to be written, retry"
-                ) from exc
-        return _result(answer)
+        child = await self._running()
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        child.answers.append(answer)
+        stdin = child.process.stdin
+        assert stdin is not None
+        stdin.write(frame)  # whole into the transport's buffer: a cancelled caller leaves
+        try:  # the stream in step, its answer read and dropped
+            await stdin.drain()
+        except (OSError, ConnectionError):  # the child is gone: its reader fails the group
+            with contextlib.suppress(ProcessLookupError):
+                child.process.kill()
+        return _result(await answer)
 
     async def close(self) -> None:
-        """Let the child finish the group it holds and exit (killed after 30 s)."""
-        async with self._lock:
-            await self._reap()
+        """Let the child answer every group it was handed and exit (killed after 30 s)."""
+        async with self._starting:
             child, self._child = self._child, None
-            if child is None or child.returncode is not None:
+            if child is None:
                 return
-            assert child.stdin is not None
-            child.stdin.close()
+            if child.process.stdin is not None:
+                child.process.stdin.close()
             try:
-                await asyncio.wait_for(child.wait(), timeout=30)
+                await asyncio.wait_for(asyncio.shield(child.reader), timeout=30)
             except TimeoutError:
                 log.error("collector: the database writer did not exit in 30 s; killed")
-                child.kill()
-                await child.wait()
+                child.process.kill()
+                await child.reader
 
-    async def _running(self) -> asyncio.subprocess.Process:
-        if self._child is not None and self._child.returncode is None:
+    async def _running(self) -> _Child:
+        if self._child is not None and self._child.running:
             return self._child
-        await self._reap()
-        self._child = await asyncio.create_subprocess_exec(
+        async with self._starting:
+            if self._child is not None:
+                if self._child.running:
+                    return self._child
+                await self._child.reader  # a dead child's groups are failed first
+            self._child = await self._spawn()
+            self.starts += 1
+            return self._child
+
+    async def _spawn(self) -> _Child:
+        process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", __name__,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None
         try:
-            answer = await asyncio.wait_for(
-                self._exchange(self._child, _frame(self._settings)), self._start_timeout_s
-            )
+            process.stdin.write(_frame(self._settings))
+            await process.stdin.drain()
+            answer = await asyncio.wait_for(_read_frame(process.stdout), self._start_timeout_s)
         except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            code = await self._stop_child()
+            code = await _stopped(process)
             raise StoreUnavailableError(
                 f"the collector's database writer did not start (exit code {code}); retry"
             ) from exc
         if answer != ("ready",):
-            await self._stop_child()
+            await _stopped(process)
             raise _error(answer)  # what kept the store from opening
-        self.starts += 1
-        return self._child
+        answers: deque[asyncio.Future[Any]] = deque()
+        return _Child(process, answers, asyncio.create_task(_read_answers(process, answers)))
 
-    @staticmethod
-    async def _exchange(child: asyncio.subprocess.Process, frame: bytes) -> Any:
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(frame)
-        await child.stdin.drain()
-        (length,) = _HEADER.unpack(await child.stdout.readexactly(_HEADER.size))
-        return pickle.loads(await child.stdout.readexactly(length))
 
-    def _discard(self) -> None:
-        """Forget the child, killing it if it still runs (reaped later: this may run
-        while the task is being cancelled)."""
-        child, self._child = self._child, None
-        if child is None:
-            return
-        if child.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-        self._killed.append(child)
+async def _read_frame(stream: asyncio.StreamReader) -> Any:
+    (length,) = _HEADER.unpack(await stream.readexactly(_HEADER.size))
+    return pickle.loads(await stream.readexactly(length))
 
-    async def _stop_child(self) -> int | None:
-        """:meth:`_discard`, then wait for the child; its exit code (negative: the
-        signal that ended it)."""
-        child = self._child
-        self._discard()
-        await self._reap()
-        return None if child is None else child.returncode
 
-    async def _reap(self) -> None:
-        killed, self._killed = self._killed, []
-        for child in killed:
-            await child.wait()
+async def _read_answers(
+    process: asyncio.subprocess.Process, answers: deque[asyncio.Future[Any]]
+) -> None:
+    """Hand each answer to its group's caller, in order, until the child's output ends;
+    then fail the groups it never answered."""
+    assert process.stdout is not None
+    try:
+        while True:
+            answer = await _read_frame(process.stdout)
+            waiting = answers.popleft()
+            if not waiting.done():  # its caller may have been cancelled
+                waiting.set_result(answer)
+    except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError):
+        pass  # the end of the child's output: it exited, or is beyond saving
+    try:
+        code = await asyncio.wait_for(process.wait(), timeout=5)
+    except TimeoutError:
+        code = await _stopped(process)
+    lost = StoreUnavailableError(
+        f"the collector's database writer stopped (exit code {code}); nothing of this "
+        "group is known to be written, retry"
+    )
+    while answers:
+        waiting = answers.popleft()
+        if not waiting.done():
+            waiting.set_exception(lost)
+
+
+async def _stopped(process: asyncio.subprocess.Process) -> int:
+    """Kill the process if it still runs; its exit code (negative: the signal)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    return await process.wait()
 
 
 def _frame(value: Any) -> bytes:
