@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,32 @@ def test_the_thread_copies_the_log_which_then_starts_again(tmp_path: Path) -> No
         assert _log_frames(store.path) < 50
         assert store.count_records(RecordQuery()) == COMMITS + 1
     finally:
+        store.close()
+
+
+def test_the_log_stays_bounded_under_steady_writes(tmp_path: Path) -> None:
+    """A checkpoint that waits for nobody never finds the log wholly copied while
+    writes go on, and the log starts again only once it is: it grew without end."""
+    store = SQLiteUsageStore(tmp_path / "usage.db")
+    store.checkpoint_in_background(every_s=0.02, restart_pages=500)  # 2 MiB
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        batch = 0
+        while not stop.is_set():
+            store.insert([_one(batch * 200 + i)[0] for i in range(200)])
+            batch += 1
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        wal = tmp_path / "usage.db-wal"
+        for _ in range(30):  # 3 s of writes: tens of MiB of log if never restarted
+            time.sleep(0.1)
+            assert wal.stat().st_size < 8 * 2**20
+    finally:
+        stop.set()
+        writer.join()
         store.close()
 
 
