@@ -11,7 +11,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from afs.continuous import UsageLogger
@@ -19,7 +18,7 @@ from afs.continuous.collector.writer_process import ProcessWriter, WriterFailedE
 from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
 from afs.continuous.records import UsageRecord, compute_dedupe_hash
 from tests.collector.conftest import BROKEN_TRIGGER
-from tests.postgres_server import fresh_schema, unreachable_url
+from tests.postgres_server import unreachable_url
 
 
 def _records(logger: UsageLogger, prefix: str, count: int, **extra: object) -> list[UsageRecord]:
@@ -151,36 +150,3 @@ async def test_the_child_runs_as_a_batch_task(writer: ProcessWriter) -> None:
     """Woken with a group, it must not preempt the event loop that handed it over."""
     child = _process(writer)
     assert os.sched_getscheduler(child.pid) == os.SCHED_BATCH
-
-
-async def test_a_postgresql_writer_commits_two_groups_at_once() -> None:
-    """Each commit waits for the server's log sync; two on two connections overlap."""
-    with fresh_schema() as url, UsageLogger(url=url) as logger:
-        logger.log("warm", "up", "m")  # today's partitions exist: the groups only insert
-        writer = ProcessWriter(url)
-        await writer.start()
-        try:
-            with (
-                psycopg.connect(url) as blocker,
-                psycopg.connect(url, autocommit=True) as watcher,  # a fresh view each time
-            ):
-                blocker.execute("LOCK TABLE usage IN EXCLUSIVE MODE")  # until rolled back
-                groups = [
-                    asyncio.create_task(writer.insert(_records(logger, f"pg{n}", 3)))
-                    for n in range(2)
-                ]
-                waiting = 0
-                for _ in range(100):  # both groups wait on the lock at once, or never
-                    row = watcher.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    ).fetchone()
-                    waiting = int(row[0]) if row else 0
-                    if waiting == 2:
-                        break
-                    await asyncio.sleep(0.05)
-                blocker.rollback()
-            assert waiting == 2
-            assert all(len(ids) == 3 for ids in await asyncio.gather(*groups))
-        finally:
-            await writer.close()
-        assert logger.get_statistics()["total"] == 7
