@@ -105,6 +105,20 @@ async def test_requests_without_the_token_are_refused(
         assert _stored(collector.logger) == []
 
 
+async def test_metrics_count_the_writer_processes_started(serve: Serve) -> None:
+    async with serve() as (client, collector):
+        record = {"query": "q", "response": "r", "model": "m"}
+        assert (await client.post("/v1/usage", json=record, headers=AUTH)).status == 200
+        metrics = await (await client.get("/metrics")).text()
+        assert "afs_collector_writer_starts 1.0" in metrics
+        child = collector.writer._child  # type: ignore[attr-defined]
+        child.process.kill()
+        await child.process.wait()
+        assert (await client.post("/v1/usage", json=record, headers=AUTH)).status == 200
+        metrics = await (await client.get("/metrics")).text()
+        assert "afs_collector_writer_starts 2.0" in metrics
+
+
 async def test_probes_and_metrics_need_no_token(serve: Serve) -> None:
     async with serve() as (client, _):
         assert (await client.get("/healthz")).status == 200

@@ -91,13 +91,14 @@ async def test_a_child_that_dies_holding_a_group_fails_it_as_unavailable_then_is
 
 
 async def test_a_child_found_dead_between_groups_is_replaced_before_the_next(
-    writer: ProcessWriter, logger: UsageLogger
+    writer: ProcessWriter, logger: UsageLogger, caplog: pytest.LogCaptureFixture
 ) -> None:
     child = _process(writer)
     os.kill(child.pid, signal.SIGKILL)
     await child.wait()
     assert len(await writer.insert(_records(logger, "k", 1))) == 1
     assert writer.starts == 2
+    assert "the database writer exited (exit code -9); starting another" in caplog.text
 
 
 async def test_a_group_cancelled_mid_exchange_leaves_no_stale_answer(

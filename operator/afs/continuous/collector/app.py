@@ -214,6 +214,7 @@ class Collector:
         self.metrics.join_pending.set(len(self.join))
         buffered = self._buffered
         self.metrics.buffer_pending.set(buffered.pending if buffered is not None else 0)
+        self.metrics.writer_starts.set(self.writer.starts)
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -54,6 +54,12 @@ class CollectorMetrics:
             "How many records the async buffer holds at most",
             registry=self.registry,
         )
+        self.writer_starts = Gauge(
+            "afs_collector_writer_starts",
+            "Database writer processes started: more than one means one died and was "
+            "replaced (its groups were answered 503)",
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             "afs_collector_request_seconds",
             "Time to answer a request, by endpoint",

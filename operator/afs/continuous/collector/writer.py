@@ -18,6 +18,8 @@ from afs.continuous.store import UsageStore
 class StoreWriter(Protocol):
     #: groups it may be handed before the first is committed (they commit in order)
     in_flight: int
+    #: writers started so far: more than one means one died and was replaced
+    starts: int
 
     async def start(self) -> None:
         """Be ready to write (a process writer starts its child and opens its store)."""
@@ -40,6 +42,7 @@ class ThreadWriter:
     their time outside the interpreter lock."""
 
     in_flight = 1  # one connection: one transaction at a time
+    starts = 1  # nothing of its own to die
 
     def __init__(self, store: UsageStore) -> None:
         self.store = store

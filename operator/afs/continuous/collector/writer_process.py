@@ -129,6 +129,10 @@ class ProcessWriter:
                 if self._child.running:
                     return self._child
                 await self._child.reader  # a dead child's groups are failed first
+                log.warning(
+                    "collector: the database writer exited (exit code %s); starting another",
+                    self._child.process.returncode,
+                )
             self._child = await self._spawn()
             self.starts += 1
             return self._child
