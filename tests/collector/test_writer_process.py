@@ -8,13 +8,18 @@ import os
 import signal
 import sqlite3
 import sys
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from afs.continuous import UsageLogger
-from afs.continuous.collector.writer_process import ProcessWriter, WriterFailedError
+from afs.continuous.collector.writer_process import (
+    ProcessWriter,
+    WriterFailedError,
+    _read_answers,
+)
 from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
 from afs.continuous.records import UsageRecord, compute_dedupe_hash
 from tests.collector.conftest import BROKEN_TRIGGER
@@ -151,3 +156,19 @@ async def test_the_child_runs_as_a_batch_task(writer: ProcessWriter) -> None:
     """Woken with a group, it must not preempt the event loop that handed it over."""
     child = _process(writer)
     assert os.sched_getscheduler(child.pid) == os.SCHED_BATCH
+
+
+async def test_an_answer_out_of_turn_stops_the_child_rather_than_mismatch_answers() -> None:
+    """A frame no group waits for: the stream can no longer be trusted."""
+    speaker = (
+        "import pickle, struct, sys, time\n"
+        "data = pickle.dumps(('ok', ['nobody-asked']))\n"
+        "sys.stdout.buffer.write(struct.pack('<I', len(data)) + data)\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(60)\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", speaker, stdout=asyncio.subprocess.PIPE
+    )
+    await asyncio.wait_for(_read_answers(process, deque()), timeout=20)
+    assert process.returncode == -signal.SIGKILL

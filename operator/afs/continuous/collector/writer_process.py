@@ -176,8 +176,11 @@ async def _read_answers(
             waiting = answers.popleft()
             if not waiting.done():  # its caller may have been cancelled
                 waiting.set_result(answer)
-    except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError):
-        pass  # the end of the child's output: it exited, or is beyond saving
+    except (OSError, asyncio.IncompleteReadError):
+        pass  # the end of the child's output: it exited
+    except Exception:  # not an answer to a group sent: no later one could be trusted
+        log.exception("collector: the database writer answered out of turn; stopping it")
+        await _stopped(process)
     try:
         code = await asyncio.wait_for(process.wait(), timeout=5)
     except TimeoutError:
