@@ -18,8 +18,9 @@ travels here, not on the command line where ``ps`` shows it); the child answers
 
 Two groups may be in the pipe at once: the second is read while the first commits, and
 the answers come back in order. (Committing two PostgreSQL groups at once, on two
-connections, was tried: on 2 cores it was slower, 65,000 records/s against 70,000, the
-server's work competing with the collector's.) A child that dies, or a pipe that
+connections, was tried: on 2 cores it was slower, about 65,000 records/s against
+70,000 in two alternating pairs of runs, the server's work competing with the
+collector's.) A child that dies, or a pipe that
 breaks, fails the groups it holds as unavailable: their requests answer 503 and are
 sent again. Had the child committed one just before dying, the retry writes it twice,
 as when a database connection drops between a commit and its acknowledgement; records
