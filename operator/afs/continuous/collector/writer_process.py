@@ -271,9 +271,7 @@ def _open(settings: dict[str, Any]) -> UsageStore:
     store = open_store(settings["target"], retry_seconds=settings["retry_seconds"])
     from afs.continuous.store.sqlite import SQLiteUsageStore
 
-    if isinstance(store, SQLiteUsageStore) and not os.environ.get(
-        "INLINECK"
-    ):  # its commits then never wait for one
+    if isinstance(store, SQLiteUsageStore):  # its commits then never wait for one
         store.checkpoint_in_background(CHECKPOINT_EVERY_S)
     return store
 
