@@ -83,6 +83,6 @@ async def test_the_thread_writer_fills_in_deferred_dedupe_hashes(logger: UsageLo
     records = logger.build_records(
         [{"query": "Q", "response": "r", "model": "m"}], defer_dedupe_hash=True
     )
-    (record_id,) = await ThreadWriter(logger.store).insert(records)
+    (record_id,) = await ThreadWriter(logger.store).submit(records)
     stored = logger.store.get(record_id)
     assert stored is not None and stored.dedupe_hash == compute_dedupe_hash("Q", "r")

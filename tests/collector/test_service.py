@@ -112,8 +112,8 @@ async def test_metrics_count_the_writer_processes_started(serve: Serve) -> None:
         metrics = await (await client.get("/metrics")).text()
         assert "afs_collector_writer_starts 1.0" in metrics
         child = collector.writer._child  # type: ignore[attr-defined]
-        child.process.kill()
-        await child.process.wait()
+        child.kill()
+        await child.wait()
         assert (await client.post("/v1/usage", json=record, headers=AUTH)).status == 200
         metrics = await (await client.get("/metrics")).text()
         assert "afs_collector_writer_starts 2.0" in metrics

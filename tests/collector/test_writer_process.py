@@ -7,8 +7,8 @@ import asyncio
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
-from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from afs.continuous import UsageLogger
 from afs.continuous.collector.writer_process import (
     ProcessWriter,
     WriterFailedError,
-    _read_answers,
+    _Child,
+    _ChildProtocol,
 )
 from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
 from afs.continuous.records import UsageRecord, compute_dedupe_hash
@@ -33,9 +34,9 @@ def _records(logger: UsageLogger, prefix: str, count: int, **extra: object) -> l
     )
 
 
-def _process(writer: ProcessWriter) -> asyncio.subprocess.Process:
+def _process(writer: ProcessWriter) -> _Child:
     assert writer._child is not None
-    return writer._child.process
+    return writer._child
 
 
 @pytest.fixture
@@ -49,8 +50,8 @@ async def writer(db_path: Path, logger: UsageLogger) -> AsyncIterator[ProcessWri
 async def test_groups_are_committed_with_their_ids_and_hashes(
     writer: ProcessWriter, logger: UsageLogger
 ) -> None:
-    first = await writer.insert(_records(logger, "a", 3))
-    second = await writer.insert(_records(logger, "b", 2))
+    first = await writer.submit(_records(logger, "a", 3))
+    second = await writer.submit(_records(logger, "b", 2))
     assert len(set(first + second)) == 5
     stored = logger.store.get(second[1])
     assert stored is not None and stored.query == "b 1"
@@ -61,7 +62,7 @@ async def test_groups_handed_over_together_get_their_own_answers_in_order(
     writer: ProcessWriter, logger: UsageLogger
 ) -> None:
     groups = [_records(logger, f"p{n}", n + 1) for n in range(6)]
-    answers = await asyncio.gather(*(writer.insert(group) for group in groups))
+    answers = await asyncio.gather(*(writer.submit(group) for group in groups))
     for group, ids in zip(groups, answers, strict=True):
         stored = [logger.store.get(i) for i in ids]
         assert [s.query if s else None for s in stored] == [r.query for r in group]
@@ -73,24 +74,24 @@ async def test_a_supplied_id_that_exists_fails_its_group_and_writes_none_of_it(
     taken = logger.log("q", "r", "m")
     group = _records(logger, "c", 2) + _records(logger, "dup", 1, id=taken)
     with pytest.raises(InvalidFieldError) as caught:
-        await writer.insert(group)
+        await writer.submit(group)
     assert caught.value.field == "id" and caught.value.value == taken
     assert logger.get_statistics()["total"] == 1
-    assert len(await writer.insert(_records(logger, "d", 1))) == 1  # and it goes on
+    assert len(await writer.submit(_records(logger, "d", 1))) == 1  # and it goes on
 
 
 async def test_a_child_that_dies_holding_a_group_fails_it_as_unavailable_then_is_replaced(
     writer: ProcessWriter, logger: UsageLogger
 ) -> None:
-    await writer.insert(_records(logger, "e", 1))
+    await writer.submit(_records(logger, "e", 1))
     child = _process(writer)
     os.kill(child.pid, signal.SIGSTOP)  # it cannot read the group: the write waits
-    task = asyncio.create_task(writer.insert(_records(logger, "lost", 20_000)))
+    task = writer.submit(_records(logger, "lost", 20_000))
     await asyncio.sleep(0.2)
     os.kill(child.pid, signal.SIGKILL)
     with pytest.raises(StoreUnavailableError, match="writer stopped"):
         await task
-    assert len(await writer.insert(_records(logger, "f", 2))) == 2
+    assert len(await writer.submit(_records(logger, "f", 2))) == 2
     assert writer.starts == 2
     assert {r.query for r in logger.get_records(limit=None)} == {"e 0", "f 0", "f 1"}
 
@@ -101,7 +102,7 @@ async def test_a_child_found_dead_between_groups_is_replaced_before_the_next(
     child = _process(writer)
     os.kill(child.pid, signal.SIGKILL)
     await child.wait()
-    assert len(await writer.insert(_records(logger, "k", 1))) == 1
+    assert len(await writer.submit(_records(logger, "k", 1))) == 1
     assert writer.starts == 2
     assert "the database writer exited (exit code -9); starting another" in caplog.text
 
@@ -109,12 +110,12 @@ async def test_a_child_found_dead_between_groups_is_replaced_before_the_next(
 async def test_a_group_cancelled_mid_exchange_leaves_no_stale_answer(
     writer: ProcessWriter, logger: UsageLogger
 ) -> None:
-    task = asyncio.create_task(writer.insert(_records(logger, "g", 2000)))
+    task = writer.submit(_records(logger, "g", 2000))
     await asyncio.sleep(0)  # its frame is being written
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    ids = await writer.insert(_records(logger, "h", 1))  # a fresh child, in step again
+    ids = await writer.submit(_records(logger, "h", 1))  # its answer, not the dropped one's
     stored = logger.store.get(ids[0])
     assert stored is not None and stored.query == "h 0"
 
@@ -125,15 +126,15 @@ async def test_a_failure_no_retry_mends_is_reported_as_such(
     with sqlite3.connect(db_path) as conn:
         conn.execute(BROKEN_TRIGGER)
     with pytest.raises(WriterFailedError, match="boom"):
-        await writer.insert(_records(logger, "i", 1))
+        await writer.submit(_records(logger, "i", 1))
 
 
 async def test_close_waits_for_the_child_to_exit(db_path: Path, logger: UsageLogger) -> None:
     writer = ProcessWriter(str(db_path))
-    await writer.insert(_records(logger, "j", 5))  # started by its first group
+    await writer.submit(_records(logger, "j", 5))  # started by its first group
     child = _process(writer)
     await writer.close()
-    assert child.returncode == 0
+    assert await child.wait() == 0
     assert logger.get_statistics()["total"] == 5
 
 
@@ -167,8 +168,9 @@ async def test_an_answer_out_of_turn_stops_the_child_rather_than_mismatch_answer
         "sys.stdout.flush()\n"
         "time.sleep(60)\n"
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", speaker, stdout=asyncio.subprocess.PIPE
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.subprocess_exec(
+        lambda: _ChildProtocol(loop), sys.executable, "-c", speaker, stdout=subprocess.PIPE
     )
-    await asyncio.wait_for(_read_answers(process, deque()), timeout=20)
-    assert process.returncode == -signal.SIGKILL
+    assert await asyncio.wait_for(protocol.finished, timeout=20) == -signal.SIGKILL
+    assert protocol.broken

@@ -3,11 +3,14 @@
 A collector under load answers many small requests at once. Written one transaction
 each, every request pays a commit and a hop to a worker thread, and the event loop
 waits on the interpreter lock while the worker checks records. Here the loop checks each
-request's records itself, then queues them; a writing task takes everything queued and
-hands it to the :class:`~afs.continuous.collector.writer.StoreWriter`, which commits it
-in one transaction (in a process of its own under ``afs-continuous collect``). As many
-tasks write at once as the writer takes groups in flight (one for a thread).
-Every request is answered only after the transaction holding its records has committed.
+request's records itself, then queues them; at the end of the loop's turn everything
+queued is handed as one group to the
+:class:`~afs.continuous.collector.writer.StoreWriter`, which commits it in one
+transaction (in a process of its own under ``afs-continuous collect``), and what queues
+while the writer holds as many groups as it takes goes when one is answered. No task
+sits in between: a group's answer settles its requests' futures in the callback that
+receives it. Every request is answered only after the transaction holding its records
+has committed.
 
 A group the store refuses for a reason that may pass (the database unreachable or
 locked) fails every request in it: each answers 503 and its client retries. A refusal
@@ -18,6 +21,7 @@ group's requests one by one, so it fails that request alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +33,9 @@ from afs.continuous.records import UsageRecord
 MAX_GROUP_RECORDS = 20_000
 
 
+Request = tuple[list[UsageRecord], "asyncio.Future[list[str]]"]
+
+
 class GroupCommitter:
     def __init__(
         self,
@@ -38,46 +45,83 @@ class GroupCommitter:
         max_records: int = MAX_GROUP_RECORDS,
     ) -> None:
         self.writer = writer
-        self._writing: set[asyncio.Task[None]] = set()  # at most writer.in_flight
         self._transient = transient
         self._max_records = max_records
-        self._pending: list[tuple[list[UsageRecord], asyncio.Future[list[str]]]] = []
+        self._pending: list[Request] = []
+        self._in_flight = 0  # groups handed to the writer and not answered: at most its in_flight
+        self._send_soon: asyncio.Handle | None = None
+        self._sorting: set[asyncio.Task[None]] = set()  # groups written request by request
         self.groups = 0  # transactions written: how well requests are being grouped
 
     async def commit(self, records: list[UsageRecord]) -> list[str]:
-        """Write ``records`` (checked already) with whatever else is queued; their ids."""
-        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._pending.append((records, future))
-        if len(self._writing) < self.writer.in_flight:
-            task = asyncio.create_task(self._write_all())
-            self._writing.add(task)
-            task.add_done_callback(self._writing.discard)
-        return await asyncio.shield(future)
+        """Write ``records`` (checked already) with whatever else is queued; their ids.
 
-    async def _write_all(self) -> None:
-        while self._pending:
+        A request cancelled meanwhile cancels only its own future: its records are still
+        written with their group."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str]] = loop.create_future()
+        self._pending.append((records, future))
+        if self._send_soon is None and self._in_flight < self.writer.in_flight:
+            # after this turn of the loop: the other requests read in it join the group
+            self._send_soon = loop.call_soon(self._send)
+        return await future
+
+    def _send(self) -> None:
+        """Hand queued requests to the writer, a group at a time, while it takes more."""
+        self._send_soon = None
+        while self._pending and self._in_flight < self.writer.in_flight:
             group = self._take()
             records = [r for part, _ in group for r in part]
             given = [r.id for r in records]  # the store fills in ids; a retry needs these
             try:
-                ids = await self.writer.insert(records)
-            except Exception as exc:
-                if self._transient(exc) or len(group) == 1:
-                    for _, future in group:
-                        _fail(future, exc)
-                else:
-                    for record, record_id in zip(records, given, strict=True):
-                        record.id = record_id
-                    await self._one_by_one(group)
+                answer = self.writer.submit(records)
+            except Exception as exc:  # nothing was handed over: the group fails whole
+                for _, future in group:
+                    _fail(future, exc)
                 continue
+            self._in_flight += 1
+            answer.add_done_callback(
+                functools.partial(self._answered, group=group, records=records, given=given)
+            )
+
+    def _answered(
+        self,
+        done: asyncio.Future[list[str]],
+        *,
+        group: list[Request],
+        records: list[UsageRecord],
+        given: list[str],
+    ) -> None:
+        self._in_flight -= 1
+        exc = None if done.cancelled() else done.exception()
+        if done.cancelled():  # the loop is shutting down: so are its requests
+            for _, future in group:
+                future.cancel()
+        elif exc is None:
             self.groups += 1
-            start = 0
+            ids, start = done.result(), 0
             for part, future in group:
                 if not future.done():
                     future.set_result(ids[start : start + len(part)])
                 start += len(part)
+        elif self._transient(exc) or len(group) == 1:
+            for _, future in group:
+                _fail(future, exc)
+        else:  # a refusal of one request's: found by writing them one by one
+            for record, record_id in zip(records, given, strict=True):
+                record.id = record_id
+            self._in_flight += 1
+            task = asyncio.ensure_future(self._one_by_one(group))
+            self._sorting.add(task)
+            task.add_done_callback(self._sorted)
+        self._send()
 
-    def _take(self) -> list[tuple[list[UsageRecord], asyncio.Future[list[str]]]]:
+    def _sorted(self, task: asyncio.Task[None]) -> None:
+        self._sorting.discard(task)
+        self._in_flight -= 1
+        self._send()
+
+    def _take(self) -> list[Request]:
         taken, count = 0, 0
         for records, _ in self._pending:
             if taken and count + len(records) > self._max_records:
@@ -87,12 +131,10 @@ class GroupCommitter:
         group, self._pending = self._pending[:taken], self._pending[taken:]
         return group
 
-    async def _one_by_one(
-        self, group: list[tuple[list[UsageRecord], asyncio.Future[list[str]]]]
-    ) -> None:
+    async def _one_by_one(self, group: list[Request]) -> None:
         for records, future in group:
             try:
-                ids = await self.writer.insert(records)
+                ids = await self.writer.submit(records)
             except Exception as exc:
                 _fail(future, exc)
                 continue

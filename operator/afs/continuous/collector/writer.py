@@ -25,11 +25,13 @@ class StoreWriter(Protocol):
         """Be ready to write (a process writer starts its child and opens its store)."""
         ...
 
-    async def insert(self, records: list[UsageRecord]) -> list[str]:
+    def submit(self, records: list[UsageRecord]) -> asyncio.Future[list[str]]:
         """Commit ``records`` (checked already; a deferred dedupe hash is computed here,
-        off the event loop) in one transaction; their ids in order. A supplied id that
-        exists already raises InvalidFieldError; a database that cannot be reached, an
-        error :func:`~afs.continuous.buffered.is_transient` knows."""
+        off the event loop) in one transaction: a future of their ids in order. A
+        supplied id that exists already fails it with InvalidFieldError; a database that
+        cannot be reached, with an error :func:`~afs.continuous.buffered.is_transient`
+        knows. A future, not a coroutine: the answer reaches its requests without first
+        waiting a turn of the event loop for a task to wake."""
         ...
 
     async def close(self) -> None:
@@ -50,8 +52,8 @@ class ThreadWriter:
     async def start(self) -> None:
         """Nothing to start: the store is open."""
 
-    async def insert(self, records: list[UsageRecord]) -> list[str]:
-        return await asyncio.to_thread(self._insert, records)
+    def submit(self, records: list[UsageRecord]) -> asyncio.Future[list[str]]:
+        return asyncio.ensure_future(asyncio.to_thread(self._insert, records))
 
     def _insert(self, records: list[UsageRecord]) -> list[str]:
         fill_dedupe_hashes(records)

@@ -36,6 +36,7 @@ import os
 import pickle
 import signal
 import struct
+import subprocess
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ _HEADER = struct.Struct("<I")
 #: the pipes' capacity asked for (Linux): a group's frame then fits whole, and the loop
 #: writes it at once instead of 64 KiB each time it comes round to the pipe
 PIPE_BYTES = 1 << 20
+#: how long a child that closed its output may take to exit before it is killed
+EXIT_GRACE_S = 5.0
 #: how often the child's SQLite store copies its write-ahead log into the database
 CHECKPOINT_EVERY_S = 0.25
 
@@ -61,15 +64,114 @@ class WriterFailedError(ContinuousError):
     logged the traceback)."""
 
 
+class WriterStoppedError(StoreUnavailableError):
+    """The child exited (or was stopped) before it answered: a group it held may or may
+    not have been committed, so it is to be sent again."""
+
+
+class _ChildProtocol(asyncio.SubprocessProtocol):
+    """The child's answers, settled on their groups' futures as the bytes arrive.
+
+    Read here rather than by a task awaiting a stream: under load each hand-off between
+    callbacks and tasks waits a turn of the event loop, behind every request that came
+    in meanwhile, and a group's answer went through four of them before its requests
+    could answer. Now it goes through two (this future's callback, then the requests').
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.answers: deque[asyncio.Future[Any]] = deque()  # one per frame sent, in order
+        self.finished: asyncio.Future[int] = loop.create_future()  # its exit code
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.broken = False  # it answered out of turn: stopped, and nothing more is read
+        self._buffer = bytearray()
+        self._overdue: asyncio.TimerHandle | None = None  # a kill, if it outlives its output
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self.broken:
+            return
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(buffer)
+            end = _HEADER.size + length
+            if len(buffer) < end:
+                return
+            try:
+                answer = pickle.loads(buffer[_HEADER.size : end])
+                waiting = self.answers.popleft()
+            except Exception:  # not an answer to a group sent: no later one could be trusted
+                log.exception("collector: the database writer answered out of turn; stopping it")
+                self.broken = True
+                self.kill()
+                return
+            del buffer[:end]
+            if not waiting.done():  # its caller may have been cancelled
+                _settle(waiting, answer)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:  # it can no longer answer: it is exiting, or must not go on writing
+            self._overdue = asyncio.get_running_loop().call_later(EXIT_GRACE_S, self.kill)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The child exited and its pipes closed: fail the groups it never answered."""
+        assert self.transport is not None
+        if self._overdue is not None:
+            self._overdue.cancel()
+        code = self.transport.get_returncode()
+        self.transport.close()
+        lost = WriterStoppedError(
+            f"the collector's database writer stopped (exit code {code}); nothing of this "
+            "group is known to be written, retry"
+        )
+        while self.answers:
+            waiting = self.answers.popleft()
+            if not waiting.done():
+                waiting.set_exception(lost)
+        self.finished.set_result(code if code is not None else -1)
+
+    def kill(self) -> None:
+        if self.transport is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.transport.kill()
+
+
 @dataclass
 class _Child:
-    process: asyncio.subprocess.Process
-    answers: deque[asyncio.Future[Any]]  # one per group handed over, in order
-    reader: asyncio.Task[None]
+    transport: asyncio.SubprocessTransport
+    protocol: _ChildProtocol
+
+    @property
+    def pid(self) -> int:
+        return self.transport.get_pid()
 
     @property
     def running(self) -> bool:
-        return self.process.returncode is None and not self.reader.done()
+        return (
+            self.transport.get_returncode() is None
+            and not self.protocol.finished.done()
+            and not self.protocol.broken
+        )
+
+    def send(self, frame: bytes) -> asyncio.Future[Any]:
+        """Hand the child a frame; the future its answer settles. Written whole into the
+        pipe's buffer: a caller cancelled meanwhile leaves the stream in step (its
+        answer is read and dropped), and at most ``in_flight`` groups wait there."""
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.protocol.answers.append(answer)
+        stdin = self.transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        stdin.write(frame)  # a child gone meanwhile fails the answer when its pipes close
+        return answer
+
+    def kill(self) -> None:
+        self.protocol.kill()
+
+    async def wait(self) -> int:
+        """Its exit code (negative: the signal), once it exited and its pipes closed."""
+        return await asyncio.shield(self.protocol.finished)
 
 
 class ProcessWriter:
@@ -92,20 +194,17 @@ class ProcessWriter:
         """Start the child and wait until its store is open."""
         await self._running()
 
-    async def insert(self, records: list[UsageRecord]) -> list[str]:
+    def submit(self, records: list[UsageRecord]) -> asyncio.Future[list[str]]:
         frame = _frame([record_values(r) for r in records])
+        child = self._child
+        if child is not None and child.running:
+            return child.send(frame)
+        return asyncio.ensure_future(self._send_once_running(frame))
+
+    async def _send_once_running(self, frame: bytes) -> list[str]:
         child = await self._running()
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        child.answers.append(answer)
-        stdin = child.process.stdin
-        assert stdin is not None
-        stdin.write(frame)  # whole into the transport's buffer: a cancelled caller leaves
-        try:  # the stream in step, its answer read and dropped
-            await stdin.drain()
-        except (OSError, ConnectionError):  # the child is gone: its reader fails the group
-            with contextlib.suppress(ProcessLookupError):
-                child.process.kill()
-        return _result(await answer)
+        ids: list[str] = await child.send(frame)
+        return ids
 
     async def close(self) -> None:
         """Let the child answer every group it was handed and exit (killed after 30 s)."""
@@ -113,14 +212,15 @@ class ProcessWriter:
             child, self._child = self._child, None
             if child is None:
                 return
-            if child.process.stdin is not None:
-                child.process.stdin.close()
+            stdin = child.transport.get_pipe_transport(0)
+            if stdin is not None:
+                stdin.close()  # after what it holds is written
             try:
-                await asyncio.wait_for(asyncio.shield(child.reader), timeout=30)
+                await asyncio.wait_for(child.wait(), timeout=30)
             except TimeoutError:
                 log.error("collector: the database writer did not exit in 30 s; killed")
-                child.process.kill()
-                await child.reader
+                child.kill()
+                await child.wait()
 
     async def _running(self) -> _Child:
         if self._child is not None and self._child.running:
@@ -129,79 +229,35 @@ class ProcessWriter:
             if self._child is not None:
                 if self._child.running:
                     return self._child
-                await self._child.reader  # a dead child's groups are failed first
+                code = await self._child.wait()  # a dead child's groups are failed first
                 log.warning(
                     "collector: the database writer exited (exit code %s); starting another",
-                    self._child.process.returncode,
+                    code,
                 )
             self._child = await self._spawn()
             self.starts += 1
             return self._child
 
     async def _spawn(self) -> _Child:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", __name__,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _ChildProtocol(loop), sys.executable, "-m", __name__,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
         )  # fmt: skip
-        assert process.stdin is not None and process.stdout is not None
+        child = _Child(transport, protocol)
         try:
-            process.stdin.write(_frame(self._settings))
-            await process.stdin.drain()
-            answer = await asyncio.wait_for(_read_frame(process.stdout), self._start_timeout_s)
-        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            code = await _stopped(process)
+            await asyncio.wait_for(child.send(_frame(self._settings)), self._start_timeout_s)
+        except (WriterStoppedError, TimeoutError) as exc:  # it exited, or never answered
+            child.kill()
+            code = await child.wait()
             raise StoreUnavailableError(
                 f"the collector's database writer did not start (exit code {code}); retry"
             ) from exc
-        if answer != ("ready",):
-            await _stopped(process)
-            raise _error(answer)  # what kept the store from opening
-        answers: deque[asyncio.Future[Any]] = deque()
-        return _Child(process, answers, asyncio.create_task(_read_answers(process, answers)))
-
-
-async def _read_frame(stream: asyncio.StreamReader) -> Any:
-    (length,) = _HEADER.unpack(await stream.readexactly(_HEADER.size))
-    return pickle.loads(await stream.readexactly(length))
-
-
-async def _read_answers(
-    process: asyncio.subprocess.Process, answers: deque[asyncio.Future[Any]]
-) -> None:
-    """Hand each answer to its group's caller, in order, until the child's output ends;
-    then fail the groups it never answered."""
-    assert process.stdout is not None
-    try:
-        while True:
-            answer = await _read_frame(process.stdout)
-            waiting = answers.popleft()
-            if not waiting.done():  # its caller may have been cancelled
-                waiting.set_result(answer)
-    except (OSError, asyncio.IncompleteReadError):
-        pass  # the end of the child's output: it exited
-    except Exception:  # not an answer to a group sent: no later one could be trusted
-        log.exception("collector: the database writer answered out of turn; stopping it")
-        await _stopped(process)
-    try:
-        code = await asyncio.wait_for(process.wait(), timeout=5)
-    except TimeoutError:
-        code = await _stopped(process)
-    lost = StoreUnavailableError(
-        f"the collector's database writer stopped (exit code {code}); nothing of this "
-        "group is known to be written, retry"
-    )
-    while answers:
-        waiting = answers.popleft()
-        if not waiting.done():
-            waiting.set_exception(lost)
-
-
-async def _stopped(process: asyncio.subprocess.Process) -> int:
-    """Kill the process if it still runs; its exit code (negative: the signal)."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-    return await process.wait()
+        except Exception:  # what kept its store from opening, as the child reported it
+            child.kill()
+            await child.wait()
+            raise
+        return child
 
 
 def _frame(value: Any) -> bytes:
@@ -209,11 +265,14 @@ def _frame(value: Any) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
-def _result(answer: Any) -> list[str]:
-    if answer[0] != "ok":
-        raise _error(answer)
-    ids: list[str] = answer[1]
-    return ids
+def _settle(waiting: asyncio.Future[Any], answer: Any) -> None:
+    """An answer onto its future: a group's ids (or the start's ``ready``), or the error."""
+    if answer[0] == "ok":
+        waiting.set_result(answer[1])
+    elif answer[0] == "ready":
+        waiting.set_result(None)
+    else:
+        waiting.set_exception(_error(answer))
 
 
 def _error(answer: Any) -> Exception:
