@@ -4,6 +4,7 @@ turned into the error the collector answers with."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sqlite3
@@ -20,6 +21,7 @@ from afs.continuous.collector.writer_process import (
     WriterFailedError,
     _Child,
     _ChildProtocol,
+    freeze_startup_objects,
 )
 from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
 from afs.continuous.records import UsageRecord, compute_dedupe_hash
@@ -174,3 +176,12 @@ async def test_an_answer_out_of_turn_stops_the_child_rather_than_mismatch_answer
     )
     assert await asyncio.wait_for(protocol.finished, timeout=20) == -signal.SIGKILL
     assert protocol.broken
+
+
+def test_startup_objects_are_left_out_of_garbage_collection() -> None:
+    gc.unfreeze()
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 0  # what exists now is never walked again
+    finally:
+        gc.unfreeze()

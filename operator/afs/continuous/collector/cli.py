@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from afs.continuous.collector.app import Collector, CollectorSettings
-from afs.continuous.collector.writer_process import ProcessWriter
+from afs.continuous.collector.writer_process import ProcessWriter, freeze_startup_objects
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.scoring import HeuristicScorer
@@ -164,6 +164,7 @@ async def serve(collector: Collector, *, host: str, port: int, kserve_port: int 
             f" (KServe logger, no token: port {kserve_port})" if kserve_port else ""
         )
         auth = "token required" if collector.settings.token else "NO AUTHENTICATION"
+        freeze_startup_objects()
         print(f"afs-continuous collect: listening on {where}; {auth}", file=sys.stderr)
         await stop.wait()
         print("afs-continuous collect: stopping, flushing queued records", file=sys.stderr)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import pickle
@@ -260,6 +261,16 @@ class ProcessWriter:
         return child
 
 
+def freeze_startup_objects() -> None:
+    """Leave what start-up made (modules, classes, the app) out of garbage collection.
+
+    None of it is ever garbage, yet every full collection walked all of it: under load,
+    one took 16 ms of the event loop's time. Called once a process is ready to serve.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _frame(value: Any) -> bytes:
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
@@ -351,6 +362,7 @@ def serve_pipe(inbound: IO[bytes], outbound: IO[bytes]) -> int:
         send(_answer_for(exc))
         return 1
     send(("ready",))
+    freeze_startup_objects()
     try:
         while (rows := _read(inbound)) is not None:
             try:
