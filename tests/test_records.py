@@ -13,17 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from afs.continuous import InvalidFieldError, UsageRecord
+from afs.continuous.errors import InvalidBatchError
 from afs.continuous.records import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
-    _plain_record,
+    RECORD_FIELDS,
+    _plain_row,
     compute_dedupe_hash,
-    fill_dedupe_hashes,
     new_record_id,
     new_record_ids,
     normalize_record,
     normalized_batch,
+    normalized_rows,
     record_from_mapping,
+    records_from_rows,
 )
 from afs.continuous.timeutil import format_timestamp
 
@@ -139,16 +142,15 @@ def test_draws_take_different_lanes() -> None:
     assert len(lanes) > 40  # 4,096 lanes: 50 draws rarely share one
 
 
-def test_a_deferred_dedupe_hash_is_filled_in_as_it_would_have_been() -> None:
+def test_rows_become_the_records_a_batch_would_have_with_deferred_hashes_made() -> None:
     items = [
         {"query": "Hello  World", "response": "r", "model": "m"},  # the one-pass path
         {"query": "q", "response": "r", "model": "m", "context": "c"},  # the general path
     ]
-    deferred = normalized_batch(items, now=NOW, defer_dedupe_hash=True)
-    assert deferred[0].dedupe_hash is None
-    assert deferred[1].dedupe_hash is not None  # the general path hashes as it checks
-    fill_dedupe_hashes(deferred)
-    assert deferred == normalized_batch(items, now=NOW)
+    rows = normalized_rows(items, now=NOW)
+    assert rows[0][RECORD_FIELDS.index("dedupe_hash")] is None
+    assert rows[1][RECORD_FIELDS.index("dedupe_hash")] is not None  # hashed as it is checked
+    assert records_from_rows(rows) == normalized_batch(items, now=NOW)
 
 
 def test_normalize_fills_timestamp_and_hash_in_utc() -> None:
@@ -309,14 +311,14 @@ def test_the_one_pass_path_accepts_exactly_what_the_checks_accept(item: dict[str
     """The fast path for typical mappings must never accept what the detailed checks
     refuse, and must build the same record when it accepts."""
     now = datetime(2026, 11, 20, tzinfo=UTC)
-    fast = _plain_record(item, format_timestamp(now), hashed=True)
+    fast = _plain_row(item, format_timestamp(now), hashed=True)
     try:
         slow = normalize_record(record_from_mapping(item), now=now)
     except InvalidFieldError:
         assert fast is None
         return
     if fast is not None:
-        assert fast == slow
+        assert UsageRecord(*fast) == slow
 
 
 def test_an_assignment_key_is_stored_hashed() -> None:
@@ -345,3 +347,12 @@ def test_a_bad_assignment_key_is_refused_by_name(data: dict[str, Any], field: st
             record_from_mapping({"query": "q", "response": "r", "model": "m", **data}), now=NOW
         )
     assert caught.value.field == field
+
+
+def test_rows_name_the_index_of_the_item_that_fails_in_the_whole_batch() -> None:
+    items = [{"query": "q", "response": "r", "model": "m"}] * 2 + [
+        {"query": "q", "response": "r", "model": "m", "latency_ms": "fast"}
+    ]
+    with pytest.raises(InvalidBatchError) as caught:
+        normalized_rows(items, now=NOW)
+    assert caught.value.index == 2 and caught.value.cause.field == "latency_ms"

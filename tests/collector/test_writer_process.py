@@ -24,15 +24,14 @@ from afs.continuous.collector.writer_process import (
     freeze_startup_objects,
 )
 from afs.continuous.errors import InvalidFieldError, StoreUnavailableError
-from afs.continuous.records import UsageRecord, compute_dedupe_hash
+from afs.continuous.records import RecordRow, UsageRecord, compute_dedupe_hash
 from tests.collector.conftest import BROKEN_TRIGGER
 from tests.postgres_server import unreachable_url
 
 
-def _records(logger: UsageLogger, prefix: str, count: int, **extra: object) -> list[UsageRecord]:
-    return logger.build_records(
-        [{"query": f"{prefix} {i}", "response": "r", "model": "m", **extra} for i in range(count)],
-        defer_dedupe_hash=True,
+def _records(logger: UsageLogger, prefix: str, count: int, **extra: object) -> list[RecordRow]:
+    return logger.build_rows(
+        [{"query": f"{prefix} {i}", "response": "r", "model": "m", **extra} for i in range(count)]
     )
 
 
@@ -67,7 +66,7 @@ async def test_groups_handed_over_together_get_their_own_answers_in_order(
     answers = await asyncio.gather(*(writer.submit(group) for group in groups))
     for group, ids in zip(groups, answers, strict=True):
         stored = [logger.store.get(i) for i in ids]
-        assert [s.query if s else None for s in stored] == [r.query for r in group]
+        assert [s.query if s else None for s in stored] == [UsageRecord(*r).query for r in group]
 
 
 async def test_a_supplied_id_that_exists_fails_its_group_and_writes_none_of_it(

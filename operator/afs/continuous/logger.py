@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from afs.continuous.records import (
     MAX_FEEDBACK_TEXT_CHARS,
+    RecordRow,
     UsageRecord,
     check_feedback,
     check_limit,
@@ -29,6 +30,7 @@ from afs.continuous.records import (
     normalize_record,
     normalized_batch,
     normalized_copy,
+    normalized_rows,
     normalized_stream,
 )
 from afs.continuous.scoring import QualityScorer
@@ -259,21 +261,18 @@ class UsageLogger:
         self.apply_scorer(record)
         return normalize_record(record, now=self._clock())
 
-    def build_records(
-        self, items: Iterable[Mapping[str, Any] | UsageRecord], *, defer_dedupe_hash: bool = False
-    ) -> list[UsageRecord]:
-        """The checked records :meth:`log_many` would write, or InvalidBatchError
-        (``defer_dedupe_hash``: see :func:`~afs.continuous.records.normalized_stream`)."""
-        return normalized_batch(
-            items, now=self._clock(), prepare=self._preparation(),
-            defer_dedupe_hash=defer_dedupe_hash,
-        )  # fmt: skip
+    def build_rows(self, items: Iterable[Mapping[str, Any] | UsageRecord]) -> list[RecordRow]:
+        """The checked records :meth:`log_many` would write, as rows with their dedupe
+        hashes deferred (see :func:`~afs.continuous.records.normalized_rows`), or
+        InvalidBatchError."""
+        return normalized_rows(items, now=self._clock(), prepare=self._preparation())
 
     def checked_records(
         self, items: Iterable[Mapping[str, Any] | UsageRecord]
     ) -> Iterator[UsageRecord]:
-        """:meth:`build_records` one at a time: InvalidBatchError when the bad one is
-        reached, so a consumer can overlap the checks with its own work."""
+        """The checked records :meth:`log_many` would write, one at a time:
+        InvalidBatchError when the bad one is reached, so a consumer can overlap the
+        checks with its own work."""
         return normalized_stream(items, now=self._clock(), prepare=self._preparation())
 
     def log(

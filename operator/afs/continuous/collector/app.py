@@ -324,7 +324,7 @@ class Collector:
                 ids = await self._run(self._queue, items)
             else:  # checked here, written with concurrent requests' records in one go
                 ids = await self._unless_unavailable(
-                    self.committer.commit(self.logger.build_records(items, defer_dedupe_hash=True))
+                    self.committer.commit(self.logger.build_rows(items))
                 )
         except InvalidBatchError as exc:
             cause = exc.cause

@@ -27,13 +27,13 @@ from typing import Any
 
 from afs.continuous.buffered import is_transient
 from afs.continuous.collector.writer import StoreWriter
-from afs.continuous.records import UsageRecord
+from afs.continuous.records import RecordRow
 
 #: records written in one transaction at most; more wait for the next
 MAX_GROUP_RECORDS = 20_000
 
 
-Request = tuple[list[UsageRecord], "asyncio.Future[list[str]]"]
+Request = tuple[list[RecordRow], "asyncio.Future[list[str]]"]
 
 
 class GroupCommitter:
@@ -53,14 +53,14 @@ class GroupCommitter:
         self._sorting: set[asyncio.Task[None]] = set()  # groups written request by request
         self.groups = 0  # transactions written: how well requests are being grouped
 
-    async def commit(self, records: list[UsageRecord]) -> list[str]:
-        """Write ``records`` (checked already) with whatever else is queued; their ids.
+    async def commit(self, rows: list[RecordRow]) -> list[str]:
+        """Write ``rows`` (checked records) with whatever else is queued; their ids.
 
         A request cancelled meanwhile cancels only its own future: its records are still
         written with their group."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[str]] = loop.create_future()
-        self._pending.append((records, future))
+        self._pending.append((rows, future))
         if self._send_soon is None and self._in_flight < self.writer.in_flight:
             # after this turn of the loop: the other requests read in it join the group
             self._send_soon = loop.call_soon(self._send)
@@ -71,27 +71,16 @@ class GroupCommitter:
         self._send_soon = None
         while self._pending and self._in_flight < self.writer.in_flight:
             group = self._take()
-            records = [r for part, _ in group for r in part]
-            given = [r.id for r in records]  # the store fills in ids; a retry needs these
             try:
-                answer = self.writer.submit(records)
+                answer = self.writer.submit([row for part, _ in group for row in part])
             except Exception as exc:  # nothing was handed over: the group fails whole
                 for _, future in group:
                     _fail(future, exc)
                 continue
             self._in_flight += 1
-            answer.add_done_callback(
-                functools.partial(self._answered, group=group, records=records, given=given)
-            )
+            answer.add_done_callback(functools.partial(self._answered, group))
 
-    def _answered(
-        self,
-        done: asyncio.Future[list[str]],
-        *,
-        group: list[Request],
-        records: list[UsageRecord],
-        given: list[str],
-    ) -> None:
+    def _answered(self, group: list[Request], done: asyncio.Future[list[str]]) -> None:
         self._in_flight -= 1
         exc = None if done.cancelled() else done.exception()
         if done.cancelled():  # the loop is shutting down: so are its requests
@@ -108,8 +97,6 @@ class GroupCommitter:
             for _, future in group:
                 _fail(future, exc)
         else:  # a refusal of one request's: found by writing them one by one
-            for record, record_id in zip(records, given, strict=True):
-                record.id = record_id
             self._in_flight += 1
             task = asyncio.ensure_future(self._one_by_one(group))
             self._sorting.add(task)
@@ -123,18 +110,18 @@ class GroupCommitter:
 
     def _take(self) -> list[Request]:
         taken, count = 0, 0
-        for records, _ in self._pending:
-            if taken and count + len(records) > self._max_records:
+        for rows, _ in self._pending:
+            if taken and count + len(rows) > self._max_records:
                 break
             taken += 1
-            count += len(records)
+            count += len(rows)
         group, self._pending = self._pending[:taken], self._pending[taken:]
         return group
 
     async def _one_by_one(self, group: list[Request]) -> None:
-        for records, future in group:
+        for rows, future in group:
             try:
-                ids = await self.writer.submit(records)
+                ids = await self.writer.submit(rows)
             except Exception as exc:
                 _fail(future, exc)
                 continue

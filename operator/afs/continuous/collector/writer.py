@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from afs.continuous.records import UsageRecord, fill_dedupe_hashes
+from afs.continuous.records import RecordRow, records_from_rows
 from afs.continuous.store import UsageStore
 
 
@@ -25,9 +25,10 @@ class StoreWriter(Protocol):
         """Be ready to write (a process writer starts its child and opens its store)."""
         ...
 
-    def submit(self, records: list[UsageRecord]) -> asyncio.Future[list[str]]:
-        """Commit ``records`` (checked already; a deferred dedupe hash is computed here,
-        off the event loop) in one transaction: a future of their ids in order. A
+    def submit(self, rows: list[RecordRow]) -> asyncio.Future[list[str]]:
+        """Commit ``rows`` (checked records, from
+        :func:`~afs.continuous.records.normalized_rows`; their dedupe hashes are made
+        here, off the event loop) in one transaction: a future of their ids in order. A
         supplied id that exists already fails it with InvalidFieldError; a database that
         cannot be reached, with an error :func:`~afs.continuous.buffered.is_transient`
         knows. A future, not a coroutine: the answer reaches its requests without first
@@ -52,12 +53,11 @@ class ThreadWriter:
     async def start(self) -> None:
         """Nothing to start: the store is open."""
 
-    def submit(self, records: list[UsageRecord]) -> asyncio.Future[list[str]]:
-        return asyncio.ensure_future(asyncio.to_thread(self._insert, records))
+    def submit(self, rows: list[RecordRow]) -> asyncio.Future[list[str]]:
+        return asyncio.ensure_future(asyncio.to_thread(self._insert, rows))
 
-    def _insert(self, records: list[UsageRecord]) -> list[str]:
-        fill_dedupe_hashes(records)
-        return self.store.insert(records)
+    def _insert(self, rows: list[RecordRow]) -> list[str]:
+        return self.store.insert(records_from_rows(rows))
 
     async def close(self) -> None:
         """Nothing of its own to stop: the store belongs to the caller."""

@@ -45,7 +45,7 @@ from typing import IO, Any
 
 from afs.continuous.buffered import is_transient
 from afs.continuous.errors import ContinuousError, InvalidFieldError, StoreUnavailableError
-from afs.continuous.records import UsageRecord, fill_dedupe_hashes, record_values
+from afs.continuous.records import RecordRow, records_from_rows
 from afs.continuous.store import UsageStore, open_store
 
 log = logging.getLogger(__name__)
@@ -195,8 +195,8 @@ class ProcessWriter:
         """Start the child and wait until its store is open."""
         await self._running()
 
-    def submit(self, records: list[UsageRecord]) -> asyncio.Future[list[str]]:
-        frame = _frame([record_values(r) for r in records])
+    def submit(self, rows: list[RecordRow]) -> asyncio.Future[list[str]]:
+        frame = _frame(rows)
         child = self._child
         if child is not None and child.running:
             return child.send(frame)
@@ -366,9 +366,7 @@ def serve_pipe(inbound: IO[bytes], outbound: IO[bytes]) -> int:
     try:
         while (rows := _read(inbound)) is not None:
             try:
-                records = [UsageRecord(*row) for row in rows]
-                fill_dedupe_hashes(records)
-                send(("ok", store.insert(records)))
+                send(("ok", store.insert(records_from_rows(rows))))
             except Exception as exc:
                 send(_answer_for(exc))
     finally:
