@@ -425,22 +425,17 @@ def normalized_stream(
     *,
     now: datetime,
     prepare: Callable[[UsageRecord], None] | None = None,
-    defer_dedupe_hash: bool = False,
 ) -> Iterator[UsageRecord]:
     """Checked records built from mappings or copied from records, one at a time.
 
     ``prepare`` runs on each record before the checks (e.g. to score it). An invalid
     item raises :class:`InvalidBatchError` with its index when it is reached, so a
     store consuming the stream inside a transaction writes nothing.
-    ``defer_dedupe_hash`` leaves a typical record's ``dedupe_hash`` None, for
-    :func:`fill_dedupe_hashes` to compute where it costs less (a hash cannot fail, so
-    the collector's writer process does it instead of the event loop).
     """
     now_text, latest = format_timestamp(now), None  # latest: for a supplied timestamp
-    hashed = not defer_dedupe_hash
     for index, item in enumerate(items):
         if prepare is None:
-            plain = _plain_row(item, now_text, hashed=hashed)  # type: ignore[arg-type]
+            plain = _plain_row(item, now_text, hashed=True)  # type: ignore[arg-type]
             if plain is not None:
                 yield UsageRecord(*plain)
                 continue
@@ -470,8 +465,8 @@ def normalized_rows(
     now: datetime,
     prepare: Callable[[UsageRecord], None] | None = None,
 ) -> list[RecordRow]:
-    """:func:`normalized_batch` as rows, each ``dedupe_hash`` left None for
-    :func:`fill_dedupe_hashes` to compute where it costs less.
+    """:func:`normalized_batch` as rows, a typical record's ``dedupe_hash`` left None
+    for :func:`records_from_rows` to make where it costs less.
 
     The collector checks records on its event loop and hands them to a writer process:
     a typical record there becomes a row straight from its mapping, never an object whose
@@ -479,16 +474,13 @@ def normalized_rows(
     which cannot fail, is made by the writer instead.
     """
     if prepare is not None:  # every record takes the general path anyway
-        return [
-            record_values(r)
-            for r in normalized_stream(items, now=now, prepare=prepare, defer_dedupe_hash=True)
-        ]
+        return [record_values(r) for r in normalized_stream(items, now=now, prepare=prepare)]
     now_text, rows = format_timestamp(now), []
     for index, item in enumerate(items):
         row = _plain_row(item, now_text, hashed=False)  # type: ignore[arg-type]
         if row is None:
             try:
-                (record,) = normalized_stream([item], now=now, defer_dedupe_hash=True)
+                (record,) = normalized_stream([item], now=now)
             except InvalidBatchError as exc:  # its index in this batch, not in a batch of one
                 raise InvalidBatchError(index, exc.cause) from exc.cause
             row = record_values(record)
