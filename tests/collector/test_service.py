@@ -119,6 +119,17 @@ async def test_metrics_count_the_writer_processes_started(serve: Serve) -> None:
         assert "afs_collector_writer_starts 2.0" in metrics
 
 
+async def test_every_endpoints_series_exists_before_its_first_record(serve: Serve) -> None:
+    """A rate over a series that appears only with its first sample reads as missing,
+    not zero, on a dashboard; each endpoint's counters start at 0."""
+    async with serve() as (client, _):
+        metrics = await (await client.get("/metrics")).text()
+    for endpoint in ("usage", "feedback", "openai", "kserve"):
+        assert f'afs_collector_records_received_total{{endpoint="{endpoint}"}} 0.0' in metrics
+        assert f'afs_collector_records_stored_total{{endpoint="{endpoint}"}} 0.0' in metrics
+        assert f'afs_collector_request_seconds_count{{endpoint="{endpoint}"}} 0.0' in metrics
+
+
 async def test_probes_and_metrics_need_no_token(serve: Serve) -> None:
     async with serve() as (client, _):
         assert (await client.get("/healthz")).status == 200

@@ -110,7 +110,9 @@ class Collector:
     def app(self, *, authenticate: bool = True, kserve_only: bool = False) -> web.Application:
         """The service. ``kserve_only`` serves just the KServe endpoint and the probes, for
         an in-cluster listener KServe's logger (which sends no token) can reach."""
-        middlewares = [self._errors] + ([self._auth] if authenticate else [])
+        middlewares = [self._errors]
+        if authenticate and self.settings.token is not None:
+            middlewares.append(self._auth)
         app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=middlewares)
         routes = [
             web.get("/healthz", self._healthz),
@@ -171,15 +173,17 @@ class Collector:
             log.exception("collector: %s %s failed", request.method, request.path)
             return _error(500, "internal error; the collector's log has the details")
         finally:
-            if endpoint != "other" and request.path.startswith("/v1/"):
-                self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+            seconds = self.metrics.seconds_by.get(endpoint)
+            if seconds is not None:
+                seconds.observe(time.perf_counter() - started)
 
     @web.middleware
     async def _auth(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         token = self.settings.token
-        if token is None or request.path in OPEN_PATHS:
+        assert token is not None  # installed only with one
+        if request.path in OPEN_PATHS:
             return await handler(request)
         given = request.headers.get("Authorization", "")
         scheme, _, credentials = given.partition(" ")
@@ -223,7 +227,7 @@ class Collector:
     async def _usage(self, request: web.Request) -> web.Response:
         """One record (JSON) or many (NDJSON), all or none; answers their ids."""
         items = await self._json_items(request, what="record")
-        self.metrics.received.labels("usage").inc(len(items))
+        self.metrics.received_by["usage"].inc(len(items))
         return await self._store("usage", items, queued=_flag(request, "async"))
 
     async def _feedback(self, request: web.Request) -> web.Response:
@@ -231,7 +235,7 @@ class Collector:
         before any is written; a record that does not exist is reported, not an error of
         the batch (404 when it was the only one)."""
         items = await self._json_items(request, what="feedback")
-        self.metrics.received.labels("feedback").inc(len(items))
+        self.metrics.received_by["feedback"].inc(len(items))
         checked = [_feedback_item(index, item) for index, item in enumerate(items)]
         results = await self._run(self._apply_feedback, checked)
         updated = [i for i, ok in results if ok]
@@ -279,7 +283,7 @@ class Collector:
             record["assignment_key"] = user
         if record.get("expert") is None and request.query.get("expert"):
             record["expert"] = request.query["expert"]
-        self.metrics.received.labels("openai").inc()
+        self.metrics.received_by["openai"].inc()
         return await self._store("openai", [record], queued=_flag(request, "async"))
 
     # --- KServe payload logger ----------------------------------------------------------
@@ -287,7 +291,7 @@ class Collector:
     async def _kserve(self, request: web.Request) -> web.Response:
         """A request or response CloudEvent; the pair becomes one record (id = ``ce-id``)."""
         key, half = _kserve_half(request.headers, await request.read())
-        self.metrics.received.labels("kserve").inc()
+        self.metrics.received_by["kserve"].inc()
         if not (request.query.get("model") or half.attributes.get("inferenceservicename")):
             raise RequestRefusedError(  # refused as it comes: a pair of it would be lost
                 400, "no model to record: set ?model= on the logger URL or send "
@@ -339,7 +343,7 @@ class Collector:
             raise RequestRefusedError(409, str(exc), reason="conflict", field=exc.field) from exc
         except BufferFullError as exc:
             raise self._busy(str(exc)) from exc
-        self.metrics.stored.labels(endpoint).inc(len(ids))
+        self.metrics.stored_by[endpoint].inc(len(ids))
         if queued:
             return web.json_response({"ids": ids, "queued": True}, status=202)
         return web.json_response({"ids": ids})
