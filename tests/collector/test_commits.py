@@ -47,6 +47,21 @@ async def test_a_duplicate_id_fails_its_request_alone(logger: UsageLogger) -> No
     assert logger.get_statistics()["total"] == 1 + 10
 
 
+async def test_a_request_cancelled_while_queued_leaves_its_group_written_and_answered(
+    logger: UsageLogger,
+) -> None:
+    committer = GroupCommitter(ThreadWriter(logger.store))
+    requests = [
+        asyncio.ensure_future(committer.commit(_records(logger, f"c{n}-", 1))) for n in range(4)
+    ]
+    await asyncio.sleep(0)  # all four queued for the same group
+    requests[1].cancel()
+    results = await asyncio.gather(*requests, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert all(isinstance(r, list) and len(r) == 1 for i, r in enumerate(results) if i != 1)
+    assert logger.get_statistics()["total"] == 4  # the cancelled one's record went too
+
+
 class _Unreachable:
     """Stands in for a database that cannot be reached (the store's own error)."""
 

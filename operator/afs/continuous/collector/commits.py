@@ -82,11 +82,10 @@ class GroupCommitter:
 
     def _answered(self, group: list[Request], done: asyncio.Future[list[str]]) -> None:
         self._in_flight -= 1
-        exc = None if done.cancelled() else done.exception()
         if done.cancelled():  # the loop is shutting down: so are its requests
             for _, future in group:
                 future.cancel()
-        elif exc is None:
+        elif (exc := done.exception()) is None:
             self.groups += 1
             ids, start = done.result(), 0
             for part, future in group:

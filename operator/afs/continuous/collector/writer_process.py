@@ -5,8 +5,8 @@ writer. As a thread, that writer takes the interpreter lock back after each call
 SQLite or libpq, and while the loop is busy checking the next requests every take-back
 waits out the loop's switch interval (5 ms): under load a group of 500 records took
 13 ms whatever its size, and that wait, not the machine, set the collector's pace. A
-process has an interpreter of its own. The loop hands it a group (its records' values,
-pickled: about 0.4 µs a record) and goes on checking while the child writes.
+process has an interpreter of its own. The loop hands it a group (its records as rows,
+pickled: about 0.2 µs a record) and goes on checking while the child writes.
 
 The pipe carries frames, a 4-byte little-endian length and a pickle, between the two
 ends of this module and nothing else (the child moves its stdout aside before anything
