@@ -86,6 +86,24 @@ async def test_an_unreachable_database_fails_the_group_without_retrying_each(
     assert store.calls < 8  # groups failed whole, not request by request
 
 
+class _Unpicklable(ThreadWriter):
+    """A writer that cannot even take the group (as when its rows cannot be pickled)."""
+
+    def submit(self, rows: list[RecordRow]) -> asyncio.Future[list[str]]:
+        raise TypeError("cannot pickle 'generator' object")
+
+
+async def test_a_group_the_writer_cannot_take_fails_its_requests_and_the_next_goes_on(
+    logger: UsageLogger,
+) -> None:
+    writer = _Unpicklable(logger.store)
+    committer = GroupCommitter(writer)
+    with pytest.raises(TypeError, match="cannot pickle"):
+        await committer.commit(_records(logger, "x", 1))
+    writer.submit = ThreadWriter(logger.store).submit  # type: ignore[method-assign]
+    assert len(await committer.commit(_records(logger, "y", 2))) == 2
+
+
 @pytest.mark.parametrize("limit", [1, 5])
 async def test_a_group_is_bounded(logger: UsageLogger, limit: int) -> None:
     committer = GroupCommitter(ThreadWriter(logger.store), max_records=limit)

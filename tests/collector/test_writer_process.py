@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from afs.continuous import UsageLogger
+from afs.continuous.collector import writer_process
 from afs.continuous.collector.writer_process import (
     ProcessWriter,
     WriterFailedError,
@@ -175,6 +176,23 @@ async def test_an_answer_out_of_turn_stops_the_child_rather_than_mismatch_answer
     )
     assert await asyncio.wait_for(protocol.finished, timeout=20) == -signal.SIGKILL
     assert protocol.broken
+
+
+async def test_a_child_that_closes_its_output_but_lingers_is_killed_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It can no longer answer: the groups it holds must not wait for it forever."""
+    monkeypatch.setattr(writer_process, "EXIT_GRACE_S", 0.2)
+    lingerer = "import os, time\nos.close(1)\ntime.sleep(60)\n"
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ChildProtocol(loop), sys.executable, "-c", lingerer,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    held = _Child(transport, protocol).send(b"\x00\x00\x00\x00")
+    assert await asyncio.wait_for(protocol.finished, timeout=20) == -signal.SIGKILL
+    with pytest.raises(StoreUnavailableError, match="stopped"):
+        await held
 
 
 def test_startup_objects_are_left_out_of_garbage_collection() -> None:
