@@ -112,11 +112,25 @@ def test_a_response_we_cannot_read_says_why(body: Any, message: str) -> None:
         (b'{"a": Infinity}', "Infinity is not a JSON number"),
         (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1), "nested more than"),
         (b"[" * 100_000 + b"]" * 100_000, "nested"),
+        (b"\xef\xbb\xbf{}", "Unexpected UTF-8 BOM"),
+        (b'{"a": "' + b"{" * 100 + b'", "b": ' + b"[" * 65 + b"]" * 65 + b"}", "nested more than"),
     ],
 )
 def test_strict_json_refuses_what_is_not_plain_json(raw: bytes, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         parse_json(raw, what="the body")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * MAX_DEPTH + b"]" * MAX_DEPTH,  # as deep as allowed
+        b'{"q": "' + b"{[" * 200 + b'"}',  # brackets in text are no nesting
+        b'[{"a": [1]}, {"b": [2]}]',
+    ],
+)
+def test_strict_json_takes_what_is_nested_no_deeper_than_allowed(raw: bytes) -> None:
+    parse_json(raw, what="the body")
 
 
 def test_strict_json_reads_plain_json() -> None:
