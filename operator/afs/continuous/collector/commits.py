@@ -33,7 +33,7 @@ from afs.continuous.records import RecordRow
 MAX_GROUP_RECORDS = 20_000
 
 
-Request = tuple[list[RecordRow], "asyncio.Future[list[str]]"]
+Request = tuple[list[RecordRow], asyncio.Future[list[str]]]
 
 
 class GroupCommitter:
