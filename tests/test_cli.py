@@ -315,6 +315,20 @@ def test_loop_config_errors_name_the_key(
     assert "trigger_config.min_new_sampels: unknown setting" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key", ["db_path", "database_url"])
+@pytest.mark.parametrize("command", ["run", "status", "trigger"])
+def test_a_config_s_database_url_is_never_echoed_with_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, command: str
+) -> None:
+    config = tmp_path / "loop.json"
+    config.write_text(json.dumps({key: "mysql://user:MARKERpw@host/db"}))
+    argv = [command, "--config", str(config)]
+    assert main([*argv, "--max-iterations", "1"] if command == "run" else argv) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "database_url must be a postgresql:// URL, got 'mysql://user:***@host/db'" in err
+    assert "MARKER" not in err
+
+
 def test_demo_runs_from_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--seed", "3"]) == EXIT_OK
     output = capsys.readouterr().out

@@ -83,3 +83,42 @@ def test_a_failed_upload_is_an_error_and_reports_nothing(
     assert main(argv) == EXIT_INVALID
     assert f"cannot upload to {url}" in capsys.readouterr().err
     assert not report.exists()  # a trainer is never told of a data set that is not there
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nosuch://user:MARKER@host/d.jsonl", "Protocol not known: nosuch"),
+        ("memory://user:MARKER@host/d.jsonl",
+         "--upload memory://host/d.jsonl: memory:// keeps nothing after this process ends"),
+        ("MEMORY://bucket/d.jsonl", "MEMORY:// keeps nothing"),
+        ("host:MARKER@bucket/d.jsonl", "--upload bucket/d.jsonl: not a URL"),
+    ],
+    ids=["unknown-scheme", "memory", "memory-upper-case", "not-a-url"],
+)  # fmt: skip
+def test_an_upload_url_is_shown_without_credentials_and_memory_is_refused(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str], url: str, message: str
+) -> None:
+    out = tmp_path / "t.jsonl"
+    assert main(["--db", database, "export", str(out), "--upload", url]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert message in err and "MARKER" not in err
+
+
+def test_a_scheme_that_keeps_nothing_is_refused_before_anything_is_exported(
+    tmp_path: Path, database: str
+) -> None:
+    out = tmp_path / "t.jsonl"
+    assert main(["--db", database, "export", str(out), "--upload=memory://b/d"]) == EXIT_INVALID
+    assert not out.exists()
+
+
+def test_the_report_and_the_output_name_the_upload_without_its_credentials(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, report = tmp_path / "t.jsonl", tmp_path / "report.json"
+    url = f"file://{tmp_path}/bucket/d.jsonl?token=MARKER"
+    argv = ["--db", database, "export", str(out), "--report", str(report), f"--upload={url}"]
+    assert main(argv) == EXIT_OK
+    assert "MARKER" not in capsys.readouterr().out
+    assert json.loads(report.read_text())["uri"] == f"file://{tmp_path}/bucket/d.jsonl"

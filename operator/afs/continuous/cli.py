@@ -21,13 +21,18 @@ from tqdm import tqdm
 
 from afs.continuous import __version__
 from afs.continuous.config import ConfigError, DataGeneratorConfig, build_config, load_config_file
-from afs.continuous.errors import ContinuousError, InvalidBatchError, InvalidFieldError
+from afs.continuous.errors import (
+    ContinuousError,
+    InvalidBatchError,
+    InvalidFieldError,
+    strip_credentials,
+)
 from afs.continuous.generator import TrainingDataGenerator
 from afs.continuous.logger import UsageLogger
 from afs.continuous.loop_cli import add_loop_options, require_database, run_loop_command
 from afs.continuous.records import record_from_mapping
 from afs.continuous.scoring import HeuristicScorer
-from afs.continuous.storage import upload
+from afs.continuous.storage import check_upload_url, upload
 from afs.continuous.store import DEFAULT_DB_PATH, is_postgres_url, open_store, resolve_target
 from afs.continuous.timeutil import format_timestamp, parse_since, utc_now
 
@@ -227,8 +232,8 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
     data = result.to_dict()
     if args.upload:
         upload(result.output_path, args.upload)
-        data["uri"] = args.upload
-        text += f"\n  uploaded to {args.upload}"
+        data["uri"] = strip_credentials(args.upload)
+        text += f"\n  uploaded to {data['uri']}"
     if args.report:
         digest = hashlib.sha256(result.output_path.read_bytes()).hexdigest()
         data["sha256"] = digest
@@ -240,8 +245,11 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
 def _prepare_export(args: argparse.Namespace) -> None:
     """Check the export settings before the database is opened or any file touched."""
     args.generator_config = _generator_config(args)
-    if args.upload and "://" not in args.upload:
-        raise CommandError(f"--upload {args.upload}: not a URL (e.g. s3://bucket/dataset.jsonl)")
+    if args.upload:
+        try:
+            check_upload_url(args.upload)
+        except ContinuousError as exc:
+            raise CommandError(str(exc)) from None
     if args.report and Path(args.report).is_dir():
         raise CommandError(f"--report {args.report}: is a directory; name a file to write")
 

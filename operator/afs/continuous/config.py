@@ -292,7 +292,9 @@ def build_config(cls: type[T], data: Any, *, source: str) -> T:
 def _describe(err: Any) -> str:
     if err["type"] == "unexpected_keyword_argument":
         return "unknown setting"
-    shown = repr(err["input"])
+    if not err["loc"]:  # a check of the whole config: its message names the value (masked)
+        return str(err["msg"])
+    shown = redact_secrets(repr(err["input"]))
     if len(shown) > MAX_ECHO_CHARS:  # never the whole input: it may be huge (or a bomb)
         shown = f"{shown[:MAX_ECHO_CHARS]}… ({type(err['input']).__name__})"
     return f"{err['msg']} (got {shown})"

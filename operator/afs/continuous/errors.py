@@ -27,6 +27,48 @@ def redact_secrets(text: str) -> str:
     return _PASSWORD_PARAM.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
 
 
+_SECRET_QUERY = re.compile(
+    r"(?i)^(password|passwd|pass|pwd|secret|token|access_token|api_key|apikey|key|sig|"
+    r"signature|credential|credentials|x-amz-signature|x-amz-credential|"
+    r"x-amz-security-token|x-goog-signature|x-goog-credential|sas|sv|se|sp|skoid|sktid)$"
+)
+
+
+def strip_credentials(url: str) -> str:
+    """``url`` with nothing in it that grants access: the user name and password of its
+    authority and every query parameter that carries a key, token or signature (S3,
+    GCS and Azure presigned URLs) are dropped.
+
+    A message keeps the scheme, host and path, which is what a reader needs to tell
+    which place was meant; a user name is often a token in its own right, so it goes
+    too (unlike :func:`redact_secrets`, which keeps it for a database's messages).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # not a URL, but it may still start like one's authority ("u:p@host/x")
+        head, slash, tail = url.partition("/")
+        return head.rpartition("@")[2] + slash + tail
+    authority, slash, tail = rest.partition("/")
+    after_colon = authority.rpartition(":")[2]
+    password_with_slash = (
+        ":" in authority and not after_colon.isdigit() and "@" in tail.split("?", 1)[0]
+    )
+    if "@" in authority or password_with_slash:
+        # an unencoded '/' in a password moves the host after the first '/': cut at the
+        # last '@' before the query, so no piece of the password is left
+        head = rest.split("?", 1)[0]
+        rest = rest[head.rindex("@") + 1 :]
+        authority, slash, tail = rest.partition("/")
+    path, question, query = tail.partition("?")
+    if question:
+        kept = [
+            part for part in query.split("&")
+            if part and not _SECRET_QUERY.match(part.split("=", 1)[0])
+        ]  # fmt: skip
+        query = "&".join(kept)
+        question = "?" if kept else ""
+    return f"{scheme}://{authority}{slash}{path}{question}{query}"
+
+
 class ContinuousError(Exception):
     """Base class for errors specific to afs.continuous."""
 
