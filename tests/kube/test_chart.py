@@ -188,7 +188,8 @@ def test_the_deployment_runs_one_standalone_operator_with_probes_and_settings() 
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
         "AFS_OPERATOR_POLL_SECONDS": "10", "AFS_EXPORTER_IMAGE": "r/afs:t",
-        "AFS_METRICS_PORT": "9090", "AFS_HEALTH_PORT": "8080", "AFS_TRAINING_POLICY": "restricted",
+        "AFS_METRICS_PORT": "9090", "AFS_HEALTH_PORT": "8080",
+        "AFS_POD_SECURITY_LEVEL": "restricted",
     }  # fmt: skip
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
 

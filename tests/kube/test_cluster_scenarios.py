@@ -37,6 +37,7 @@ from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
 from tests.docs_examples import ROOT
 from tests.kube.emulator import ApiServerEmulator, stop_operator
+from tests.kube.pods import restricted
 from tests.kube.test_operator_scenarios import _eventually, _register
 from tests.postgres_server import unreachable_url
 
@@ -173,8 +174,7 @@ def _loop(database: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": "nayru"},
         "spec": {
             "model": {"name": "nayru-v1"}, "database": database, "checkInterval": "1s",
-            "training": {"template": {"spec": {"containers": [
-                {"name": "trainer", "image": "trainer:1"}]}}},
+            "training": {"template": restricted({"name": "trainer", "image": "trainer:1"})},
         },
     }  # fmt: skip
 

@@ -17,6 +17,7 @@ from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.serving import MODEL_VERSION_LABEL
 from tests.conftest import FakeClock
 from tests.kube.emulator import ApiServerEmulator
+from tests.kube.pods import restricted
 from tests.kube.test_abtest_providers import _without_our_record
 from tests.kube.test_abtest_scenarios import (
     GATEWAY,
@@ -47,8 +48,8 @@ pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(90)]
 
 TEMPLATE = {
     "metadata": {"labels": {"app": "nayru"}},
-    "spec": {"containers": [{"name": "server", "image": "registry/nayru-server:1.4",
-                             "ports": [{"containerPort": 8080}]}]},
+    **restricted({"name": "server", "image": "registry/nayru-server:1.4",
+                  "ports": [{"containerPort": 8080}]}),
 }  # fmt: skip
 CHAMPION_ONLY = _route({"name": "nayru-v1", "port": 80})
 

@@ -22,10 +22,13 @@ from afs.continuous.kube import operator
          "AFS_METRICS_PORT: not a port number: 'abc'"),
         (["--all-namespaces"], {"AFS_OPERATOR_POLL_SECONDS": "nan"},
          "AFS_OPERATOR_POLL_SECONDS: must be a positive number of seconds, got 'nan'"),
-        (["--all-namespaces", "--training-policy", "lax"], {},
-         "argument --training-policy: must be one of restricted, permissive, got 'lax'"),
+        (["--all-namespaces", "--pod-security-level", "lax"], {},
+         "argument --pod-security-level: must be one of restricted, baseline, privileged, "
+         "got 'lax'"),
+        (["--all-namespaces"], {"AFS_POD_SECURITY_LEVEL": "off"},
+         "AFS_POD_SECURITY_LEVEL: must be one of restricted, baseline, privileged, got 'off'"),
         (["--all-namespaces"], {"AFS_TRAINING_POLICY": "off"},
-         "AFS_TRAINING_POLICY: must be one of restricted, permissive, got 'off'"),
+         "AFS_POD_SECURITY_LEVEL: must be one of restricted, baseline, privileged, got 'off'"),
         ([], {"AFS_OPERATOR_NAMESPACE": "ml/prod"},
          "AFS_OPERATOR_NAMESPACE: not a namespace name: 'ml/prod'"),
     ],
@@ -69,9 +72,35 @@ def test_no_cluster_to_talk_to_is_a_message_not_a_traceback(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "environment", "level"),
+    [
+        ([], {}, "restricted"),
+        ([], {"AFS_POD_SECURITY_LEVEL": "baseline"}, "baseline"),
+        ([], {"AFS_TRAINING_POLICY": "permissive"}, "privileged"),
+        ([], {"AFS_TRAINING_POLICY": "permissive", "AFS_POD_SECURITY_LEVEL": "baseline"},
+         "baseline"),
+        (["--training-policy", "restricted"], {"AFS_POD_SECURITY_LEVEL": "privileged"},
+         "restricted"),
+        (["--pod-security-level", "privileged"], {}, "privileged"),
+    ],
+    ids=["default", "environment", "former-variable", "new-variable-wins", "former-flag",
+         "flag"],
+)  # fmt: skip
+def test_the_pod_security_level_is_restricted_unless_named(
+    argv: list[str], environment: dict[str, str], level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AFS_POD_SECURITY_LEVEL", "AFS_TRAINING_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    args = operator.build_parser().parse_args(["--all-namespaces", *argv])
+    assert args.pod_security_level == level
+
+
 def test_help_shows_defaults_only_where_there_is_one(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         operator.main(["--help"])
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())  # as read, not as wrapped
     assert "default: None" not in text and "default: False" not in text
-    assert "(default: restricted)" in text
+    assert "(AFS_POD_SECURITY_LEVEL) (default: restricted)" in text

@@ -26,6 +26,7 @@ from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.training.job import training_job
 from afs.continuous.timeutil import Clock, utc_now
 from tests.kube.emulator import ApiServerEmulator, stop_operator
+from tests.kube.pods import restricted
 from tests.kube.structural import pruned_fields, schema_of
 from tests.postgres_server import fresh_schema, restart_server, unreachable_url
 
@@ -128,7 +129,7 @@ def _loop_manifest(**spec: Any) -> dict[str, Any]:
         },
         "training": {
             "backoffLimit": 0,
-            "template": {"spec": {"containers": [{"name": "trainer", "image": "trainer:1"}]}},
+            "template": restricted({"name": "trainer", "image": "trainer:1"}),
         },
         "checkInterval": "1s",
     }  # fmt: skip
@@ -504,7 +505,8 @@ async def test_a_job_name_still_held_by_a_deleted_loop_is_not_adopted(
                     }
                 }
             },
-            "training.template.spec.hostPID: not allowed by the operator's training policy",
+            "training.template.spec.hostPID: must be unset or false (Pod Security baseline: "
+            "Host Namespaces)",
         ),
         ({"checkInterval": "9999999d"}, "checkInterval"),
     ],

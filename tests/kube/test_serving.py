@@ -20,17 +20,18 @@ from afs.continuous.kube.serving import (
     service_manifest,
     service_name,
 )
+from tests.kube.pods import restricted
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 UID = "mv-uid"
 TEMPLATE: dict[str, Any] = {
     "metadata": {"labels": {"team": "ml"}},
-    "spec": {"containers": [
+    **restricted(
         {"name": "server", "image": "registry/nayru-server:1.4",
          "env": [{"name": "LOG_LEVEL", "value": "info"},
                  {"name": "AFS_MODEL_URI", "value": "s3://stale"}]},
         {"name": "sidecar", "image": "registry/proxy:2"},
-    ]},
+    ),
 }  # fmt: skip
 
 

@@ -109,3 +109,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "afs-continuous.collectorName" -}}
 {{- printf "%s-collector" (include "afs-continuous.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The pod security level; the former trainingPolicy value is named, never guessed at. */}}
+{{- define "afs-continuous.podSecurityLevel" -}}
+{{- if hasKey .Values "trainingPolicy" -}}
+{{- fail "trainingPolicy is now podSecurityLevel: restricted (the default), baseline or privileged (what permissive was)" -}}
+{{- end -}}
+{{- .Values.podSecurityLevel -}}
+{{- end -}}

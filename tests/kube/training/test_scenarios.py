@@ -17,6 +17,7 @@ from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.training import ExportedDataset, RunContext, trainer_for
 from tests.kube.emulator import ApiServerEmulator
+from tests.kube.pods import restricted
 from tests.kube.test_operator_scenarios import (
     NAMESPACE,
     _call,
@@ -76,8 +77,8 @@ def _manifest(kind: str) -> dict[str, Any]:
         dataset={"volumeClaim": "shared-data", "minUserFeedback": None},
         training={
             "kind": kind, "nodes": 2,
-            "template": {"spec": {"containers": [
-                {"name": name, "image": "trainer:1", "command": ["python", "train.py"]}]}},
+            "template": restricted(
+                {"name": name, "image": "trainer:1", "command": ["python", "train.py"]}),
         },
     )  # fmt: skip
 

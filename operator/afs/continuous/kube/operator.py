@@ -23,8 +23,8 @@ from prometheus_client import start_http_server
 from afs.continuous.kube.client import KubeApiError, KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
+from afs.continuous.kube.pod_security import parse_level
 from afs.continuous.kube.training.export import DEFAULT_EXPORTER_IMAGE
-from afs.continuous.kube.training_policy import POLICIES
 
 T = TypeVar("T")
 
@@ -70,12 +70,6 @@ def _checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     return check
 
 
-def _policy(text: str) -> str:
-    if text not in POLICIES:
-        raise ValueError(f"must be one of {', '.join(POLICIES)}, got {text!r}")
-    return text
-
-
 # (option dest, environment variable, conversion, default)
 ENVIRONMENT: list[tuple[str, str, Callable[[str], Any], Any]] = [
     ("namespace", "AFS_OPERATOR_NAMESPACE", _namespace, None),
@@ -83,8 +77,11 @@ ENVIRONMENT: list[tuple[str, str, Callable[[str], Any], Any]] = [
     ("exporter_image", "AFS_EXPORTER_IMAGE", str, DEFAULT_EXPORTER_IMAGE),
     ("metrics_port", "AFS_METRICS_PORT", _port, 9090),
     ("health_port", "AFS_HEALTH_PORT", _port, 8080),
-    ("training_policy", "AFS_TRAINING_POLICY", _policy, "restricted"),
+    ("pod_security_level", "AFS_POD_SECURITY_LEVEL", parse_level, "restricted"),
 ]
+#: the pod security level's former variable (restricted | permissive), read when the new
+#: one is not set, so a deployment written for an older operator keeps its setting
+LEGACY_LEVEL_VARIABLE = "AFS_TRAINING_POLICY"
 
 
 class _DefaultsShown(argparse.HelpFormatter):
@@ -130,17 +127,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the /healthz liveness probe, 0 disables (AFS_HEALTH_PORT)",
     )  # fmt: skip
     parser.add_argument(
-        "--training-policy", type=_checked(_policy),
-        help="restricted: refuse training pod templates with host namespaces, hostPath, "
-        "privileged containers, privilege escalation or added capabilities; permissive: "
-        "leave that to the cluster's own admission (AFS_TRAINING_POLICY)",
+        "--pod-security-level", type=_checked(parse_level),
+        help="the Pod Security Standards level every pod the operator makes must meet "
+        "(training Jobs and their engines' pod templates, deploy-mode Deployments); "
+        "restricted or baseline refuse a spec asking for more (InvalidSpec), privileged "
+        "leaves that to the cluster's own admission (AFS_POD_SECURITY_LEVEL)",
+    )  # fmt: skip
+    parser.add_argument(  # the former name; "permissive" is "privileged"
+        "--training-policy", dest="pod_security_level", type=_checked(parse_level),
+        help=argparse.SUPPRESS,
     )  # fmt: skip
     parser.add_argument("--peering", help="use kopf peering NAME instead of --standalone")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     # the environment gives the defaults; a bad value is refused by its variable's name
     defaults: dict[str, Any] = {}
+    variables = dict(os.environ)
+    if "AFS_POD_SECURITY_LEVEL" not in variables and LEGACY_LEVEL_VARIABLE in variables:
+        variables["AFS_POD_SECURITY_LEVEL"] = variables[LEGACY_LEVEL_VARIABLE]
     for dest, name, convert, fallback in ENVIRONMENT:
-        raw = os.environ.get(name)
+        raw = variables.get(name)
         try:
             defaults[dest] = fallback if raw is None else convert(raw)
         except ValueError as exc:
@@ -171,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         OperatorConfig(
             poll_seconds=args.poll_seconds,
             exporter_image=args.exporter_image,
-            training_policy=args.training_policy,
+            pod_security_level=args.pod_security_level,
         ),
         kube,
         metrics=metrics,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from afs.continuous.kube import planning
+from afs.continuous.kube import planning, pod_security
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
     GROUP,
@@ -92,6 +92,8 @@ def deployment_manifest(
     metadata = pod.setdefault("metadata", {})
     metadata.pop("name", None)
     metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    # a model server calls no Kubernetes API: no token unless the template asks for one
+    pod["spec"].setdefault("automountServiceAccountToken", False)
     containers = pod["spec"]["containers"]
     wanted = serving.container
     model = next((c for c in containers if c.get("name") == wanted), None) if wanted else None
@@ -174,10 +176,12 @@ def plan_serving(
     service: dict[str, Any] | None,
     source: dict[str, Any] | None,
     now: datetime,
+    level: pod_security.Level = "restricted",
 ) -> ServingPlan:
     """Create what is missing while the version may serve; once it is Rejected or Retired,
     scale it down after the grace period and delete it later. Never touch a Deployment
-    or Service of its name that another owner holds."""
+    or Service of its name that another owner holds, nor create one whose pods the
+    operator's pod security ``level`` refuses (its own template or the one copied)."""
     assert spec.serving is not None
     serving = spec.serving
     try:
@@ -195,6 +199,13 @@ def plan_serving(
     if deployment is None:
         try:
             template = pod_template(serving, source)
+            where = "serving.template" if serving.template is not None else (
+                f"serving.copyFrom (Deployment {serving.copy_from}) spec.template"
+            )  # fmt: skip
+            found = pod_security.check_pod_template(template, level)
+            refused = pod_security.refusal(pod_security.under(where, found), level)
+            if refused is not None:
+                return ServingPlan(status=status, available=(False, "InvalidSpec", refused))
             manifest = deployment_manifest(
                 version=version, namespace=namespace, uid=uid, spec=spec, template=template
             )

@@ -47,7 +47,7 @@ def make_registry(
     stores = StorePool(config.database_retry_seconds, clock)
     loops = LoopReconciler(kube, config, stores, clock, metrics)
     tests = ABTestReconciler(kube, config, stores, clock, metrics)
-    deployments = ServingReconciler(kube, clock)
+    deployments = ServingReconciler(kube, clock, level=config.pod_security_level)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

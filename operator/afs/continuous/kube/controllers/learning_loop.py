@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
 from afs.continuous.core.triggers import too_little_data
 from afs.continuous.errors import StoreUnavailableError, redact_secrets
-from afs.continuous.kube import planning, promotion, training_policy
+from afs.continuous.kube import planning, pod_security, promotion
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
     ABTestPhase,
@@ -94,9 +94,8 @@ class LoopReconciler:
         current.observed_generation = generation
         try:
             parsed = LearningLoopSpec.model_validate(spec)
-            refused = training_policy.refusal(
-                parsed.training.template, self.config.training_policy, spec=parsed.training.spec
-            )
+            level = self.config.pod_security_level
+            refused = pod_security.refusal(pod_security.loop_violations(parsed, level), level)
             if refused is not None:
                 raise ValueError(refused)
             # a spec the kind cannot express is refused now, not when the next run starts

@@ -15,6 +15,7 @@ from afs.continuous.kube import planning, promotion, serving
 from afs.continuous.kube.api.v1alpha1 import ModelVersionSpec, ModelVersionStatus
 from afs.continuous.kube.client import KubeApiError, KubeClient
 from afs.continuous.kube.controllers.shared import EventSink
+from afs.continuous.kube.pod_security import Level
 from afs.continuous.timeutil import Clock, utc_now
 
 
@@ -46,6 +47,8 @@ class ServingReconciler:
 
     kube: KubeClient
     clock: Clock = utc_now
+    level: Level = "restricted"
+    """The operator's pod security level, which the Deployment's pods must meet."""
 
     def reconcile(
         self,
@@ -81,7 +84,8 @@ class ServingReconciler:
         for kind, reason, message in plan.events:
             event(kind, reason, message)
         ready, reason, message = plan.available
-        if reason in ("InvalidName", "InvalidServing", "NameTaken") and _reason(current) != reason:
+        refusals = ("InvalidName", "InvalidServing", "InvalidSpec", "NameTaken")
+        if reason in refusals and _reason(current) != reason:
             event("Warning", reason, message)
         current.serving = plan.status
         current.conditions = planning.set_condition(
@@ -109,7 +113,7 @@ class ServingReconciler:
         return serving.plan_serving(
             version=name, namespace=namespace, uid=uid, spec=spec, stage=current.stage,
             current=current.serving, deployment=deployment, service=service, source=source,
-            now=now,
+            now=now, level=self.level,
         )  # fmt: skip
 
 

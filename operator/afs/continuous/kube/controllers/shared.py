@@ -11,8 +11,8 @@ import psycopg
 
 from afs.continuous.kube.api.v1alpha1 import SecretKeyRef
 from afs.continuous.kube.client import KubeClient
+from afs.continuous.kube.pod_security import Level
 from afs.continuous.kube.training.export import DEFAULT_EXPORTER_IMAGE
-from afs.continuous.kube.training_policy import TrainingPolicy
 from afs.continuous.logger import UsageLogger
 from afs.continuous.store import is_postgres_url, open_store
 from afs.continuous.timeutil import Clock, utc_now
@@ -43,7 +43,8 @@ class OperatorConfig:
     # A check is retried at the next tick anyway: better a DatabaseUnavailable condition
     # after a few seconds than a worker thread held for the library's two minutes.
     database_retry_seconds: float = 10.0
-    training_policy: TrainingPolicy = "restricted"
+    pod_security_level: Level = "restricted"
+    """The Pod Security Standards level of every pod the operator makes or has made."""
 
 
 @dataclass

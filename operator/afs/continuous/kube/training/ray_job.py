@@ -48,6 +48,21 @@ def submit_script(entrypoint: str) -> str:
     return _SUBMIT.format(entrypoint=entrypoint, log=DRIVER_LOG)
 
 
+def submitter_security(pod: dict[str, Any], trainer: dict[str, Any]) -> dict[str, Any]:
+    """The submitter's container runs the trainer's image as the trainer does (same user,
+    same non-root setting), locked down as far as the restricted level asks: it only
+    submits the job and follows its log."""
+    context = copy.deepcopy(trainer.get("securityContext") or {})
+    context.pop("privileged", None)
+    context["allowPrivilegeEscalation"] = False
+    context["capabilities"] = {"drop": ["ALL"]}
+    if "seccompProfile" not in context and "seccompProfile" not in (
+        pod.get("securityContext") or {}
+    ):  # fmt: skip
+        context["seccompProfile"] = {"type": "RuntimeDefault"}
+    return context
+
+
 class RayJobTrainer(Trainer):
     kind = "RayJob"
     api_version = "ray.io/v1"
@@ -86,22 +101,23 @@ class RayJobTrainer(Trainer):
                 }
             ]  # fmt: skip
         pod = template["spec"]
-        submitter = {
-            "metadata": {"labels": run.labels},
-            "spec": {
-                "restartPolicy": "Never",
-                "serviceAccountName": pod["serviceAccountName"],
-                "automountServiceAccountToken": False,
-                "containers": [
-                    {
-                        "name": SUBMITTER,
-                        "image": trainer["image"],
-                        "command": ["/bin/bash", "-c", submit_script(entrypoint)],
-                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-                    }
-                ],
-            },
+        submitter_spec: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "serviceAccountName": pod["serviceAccountName"],
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": SUBMITTER,
+                    "image": trainer["image"],
+                    "command": ["/bin/bash", "-c", submit_script(entrypoint)],
+                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+                    "securityContext": submitter_security(pod, trainer),
+                }
+            ],
         }
+        if "securityContext" in pod:
+            submitter_spec["securityContext"] = copy.deepcopy(pod["securityContext"])
+        submitter = {"metadata": {"labels": run.labels}, "spec": submitter_spec}
         training = run.spec.training
         spec: dict[str, Any] = {
             "entrypoint": entrypoint,
