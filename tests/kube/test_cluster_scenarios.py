@@ -204,7 +204,13 @@ async def test_a_model_version_gets_the_stage_it_was_created_for(api: Api) -> No
 
 @pytest.mark.parametrize(
     ("secret", "says"),
-    [(None, "not found"), ("unreachable", "Connection refused")],
+    [
+        (None, "not found"),
+        (
+            "unreachable",
+            "the URL in Secret ml/usage-db key url cannot be reached: connection refused",
+        ),
+    ],
     ids=["no-secret", "unreachable"],
 )
 async def test_a_loop_without_its_database_says_so_in_a_condition_the_server_keeps(

@@ -67,10 +67,13 @@ async def operator(
     database_retry_seconds: float = 10.0,
     clock: Clock = utc_now,
     metrics: OperatorMetrics = METRICS,
+    poll_seconds: float = 0.2,
 ) -> AsyncIterator[KubeClient]:
     url = str(emulator.url).rstrip("/")
     kube = KubeClient.connect(host=url)
-    config = OperatorConfig(poll_seconds=0.2, database_retry_seconds=database_retry_seconds)
+    config = OperatorConfig(
+        poll_seconds=poll_seconds, database_retry_seconds=database_retry_seconds
+    )
     registry = make_registry(config, kube, metrics=metrics, clock=clock)
 
     @kopf.on.login(registry=registry)
@@ -535,10 +538,13 @@ async def test_an_invalid_spec_sets_a_condition_instead_of_crashing(
     ("secret_url", "message"),
     [
         (None, "secret ml/usage-db not found"),
-        (unreachable_url(password="s3cret"), "Connection refused"),
-        ("/etc/s3cret", "secret ml/usage-db key 'url' does not hold a postgresql:// URL"),
-        ("token=s3cret", "secret ml/usage-db key 'url' does not hold a postgresql:// URL"),
-        ("postgresql://u:a s3cret@db/x", "key 'url' holds a malformed PostgreSQL URL"),
+        (
+            unreachable_url(password="s3cret"),
+            "the URL in Secret ml/usage-db key url cannot be reached: connection refused",
+        ),
+        ("/etc/s3cret", "the URL in Secret ml/usage-db key url is not a postgresql:// URL"),
+        ("token=s3cret", "the URL in Secret ml/usage-db key url is not a postgresql:// URL"),
+        ("postgresql://u:a s3cret@db/x", "the URL in Secret ml/usage-db key url is malformed"),
     ],
     ids=["no-secret", "unreachable", "a-path", "another-secret", "malformed"],
 )

@@ -258,3 +258,66 @@ def test_the_decision_settings_carry_the_unit_and_the_error_ratio() -> None:
     settings = rollout.decision_settings(ABTestSpec.model_validate(body))
     assert (settings.unit, settings.min_units, settings.error_ratio) == ("key", 30, 1.5)
     assert rollout.decision_settings(SPEC).unit == "request"
+
+
+DOWN = "the URL in Secret ml/db key url cannot be reached: connection refused"
+
+
+def test_a_test_whose_database_cannot_be_read_moves_no_traffic() -> None:
+    plan = _plan(ABTestStatus(), _route(None, 0), database_problem=DOWN)
+    assert plan.patch == [] and plan.stages == {}
+    assert plan.status.phase == ABTestPhase.PENDING
+    [ready] = [c for c in plan.status.conditions if c.type == "Ready"]
+    assert (ready.status, ready.reason) == ("False", "DatabaseUnavailable")
+    assert ready.message == f"{DOWN}; no traffic moves until its records can be read"
+    assert _reasons(plan) == ["DatabaseUnavailable"]
+    again = _plan(plan.status, _route(None, 0), database_problem=DOWN)
+    assert _reasons(again) == []  # one Event while it lasts, not one per reconcile
+
+
+def test_a_running_test_that_loses_its_database_holds_its_step() -> None:
+    plan = _plan(_running(), _route(90, 10), database_problem=DOWN)
+    assert plan.patch == [] and plan.verdict is None
+    assert plan.status.phase == ABTestPhase.RUNNING and plan.status.step == 0
+    assert plan.status.database_unavailable_since == format_timestamp(NOW)
+    [ready] = [c for c in plan.status.conditions if c.type == "Ready"]
+    assert ready.reason == "DatabaseUnavailable" and "holding step 1" in ready.message
+    assert "set decision.unreachableTimeout" in ready.message
+    assert _reasons(plan) == ["DatabaseUnavailable"]
+
+
+def test_a_database_back_resumes_the_test_with_an_event() -> None:
+    status = _running()
+    status.database_unavailable_since = T0
+    plan = _plan(status, _route(90, 10), database_checked=True)
+    assert plan.status.database_unavailable_since is None
+    assert "DatabaseAvailable" in _reasons(plan)
+    [ready] = [c for c in plan.status.conditions if c.type == "Ready"]
+    assert (ready.status, ready.reason) == ("True", "Running")
+
+
+@pytest.mark.parametrize(
+    ("lost_for", "phase"),
+    [(timedelta(minutes=29), ABTestPhase.RUNNING),
+     (timedelta(minutes=30), ABTestPhase.ROLLED_BACK)],
+    ids=["before-the-timeout", "at-the-timeout"],
+)  # fmt: skip
+def test_with_an_unreachable_timeout_the_champion_gets_the_traffic_back(
+    lost_for: timedelta, phase: ABTestPhase
+) -> None:
+    spec = SPEC.model_copy(deep=True)
+    spec.decision.unreachable_timeout = "30m"
+    status = _running()
+    status.database_unavailable_since = format_timestamp(NOW - lost_for)
+    plan = _plan(status, _route(90, 10), spec=spec, database_problem=DOWN)
+    assert plan.status.phase == phase
+    if phase == ABTestPhase.RUNNING:
+        assert plan.patch == []
+        [ready] = [c for c in plan.status.conditions if c.type == "Ready"]
+        assert "the champion gets all traffic back at 2026-12-01T12:01:00" in ready.message
+        return
+    written = {op["path"]: op.get("value") for op in plan.patch if op["op"] != "test"}
+    assert "/spec/rules/0/backendRefs/1/weight" in written  # the original weights, restored
+    assert plan.status.reason.startswith("back to the champion: the usage database was ")
+    assert {"WeightsRestored", "RolledBack"} <= set(_reasons(plan))
+    assert {k: v.value for k, v in plan.stages.items()} == {"v2": "Rejected"}

@@ -24,6 +24,10 @@ class KubeApiError(ContinuousError):
     """The API server refused a call (forbidden, invalid, unavailable, …)."""
 
 
+class SecretError(LookupError):
+    """A Secret or its key cannot be read; the message names them, never the value."""
+
+
 def _refused(exc: ApiException, action: str) -> KubeApiError:
     """An ApiException's text is the whole HTTP exchange; keep the status and the
     server's own message (a Kubernetes Status)."""
@@ -81,14 +85,17 @@ class KubeClient:
             secret = self.core.read_namespaced_secret(name, namespace)
         except ApiException as exc:  # its text is the whole HTTP exchange: say what failed
             if exc.status == 404:
-                raise LookupError(f"secret {namespace}/{name} not found") from None
-            raise LookupError(
+                raise SecretError(f"secret {namespace}/{name} not found") from None
+            raise SecretError(
                 f"cannot read secret {namespace}/{name}: {exc.status} {exc.reason}"
             ) from None
         data = (secret.data or {}).get(key)
         if data is None:
-            raise LookupError(f"secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data).decode("utf-8")
+            raise SecretError(f"secret {namespace}/{name} has no key {key!r}")
+        try:
+            return base64.b64decode(data).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):  # the decoder's message quotes a byte
+            raise SecretError(f"secret {namespace}/{name} key {key!r} is not UTF-8 text") from None
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._read(self.batch.read_namespaced_job, "Job", namespace, name)

@@ -99,6 +99,10 @@ class Observation:
     """Deploy mode: the arms whose Deployment is not Available yet (the first step waits)."""
     deployed: frozenset[str] = frozenset()
     """Deploy mode: the arms' ModelVersions the operator runs (``spec.serving``)."""
+    database_checked: bool = False
+    """Whether the usage database was asked this time (a statistics query was made)."""
+    database_problem: str | None = None
+    """Why the arms' records cannot be read (None: they can, or nobody asked)."""
 
 
 @dataclass
@@ -282,6 +286,17 @@ class _Planner:
             return self.abort()
         if phase in (None, ABTestPhase.PENDING) and self.observed.unavailable:
             return self.waiting("NotAvailable", "; ".join(self.observed.unavailable))
+        problem = self.observed.database_problem
+        if problem is not None and phase in (None, ABTestPhase.PENDING):
+            # no user reaches the challenger while no guardrail could watch it
+            self.s.phase = ABTestPhase.PENDING
+            return self.waiting(
+                "DatabaseUnavailable", f"{problem}; no traffic moves until its records can be read"
+            )
+        if problem is not None:
+            return self.database_lost(problem)
+        if self.observed.database_checked and self.s.database_unavailable_since is not None:
+            self.database_back()
         if not self.route.found:
             target = self.spec.traffic.target_ref
             return self.waiting(
@@ -314,6 +329,38 @@ class _Planner:
         if phase in (None, ABTestPhase.PENDING):
             return self.start()
         return self.follow(action)
+
+    def database_lost(self, problem: str) -> Plan:
+        """A running test that cannot read its records holds its step (nothing is judged,
+        no step is taken); after ``decision.unreachableTimeout``, if set, it gives the
+        traffic back to the champion."""
+        since = self.s.database_unavailable_since or format_timestamp(self.now)
+        self.s.database_unavailable_since = since
+        timeout = self.spec.decision.unreachable_timeout
+        if timeout is not None:
+            due = parse_timestamp(since) + planning.parse_duration(timeout)
+            if self.now >= due:
+                self.s.reason = (
+                    f"the usage database was unreachable for {timeout} "
+                    f"(decision.unreachableTimeout): {problem}"
+                )
+                return self.finish(VerdictKind.ROLLBACK, prefix="back to the champion: ")
+            then = f"; the champion gets all traffic back at {format_timestamp(due)}"
+        else:
+            then = " (set decision.unreachableTimeout to give the champion the traffic back)"
+        self.condition("Progressing", False, "DatabaseUnavailable", f"holding step "
+                       f"{self.s.step + 1}: {problem}")  # fmt: skip
+        return self.waiting(
+            "DatabaseUnavailable", f"{problem}; holding step {self.s.step + 1} since {since}{then}"
+        )
+
+    def database_back(self) -> None:
+        since = self.s.database_unavailable_since
+        self.s.database_unavailable_since = None
+        message = f"the usage database is readable again (unreachable since {since}); resumed"
+        self.event("Normal", "DatabaseAvailable", message)
+        self.condition("Ready", True, "Running", message)
+        self.condition("Progressing", True, "Resumed", message)
 
     def finished_already(self) -> Plan:
         if self.observed.action is not None:

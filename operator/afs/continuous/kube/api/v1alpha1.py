@@ -314,6 +314,10 @@ class DecisionSpec(KubeModel):
     min_feedback_per_arm: Count = 20
     min_duration_hours: Hours = 48
     max_duration_hours: PositiveHours = 168
+    unreachable_timeout: Duration | None = None
+    """While the usage database cannot be read, a running test holds its step (no step
+    is taken without evidence). With this set (e.g. ``30m``), a test whose database stays
+    unreachable this long returns the traffic to the champion and ends RolledBack."""
 
 
 class ABTestSettings(DecisionSpec):
@@ -603,6 +607,8 @@ class ABTestStatus(KubeModel):
     evidence: dict[str, Any] = Field(
         default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
+    database_unavailable_since: str | None = None
+    """When a running test last lost its usage database (unset while it can read it)."""
 
 
 # --- the kinds ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from afs.continuous.kube.controllers.learning_loop import LoopReconciler
 from afs.continuous.kube.controllers.model_version import ServingReconciler, record_model_version
 from afs.continuous.kube.controllers.shared import EventSink, OperatorConfig, StorePool
 from afs.continuous.kube.metrics import OperatorMetrics
+from afs.continuous.store.postgres.failures import DriverLogFilter
 from afs.continuous.timeutil import Clock, utc_now
 
 __all__ = [
@@ -44,6 +45,7 @@ def make_registry(
     """The operator's handlers, registered on a registry of their own (tests run several)."""
     registry = kopf.OperatorRegistry()
     metrics = metrics or OperatorMetrics()
+    DriverLogFilter.install()  # the driver's log quotes the database URLs of Secrets
     stores = StorePool(config.database_retry_seconds, clock)
     loops = LoopReconciler(kube, config, stores, clock, metrics)
     tests = ABTestReconciler(kube, config, stores, clock, metrics)

@@ -5,15 +5,15 @@ which writes it once. Nothing is decided here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from afs.continuous.ab_test import measure_epochs
 from afs.continuous.core.decision import Epoch
-from afs.continuous.errors import StoreUnavailableError, redact_secrets
 from afs.continuous.kube import planning, promotion, rollout
 from afs.continuous.kube.api.v1alpha1 import (
     ABTestPhase,
@@ -24,9 +24,11 @@ from afs.continuous.kube.api.v1alpha1 import (
 )
 from afs.continuous.kube.client import KubeApiError, KubeClient, PatchConflictError
 from afs.continuous.kube.controllers.shared import (
+    DatabaseUnavailableError,
     EventSink,
     OperatorConfig,
     StorePool,
+    database_failure,
     database_url,
 )
 from afs.continuous.kube.metrics import OperatorMetrics
@@ -39,8 +41,10 @@ from afs.continuous.kube.routing import (
     TrafficRouter,
     router_for,
 )
-from afs.continuous.logger import UsageLogger
+from afs.continuous.store.base import UsageStore
 from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,9 +115,6 @@ class ABTestReconciler:
             return Outcome(current)
         except KubeApiError as exc:
             return Outcome(self._not_ready(current, "KubernetesApiError", str(exc), event=event))
-        except (LookupError, StoreUnavailableError) as exc:
-            message = redact_secrets(str(exc))
-            return Outcome(self._not_ready(current, "DatabaseUnavailable", message, event=event))
         for kind, reason, message in plan.events:
             event(kind, reason, message)
         self._observe_metrics(namespace=namespace, name=name, plan=plan)
@@ -170,16 +171,27 @@ class ABTestReconciler:
         }
         route = self._route(parsed, router, namespace, versions=versions)
         epochs: list[Epoch] = []
+        pending = current.phase in (None, ABTestPhase.PENDING)
         judging = current.phase in (ABTestPhase.RUNNING, ABTestPhase.WAITING_PROMOTION)
-        if judging and route.found and rollout.analysis_due(
+        due = judging and route.found and rollout.analysis_due(
             current, self._analysis_interval(parsed), now
-        ):  # fmt: skip
-            store = self._store(parsed, namespace, owners)
-            epochs = measure_epochs(
-                store.store, rollout.epoch_windows(current, now),
-                champion=parsed.champion.records, challenger=parsed.challenger.records,
-                units=parsed.decision.unit == "key",
-            )  # fmt: skip
+        )  # fmt: skip
+        lost = judging and current.database_unavailable_since is not None
+        unreadable: str | None = None
+        asked = pending or due or lost
+        try:
+            if due:
+                epochs = self._read(parsed, namespace, owners, lambda store: measure_epochs(
+                    store, rollout.epoch_windows(current, now),
+                    champion=parsed.champion.records, challenger=parsed.challenger.records,
+                    units=parsed.decision.unit == "key",
+                ))  # fmt: skip
+            elif asked:  # before the first step, and to see a lost database come back
+                self._read(parsed, namespace, owners, lambda store: store.statistics(
+                    since=now, until=now, model=parsed.champion.records
+                ))  # fmt: skip
+        except DatabaseUnavailableError as exc:
+            unreadable = str(exc)
         return rollout.Observation(
             route=route, missing_versions=missing, stages=stages, action=action, epochs=epochs,
             unavailable=tuple(
@@ -187,6 +199,7 @@ class ABTestReconciler:
                 if (problem := _not_serving(ref.model_version, versions[ref.model_version]))
             ),
             deployed=frozenset(name for name, version in versions.items() if _deployed(version)),
+            database_checked=asked and unreadable is None, database_problem=unreadable,
         )  # fmt: skip
 
     def _patch_target(
@@ -235,13 +248,28 @@ class ABTestReconciler:
         )  # fmt: skip
         return router.observe(obj, arms)
 
-    def _store(
-        self, parsed: ABTestSpec, namespace: str, owners: list[dict[str, Any]]
-    ) -> UsageLogger:
+    def _read(
+        self,
+        parsed: ABTestSpec,
+        namespace: str,
+        owners: list[dict[str, Any]],
+        query: Callable[[UsageStore], T],
+    ) -> T:
+        """``query`` on the arms' usage store; :class:`DatabaseUnavailableError` (in words that
+        name the Secret, never its value) when the store cannot be opened or read."""
         database = parsed.database or self._owner_database(namespace, owners)
         if database is None:
-            raise LookupError("spec.database: not set, and no owning LearningLoop to take it from")
-        return self.stores.logger_for(database_url(self.kube, namespace, database.url_secret_ref))
+            raise DatabaseUnavailableError(
+                "spec.database: not set, and no owning LearningLoop to take it from"
+            )
+        ref = database.url_secret_ref
+        try:
+            logger = self.stores.logger_for(database_url(self.kube, namespace, ref))
+            return query(logger.store)
+        except KubeApiError:
+            raise
+        except Exception as exc:  # the Secret, the connection, the query: all the same here
+            raise DatabaseUnavailableError(database_failure(exc, namespace, ref)) from exc
 
     def _owner_database(self, namespace: str, owners: list[dict[str, Any]]) -> DatabaseSpec | None:
         for owner in owners:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
 from afs.continuous.core.triggers import too_little_data
-from afs.continuous.errors import StoreUnavailableError, redact_secrets
+from afs.continuous.errors import StoreUnavailableError
 from afs.continuous.kube import planning, pod_security, promotion
 from afs.continuous.kube.api.v1alpha1 import (
     API_VERSION,
@@ -43,6 +43,7 @@ from afs.continuous.kube.controllers.shared import (
     EventSink,
     OperatorConfig,
     StorePool,
+    database_failure,
     database_url,
 )
 from afs.continuous.kube.metrics import OperatorMetrics
@@ -142,12 +143,13 @@ class LoopReconciler:
                 now=now, generation=generation, event=event,
             )  # fmt: skip
         parsed = _watching_champion(parsed, current)
+        ref = parsed.database.url_secret_ref
         try:
-            url = database_url(self.kube, namespace, parsed.database.url_secret_ref)
-            store = self.stores.logger_for(url)
+            store = self.stores.logger_for(database_url(self.kube, namespace, ref))
         except Exception as exc:  # the secret or the database: a condition, not a crash loop
             return _not_ready(
-                current, reason="DatabaseUnavailable", message=redact_secrets(str(exc)),
+                current, reason="DatabaseUnavailable",
+                message=database_failure(exc, namespace, ref),
                 now=now, generation=generation, event=event,
             )  # fmt: skip
         try:
@@ -157,7 +159,8 @@ class LoopReconciler:
             )  # fmt: skip
         except StoreUnavailableError as exc:  # lost since it was opened: the next tick retries
             return _not_ready(
-                current, reason="DatabaseUnavailable", message=redact_secrets(str(exc)),
+                current, reason="DatabaseUnavailable",
+                message=database_failure(exc, namespace, ref),
                 now=now, generation=generation, event=event,
             )  # fmt: skip
         except KubeApiError as exc:  # e.g. RBAC: what was refused, retried at the next check

@@ -9,15 +9,31 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from afs.continuous.errors import ContinuousError
 from afs.continuous.kube.api.v1alpha1 import SecretKeyRef
-from afs.continuous.kube.client import KubeClient
+from afs.continuous.kube.client import KubeClient, SecretError
 from afs.continuous.kube.pod_security import Level
 from afs.continuous.kube.training.export import DEFAULT_EXPORTER_IMAGE
 from afs.continuous.logger import UsageLogger
 from afs.continuous.store import is_postgres_url, open_store
+from afs.continuous.store.postgres.failures import failure_kind
 from afs.continuous.timeutil import Clock, utc_now
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+class DatabaseUnavailableError(ContinuousError):
+    """The usage database cannot be read; the message is safe to show (see
+    :func:`database_failure`)."""
+
+
+class DatabaseSecretError(LookupError):
+    """The database Secret cannot give a usable URL; the message names the Secret and
+    the problem, never any part of the value."""
+
+
+def secret_reference(namespace: str, ref: SecretKeyRef) -> str:
+    return f"Secret {namespace}/{ref.name} key {ref.key}"
 
 
 def database_url(kube: KubeClient, namespace: str, ref: SecretKeyRef) -> str:
@@ -26,14 +42,26 @@ def database_url(kube: KubeClient, namespace: str, ref: SecretKeyRef) -> str:
     Events are read by many: a value that is not a PostgreSQL URL must not be opened as a
     SQLite path (or parsed into an error message) and so shown to them."""
     value = kube.secret_value(namespace, ref.name, ref.key).strip()
-    where = f"secret {namespace}/{ref.name} key {ref.key!r}"
+    where = f"the URL in {secret_reference(namespace, ref)}"
     if not is_postgres_url(value):
-        raise LookupError(f"{where} does not hold a postgresql:// URL")
+        raise DatabaseSecretError(f"{where} is not a postgresql:// URL")
     try:
         psycopg.conninfo.conninfo_to_dict(value)
-    except psycopg.ProgrammingError:
-        raise LookupError(f"{where} holds a malformed PostgreSQL URL") from None
+    except psycopg.ProgrammingError as exc:  # only ever a URL that does not parse
+        kind = failure_kind(exc)
+        raise DatabaseSecretError(
+            f"{where} {kind if kind.startswith('is ') else 'is malformed'}"
+        ) from None
     return value
+
+
+def database_failure(exc: BaseException, namespace: str, ref: SecretKeyRef) -> str:
+    """A condition's and an Event's words for a database that cannot be used: the
+    Secret's reference and the kind of failure, never the driver's text (which quotes
+    the URL: host, port, user, database, options)."""
+    if isinstance(exc, DatabaseSecretError | SecretError):  # our words: the reference
+        return str(exc)
+    return f"the URL in {secret_reference(namespace, ref)} {failure_kind(exc)}"
 
 
 @dataclass

@@ -28,6 +28,7 @@ from afs.continuous.store.partitions import (
     parse_partition_name,
     partition_for,
 )
+from afs.continuous.store.postgres.failures import failure_kind
 from afs.continuous.store.postgres.schema import (
     _ADVISORY_KEY,
     _PARTITIONS_AHEAD_DAYS,
@@ -127,7 +128,8 @@ class PostgresConnection:
             raise StoreUnavailableError(
                 f"PostgreSQL at {_safe(self.url)} unavailable: {redact_secrets(str(exc))}"
             ) from exc
-        log.warning("PostgreSQL connection lost (%s); retrying", _first_line(exc))
+        # the kind of failure, not the driver's text: that quotes the URL (host, user, …)
+        log.warning("PostgreSQL connection lost (the database %s); retrying", failure_kind(exc))
         self.pool.check()
         time.sleep(delay)
         return min(delay * 2, 2.0)
