@@ -12,10 +12,12 @@ from typing import Any
 
 import kmock
 import pytest
+from prometheus_client import generate_latest
 
 from afs.continuous import UsageLogger
 from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
 from afs.continuous.kube.client import KubeClient
+from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.kube.routing import RECORD_ANNOTATION
 from afs.continuous.timeutil import parse_timestamp
 from tests.conftest import FakeClock
@@ -595,3 +597,41 @@ async def test_the_whole_loop_closes_in_the_cluster(
         assert version["spec"]["lineage"]["parent"] == "nayru-run-1"
         assert await _call(_pruned_in_a_cluster, kube) == []
         await _eventually(lambda: "ChampionChanged" in _event_reasons(kmock))
+
+
+async def test_no_traffic_moves_until_the_test_can_read_its_records(
+    kmock: kmock.KubernetesEmulator,
+    usage_db: str,
+    clock: FakeClock,
+) -> None:
+    """Its database Secret missing, the test waits (Ready=False DatabaseUnavailable) with
+    the route untouched; once the Secret is there, it starts."""
+    _register(kmock)
+    metrics = OperatorMetrics()
+    async with operator(kmock, clock=clock, metrics=metrics) as kube:
+        for name in ("nayru-v1", "nayru-v2"):
+            await _create(kube, "modelversions", _version(name))
+        await _call(
+            kube.custom.create_namespaced_custom_object, *GATEWAY[:2], NAMESPACE, GATEWAY[2],
+            _route(*ARMS),
+        )  # fmt: skip
+        await _create(kube, "abtests", _abtest())
+        status = await _eventually(
+            lambda: _condition(s := _status(kube), "Ready").get("reason") == "DatabaseUnavailable"
+            and s
+        )  # fmt: skip
+        assert _condition(status, "Ready")["message"] == (
+            "secret ml/usage-db not found; no traffic moves until its records can be read"
+        )
+        assert status["phase"] == "Pending" and status.get("weights") is None
+        await _eventually(lambda: "DatabaseUnavailable" in _event_reasons(kmock))
+        await asyncio.sleep(0.5)  # a few more reconciles: still nothing written
+        assert await _call(_arm_weights, kube) == ORIGINAL
+        assert _route_patches(kmock) == 0
+        scraped = generate_latest(metrics.registry).decode()
+        assert 'afs_database_unavailable{kind="ABTest",name="nayru-v2",namespace="ml"} 1.0' in (
+            scraped
+        )
+        await _database_secret(kube, usage_db)
+        await _counting(kube)
+        assert await _call(_arm_weights, kube) == [("nayru-v1", 50), ("nayru-v2", 50)]
