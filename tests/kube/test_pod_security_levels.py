@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 
 from afs.continuous.kube import pod_security
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec, ModelVersionSpec
@@ -19,6 +20,7 @@ from afs.continuous.kube.training import RunContext, trainer_for
 from afs.continuous.kube.training.export import export_job
 from afs.continuous.kube.training.job import training_job
 from tests.kube.pods import restricted
+from tests.kube.test_crds import MANIFESTS
 
 Change = Callable[[dict[str, Any]], None]
 
@@ -293,3 +295,16 @@ def test_levels_are_named_and_the_former_permissive_is_privileged(text: str, lev
 def test_an_unknown_level_is_refused_with_the_levels_there_are() -> None:
     with pytest.raises(ValueError, match="must be one of restricted, baseline, privileged"):
         pod_security.parse_level("lax")
+
+
+@pytest.mark.parametrize("text", [t for _, t in MANIFESTS], ids=[n for n, _ in MANIFESTS])
+def test_every_example_meets_the_default_level(text: str) -> None:
+    """What the docs and examples show is accepted as written by an operator installed
+    with its defaults."""
+    manifest = yaml.safe_load(text)
+    if manifest["kind"] == "LearningLoop":
+        spec = LearningLoopSpec.model_validate(manifest["spec"])
+        assert pod_security.loop_violations(spec, "restricted") == []
+    serving = manifest["spec"].get("serving") or {}
+    if manifest["kind"] == "ModelVersion" and "template" in serving:
+        assert pod_security.check_pod_template(serving["template"], "restricted") == []
