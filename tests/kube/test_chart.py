@@ -201,6 +201,15 @@ def test_without_ports_there_is_no_service_and_no_probe() -> None:
     assert "ports" not in container and "livenessProbe" not in container
 
 
+@pytest.mark.parametrize("level", ["restricted", "baseline", "privileged"])
+def test_the_pod_security_level_reaches_the_operator(level: str) -> None:
+    [container] = _one(_render({"podSecurityLevel": level}), "Deployment")["spec"]["template"][
+        "spec"
+    ]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["AFS_POD_SECURITY_LEVEL"] == level
+
+
 @pytest.mark.parametrize(
     ("values", "error", "message"),
     [
@@ -209,6 +218,9 @@ def test_without_ports_there_is_no_service_and_no_probe() -> None:
         ({"watchNamespace": "Bad_NS"}, helm.HelmValuesError, "/watchNamespace"),
         ({"pollSeconds": 0}, helm.HelmValuesError, "/pollSeconds"),
         ({"trainingKinds": ["MPIJob"]}, helm.HelmValuesError, "/trainingKinds/0"),
+        ({"podSecurityLevel": "permissive"}, helm.HelmValuesError, "/podSecurityLevel"),
+        ({"trainingPolicy": "permissive"}, helm.HelmRenderError,
+         "trainingPolicy is now podSecurityLevel"),
         ({"metrics": {"port": 70000}}, helm.HelmValuesError, "/metrics/port"),
         (
             {"metrics": {"port": 0, "serviceMonitor": {"enabled": True}}},
