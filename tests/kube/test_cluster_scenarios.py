@@ -39,7 +39,7 @@ from tests.docs_examples import ROOT
 from tests.kube.emulator import ApiServerEmulator, stop_operator
 from tests.kube.pods import restricted
 from tests.kube.test_operator_scenarios import _eventually, _register
-from tests.postgres_server import unreachable_url
+from tests.postgres_server import fresh_schema, unreachable_url
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(180)]
 KUBECONFIG = os.environ.get("AFS_TEST_KUBECONFIG")
@@ -278,7 +278,13 @@ async def test_an_abtest_shifts_the_routes_weights_and_gives_them_back_when_dele
     gateway = "httproutes.gateway.networking.k8s.io"
     if not api.emulated and not await api.call(_has_crd, api, gateway):
         pytest.skip("the cluster has no Gateway API CRDs (HTTPRoute): nothing to shift")
-    await api.secret("usage-db", unreachable_url(password="s3cret"))
+    # a database it can read: a test that cannot read its records moves no traffic
+    with fresh_schema() as url:
+        await api.secret("usage-db", url)
+        await _shift_and_delete(api)
+
+
+async def _shift_and_delete(api: Api) -> None:
     async with _operator(api):
         for name in ("nayru-v1", "nayru-v2"):
             await api.create("modelversions", _version(name))

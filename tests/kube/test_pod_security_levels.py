@@ -137,7 +137,10 @@ def _refuses(level: Level, lowest: Level | None) -> bool:
 
 
 def _trainer(kind: str) -> dict[str, Any]:
-    container = {"name": "pytorch" if kind == "PyTorchJob" else "trainer", "image": "t:1"}
+    container: dict[str, Any] = {
+        "name": "pytorch" if kind == "PyTorchJob" else "trainer",
+        "image": "t:1",
+    }
     if kind == "RayJob":
         container["command"] = ["python", "train.py"]
     return restricted(container)
@@ -160,11 +163,11 @@ def _message(kind: str, change: Change, level: Level) -> str | None:
         change(template)
         copied = kind == "ModelVersion/copyFrom"
         serving = {"copyFrom": "nayru-v1"} if copied else {"template": template}
-        spec = ModelVersionSpec.model_validate(
+        version = ModelVersionSpec.model_validate(
             {"model": "nayru", "version": "v2", "uri": "s3://m/v2", "serving": serving}
         )
         plan = plan_serving(
-            version="nayru-v2", namespace="ml", uid="u", spec=spec, stage=None, current=None,
+            version="nayru-v2", namespace="ml", uid="u", spec=version, stage=None, current=None,
             deployment=None, service=None, now=datetime(2026, 12, 1, tzinfo=UTC), level=level,
             source={"spec": {"template": template}} if copied else None,
         )  # fmt: skip
