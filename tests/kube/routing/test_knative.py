@@ -146,8 +146,10 @@ def test_the_challenger_s_revision_is_made_from_the_template() -> None:
          [{"revisionName": "nayru-00002", "percent": 100}], "no uri"),
         (WITH_URI, [{"revisionName": "nayru-00002", "percent": 90},
                     {"latestRevision": True, "percent": 10}], "follows the latest revision"),
+        (Arms("nayru-00002", "nayru-v2.1", challenger_uri="s3://m"),
+         [{"revisionName": "nayru-00002", "percent": 100}], "is not a DNS-1035 label"),
     ],
-    ids=["revision-name", "no-uri", "latest-takes-traffic"],
+    ids=["revision-name", "no-uri", "latest-takes-traffic", "dot-in-name"],
 )  # fmt: skip
 def test_a_revision_that_cannot_be_made_is_named(
     arms: Arms, traffic: list[dict[str, Any]], problem: str
@@ -159,3 +161,15 @@ def test_a_revision_that_cannot_be_made_is_named(
 def test_without_create_revision_nothing_is_made() -> None:
     obj = _service({"revisionName": "nayru-00002", "percent": 100})
     assert ROUTER.observe(obj, WITH_URI).openings == ()
+
+
+def test_the_challenger_s_tag_is_one_no_entry_holds() -> None:
+    """Knative refuses a tag twice: a block that already tags something ``challenger``
+    gets ``challenger-2``."""
+    obj = _service(
+        {"revisionName": "nayru-00002", "percent": 100},
+        {"revisionName": "nayru-00001", "percent": 0, "tag": "challenger"},
+    )
+    made = _apply(obj, insertion_ops(CREATING.observe(obj, WITH_URI)))
+    tags = [entry.get("tag") for entry in made["spec"]["traffic"]]
+    assert tags == [None, "challenger", "challenger-2"]

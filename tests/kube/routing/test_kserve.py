@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import jsonpatch
@@ -194,6 +195,7 @@ def test_raw_mode_adds_a_named_canary_copied_from_the_predictor() -> None:
         "trafficPercent": 25,
         "predictor": {"name": "nayru-v2", "model": {
             "storageUri": V2, "runtime": "kserve-sklearn", "modelFormat": {"name": "sklearn"},
+            "name": "",  # required by KServe's CRD, written as its webhook does
             "env": [{"name": "AFS_MODEL_URI", "value": V2},
                     {"name": "AFS_MODEL_VERSION", "value": "nayru-v2"}]}},
     }  # fmt: skip
@@ -295,3 +297,24 @@ def test_a_write_counts_once_kserve_reconciled_it(status: Any, ready: bool) -> N
         obj["status"] = status
     observed = ROUTER.observe(obj, ARMS)
     assert observed.accepted is ready and bool(observed.waiting) is not ready
+
+
+def test_a_challenger_name_kserve_refuses_becomes_a_dns_1035_canary_name() -> None:
+    arms = Arms("nayru-v1", "nayru-v2.1", champion_uri=V1, challenger_uri=V2)
+    obj = _isvc(raw=True)
+    after = _apply(
+        obj, ROUTER.patch_weights(ROUTER.observe(obj, arms), ArmWeights(champion=90, challenger=10))
+    )
+    name = after["spec"]["canary"][0]["predictor"]["name"]
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and name.startswith("nayru-v2-1-")
+    assert ROUTER.observe(after, arms).weights == [ArmWeights(champion=90, challenger=10)]
+
+
+def test_raw_promotion_adopts_the_canary_s_deployment_instead_of_restarting() -> None:
+    """KServe's documented promotion: the predictor takes the canary's name (its warm
+    Deployment), and the entry goes."""
+    after = _step(_isvc(raw=True), 50)
+    promoted = _apply(after, ROUTER.promote(ROUTER.observe(after, ARMS)))
+    assert promoted["spec"]["predictor"]["name"] == "nayru-v2"
+    assert promoted["spec"]["predictor"]["model"]["storageUri"] == V2
+    assert "canary" not in promoted["spec"]

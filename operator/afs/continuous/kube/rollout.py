@@ -478,7 +478,7 @@ class _Planner:
         assert self.s.weights is not None
         self.running_stages()
         live = self.route.weights
-        if any(w != self.s.weights for w in live):
+        if not self.route.holds(self.s.weights):
             return self.drifted(live)
         if self.status_condition_reason("Progressing") == "WeightsDrifted":  # was paused
             # the weights are ours again; what ran meanwhile was off plan: a new epoch

@@ -84,10 +84,28 @@ class RuleSlots:
     rule: int
     champion: Slot
     challenger: Slot
+    shared: bool = False
+    """Percent providers (Istio, Knative): the arms divide the share they hold between
+    them and other entries keep theirs, so the weights written are a split of that share,
+    not the planned weights themselves."""
 
     @property
     def weights(self) -> ArmWeights:
         return ArmWeights(champion=self.champion.effective, challenger=self.challenger.effective)
+
+    def split(self, weights: ArmWeights) -> tuple[int, int]:
+        """The two weights that ``weights`` writes in this rule (champion, challenger)."""
+        total = weights.champion + weights.challenger
+        if not self.shared:
+            return weights.champion, weights.challenger
+        share = self.champion.effective + self.challenger.effective
+        champion = round(share * weights.champion / total) if total > 0 else 0
+        return champion, share - champion
+
+    def holds(self, weights: ArmWeights) -> bool:
+        """Whether this rule is as ``weights`` would write it (a third entry's share is
+        its own: 72/20/8 holds a 90/10 step)."""
+        return self.split(weights) == (self.champion.effective, self.challenger.effective)
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,10 @@ class Observed:
     @property
     def weights(self) -> list[ArmWeights]:
         return [rule.weights for rule in self.rules]
+
+    def holds(self, weights: ArmWeights) -> bool:
+        """Whether every rule is as ``weights`` would write it (see :meth:`RuleSlots.holds`)."""
+        return all(rule.holds(weights) for rule in self.rules)
 
     @property
     def record(self) -> dict[str, Any] | None:
@@ -274,15 +296,14 @@ def percent_weight_ops(observed: Observed, weights: ArmWeights, *, where: str) -
         raise RoutingError(f"both arms at weight 0 would leave the {where} with no traffic")
     ops: JsonPatch = []
     for rule in observed.rules:
-        share = rule.champion.effective + rule.challenger.effective
-        if share <= 0:
+        if rule.champion.effective + rule.challenger.effective <= 0:
             raise RoutingError(
                 f"{where} {rule.rule}: the two arms hold no share of the traffic to divide "
                 "(their weights are 0); give them their share first"
             )
-        champion = round(share * weights.champion / total)
+        champion, challenger = rule.split(weights)
         ops += set_slot(rule.champion, champion)
-        ops += set_slot(rule.challenger, share - champion)
+        ops += set_slot(rule.challenger, challenger)
     return ops
 
 
@@ -406,7 +427,7 @@ class SlotRouter:
 
 
 def single_rule(
-    found: Mapping[str, int], arms: Arms, slot: Callable[[int], Slot]
+    found: Mapping[str, int], arms: Arms, slot: Callable[[int], Slot], *, shared: bool = False
 ) -> list[RuleSlots]:
     """For providers with one list of backends (SMI, Knative): the one rule, when both
     arms are in it; ``found`` maps a backend's name to its index, ``slot`` makes the slot
@@ -415,5 +436,5 @@ def single_rule(
         return []
     return [
         RuleSlots(rule=0, champion=slot(found[arms.champion]),
-                  challenger=slot(found[arms.challenger]))
+                  challenger=slot(found[arms.challenger]), shared=shared)
     ]  # fmt: skip

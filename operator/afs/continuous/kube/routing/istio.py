@@ -71,6 +71,7 @@ class IstioRouter(SlotRouter):
                         rule=index,
                         champion=_slot(index, found[arms.champion], route),
                         challenger=_slot(index, found[arms.challenger], route),
+                        shared=True,
                     )
                 )
         missing = missing_arms(arms, seen, rules)

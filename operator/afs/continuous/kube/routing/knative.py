@@ -11,8 +11,10 @@ the Service's generation says when a write has taken effect.
 With ``traffic.createRevision``, a challenger the block does not name yet is made from the
 Service's template: the template is named like the challenger (Knative's rule: the
 Service's name, '-', a suffix) with ``AFS_MODEL_URI`` and ``AFS_MODEL_VERSION`` in its
-first container, and the block gets the challenger pinned at 0%, tagged ``challenger`` so
-it has its own URL. Not while an entry follows ``latestRevision`` with a share (the new
+first container, and the block gets the challenger pinned at 0%, tagged ``challenger`` (or
+``challenger-2``, … when another entry holds that tag) so it has its own URL. A challenger
+name that is not a DNS-1035 label (``nayru-v2.1``) cannot name a revision: refused. Not
+while an entry follows ``latestRevision`` with a share (the new
 revision would take it). A rollback gives back the traffic block exactly; the template
 stays the challenger's (its revision keeps 0%) until the Service is applied again.
 """
@@ -24,6 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from afs.continuous.kube.api.v1alpha1 import ArmWeights
+from afs.continuous.kube.naming import is_dns_1035_label
 from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
@@ -58,7 +61,7 @@ class KnativeRouter(SlotRouter):
             for i, entry in enumerate(traffic)
             if isinstance(entry, dict) and entry.get("revisionName")
         }
-        rules = single_rule(found, arms, lambda index: _slot(index, traffic))
+        rules = single_rule(found, arms, lambda index: _slot(index, traffic), shared=True)
         accepted, waiting = ready_at_generation(obj, what="the Knative Service")
         observed = observation(
             obj, rules, missing_arms(arms, set(found), rules), accepted=accepted, waiting=waiting
@@ -71,7 +74,7 @@ class KnativeRouter(SlotRouter):
         opening = opening_for(
             list_path="/spec/traffic", index=found[arms.champion], entries=traffic,
             anchor_key="revisionName",
-            entry={"revisionName": arms.challenger, "percent": 0, "tag": "challenger"},
+            entry={"revisionName": arms.challenger, "percent": 0, **_free_tag(traffic)},
             also=_template_ops(obj, arms),
         )  # fmt: skip
         return replace(observed, openings=(opening,))
@@ -82,6 +85,12 @@ class KnativeRouter(SlotRouter):
         """Why the challenger's revision cannot be made from the template ('' if it can)."""
         if arms.challenger_uri is None:
             return "the challenger's ModelVersion has no uri to run"
+        if not is_dns_1035_label(arms.challenger):
+            return (
+                f"revision name {arms.challenger!r} is not a DNS-1035 label (lowercase "
+                "letters, digits and '-', starting with a letter), as Knative requires; set "
+                "challenger.servingName"
+            )
         if not arms.challenger.startswith(f"{self.service}-"):
             return (
                 f"revision name {arms.challenger!r} must start with the Service's name and "
@@ -103,6 +112,20 @@ class KnativeRouter(SlotRouter):
 
     def patch_weights(self, observed: Observed, weights: ArmWeights) -> JsonPatch:
         return percent_weight_ops(observed, weights, where="traffic block")
+
+
+CHALLENGER_TAG = "challenger"
+
+
+def _free_tag(traffic: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The challenger's tag (its own URL): ``challenger``, or ``challenger-2``, … when an
+    entry holds it already (Knative refuses a tag twice)."""
+    taken = {entry.get("tag") for entry in traffic if isinstance(entry, dict)}
+    tag, n = CHALLENGER_TAG, 1
+    while tag in taken:
+        n += 1
+        tag = f"{CHALLENGER_TAG}-{n}"
+    return {"tag": tag}
 
 
 def _slot(index: int, traffic: Sequence[Mapping[str, Any]]) -> Slot:

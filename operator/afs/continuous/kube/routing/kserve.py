@@ -40,6 +40,7 @@ from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
+from afs.continuous.kube.naming import dns_1035_label
 from afs.continuous.kube.routing.base import (
     Arms,
     JsonPatch,
@@ -112,7 +113,7 @@ class KServeRouter:
         o = KServeObserved(
             found=True, annotations=base.annotations, managed_fields=base.managed_fields,
             accepted=accepted, waiting=waiting, champion_uri=arms.champion_uri,
-            challenger_uri=arms.challenger_uri, canary_name=arms.challenger,
+            challenger_uri=arms.challenger_uri, canary_name=dns_1035_label(arms.challenger),
             champion_usage=arms.champion_usage, challenger_usage=arms.challenger_usage,
         )  # fmt: skip
         if _mode(obj) == "ModelMesh":
@@ -155,8 +156,12 @@ class KServeRouter:
         o = _ours(observed)
         if not o.rules:
             return []
-        if o.raw:
-            return [*_drop_canary(o), *_switch(o, challenger=True)]
+        if o.raw:  # the canary's Deployment becomes the predictor's: no restart
+            adopt: JsonPatch = (
+                [{"op": "add", "path": "/spec/predictor/name", "value": o.canary_name}]
+                if o.canary_index is not None else []
+            )  # fmt: skip
+            return [*_drop_canary(o), *adopt, *_switch(o, challenger=True)]
         slot = o.rules[0].challenger
         unset = [] if slot.weight is None else unset_slot(slot)
         return [*unset, *_switch(o, challenger=True)]
@@ -298,10 +303,13 @@ def _set_canary(o: KServeObserved, percent: int) -> JsonPatch:
         return set_slot(
             Slot(path=f"{base}/trafficPercent", anchor=anchor, weight=current, default=0), percent
         )
+    model: dict[str, Any] = dict(o.model or {})
+    if o.model_path.endswith("/model"):  # KServe's CRD requires it; its webhook writes ""
+        model.setdefault("name", "")
     predictor: dict[str, Any] = {
         "name": o.canary_name,
         o.model_path.rpartition("/")[2]: {
-            **(o.model or {}),
+            **model,
             "storageUri": o.challenger_uri,
             "env": _arm_env((o.model or {}).get("env"), o.challenger_uri, o.challenger_usage),
         },
