@@ -170,6 +170,20 @@ def test_the_record_is_written_beside_any_annotations(annotations: dict[str, str
     }
 
 
+def test_a_record_on_an_object_without_annotations_is_written_only_onto_the_object_read() -> None:
+    """Writing the whole annotations map would replace what another writer added since:
+    the patch tests the resourceVersion read, so the API server refuses it instead."""
+    obj = _route([{"name": "v1"}, {"name": "v2"}])
+    obj["metadata"]["resourceVersion"] = "41"
+    ops = record_ops(ROUTER.observe(obj, ARMS), {"step": 1})
+    assert ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "41"}
+    assert json.loads(_apply(obj, ops)["metadata"]["annotations"][RECORD_ANNOTATION]) == {"step": 1}
+    since = copy.deepcopy(obj)
+    since["metadata"].update(resourceVersion="42", annotations={"argocd.argoproj.io/x": "y"})
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        _apply(since, ops)
+
+
 def test_the_writer_of_a_drift_is_read_from_managed_fields() -> None:
     managed = [
         {"manager": "afs-continuous", "time": "2026-01-02T00:00:00Z", "fieldsV1": {"f:spec": {}}},

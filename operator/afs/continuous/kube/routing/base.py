@@ -139,6 +139,7 @@ class Observed:
     """Deploy mode: where the challenger's entry can be added (see :class:`Opening`)."""
     annotations: Mapping[str, str] = field(default_factory=dict)
     managed_fields: Sequence[Mapping[str, Any]] = ()
+    resource_version: str | None = None
 
     @property
     def weights(self) -> list[ArmWeights]:
@@ -236,7 +237,17 @@ def record_ops(observed: Observed, record: Mapping[str, Any]) -> JsonPatch:
     operators, or an operator and its restarted self, cannot both write)."""
     value = json.dumps(dict(record), sort_keys=True, separators=(",", ":"))
     if not observed.annotations:
-        return [{"op": "add", "path": "/metadata/annotations", "value": {RECORD_ANNOTATION: value}}]
+        # the whole map is written: only onto the object as read, or annotations another
+        # writer added since would be replaced (a JSON patch cannot test for absence)
+        version: JsonPatch = (
+            [{"op": "test", "path": "/metadata/resourceVersion",
+              "value": observed.resource_version}]
+            if observed.resource_version is not None else []
+        )  # fmt: skip
+        return [
+            *version,
+            {"op": "add", "path": "/metadata/annotations", "value": {RECORD_ANNOTATION: value}},
+        ]
     path = f"/metadata/annotations/{escape(RECORD_ANNOTATION)}"
     previous = observed.annotations.get(RECORD_ANNOTATION)
     if previous is None:
@@ -327,6 +338,7 @@ def observation(
         openings=tuple(openings),
         annotations=dict(metadata.get("annotations") or {}),
         managed_fields=list(metadata.get("managedFields") or []),
+        resource_version=metadata.get("resourceVersion"),
     )
 
 

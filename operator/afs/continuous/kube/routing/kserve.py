@@ -112,6 +112,7 @@ class KServeRouter:
             accepted, waiting = _revisions_ready(obj)
         o = KServeObserved(
             found=True, annotations=base.annotations, managed_fields=base.managed_fields,
+            resource_version=base.resource_version,
             accepted=accepted, waiting=waiting, champion_uri=arms.champion_uri,
             challenger_uri=arms.challenger_uri, canary_name=dns_1035_label(arms.challenger),
             champion_usage=arms.champion_usage, challenger_usage=arms.challenger_usage,
