@@ -427,6 +427,8 @@ class _Planner:
     def insert_challenger(self) -> Plan:
         backend = self.spec.challenger.backend
         self.s.phase = ABTestPhase.PENDING
+        # the weights before the insertion (which may have had to add one): the original
+        self.s.original = [o.original for o in self.route.openings if o.original is not None]
         self.write(insertion_ops(self.route), phase=ABTestPhase.PENDING, weights=None)
         message = f"{backend} added beside the champion at weight 0 (deploy mode)"
         self.event("Normal", "BackendAdded", message)
@@ -440,7 +442,8 @@ class _Planner:
         return removal_ops(self.route, champion=promoted) if self.deploys(arm.model_version) else []
 
     def start(self) -> Plan:
-        self.s.original = self.route.original()
+        inserted = {o.rule: o for o in self.s.original or []}  # recorded at the insertion
+        self.s.original = [inserted.get(o.rule, o) for o in self.route.original()]
         self.s.started = format_timestamp(self.now)
         self.running_stages()
         return self.apply_step(0, "started")

@@ -120,6 +120,9 @@ class Opening:
     entry: Mapping[str, Any]
     also: tuple[dict[str, Any], ...] = ()
     """Operations on the champion's entry that must come with the new one."""
+    original: RuleWeights | None = None
+    """The rule's weights before the insertion (a rollback gives back these, not a weight
+    the insertion had to add)."""
 
 
 @dataclass(frozen=True)
@@ -413,13 +416,18 @@ def opening_for(
     anchor_key: str,
     entry: Mapping[str, Any],
     also: Sequence[dict[str, Any]] = (),
+    rule: int = 0,
+    weight_key: str = "weight",
 ) -> Opening:
-    """The :class:`Opening` after entry ``index`` of the list at ``list_path``."""
+    """The :class:`Opening` after entry ``index`` (the champion's, in rule ``rule``) of the
+    list at ``list_path``."""
+    champion = int_weight(entries[index].get(weight_key))
     return Opening(
         list_path=list_path,
         anchor=(f"{list_path}/{index}/{anchor_key}", entries[index].get(anchor_key)),
         entry=entry,
         also=tuple(also),
+        original=RuleWeights(rule=rule, champion=champion, challenger=0),
     )
 
 

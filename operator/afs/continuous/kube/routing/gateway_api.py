@@ -49,6 +49,7 @@ class GatewayAPIRouter(SlotRouter):
                 openings.append(opening_for(
                     list_path=f"/spec/rules/{index}/backendRefs", index=at, entries=refs,
                     anchor_key="name", entry={**refs[at], "name": arms.challenger, "weight": 0},
+                    rule=index,
                 ))  # fmt: skip
             if arms.champion in names and arms.challenger in names:
                 rules.append(

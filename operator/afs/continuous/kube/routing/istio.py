@@ -114,7 +114,7 @@ def _opening(rule: int, index: int, route: Sequence[Mapping[str, Any]], challeng
     return opening_for(
         list_path=f"/spec/http/{rule}/route", index=index, entries=route,
         anchor_key="destination", entry={**champion, "destination": destination, "weight": 0},
-        also=also,
+        also=also, rule=rule,
     )  # fmt: skip
 
 

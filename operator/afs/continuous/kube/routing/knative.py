@@ -75,7 +75,7 @@ class KnativeRouter(SlotRouter):
             list_path="/spec/traffic", index=found[arms.champion], entries=traffic,
             anchor_key="revisionName",
             entry={"revisionName": arms.challenger, "percent": 0, **_free_tag(traffic)},
-            also=_template_ops(obj, arms),
+            also=_template_ops(obj, arms), weight_key="percent",
         )  # fmt: skip
         return replace(observed, openings=(opening,))
 
