@@ -3,6 +3,7 @@ is created, and how a version that left the arms winds down."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from afs.continuous.kube.api.v1alpha1 import ModelVersionSpec, ServingSpec, ServingStatus, Stage
+from afs.continuous.kube.selectors import matches
 from afs.continuous.kube.serving import (
     MODEL_VERSION_LABEL,
     ServingError,
@@ -221,3 +223,65 @@ def test_a_scaled_down_version_is_deleted_later_and_never_recreated() -> None:
     assert plan.delete and plan.available[1] == "Deleted"
     gone = _plan(stage=Stage.RETIRED, current=down, now=NOW + timedelta(days=2))
     assert not gone.create and not gone.delete and gone.available[1] == "Deleted"
+
+
+# --- copyFrom: no selector of the champion's pods selects the challenger's ---------------
+
+CHAMPION_POD: dict[str, Any] = {
+    "metadata": {"labels": {"app": "nayru", "version": "v1", "tier": "model", "team": "ml",
+                            "sidecar.istio.io/inject": "true"}},
+    **restricted({"name": "server", "image": "registry/nayru-server:1.4"}),
+}  # fmt: skip
+SOURCE: dict[str, Any] = {
+    "metadata": {"name": "nayru-v1"},
+    "spec": {"selector": {"matchLabels": {"app": "nayru", "version": "v1"}},
+             "template": CHAMPION_POD},
+}  # fmt: skip
+NAMESPACE_SERVICES: list[dict[str, Any]] = [
+    {"metadata": {"name": name}, "spec": {"selector": selector}}
+    for name, selector in [
+        ("nayru", {"app": "nayru"}),                      # shared host (Istio subsets)
+        ("nayru-v1", {"app": "nayru", "version": "v1"}),  # the champion's own
+        ("models", {"tier": "model"}),                    # every model server
+        ("search", {"team": "search"}),                   # another team's
+        ("headless", None),                               # endpoints of its own choosing
+    ]
+]  # fmt: skip
+#: an Istio DestinationRule on host nayru: subset name → labels
+SUBSETS = {"v1": {"version": "v1"}, "stable": {"tier": "model"}}
+
+
+def test_a_copied_challenger_is_behind_no_service_or_subset_of_the_champion_s() -> None:
+    plan = _plan(spec=_spec_copying(), source=SOURCE, services=NAMESPACE_SERVICES)
+    [deployment] = [m for m in plan.create if m["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["metadata"]["labels"]
+    champion = CHAMPION_POD["metadata"]["labels"]
+    for service in NAMESPACE_SERVICES:
+        selector = service["spec"]["selector"]
+        if selector and matches(selector, champion):
+            assert not matches(selector, pod), service["metadata"]["name"]
+    host = NAMESPACE_SERVICES[0]["spec"]["selector"]
+    for subset, labels in SUBSETS.items():  # a subset's pods are its host's, with its labels
+        assert not (matches(host, pod) and matches(labels, pod)), subset
+    assert matches(deployment["spec"]["selector"]["matchLabels"], pod)  # its own Deployment's
+    assert not matches(SOURCE["spec"]["selector"], pod)
+    assert pod["team"] == "ml" and pod["sidecar.istio.io/inject"] == "true"  # kept
+
+
+def test_a_copy_no_labels_can_keep_out_of_the_champion_s_selector_is_refused() -> None:
+    source = copy.deepcopy(SOURCE)
+    source["spec"]["selector"] = {
+        "matchExpressions": [{"key": "canary", "operator": "DoesNotExist"}]
+    }
+    plan = _plan(spec=_spec_copying(), source=source, services=[])
+    assert plan.create == []
+    ready, reason, message = plan.available
+    assert (ready, reason) == (False, "InvalidServing")
+    assert message.startswith("serving.copyFrom: Deployment nayru-v1's selector would select")
+
+
+def _spec_copying() -> ModelVersionSpec:
+    return ModelVersionSpec.model_validate(
+        {"model": "nayru", "version": "run-3", "uri": "s3://models/nayru/run-3/",
+         "serving": {"copyFrom": "nayru-v1"}}
+    )  # fmt: skip

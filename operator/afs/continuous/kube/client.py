@@ -128,6 +128,14 @@ class KubeClient:
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._read(self.core.read_namespaced_service, "Service", namespace, name)
 
+    def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's Services (deploy mode checks their selectors)."""
+        try:
+            listing = self.core.list_namespaced_service(namespace)
+        except ApiException as exc:
+            raise _refused(exc, f"list Services in {namespace}") from None
+        return [self._plain(item) for item in listing.items]
+
     def _read(
         self, read: Callable[[str, str], Any], kind: str, namespace: str, name: str
     ) -> dict[str, Any] | None:

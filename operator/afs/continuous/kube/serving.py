@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from afs.continuous.kube.api.v1alpha1 import (
     ServingStatus,
     Stage,
 )
+from afs.continuous.kube.selectors import copied_pod_labels
 from afs.continuous.timeutil import format_timestamp, parse_timestamp
 
 MODEL_VERSION_LABEL = f"{GROUP}/model-version"
@@ -64,6 +66,38 @@ def pod_template(serving: ServingSpec, source: dict[str, Any] | None) -> dict[st
     return copy.deepcopy(template)
 
 
+def champion_free_template(
+    template: dict[str, Any],
+    *,
+    source: dict[str, Any],
+    services: Sequence[dict[str, Any]],
+    spec: ModelVersionSpec,
+    version: str,
+) -> dict[str, Any]:
+    """The ``copyFrom`` template with labels that no selector of the champion's pods can
+    match — the source Deployment's and every Service's in the namespace — so champion
+    traffic never reaches the challenger (see :mod:`afs.continuous.kube.selectors`)."""
+    pod = copy.deepcopy(template)
+    metadata = pod.setdefault("metadata", {})
+    source_name = (source.get("metadata") or {}).get("name", "")
+    found: list[tuple[str, Any]] = [
+        (f"Deployment {source_name}'s selector", (source.get("spec") or {}).get("selector") or {})
+    ]
+    found += [
+        (f"Service {(svc.get('metadata') or {}).get('name')}", (svc.get("spec") or {})["selector"])
+        for svc in services
+        if isinstance((svc.get("spec") or {}).get("selector"), dict)
+    ]
+    try:
+        metadata["labels"] = copied_pod_labels(
+            metadata.get("labels") or {}, selectors=found, ours=_labels(spec, version),
+            optional=("app.kubernetes.io/name", MANAGED_BY[0]),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ServingError(f"serving.copyFrom: {exc}") from None
+    return pod
+
+
 def _owner(version: str, uid: str) -> list[dict[str, Any]]:
     return [
         {"apiVersion": API_VERSION, "kind": "ModelVersion", "name": version, "uid": uid,
@@ -80,7 +114,13 @@ def _labels(spec: ModelVersionSpec, version: str) -> dict[str, str]:
 
 
 def deployment_manifest(
-    *, version: str, namespace: str, uid: str, spec: ModelVersionSpec, template: dict[str, Any]
+    *,
+    version: str,
+    namespace: str,
+    uid: str,
+    spec: ModelVersionSpec,
+    template: dict[str, Any],
+    copied: bool = False,
 ) -> dict[str, Any]:
     """The Deployment of ``version``: the pod template with our labels and, in the model's
     container, where the model is and which version it is (the server logs under it)."""
@@ -91,7 +131,8 @@ def deployment_manifest(
     pod = copy.deepcopy(template)
     metadata = pod.setdefault("metadata", {})
     metadata.pop("name", None)
-    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    if not copied:  # a copy's labels were chosen by champion_free_template
+        metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
     # a model server calls no Kubernetes API: no token unless the template asks for one
     pod["spec"].setdefault("automountServiceAccountToken", False)
     containers = pod["spec"]["containers"]
@@ -177,11 +218,14 @@ def plan_serving(
     source: dict[str, Any] | None,
     now: datetime,
     level: pod_security.Level = "restricted",
+    services: Sequence[dict[str, Any]] = (),
 ) -> ServingPlan:
     """Create what is missing while the version may serve; once it is Rejected or Retired,
     scale it down after the grace period and delete it later. Never touch a Deployment
     or Service of its name that another owner holds, nor create one whose pods the
-    operator's pod security ``level`` refuses (its own template or the one copied)."""
+    operator's pod security ``level`` refuses (its own template or the one copied). A
+    copy's pods keep none of the labels the champion's selectors (``services``: the
+    namespace's Services) pick them by."""
     assert spec.serving is not None
     serving = spec.serving
     try:
@@ -206,9 +250,16 @@ def plan_serving(
             refused = pod_security.refusal(pod_security.under(where, found), level)
             if refused is not None:
                 return ServingPlan(status=status, available=(False, "InvalidSpec", refused))
+            copied = source is not None and serving.copy_from is not None
+            if copied:
+                assert source is not None
+                template = champion_free_template(
+                    template, source=source, services=services, spec=spec, version=version
+                )
             manifest = deployment_manifest(
-                version=version, namespace=namespace, uid=uid, spec=spec, template=template
-            )
+                version=version, namespace=namespace, uid=uid, spec=spec, template=template,
+                copied=copied,
+            )  # fmt: skip
         except ServingError as exc:
             return ServingPlan(status=status, available=(False, "InvalidServing", str(exc)))
         plan.create.append(manifest)

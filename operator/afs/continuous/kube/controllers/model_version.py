@@ -108,12 +108,14 @@ class ServingReconciler:
         assert spec.serving is not None
         source_name = spec.serving.copy_from
         source = None
+        services: list[dict[str, Any]] = []
         if deployment is None and source_name is not None:  # only read to create
             source = self.kube.get_deployment(namespace, source_name)
+            services = self.kube.list_services(namespace)
         return serving.plan_serving(
             version=name, namespace=namespace, uid=uid, spec=spec, stage=current.stage,
             current=current.serving, deployment=deployment, service=service, source=source,
-            now=now, level=self.level,
+            now=now, level=self.level, services=services,
         )  # fmt: skip
 
 
