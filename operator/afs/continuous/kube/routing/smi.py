@@ -1,4 +1,7 @@
-"""SMI ``TrafficSplit`` (``split.smi-spec.io`` v1alpha2 and later), as Linkerd uses it.
+"""SMI ``TrafficSplit`` (``split.smi-spec.io``): ``v1alpha2`` as Linkerd's linkerd-smi
+serves it (beside ``v1alpha1``, whose weights are quantities), or ``v1alpha4``, the only
+version smi-sdk-go's final CRD serves (``v1alpha3`` as older releases served it); the
+router speaks the version the ABTest's ``targetRef`` names.
 
 A TrafficSplit has one list of ``spec.backends`` (``service`` and an integer ``weight``,
 relative to the others); an arm is the backend whose ``service`` is the arm's serving
