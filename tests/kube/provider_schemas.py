@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import celpy
+import jsonpatch
 import jsonschema
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
@@ -234,3 +235,12 @@ WEBHOOKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "HTTPRoute": _gateway,
     "TrafficSplit": _smi,
 }
+
+
+def apply_checked(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """``ops`` applied as the API server applies a JSON patch (RFC 6902), and the result
+    checked as it would be (:func:`problems`): every router test's writes go through it."""
+    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
+    found = problems(result)
+    assert found == [], f"the provider would refuse this write: {found}"
+    return result

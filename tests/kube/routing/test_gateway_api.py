@@ -18,9 +18,14 @@ from afs.continuous.kube.routing import (
     record_ops,
 )
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
+from tests.kube.provider_schemas import apply_checked
 
 ROUTER = GatewayAPIRouter()
 ARMS = Arms("v1", "v2")
+HEADER_FILTER = {  # another part of the rule, which must stay as it is
+    "type": "RequestHeaderModifier",
+    "requestHeaderModifier": {"set": [{"name": "x-route", "value": "r"}]},
+}
 
 
 def _route(*rules: list[dict[str, Any]], **metadata: Any) -> dict[str, Any]:
@@ -28,13 +33,16 @@ def _route(*rules: list[dict[str, Any]], **metadata: Any) -> dict[str, Any]:
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": {"name": "r", "generation": 3, **metadata},
-        "spec": {"rules": [{"backendRefs": refs, "filters": [{"type": "X"}]} for refs in rules]},
+        "spec": {
+            "rules": [
+                {"backendRefs": [{"port": 80, **ref} for ref in refs], "filters": [HEADER_FILTER]}
+                for refs in rules
+            ]
+        },
     }
 
 
-def _apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
-    return result
+_apply = apply_checked  # every write checked against the provider's own schema
 
 
 def _weights(obj: dict[str, Any]) -> list[list[tuple[str, int | None]]]:
@@ -111,7 +119,7 @@ def test_weights_are_written_in_every_rule_holding_both_arms_and_nothing_else() 
         [("v2", 20), ("v1", 80)],
         [("v1", 2)],
     ]
-    assert after["spec"]["rules"][0]["filters"] == [{"type": "X"}]
+    assert after["spec"]["rules"][0]["filters"] == [HEADER_FILTER]
     assert {op["op"] for op in ops} == {"test", "add", "replace"}
 
 

@@ -13,6 +13,7 @@ import pytest
 from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
 from afs.continuous.kube.routing import Arms, RoutingError
 from afs.continuous.kube.routing.istio import IstioRouter
+from tests.kube.provider_schemas import apply_checked
 
 ROUTER = IstioRouter()
 ARMS = Arms("v1", "v2")
@@ -51,9 +52,7 @@ def _host(host: str, weight: int | None = None) -> dict[str, Any]:
     return entry
 
 
-def _apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
-    return result
+_apply = apply_checked  # every write checked against the provider's own schema
 
 
 def _weights(obj: dict[str, Any]) -> list[list[int | None]]:

@@ -3,15 +3,14 @@ patch applied (RFC 6902). Objects follow Knative's traffic-splitting documentati
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-import jsonpatch
 import pytest
 
 from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
 from afs.continuous.kube.routing import Arms, RoutingError, insertion_ops, removal_ops
 from afs.continuous.kube.routing.knative import KnativeRouter
+from tests.kube.provider_schemas import apply_checked
 
 ROUTER = KnativeRouter()
 ARMS = Arms("nayru-00002", "nayru-00003")
@@ -32,9 +31,7 @@ def _service(*traffic: dict[str, Any], status: Any = None) -> dict[str, Any]:
     return obj
 
 
-def _apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
-    return result
+_apply = apply_checked  # every write checked against the provider's own schema
 
 
 def _percents(obj: dict[str, Any]) -> list[int | None]:

@@ -15,6 +15,7 @@ import pytest
 from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
 from afs.continuous.kube.routing import RECORD_ANNOTATION, Arms, RoutingError
 from afs.continuous.kube.routing.kserve import KServeRouter
+from tests.kube.provider_schemas import apply_checked
 
 ROUTER = KServeRouter()
 V1, V2 = "s3://models/nayru-v1", "s3://models/nayru-v2"
@@ -33,9 +34,9 @@ def _isvc(
     framework: str = "model",
     record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    predictor: dict[str, Any] = {framework: {"storageUri": uri, "runtime": "kserve-sklearn"}}
-    if framework == "model":
-        predictor["model"]["modelFormat"] = {"name": "sklearn"}
+    predictor: dict[str, Any] = {framework: {"storageUri": uri}}
+    if framework == "model":  # the legacy framework shapes have neither field
+        predictor["model"].update(runtime="kserve-sklearn", modelFormat={"name": "sklearn"})
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
     annotations: dict[str, str] = {}
@@ -53,9 +54,7 @@ def _isvc(
     }  # fmt: skip
 
 
-def _apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
-    return result
+_apply = apply_checked  # every write checked against the provider's own schema
 
 
 def _step(obj: dict[str, Any], challenger: int) -> dict[str, Any]:
@@ -206,7 +205,13 @@ def test_raw_mode_adds_a_named_canary_copied_from_the_predictor() -> None:
 
 
 def test_raw_mode_leaves_other_canaries_alone() -> None:
-    other = {"trafficPercent": 0, "predictor": {"name": "experimental", "model": {}}}
+    other = {
+        "trafficPercent": 0,
+        "predictor": {
+            "name": "experimental",
+            "model": {"name": "", "modelFormat": {"name": "onnx"}, "storageUri": "s3://models/x"},
+        },
+    }
     obj = _isvc(raw=True, canary=[other])
     after = _step(obj, 10)
     assert after["spec"]["canary"][0] == other and len(after["spec"]["canary"]) == 2

@@ -16,33 +16,35 @@ from afs.continuous.kube.routing import Arms, TrafficRouter, insertion_ops, remo
 from afs.continuous.kube.routing.gateway_api import GatewayAPIRouter
 from afs.continuous.kube.routing.istio import IstioRouter
 from afs.continuous.kube.routing.smi import SMIRouter
+from tests.kube.provider_schemas import apply_checked
 
 ARMS = Arms("nayru-run-2", "nayru-run-3")
 
 
 def _http_route() -> dict[str, Any]:
-    return {"metadata": {"name": "nayru"}, "spec": {"rules": [
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "nayru"}, "spec": {"rules": [
         {"backendRefs": [{"name": "admin", "port": 80}]},
         {"backendRefs": [{"name": "nayru-run-2", "port": 80, "weight": 5}]},
     ]}}  # fmt: skip
 
 
 def _virtual_service() -> dict[str, Any]:
-    return {"metadata": {"name": "nayru"}, "spec": {"http": [
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "nayru"}, "spec": {"http": [
         {"name": "models", "route": [{"destination": {"host": "nayru-run-2",
                                                       "port": {"number": 80}}}]},
     ]}}  # fmt: skip
 
 
 def _traffic_split() -> dict[str, Any]:
-    return {"metadata": {"name": "nayru"}, "spec": {"service": "nayru", "backends": [
+    return {"apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit",
+            "metadata": {"name": "nayru"}, "spec": {"service": "nayru", "backends": [
         {"service": "other", "weight": 1}, {"service": "nayru-run-2", "weight": 100},
     ]}}  # fmt: skip
 
 
-def _apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
-    return result
+_apply = apply_checked  # every write checked against the provider's own schema
 
 
 CASES: list[tuple[str, TrafficRouter, Callable[[], dict[str, Any]], ArmWeights]] = [
@@ -90,7 +92,8 @@ def test_after_a_promotion_the_old_champion_s_entry_goes(
 
 
 def test_the_istio_entry_is_the_challenger_s_service_on_the_champion_s_port() -> None:
-    obj = {"metadata": {}, "spec": {"http": [{"route": [
+    obj = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {},
+           "spec": {"http": [{"route": [
         {"destination": {"host": "nayru-run-2", "port": {"number": 8080}}, "weight": 80,
          "headers": {"request": {"set": {"x-arm": "a"}}}},
         {"destination": {"host": "mirror"}, "weight": 20},

@@ -3,15 +3,14 @@ each patch (RFC 6902). Objects follow the SMI spec's and Linkerd's examples."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-import jsonpatch
 import pytest
 
 from afs.continuous.kube.api.v1alpha1 import ArmWeights, RuleWeights
 from afs.continuous.kube.routing import Arms, RoutingError
 from afs.continuous.kube.routing.smi import SMIRouter
+from tests.kube.provider_schemas import apply_checked
 
 ROUTER = SMIRouter("v1alpha2")
 ARMS = Arms("web-v1", "web-v2")
@@ -26,9 +25,7 @@ def _split(*backends: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
-    return result
+_apply = apply_checked  # every write checked against the provider's own schema
 
 
 def _weights(obj: dict[str, Any]) -> list[tuple[str, int | None]]:
@@ -65,9 +62,9 @@ def test_a_step_writes_both_weights_and_nothing_else() -> None:
 
 
 def test_restore_gives_back_the_exact_original() -> None:
-    obj = _split({"service": "web-v1", "weight": 100}, {"service": "web-v2"})  # unset weight
-    original = ROUTER.observe(obj, ARMS).original()
-    assert original == [RuleWeights(rule=0, champion=100, challenger=None)]
+    obj = _split({"service": "web-v1", "weight": 100}, {"service": "web-v2", "weight": 0})
+    original = ROUTER.observe(obj, ARMS).original()  # SMI's CRDs require every weight
+    assert original == [RuleWeights(rule=0, champion=100, challenger=0)]
     during = _apply(obj, ROUTER.patch_weights(ROUTER.observe(obj, ARMS),
                                               ArmWeights(champion=50, challenger=50)))  # fmt: skip
     restored = _apply(during, ROUTER.restore(ROUTER.observe(during, ARMS), original))
