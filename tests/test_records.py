@@ -63,6 +63,9 @@ def test_fields_are_in_the_original_order_with_its_defaults() -> None:
         "dedupe_hash",
         "is_error",  # added after the original thirteen
         "assignment_hash",
+        "conversation_hash",
+        "messages",  # not columns: the conversation, stored once per distinct prefix
+        "tools",
     ]
     assert (record.expert, record.latency_ms, record.token_count, record.quality_score) == (
         None,

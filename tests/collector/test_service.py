@@ -36,6 +36,30 @@ async def test_one_record_is_committed_before_the_answer(serve: Serve) -> None:
         assert stored is not None and stored.latency_ms == 12
 
 
+async def test_a_record_with_its_conversation_is_stored_whole_through_the_writer(
+    serve: Serve,
+) -> None:
+    """The conversation travels with the row to the writer process, which stores its
+    nodes in the same transaction as the record."""
+    messages = [
+        {"role": "system", "content": "You are nayru."},
+        {"role": "user", "content": "What does SEP #$20 do?"},
+    ]
+    tools = [{"type": "function", "function": {"name": "lookup_opcode"}}]
+    async with serve() as (client, collector):
+        answer = await client.post(
+            "/v1/usage",
+            json={"response": "8-bit accumulator", "model": "m", "messages": messages,
+                  "tools": tools},
+            headers=AUTH,
+        )  # fmt: skip
+        assert answer.status == 200, await answer.text()
+        (record_id,) = (await answer.json())["ids"]
+        stored = collector.logger.store.get(record_id)
+        assert stored is not None and stored.query == "What does SEP #$20 do?"
+        assert stored.messages == messages and stored.tools == tools
+
+
 async def test_many_records_as_ndjson_are_all_committed(serve: Serve) -> None:
     rows = [{"query": f"q{i}", "response": "r", "model": "m"} for i in range(50)]
     async with serve() as (client, collector):

@@ -35,7 +35,7 @@ CREATE TABLE usage (
 
 def test_new_database_is_wal_with_a_recorded_schema_version(tmp_path: Path) -> None:
     store = SQLiteUsageStore(tmp_path / "u.db")
-    assert store.schema_version() == 4
+    assert store.schema_version() == 5
     conn = sqlite3.connect(tmp_path / "u.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
@@ -63,7 +63,7 @@ def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
     SQLiteUsageStore(tmp_path / "u.db").close()
     store = SQLiteUsageStore(tmp_path / "u.db")
     conn = sqlite3.connect(tmp_path / "u.db")
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 4
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 5
     store.close()
 
 
@@ -131,3 +131,34 @@ def test_store_targets_resolve_to_files(target: str, expected: Path) -> None:
 def test_unusable_targets_are_refused(target: str) -> None:
     with pytest.raises(InvalidFieldError):
         open_store(target)
+
+
+def test_a_version_4_database_gains_conversations_in_place(tmp_path: Path) -> None:
+    """The records written before conversations existed stay as they were (a column added
+    in place, nothing rewritten) and read back without a conversation."""
+    from afs.continuous.store.sqlite import schema
+
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE schema_migrations ("
+        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    for version, migrate in enumerate(
+        (schema._migration_1, schema._migration_2, schema._migration_3, schema._migration_4), 1
+    ):
+        migrate(conn)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 'v', 'now')", (version,))
+    conn.execute(
+        "INSERT INTO usage (id, timestamp, query, response, model, dedupe_hash) "
+        "VALUES ('old', '2026-01-01T00:00:00.000000Z', 'q', 'a', 'm', 'h')"
+    )
+    conn.close()
+    store = open_store(str(path))
+    try:
+        assert store.schema_version() == 5
+        old = store.get("old")
+        assert old is not None and old.query == "q"
+        assert (old.conversation_hash, old.messages) == (None, None)
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from afs.continuous.errors import InvalidFieldError
 from afs.continuous.records import (
     MAX_FEEDBACK_TEXT_CHARS,
     RecordRow,
@@ -32,6 +33,7 @@ from afs.continuous.records import (
     normalized_copy,
     normalized_rows,
     normalized_stream,
+    take_conversation,
 )
 from afs.continuous.scoring import QualityScorer
 from afs.continuous.store import RecordQuery, UsageStore, open_store, resolve_target
@@ -225,7 +227,7 @@ class UsageLogger:
 
     def build_record(
         self,
-        query: str,
+        query: str | None,
         response: str,
         model: str,
         expert: str | None = None,
@@ -239,12 +241,19 @@ class UsageLogger:
         timestamp: datetime | str | None = None,
         is_error: bool = False,
         assignment_key: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> UsageRecord:
         """The checked record :meth:`log` would write (scored if a scorer is set; no id yet)."""
+        if messages is not None and context is not None:
+            raise InvalidFieldError(
+                "context", context, "cannot be given with messages (the conversation is the "
+                "context)",
+            )  # fmt: skip
         record = UsageRecord(
             "",
             "" if timestamp is None else timestamp,  # type: ignore[arg-type]  # normalised below
-            query,
+            query or "",
             response,
             model,
             expert,
@@ -257,7 +266,12 @@ class UsageLogger:
             None,
             is_error,
             compute_assignment_hash(assignment_key),
+            None,
+            messages,
+            tools,
         )
+        if messages is not None or tools is not None:
+            take_conversation(record)  # the query a scorer reads may come from it
         self.apply_scorer(record)
         return normalize_record(record, now=self._clock())
 
@@ -277,7 +291,7 @@ class UsageLogger:
 
     def log(
         self,
-        query: str,
+        query: str | None,
         response: str,
         model: str,
         expert: str | None = None,
@@ -291,15 +305,21 @@ class UsageLogger:
         timestamp: datetime | str | None = None,
         is_error: bool = False,
         assignment_key: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> str:
         """Record one exchange and return its id; raises on invalid input, writing nothing.
 
         ``assignment_key``: the key a sticky A/B assignment routed by (``route_request(
-        key=…)``), stored hashed; an A/B test with the key as its unit needs it."""
+        key=…)``), stored hashed; an A/B test with the key as its unit needs it.
+
+        ``messages``: the conversation the response was given in (OpenAI chat messages:
+        system prompt, earlier turns, tool calls and results), and ``tools`` the tool
+        definitions offered; ``query`` may then be None (it is the last user turn)."""
         record = self.build_record(
             query, response, model, expert, latency_ms, quality_score, token_count, context,
             user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
-            is_error=is_error, assignment_key=assignment_key,
+            is_error=is_error, assignment_key=assignment_key, messages=messages, tools=tools,
         )  # fmt: skip
         return self.store.insert([record])[0]
 

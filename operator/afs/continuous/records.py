@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
+from afs.continuous import conversations
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.timeutil import format_timestamp, normalize_timestamp
 
@@ -68,6 +69,14 @@ class UsageRecord:
     assignment_hash: str | None = None
     """The key a sticky assignment routed by (a user, a session), hashed: the unit an A/B
     test randomised, when it was not the request."""
+    conversation_hash: str | None = None
+    """The conversation the response was given in (see :mod:`afs.continuous.conversations`):
+    the hash of its last stored node; None for a single (query, response) exchange."""
+    messages: list[dict[str, Any]] | None = None
+    """The conversation before the response, in the OpenAI chat format (not a column: its
+    messages are stored once per distinct prefix and read back with the record)."""
+    tools: list[dict[str, Any]] | None = None
+    """The tool definitions offered (stored with the conversation)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,19 +84,24 @@ class UsageRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
         """Build from a mapping, ignoring keys that are not fields (e.g. ``created_at``)."""
-        return cls(**{name: data[name] for name in RECORD_FIELDS if name in data})
+        return cls(**{name: data[name] for name in _ALL_FIELDS if name in data})
 
     def compute_dedupe_hash(self) -> str:
-        return compute_dedupe_hash(self.query, self.response)
+        return compute_dedupe_hash(self.query, self.response, self.conversation_hash)
 
 
-RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
-"""The record's fields in order: its stored columns and its dict keys."""
+#: the record's fields that are not columns of the usage table
+CONVERSATION_FIELDS = ("messages", "tools")
+RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord) if f.name not in CONVERSATION_FIELDS)
+"""The record's stored columns, in order (its dict keys besides :data:`CONVERSATION_FIELDS`)."""
 record_values = attrgetter(*RECORD_FIELDS)
 """A record's values in :data:`RECORD_FIELDS` order, as one tuple (built in C)."""
 RecordRow = tuple[Any, ...]
 """A record's values in :data:`RECORD_FIELDS` order: ``UsageRecord(*row)`` is the record."""
-_MAPPING_KEYS = frozenset(RECORD_FIELDS) | {"context", "created_at", "assignment_key"}
+_ALL_FIELDS = (*RECORD_FIELDS, *CONVERSATION_FIELDS)
+_MAPPING_KEYS = frozenset(RECORD_FIELDS) | {
+    "context", "created_at", "assignment_key", *CONVERSATION_FIELDS,
+}  # fmt: skip
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 MAX_ASSIGNMENT_KEY_CHARS = 1024
 _REQUIRED_KEYS = frozenset({"query", "response", "model"})
@@ -109,13 +123,17 @@ def _normalize_text(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def compute_dedupe_hash(query: str, response: str) -> str:
+def compute_dedupe_hash(query: str, response: str, conversation: str | None = None) -> str:
     """Hash of the exchange, insensitive to case and whitespace runs.
 
     Two records with the same question and answer up to formatting teach a model the
-    same thing, so they count as duplicates. 128 bits of SHA-256, hex.
+    same thing, so they count as duplicates — in the same conversation: the same last
+    turn asked after different turns before it is another sample (``conversation``, the
+    record's ``conversation_hash``). 128 bits of SHA-256, hex.
     """
     payload = f"{_normalize_text(query)}\x1f{_normalize_text(response)}"
+    if conversation is not None:
+        payload = f"{payload}\x1f{conversation}"
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
@@ -316,6 +334,8 @@ def normalize_record(
                 "timestamp", r.timestamp, "must not be later than now plus the clock skew "
                 f"allowed (AFS_MAX_CLOCK_SKEW_SECONDS), {limit}",
             )  # fmt: skip
+    if (r.messages is not None or r.tools is not None) and r.conversation_hash is None:
+        take_conversation(r)
     if not _plainly_valid(r):  # the common case skips the detailed checks below
         if r.id:
             check_record_id(r.id)
@@ -336,7 +356,7 @@ def normalize_record(
     if r.quality_score is not None:
         r.quality_score = float(r.quality_score)
     if r.dedupe_hash is None:
-        r.dedupe_hash = compute_dedupe_hash(r.query, r.response)
+        r.dedupe_hash = compute_dedupe_hash(r.query, r.response, r.conversation_hash)
     if r.is_error is not False and r.is_error is not True:
         raise InvalidFieldError("is_error", r.is_error, "must be true or false")
     if r.assignment_hash is not None and (
@@ -349,12 +369,32 @@ def normalize_record(
     return r
 
 
+def take_conversation(r: UsageRecord) -> None:
+    """Check a record's conversation and derive from it what the record's columns hold:
+    the query (the last user turn, when not given), ``context_hash`` (what came before
+    it) and ``conversation_hash``."""
+    if r.messages is None:
+        raise InvalidFieldError("tools", r.tools, "need the messages they were offered in")
+    messages = conversations.check_messages(r.messages)
+    tools = conversations.check_tools(r.tools) if r.tools is not None else None
+    derived = conversations.derive(messages, tools)
+    if not r.query:
+        if not derived.query:
+            raise InvalidFieldError(
+                "query", r.query, "is required when the messages have no user turn"
+            )
+        r.query = derived.query
+    r.messages, r.tools = messages, tools or None
+    r.context_hash = derived.context_hash
+    r.conversation_hash = derived.conversation_hash
+
+
 def _plainly_valid(r: UsageRecord) -> bool:
     """Whether ``r`` is the typical record (see :func:`_plain_values`) with no extras."""
     return (
         not r.id
         and r.feedback_text is None and r.context_hash is None and r.dedupe_hash is None
-        and r.assignment_hash is None
+        and r.assignment_hash is None and r.conversation_hash is None
         and _plain_values(r.query, r.response, r.model, r.expert, r.latency_ms,
                           r.token_count, r.quality_score, r.user_feedback)
     )  # fmt: skip
@@ -411,7 +451,7 @@ def _plain_row(item: Mapping[str, Any], now_text: str, *, hashed: bool) -> Recor
         return None
     return (
         "", now_text, q, a, m, e, float(lat), tok, qs, fb, None, None,
-        compute_dedupe_hash(q, a) if hashed else None, err, None,
+        compute_dedupe_hash(q, a) if hashed else None, err, None, None,
     )  # fmt: skip
 
 
@@ -442,6 +482,8 @@ def normalized_stream(
         latest = latest or latest_timestamp(now)
         try:
             record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
+            if record.messages is not None or record.tools is not None:
+                take_conversation(record)  # the query a scorer reads may come from it
             if prepare is not None:
                 prepare(record)
             yield normalize_record(record, now=now, latest=latest, now_text=now_text)
@@ -474,7 +516,7 @@ def normalized_rows(
     which cannot fail, is made by the writer instead.
     """
     if prepare is not None:  # every record takes the general path anyway
-        return [record_values(r) for r in normalized_stream(items, now=now, prepare=prepare)]
+        return [record_row(r) for r in normalized_stream(items, now=now, prepare=prepare)]
     now_text, rows = format_timestamp(now), []
     for index, item in enumerate(items):
         row = _plain_row(item, now_text, hashed=False)  # type: ignore[arg-type]
@@ -483,16 +525,27 @@ def normalized_rows(
                 (record,) = normalized_stream([item], now=now)
             except InvalidBatchError as exc:  # its index in this batch, not in a batch of one
                 raise InvalidBatchError(index, exc.cause) from exc.cause
-            row = record_values(record)
+            row = record_row(record)
         rows.append(row)
     return rows
+
+
+def record_row(record: UsageRecord) -> RecordRow:
+    """A record as a row; a conversation's messages and tools ride along after the
+    columns (``UsageRecord(*row)`` takes them back), so its nodes can be stored with it."""
+    values: RecordRow = record_values(record)
+    if record.messages is None and record.tools is None:
+        return values
+    return (*values, record.messages, record.tools)
 
 
 def fill_dedupe_hashes(records: Iterable[UsageRecord]) -> None:
     """Give each record whose ``dedupe_hash`` was deferred its hash."""
     for record in records:
         if record.dedupe_hash is None:
-            record.dedupe_hash = compute_dedupe_hash(record.query, record.response)
+            record.dedupe_hash = compute_dedupe_hash(
+                record.query, record.response, record.conversation_hash
+            )
 
 
 def records_from_rows(rows: Iterable[RecordRow]) -> list[UsageRecord]:
@@ -519,7 +572,7 @@ def record_from_mapping(data: Any) -> UsageRecord:
                 raise InvalidFieldError(str(key), data[key], "is not a usage record field")
     if not _REQUIRED_KEYS.issubset(data):
         for name in ("query", "response", "model"):
-            if name not in data:
+            if name not in data and not (name == "query" and data.get("messages") is not None):
                 raise InvalidFieldError(name, None, "is required")
     get = data.get
     # given means meant: never silently replaced. A timestamp may also be a datetime,
@@ -536,6 +589,11 @@ def record_from_mapping(data: Any) -> UsageRecord:
             "timestamp", timestamp, "must be a non-empty string or a datetime, or left out"
         )
     context_hash = get("context_hash")
+    if get("messages") is not None and (get("context") is not None or context_hash is not None):
+        raise InvalidFieldError(
+            "context", get("context", context_hash),
+            "cannot be given with messages (the conversation is the context)",
+        )  # fmt: skip
     if context_hash is None and get("context") is not None:
         context_hash = compute_context_hash(data["context"])
     assignment_hash = get("assignment_hash")
@@ -544,7 +602,7 @@ def record_from_mapping(data: Any) -> UsageRecord:
     return UsageRecord(
         get("id") or "",
         get("timestamp") or "",
-        data["query"],
+        get("query") or "",
         data["response"],
         data["model"],
         get("expert"),
@@ -557,4 +615,7 @@ def record_from_mapping(data: Any) -> UsageRecord:
         get("dedupe_hash"),
         get("is_error", False),
         assignment_hash,
+        None,  # conversation_hash: derived from the messages, never taken as given
+        get("messages"),
+        get("tools"),
     )

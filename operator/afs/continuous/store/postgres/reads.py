@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import PoolTimeout
 
+from afs.continuous import conversations
 from afs.continuous.core.unit_statistics import UnitStatistics, unit_query
 from afs.continuous.errors import StoreUnavailableError
 from afs.continuous.records import UsageRecord
@@ -47,7 +48,19 @@ class PostgresReads(PostgresConnection):
             ).fetchone()
             return None if row is None else _record(row)
 
-        return self._retrying(get)
+        record = self._retrying(get)
+        if record is not None:
+            conversations.fill([record], conversations.NodeCache(self._conversation_nodes))
+        return record
+
+    def _conversation_nodes(self, hashes: list[str]) -> list[tuple[str, str | None, str]]:
+        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> list[Any]:
+            return conn.execute(
+                "SELECT hash, parent, item FROM conversation_nodes WHERE hash = ANY(%s)",
+                (hashes,),
+            ).fetchall()
+
+        return [tuple(row) for row in self._retrying(read)]
 
     def _stream(self, query: sql.Composable | str, params: Any) -> Iterator[TupleRow]:
         """Rows of one query through a server-side cursor on a pooled connection.
@@ -87,8 +100,11 @@ class PostgresReads(PostgresConnection):
         if query.limit is not None:
             text += " LIMIT %(limit)s"
             params["limit"] = query.limit
+        cache = conversations.NodeCache(self._conversation_nodes)
         for row in self._stream(text, params):
-            yield _record(row)
+            record = _record(row)
+            conversations.fill([record], cache)
+            yield record
 
     def _one(self, query: str, params: Any) -> TupleRow:
         def read(conn: psycopg.Connection[TupleRow], retried: bool) -> TupleRow:

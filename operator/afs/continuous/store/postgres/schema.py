@@ -148,10 +148,19 @@ _MIGRATION_3 = [
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS assignment_hash text",
 ]
 
+# a nullable column without a default: added to the partitioned table and every partition
+# in place, no row rewritten; the nodes each distinct conversation prefix is stored as once
+_MIGRATION_4 = [
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS conversation_hash text",
+    "CREATE TABLE IF NOT EXISTS conversation_nodes ("
+    "hash text PRIMARY KEY, parent text, item text NOT NULL)",
+]
+
 MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
     (1, "partitioned usage table, indexes, rollup triggers, loop state", _MIGRATION_1),
     (2, "error flag", _MIGRATION_2),
     (3, "assignment key (hashed)", _MIGRATION_3),
+    (4, "conversations", _MIGRATION_4),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import errors
 from psycopg.rows import TupleRow
 
+from afs.continuous.conversations import stored_nodes
 from afs.continuous.errors import (
     ContinuousError,
     InvalidFieldError,
@@ -80,6 +81,7 @@ class PostgresWrites(PostgresConnection):
                 ).fetchall()
             }
             pending = [r for r in records if r.id not in done]
+        conversational: list[UsageRecord] = []
         with conn.cursor() as cur, cur.copy(_COPY) as copy:
             copy.set_types(_COPY_TYPES)
             write = copy.write_row
@@ -90,6 +92,15 @@ class PostgresWrites(PostgresConnection):
                     text = values[1]
                     moment = datetime.fromisoformat(text)
                 write((values[0], moment, *values[2:]))
+                if r.messages is not None:
+                    conversational.append(r)
+        nodes = stored_nodes(conversational)
+        if nodes:  # in the same transaction as the records that need them
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO conversation_nodes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    nodes,
+                )
         supplied = [r.id for r, free in zip(batch.records, batch.flags, strict=True) if not free]
         if supplied:
             twice = conn.execute(

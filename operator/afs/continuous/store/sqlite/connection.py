@@ -28,6 +28,7 @@ from afs.continuous.store.sqlite.schema import (
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 from afs.continuous.timeutil import format_timestamp
 
@@ -247,6 +248,7 @@ class SQLiteConnection:
             _Migration(2, "loop state", _migration_2),
             _Migration(3, "error flag", _migration_3),
             _Migration(4, "assignment key (hashed)", _migration_4),
+            _Migration(5, "conversations", _migration_5),
         )
         latest = migrations[-1].version
         with self._write() as conn:

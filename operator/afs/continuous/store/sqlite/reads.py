@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from afs.continuous import conversations
 from afs.continuous.core.unit_statistics import UnitStatistics, unit_query
 from afs.continuous.records import UsageRecord
 from afs.continuous.store.base import (
@@ -64,7 +65,20 @@ class SQLiteReads(SQLiteConnection):
             row = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM usage WHERE id = ?", (record_id,)
             ).fetchone()
-        return None if row is None else _from_row(row)
+        if row is None:
+            return None
+        record = _from_row(row)
+        conversations.fill([record], conversations.NodeCache(self._conversation_nodes))
+        return record
+
+    def _conversation_nodes(self, hashes: list[str]) -> list[tuple[str, str | None, str]]:
+        marks = ", ".join("?" * len(hashes))
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT hash, parent, item FROM conversation_nodes WHERE hash IN ({marks})",
+                hashes,
+            ).fetchall()
+        return [tuple(row) for row in rows]
 
     def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]:
         where, params = _record_filter(query)
@@ -73,8 +87,11 @@ class SQLiteReads(SQLiteConnection):
         if query.limit is not None:
             sql += " LIMIT ?"
             params.append(query.limit)
+        cache = conversations.NodeCache(self._conversation_nodes)
         for row in self._stream(sql, params):
-            yield _from_row(row)
+            record = _from_row(row)
+            conversations.fill([record], cache)
+            yield record
 
     def count_records(self, query: RecordQuery) -> int:
         where, params = _record_filter(query)

@@ -9,6 +9,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+from afs.continuous.conversations import stored_nodes
 from afs.continuous.records import (
     RECORD_FIELDS,
     UsageRecord,
@@ -40,6 +41,9 @@ def insert_rows(conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> Non
     event loop each take-back waits out the loop's switch interval (5 ms): a thousand
     rows took seconds. A statement of 256 rows waits once for all of them.
     """
+    nodes = stored_nodes(records)
+    if nodes:  # in the same transaction as the records that need them
+        conn.executemany("INSERT OR IGNORE INTO conversation_nodes VALUES (?, ?, ?)", nodes)
     rows = list(map(_insert_row, records))
     width, start = len(RECORD_FIELDS), 0
     limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)

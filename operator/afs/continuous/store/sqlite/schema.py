@@ -111,6 +111,16 @@ def _migration_4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE usage ADD COLUMN assignment_hash TEXT")
 
 
+def _migration_5(conn: sqlite3.Connection) -> None:
+    """Conversations: a nullable column (added in place, no row rewritten) and the nodes
+    each distinct conversation prefix is stored as once (see afs.continuous.conversations)."""
+    conn.execute("ALTER TABLE usage ADD COLUMN conversation_hash TEXT")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS conversation_nodes ("
+        "hash TEXT PRIMARY KEY, parent TEXT, item TEXT NOT NULL) WITHOUT ROWID"
+    )
+
+
 def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
     rows = conn.execute(
         "SELECT rowid, timestamp, query, response, dedupe_hash FROM usage "

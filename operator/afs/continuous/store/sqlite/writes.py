@@ -61,12 +61,15 @@ class SQLiteWrites(SQLiteConnection):
         memory at a time. Each chunk is written under a savepoint, so a generated id that
         collides is replaced and the chunk written again.
         """
-        if type(records) is list and len(records) == 1 and reassignable is None:
+        if (
+            type(records) is list and len(records) == 1 and reassignable is None
+            and records[0].messages is None  # a conversation's nodes need a transaction
+        ):  # fmt: skip
             return [self._insert_single(records[0], free=not records[0].id)]  # log()
         source = iter(records)
         flags = None if reassignable is None else iter(reassignable)
         head = list(islice(source, 2))
-        if len(head) == 1:
+        if len(head) == 1 and head[0].messages is None:
             (record,) = head
             free = not record.id if flags is None else next(flags)
             return [self._insert_single(record, free=free)]

@@ -1,0 +1,151 @@
+"""Records that hold their conversation (OpenAI chat messages and tools), on every backend:
+read back whole, each distinct prefix stored once, checked before anything is written."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import psycopg
+import pytest
+
+from afs.continuous import UsageLogger
+from afs.continuous.errors import InvalidBatchError, InvalidFieldError
+from afs.continuous.records import compute_dedupe_hash
+from afs.continuous.store import UsageStore
+
+SYSTEM = {"role": "system", "content": "You are nayru, a 65816 assembly tutor."}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_opcode",
+            "parameters": {"type": "object", "properties": {"opcode": {"type": "string"}}},
+        },
+    }
+]
+CALL = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_1", "type": "function",
+     "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}]}  # fmt: skip
+RESULT = {"role": "tool", "tool_call_id": "call_1", "content": "SEP: set processor status bits"}
+
+
+def _logger(store: UsageStore) -> UsageLogger:
+    return UsageLogger(store=store)
+
+
+def test_a_conversation_is_read_back_whole_with_its_tools(store: UsageStore) -> None:
+    messages: list[dict[str, Any]] = [
+        SYSTEM,
+        {"role": "user", "content": "What does SEP #$20 do?"},
+        CALL,
+        RESULT,
+    ]
+    record_id = _logger(store).log(
+        None, "It sets the M flag: 8-bit accumulator.", "nayru-v1", messages=messages, tools=TOOLS
+    )
+    record = store.get(record_id)
+    assert record is not None
+    assert record.messages == messages and record.tools == TOOLS
+    assert record.query == "What does SEP #$20 do?"  # the last user turn
+    assert record.context_hash is not None and record.conversation_hash is not None
+    [listed] = list(_logger(store).get_records())
+    assert listed.messages == messages and listed.tools == TOOLS
+
+
+def test_a_record_without_a_conversation_is_as_before(store: UsageStore) -> None:
+    record_id = _logger(store).log("q", "a", "m")
+    record = store.get(record_id)
+    assert record is not None
+    assert (record.messages, record.tools, record.conversation_hash) == (None, None, None)
+    assert record.dedupe_hash == compute_dedupe_hash("q", "a")
+
+
+def _node_count(store_target: str) -> int:
+    if store_target.startswith("postgresql"):
+        with psycopg.connect(store_target) as conn:
+            row = conn.execute("SELECT count(*) FROM conversation_nodes").fetchone()
+    else:
+        with sqlite3.connect(store_target) as conn:
+            row = conn.execute("SELECT count(*) FROM conversation_nodes").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_chat_logged_turn_by_turn_stores_each_message_once(
+    store: UsageStore, store_target: str
+) -> None:
+    """20 turns: 1 system prompt + 20 user turns + 19 assistant answers before the last,
+    not the 400-odd messages of twenty whole conversations."""
+    logger, messages = _logger(store), [SYSTEM]
+    for turn in range(20):
+        messages.append({"role": "user", "content": f"question {turn}"})
+        logger.log(None, f"answer {turn}", "nayru-v1", messages=list(messages))
+        messages.append({"role": "assistant", "content": f"answer {turn}"})
+    assert _node_count(store_target) == 1 + 20 + 19
+    [last] = list(logger.get_records(limit=1))
+    assert len(last.messages or []) == 40 and last.query == "question 19"
+
+
+def test_many_records_in_one_batch_share_their_prefixes(
+    store: UsageStore, store_target: str
+) -> None:
+    batch = [
+        {"response": f"a{i}", "model": "m",
+         "messages": [SYSTEM, {"role": "user", "content": f"q{i}"}]}
+        for i in range(5)
+    ]  # fmt: skip
+    ids = _logger(store).log_many(batch)
+    assert _node_count(store_target) == 1 + 5
+    read = [store.get(i) for i in ids]
+    assert [(r.messages or [{}])[-1].get("content") for r in read if r] == [
+        f"q{i}" for i in range(5)
+    ]
+
+
+def test_the_same_last_turn_in_another_conversation_is_not_a_duplicate(
+    store: UsageStore,
+) -> None:
+    logger = _logger(store)
+    ask = {"role": "user", "content": "and the X flag?"}
+    first = [SYSTEM, {"role": "user", "content": "What does SEP #$20 do?"}, ask]
+    other = [SYSTEM, {"role": "user", "content": "What does REP #$10 do?"}, ask]
+    ids = [logger.log(None, "index registers", "m", messages=m) for m in (first, other, first)]
+    hashes = [store.get(i).dedupe_hash for i in ids]  # type: ignore[union-attr]
+    assert hashes[0] != hashes[1] and hashes[0] == hashes[2]
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"messages": "hi"}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": "x", "color": "red"}]}, "messages[0].color"),
+        ({"messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0]"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+        ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]},
+         "messages[0].tool_calls[0]"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "query"),
+        ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+         "tools[0]"),
+        ({"query": "q", "tools": []}, "tools"),
+        ({"messages": [{"role": "user", "content": "x"}], "context": "c"}, "context"),
+        ({"messages": [{"role": "user", "content": "x" * 4_000_001}]}, "messages"),
+    ],
+    ids=["not-a-list", "empty", "role", "no-content", "unknown-key", "part-without-type",
+         "tool-without-call-id", "bad-tool-call", "no-user-turn", "bad-tool", "tools-alone",
+         "context-and-messages", "too-long"],
+)  # fmt: skip
+def test_a_bad_conversation_is_refused_by_field_and_nothing_is_written(
+    store: UsageStore, record: dict[str, Any], field: str
+) -> None:
+    logger = _logger(store)
+    good = {"query": "q", "response": "a", "model": "m"}
+    with pytest.raises(InvalidBatchError) as caught:
+        logger.log_many([good, {"response": "a", "model": "m", **record}])
+    assert caught.value.index == 1
+    cause = caught.value.cause
+    assert isinstance(cause, InvalidFieldError) and cause.field == field
+    assert list(logger.get_records()) == []
