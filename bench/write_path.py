@@ -30,6 +30,7 @@ from typing import Any
 
 from afs.continuous import UsageLogger
 from afs.continuous.records import RECORD_FIELDS, new_record_ids, normalized_batch
+from afs.continuous.store.postgres.rows import _COPY_TYPES
 
 TARGETS = {"sqlite_batch": 0.6, "sqlite_single": 0.6, "pg_batch": 0.9, "pg_buffered": 0.8}
 CHUNK = 10_000
@@ -171,11 +172,8 @@ def _raw_copy(url: str, tuples: list[tuple[Any, ...]], *, binary: bool) -> float
         start = time.perf_counter()
         for offset in range(0, len(tuples), CHUNK):
             with conn.cursor() as cur, cur.copy(statement) as copy:
-                if binary:
-                    copy.set_types(
-                        ["text", "timestamptz", "text", "text", "text", "text", "float8",
-                         "int4", "float8", "int2", "text", "text", "text", "bool"]
-                    )  # fmt: skip
+                if binary:  # the columns' types as the store declares them
+                    copy.set_types(list(_COPY_TYPES))
                 for values in tuples[offset : offset + CHUNK]:
                     copy.write_row(values)
             conn.commit()
