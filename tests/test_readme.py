@@ -65,10 +65,11 @@ def test_python_examples_run_in_order(workdir: Path, postgres_env: str) -> None:
         outputs.append(out.getvalue())
     assert outputs[0] == "1 1 0.90\n"
     assert outputs[1] == "1000\n"
-    final_count, _filtered, _duplicates = map(int, outputs[2].split())
+    assert outputs[2] == "What does SEP #$20 do? 4 lookup_opcode\n"  # the conversation
+    final_count, _filtered, _duplicates = map(int, outputs[3].split())
     assert final_count == 1  # the one record with positive feedback and quality 0.9
-    assert outputs[3] == "completed nayru-v2\nTrue\n"
-    assert outputs[4] == "0\n"  # the PostgreSQL example, on an empty database
+    assert outputs[4] == "completed nayru-v2\nTrue\n"
+    assert outputs[5] == "0\n"  # the PostgreSQL example, on an empty database
 
 
 def test_shell_examples_run_in_order(workdir: Path, postgres_env: str) -> None:

@@ -3,13 +3,16 @@ read back whole, each distinct prefix stored once, checked before anything is wr
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from afs.continuous import UsageLogger
+from afs.continuous.cli import EXIT_INVALID, EXIT_OK, main
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.records import compute_dedupe_hash
 from afs.continuous.store import UsageStore
@@ -149,3 +152,30 @@ def test_a_bad_conversation_is_refused_by_field_and_nothing_is_written(
     cause = caught.value.cause
     assert isinstance(cause, InvalidFieldError) and cause.field == field
     assert list(logger.get_records()) == []
+
+
+def test_the_buffered_logger_keeps_the_conversation(store: UsageStore) -> None:
+    logger = _logger(store)
+    messages = [SYSTEM, {"role": "user", "content": "And REP?"}]
+    with logger.buffered() as buffered:
+        record_id = buffered.log(None, "It clears them.", "m", messages=messages, tools=TOOLS)
+        buffered.flush()
+    record = store.get(record_id)
+    assert record is not None and record.messages == messages and record.tools == TOOLS
+
+
+def test_import_reads_conversations_and_a_bad_one_is_named_by_line(tmp_path: Path) -> None:
+    lines = [
+        {"response": "8-bit accumulator", "model": "m",
+         "messages": [SYSTEM, {"role": "user", "content": "SEP #$20?"}], "tools": TOOLS},
+        {"response": "x", "model": "m", "messages": [{"role": "user"}]},
+    ]  # fmt: skip
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text(json.dumps(lines[0]) + "\n")
+    bad.write_text(json.dumps(lines[0]) + "\n" + json.dumps(lines[1]) + "\n")
+    db = str(tmp_path / "u.db")
+    assert main(["--db", db, "import", str(good)]) == EXIT_OK
+    assert main(["--db", db, "import", str(bad)]) == EXIT_INVALID
+    with UsageLogger(db) as logger:
+        [record] = list(logger.get_records())
+    assert record.query == "SEP #$20?" and record.tools == TOOLS

@@ -135,7 +135,7 @@ class BufferedUsageLogger:
 
     def log(
         self,
-        query: str,
+        query: str | None,
         response: str,
         model: str,
         expert: str | None = None,
@@ -149,8 +149,11 @@ class BufferedUsageLogger:
         timestamp: datetime | str | None = None,
         is_error: bool = False,
         assignment_key: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> str:
-        """Validate and queue one record; return its id.
+        """Validate and queue one record; return its id (the arguments of
+        :meth:`UsageLogger.log`, a conversation's ``messages`` and ``tools`` included).
 
         The id is final except in the astronomically rare case that it collides with a
         stored one: the record then gets a new id, recorded in :attr:`renamed`, which
@@ -159,7 +162,7 @@ class BufferedUsageLogger:
         record = self.logger.build_record(
             query, response, model, expert, latency_ms, quality_score, token_count, context,
             user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,
-            is_error=is_error, assignment_key=assignment_key,
+            is_error=is_error, assignment_key=assignment_key, messages=messages, tools=tools,
         )  # fmt: skip
         self._enqueue([record])
         return record.id
