@@ -182,8 +182,9 @@ def test_rehearsal_buffer_is_merged_and_duplicates_dropped(
     out = tmp_path / "t.jsonl"
     result = TrainingDataGenerator(populated, config).generate(out)
     lines = _read(out)
-    contents = [line["messages"][0]["content"] for line in lines]
-    assert contents == ["old lesson", "good two", "chat q", "Good  one"]
+    queries = [[m for m in line["messages"] if m["role"] == "user"][-1] for line in lines]
+    assert [q["content"] for q in queries] == ["old lesson", "good two", "chat q", "Good  one"]
+    assert lines[2]["messages"][0] == {"role": "system", "content": "be brief"}  # kept whole
     assert (result.existing_samples, result.usage_samples, result.final_count) == (3, 1, 4)
     assert result.duplicates_removed == 2  # one among usage records, one against the buffer
 

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from afs.continuous import UsageLogger
+from afs.continuous import DataGeneratorConfig, TrainingDataGenerator, UsageLogger
 from afs.continuous.cli import EXIT_INVALID, EXIT_OK, main
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.records import compute_dedupe_hash
@@ -179,3 +179,66 @@ def test_import_reads_conversations_and_a_bad_one_is_named_by_line(tmp_path: Pat
     with UsageLogger(db) as logger:
         [record] = list(logger.get_records())
     assert record.query == "SEP #$20?" and record.tools == TOOLS
+
+
+CONVERSATION: list[dict[str, Any]] = [
+    SYSTEM, {"role": "user", "content": "What does SEP #$20 do?"}, CALL, RESULT,
+]  # fmt: skip
+ANSWER = "It sets the M flag: the accumulator becomes 8 bits wide."
+
+
+def _export(logger: UsageLogger, tmp_path: Path, **config: Any) -> list[dict[str, Any]]:
+    out = tmp_path / "train.jsonl"
+    settings = {"min_quality_score": 0.0, "min_user_feedback": None, **config}
+    TrainingDataGenerator(logger, DataGeneratorConfig(**settings)).generate(out)
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("format_type", ["chatml", "openai"])
+def test_a_conversation_exports_as_exactly_that_conversation_and_the_response(
+    store: UsageStore, tmp_path: Path, format_type: str
+) -> None:
+    logger = _logger(store)
+    logger.log(None, ANSWER, "nayru-v1", messages=CONVERSATION, tools=TOOLS)
+    [line] = _export(logger, tmp_path, format_type=format_type)
+    assert line["messages"] == [*CONVERSATION[:2], {**CALL, "weight": 0}, RESULT,
+                                {"role": "assistant", "content": ANSWER}]  # fmt: skip
+    assert line["tools"] == TOOLS
+
+
+def test_train_on_all_makes_every_assistant_turn_a_target(
+    store: UsageStore, tmp_path: Path
+) -> None:
+    logger = _logger(store)
+    logger.log(None, ANSWER, "nayru-v1", messages=CONVERSATION, tools=TOOLS)
+    [line] = _export(logger, tmp_path, format_type="openai", train_on="all")
+    assert all("weight" not in message for message in line["messages"])
+
+
+def test_turnless_formats_write_the_conversation_into_the_prompt(
+    store: UsageStore, tmp_path: Path
+) -> None:
+    logger = _logger(store)
+    logger.log(None, ANSWER, "nayru-v1", messages=CONVERSATION, tools=TOOLS)
+    [line] = _export(logger, tmp_path, format_type="alpaca")
+    assert line["instruction"] == (
+        f"system: {SYSTEM['content']}\nuser: What does SEP #$20 do?\n"
+        "assistant: [calls lookup_opcode]\ntool: SEP: set processor status bits"
+    )
+    assert line["output"] == ANSWER
+
+
+def test_export_dedupes_whole_conversations_not_last_turns(
+    store: UsageStore, tmp_path: Path
+) -> None:
+    logger = _logger(store)
+    other: list[dict[str, Any]] = [
+        SYSTEM,
+        {"role": "user", "content": "Is REP the opposite?"},
+        CALL,
+        RESULT,
+    ]
+    for messages in (CONVERSATION, CONVERSATION, other):
+        logger.log(None, ANSWER, "nayru-v1", messages=messages)
+    lines = _export(logger, tmp_path, format_type="openai")
+    assert len(lines) == 2  # the repeated conversation once, the other one kept

@@ -52,6 +52,9 @@ class DataGeneratorConfig:
     format_type: FormatType = "chatml"
     model: str | None = None
     expert: str | None = None
+    train_on: Literal["last", "all"] = "last"
+    """A conversation's training target in ``chatml`` and ``openai``: only the logged
+    response (earlier assistant turns carry ``"weight": 0``), or every assistant turn."""
 
 
 @dataclass(config=STRICT)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from afs.continuous.config import DataGeneratorConfig
 from afs.continuous.errors import InvalidFieldError, SampleFormatError
-from afs.continuous.formats import Sample, format_sample, parse_sample
+from afs.continuous.formats import Sample, format_sample, parse_sample, sample_digest
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.records import compute_dedupe_hash
 from afs.continuous.store import TrainingSelection, UsageStore
@@ -154,12 +154,12 @@ class TrainingDataGenerator:
         with _atomic_writer(output) as out:
             if existing_path is not None:
                 for sample in _read_samples(existing_path):
-                    digest = compute_dedupe_hash(sample.query, sample.response)
+                    digest = sample_digest(sample)
                     if cfg.deduplicate and digest in seen:
                         duplicates += 1
                         continue
                     seen.add(digest)
-                    _write_line(out, format_sample(cfg.format_type, sample))
+                    _write_line(out, format_sample(cfg.format_type, sample, train_on=cfg.train_on))
                     existing_written += 1
             expected = counts.distinct_accepted if cfg.deduplicate else counts.accepted
             if cfg.max_samples is not None:
@@ -175,7 +175,9 @@ class TrainingDataGenerator:
             with bar:
                 for row in self.store.iter_training_rows(selection):
                     bar.update()
-                    digest = row.dedupe_hash or compute_dedupe_hash(row.query, row.response)
+                    digest = row.dedupe_hash or compute_dedupe_hash(
+                        row.query, row.response, row.conversation_hash
+                    )
                     if cfg.deduplicate and digest in seen:
                         duplicates += 1
                         continue
@@ -186,8 +188,10 @@ class TrainingDataGenerator:
                         user_feedback=row.user_feedback,
                         model=row.model,
                         expert=row.expert,
+                        messages=row.messages,
+                        tools=row.tools,
                     )
-                    _write_line(out, format_sample(cfg.format_type, sample))
+                    _write_line(out, format_sample(cfg.format_type, sample, train_on=cfg.train_on))
                     stats.add(row.quality_score)
                     usage_written += 1
 

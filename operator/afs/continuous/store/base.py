@@ -73,7 +73,7 @@ class SelectionCounts:
     distinct_accepted: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainingRow:
     query: str
     response: str
@@ -82,6 +82,9 @@ class TrainingRow:
     quality_score: float | None
     user_feedback: int | None
     dedupe_hash: str | None
+    conversation_hash: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
 
 
 def log_latency(latency_ms: float) -> float | None:

@@ -223,6 +223,7 @@ class PostgresReads(PostgresConnection):
 
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
         window, quality, feedback, params = _selection_conditions(selection)
+        cache = conversations.NodeCache(self._conversation_nodes)
         accepted = (
             "SELECT id, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
             f"FROM {window} WHERE {quality} AND {feedback}"
@@ -240,11 +241,13 @@ class PostgresReads(PostgresConnection):
             params["max"] = selection.max_samples
         text = (
             "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
-            f"u.dedupe_hash FROM ({chosen}) AS c JOIN usage AS u "
+            f"u.dedupe_hash, u.conversation_hash FROM ({chosen}) AS c JOIN usage AS u "
             "ON u.id = c.id AND u.timestamp = c.timestamp ORDER BY c.timestamp, c.id"
         )
         for row in self._stream(text, params):
-            yield TrainingRow(*row)
+            training = TrainingRow(*row)
+            conversations.fill([training], cache)
+            yield training
 
     def iter_unscored(self) -> Iterator[tuple[str, str, str]]:
         for row in self._stream(

@@ -248,6 +248,7 @@ class SQLiteReads(SQLiteConnection):
         fetched by rowid afterwards, so the sort stays small however long the texts are.
         """
         window, quality, feedback, params = _selection_conditions(selection)
+        cache = conversations.NodeCache(self._conversation_nodes)
         accepted = (
             "SELECT rowid AS rid, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
             f"FROM usage WHERE {window} AND {quality} AND {feedback}"
@@ -265,11 +266,13 @@ class SQLiteReads(SQLiteConnection):
             params["max_samples"] = selection.max_samples
         sql = (
             "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
-            f"u.dedupe_hash FROM ({chosen}) AS c JOIN usage AS u ON u.rowid = c.rid "
-            "ORDER BY c.timestamp, c.rid"
+            f"u.dedupe_hash, u.conversation_hash FROM ({chosen}) AS c "
+            "JOIN usage AS u ON u.rowid = c.rid ORDER BY c.timestamp, c.rid"
         )
         for row in self._stream(sql, params):
-            yield TrainingRow(*row)
+            training = TrainingRow(*row)
+            conversations.fill([training], cache)
+            yield training
 
     def iter_unscored(self) -> Iterator[tuple[str, str, str]]:
         for row in self._stream(
