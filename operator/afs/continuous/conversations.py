@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -211,14 +212,13 @@ def derive(
 
 
 def rebuild(
-    conversation_hash: str, lookup: Callable[[Iterable[str]], Mapping[str, tuple[str | None, str]]]
+    conversation_hash: str, cache: NodeCache
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """The messages and tools of the conversation ending in ``conversation_hash``;
-    ``lookup`` maps node hashes to (parent, item) as stored."""
+    """The messages and tools of the conversation ending in ``conversation_hash``."""
     items: list[Any] = []
     current: str | None = conversation_hash
     while current is not None:
-        found = lookup([current]).get(current)
+        found = cache.get(current)
         if found is None:
             raise LookupError(f"conversation node {current} is missing from the store")
         current = found[0]
@@ -230,20 +230,29 @@ def rebuild(
     return items, tools
 
 
+ChainRows = Iterable[tuple[str, str | None, str]]
+
+
 class NodeCache:
-    """Nodes read from a store, each fetched once however many records share it (the
-    records of one conversation share all but their last nodes)."""
+    """Nodes read from a store, the most recently used kept (a bounded number, so an
+    export of any size holds about the same memory): the records of one conversation
+    share all but their last nodes, and a miss reads the node's whole chain at once."""
 
-    def __init__(self, fetch: Callable[[list[str]], Iterable[tuple[str, str | None, str]]]):
-        self._fetch = fetch
-        self._nodes: dict[str, tuple[str | None, str]] = {}
+    def __init__(self, fetch_chain: Callable[[str], ChainRows], *, size: int = 20_000):
+        self._fetch_chain = fetch_chain
+        self._size = size
+        self._nodes: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
 
-    def __call__(self, hashes: Iterable[str]) -> Mapping[str, tuple[str | None, str]]:
-        missing = [h for h in hashes if h not in self._nodes]
-        if missing:
-            for node_hash, parent, item in self._fetch(missing):
-                self._nodes[node_hash] = (parent, item)
-        return self._nodes
+    def get(self, node_hash: str) -> tuple[str | None, str] | None:
+        found = self._nodes.get(node_hash)
+        if found is None:
+            for each, parent, item in self._fetch_chain(node_hash):
+                self._nodes[each] = (parent, item)
+            while len(self._nodes) > self._size:
+                self._nodes.popitem(last=False)
+            return self._nodes.get(node_hash)
+        self._nodes.move_to_end(node_hash)
+        return found
 
 
 def stored_nodes(records: Iterable[Any]) -> list[tuple[str, str | None, str]]:
@@ -261,3 +270,17 @@ def fill(records: Iterable[Any], cache: NodeCache) -> None:
     for record in records:
         if record.conversation_hash is not None and record.messages is None:
             record.messages, record.tools = rebuild(record.conversation_hash, cache)
+
+
+#: nodes read per query while walking a chain: the next turn of a conversation misses
+#: only its newest nodes, and the rest of its chain is in the cache already
+CHAIN_STEP = 8
+#: up to :data:`CHAIN_STEP` nodes of the chain from one node towards its root, in one
+#: query (both dialects; the placeholder is the dialect's)
+CHAIN_SQL = (
+    "WITH RECURSIVE chain(hash, parent, item) AS ("
+    "SELECT hash, parent, item FROM conversation_nodes WHERE hash = {mark} "
+    "UNION ALL SELECT n.hash, n.parent, n.item FROM conversation_nodes AS n "
+    "JOIN chain AS c ON n.hash = c.parent) SELECT hash, parent, item FROM chain "
+    f"LIMIT {CHAIN_STEP}"
+)

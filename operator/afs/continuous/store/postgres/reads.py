@@ -50,15 +50,12 @@ class PostgresReads(PostgresConnection):
 
         record = self._retrying(get)
         if record is not None:
-            conversations.fill([record], conversations.NodeCache(self._conversation_nodes))
+            conversations.fill([record], conversations.NodeCache(self._conversation_chain))
         return record
 
-    def _conversation_nodes(self, hashes: list[str]) -> list[tuple[str, str | None, str]]:
+    def _conversation_chain(self, node_hash: str) -> list[tuple[str, str | None, str]]:
         def read(conn: psycopg.Connection[TupleRow], retried: bool) -> list[Any]:
-            return conn.execute(
-                "SELECT hash, parent, item FROM conversation_nodes WHERE hash = ANY(%s)",
-                (hashes,),
-            ).fetchall()
+            return conn.execute(conversations.CHAIN_SQL.format(mark="%s"), (node_hash,)).fetchall()
 
         return [tuple(row) for row in self._retrying(read)]
 
@@ -100,7 +97,7 @@ class PostgresReads(PostgresConnection):
         if query.limit is not None:
             text += " LIMIT %(limit)s"
             params["limit"] = query.limit
-        cache = conversations.NodeCache(self._conversation_nodes)
+        cache = conversations.NodeCache(self._conversation_chain)
         for row in self._stream(text, params):
             record = _record(row)
             conversations.fill([record], cache)
@@ -223,7 +220,7 @@ class PostgresReads(PostgresConnection):
 
     def iter_training_rows(self, selection: TrainingSelection) -> Iterator[TrainingRow]:
         window, quality, feedback, params = _selection_conditions(selection)
-        cache = conversations.NodeCache(self._conversation_nodes)
+        cache = conversations.NodeCache(self._conversation_chain)
         accepted = (
             "SELECT id, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
             f"FROM {window} WHERE {quality} AND {feedback}"

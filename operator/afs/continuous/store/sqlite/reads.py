@@ -68,17 +68,13 @@ class SQLiteReads(SQLiteConnection):
         if row is None:
             return None
         record = _from_row(row)
-        conversations.fill([record], conversations.NodeCache(self._conversation_nodes))
+        conversations.fill([record], conversations.NodeCache(self._conversation_chain))
         return record
 
-    def _conversation_nodes(self, hashes: list[str]) -> list[tuple[str, str | None, str]]:
-        marks = ", ".join("?" * len(hashes))
+    def _conversation_chain(self, node_hash: str) -> list[tuple[str, str | None, str]]:
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT hash, parent, item FROM conversation_nodes WHERE hash IN ({marks})",
-                hashes,
-            ).fetchall()
-        return [tuple(row) for row in rows]
+            rows = conn.execute(conversations.CHAIN_SQL.format(mark="?"), (node_hash,))
+            return [tuple(row) for row in rows.fetchall()]
 
     def iter_records(self, query: RecordQuery) -> Iterator[UsageRecord]:
         where, params = _record_filter(query)
@@ -87,7 +83,7 @@ class SQLiteReads(SQLiteConnection):
         if query.limit is not None:
             sql += " LIMIT ?"
             params.append(query.limit)
-        cache = conversations.NodeCache(self._conversation_nodes)
+        cache = conversations.NodeCache(self._conversation_chain)
         for row in self._stream(sql, params):
             record = _from_row(row)
             conversations.fill([record], cache)
@@ -248,7 +244,7 @@ class SQLiteReads(SQLiteConnection):
         fetched by rowid afterwards, so the sort stays small however long the texts are.
         """
         window, quality, feedback, params = _selection_conditions(selection)
-        cache = conversations.NodeCache(self._conversation_nodes)
+        cache = conversations.NodeCache(self._conversation_chain)
         accepted = (
             "SELECT rowid AS rid, timestamp, quality_score, coalesce(dedupe_hash, id) AS h "
             f"FROM usage WHERE {window} AND {quality} AND {feedback}"
