@@ -73,10 +73,15 @@ async def test_one_bad_record_refuses_the_batch_naming_it(serve: Serve) -> None:
     rows: list[dict[str, Any]] = [{"query": "q", "response": "r", "model": "m"}] * 3
     rows[2] = {"query": "q", "response": "r", "model": "m", "quality_score": 7}
     async with serve() as (client, collector):
-        answer = await client.post("/v1/usage", data=_lines(*rows), headers=NDJSON)
+        # a blank line before the bad record: the line differs from the index
+        body_text = _lines(*rows[:2]) + "\n" + _lines(rows[2])
+        answer = await client.post("/v1/usage", data=body_text, headers=NDJSON)
         assert answer.status == 400
         body = await answer.json()
         assert body["index"] == 2 and body["field"] == "quality_score"
+        assert body["line"] == 4  # the key the OpenAPI document promises
+        broken = await client.post("/v1/usage", data=_lines(rows[0]) + "{oops\n", headers=NDJSON)
+        assert (await broken.json())["line"] == 2
         assert "quality_score" in body["error"]
         assert _stored(collector.logger) == []
 

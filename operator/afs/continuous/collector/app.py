@@ -228,7 +228,14 @@ class Collector:
         """One record (JSON) or many (NDJSON), all or none; answers their ids."""
         items = await self._json_items(request, what="record")
         self.metrics.received_by["usage"].inc(len(items))
-        return await self._store("usage", items, queued=_flag(request, "async"))
+        try:
+            return await self._store("usage", items, queued=_flag(request, "async"))
+        except RequestRefusedError as exc:  # an NDJSON record refused: say its line too
+            lines = request.get(_LINES)
+            index = exc.details.get("index")
+            if lines is not None and isinstance(index, int) and 0 <= index < len(lines):
+                exc.details["line"] = lines[index]
+            raise
 
     async def _feedback(self, request: web.Request) -> web.Response:
         """``{id, feedback, text}``, one (JSON) or many (NDJSON). Every item is checked
@@ -401,11 +408,14 @@ class Collector:
                 f"application/x-ndjson (one per line), not {kind or 'missing'}",
                 reason="unsupported",
             )  # fmt: skip
-        items = []
+        items: list[Any] = []
+        numbers: list[int] = []
+        request[_LINES] = numbers  # where each item came from, for a refusal to name
         for number, line in enumerate(raw.split(b"\n"), start=1):
             if not line or line.isspace():
                 continue
             item = _parse_line(line, number)
+            numbers.append(number)
             if not isinstance(item, dict):
                 raise RequestRefusedError(
                     400, f"line {number}: each line must be one {what} as a JSON object",
@@ -422,6 +432,8 @@ class Collector:
         return items
 
 
+#: the request's key for the NDJSON line of each item (an aiohttp request is a mapping)
+_LINES = web.RequestKey("afs_ndjson_lines", list[int])
 _OPENAI_KEYS = frozenset(
     {"request", "response", "latency_ms", "id", "timestamp", "model", "expert", "assignment_key"}
 )
@@ -450,7 +462,10 @@ def _parse_line(line: bytes, number: int) -> Any:
     try:
         return parse_json(line, what="a line")
     except PayloadError:
-        return parse_json_or_refuse(line, f"line {number}")  # raises, naming the line
+        try:
+            return parse_json(line, what=f"line {number}")
+        except PayloadError as exc:  # raises, naming the line in the message and the answer
+            raise RequestRefusedError(400, str(exc), reason="invalid", line=number) from exc
 
 
 def _read_pair(request_body: Any, response_body: Any) -> tuple[Question, Answer]:
