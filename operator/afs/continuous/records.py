@@ -378,7 +378,7 @@ def take_conversation(r: UsageRecord) -> None:
     messages = conversations.check_messages(r.messages)
     tools = conversations.check_tools(r.tools) if r.tools is not None else None
     derived = conversations.derive(messages, tools)
-    if not r.query:
+    if r.query is None or r.query == "":
         if not derived.query:
             raise InvalidFieldError(
                 "query", r.query, "is required when the messages have no user turn"
@@ -602,7 +602,7 @@ def record_from_mapping(data: Any) -> UsageRecord:
     return UsageRecord(
         get("id") or "",
         get("timestamp") or "",
-        get("query") or "",
+        get("query", ""),  # with messages, derived from them when left out (or None)
         data["response"],
         data["model"],
         get("expert"),
