@@ -24,7 +24,11 @@ from typing import Any
 from afs.continuous import DataGeneratorConfig, TrainingDataGenerator, UsageLogger
 
 SYSTEM = {"role": "system", "content": "You are nayru, a tutor for 65816 assembly."}
-CONFIG = {"min_quality_score": 0.0, "min_user_feedback": None, "format_type": "openai"}
+CONFIG: dict[str, Any] = {
+    "min_quality_score": 0.0,
+    "min_user_feedback": None,
+    "format_type": "openai",
+}
 
 
 def _fill(path: Path, records: int, turns: int, *, conversations: bool) -> None:
