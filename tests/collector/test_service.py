@@ -260,6 +260,27 @@ async def test_an_openai_pair_is_logged_under_the_arm_named(serve: Serve) -> Non
     assert (record.token_count, record.latency_ms) == (2, 85.5)
 
 
+async def test_an_openai_chat_keeps_its_whole_conversation_and_tools(serve: Serve) -> None:
+    messages = [
+        {"role": "system", "content": "You are nayru."},
+        {"role": "user", "content": "What does SEP #$20 do?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "SEP: set processor status bits"},
+    ]  # fmt: skip
+    tools = [{"type": "function", "function": {"name": "lookup_opcode", "parameters": {}}}]
+    pair = {
+        "request": {"model": "gpt-4o-mini", "messages": messages, "tools": tools},
+        "response": {"model": "gpt-4o-mini-2024-07-18",
+                     "choices": [{"message": {"role": "assistant", "content": "8-bit A."}}]},
+    }  # fmt: skip
+    record = await _logged_pair(serve, pair, "/v1/openai")
+    assert (record.messages, record.tools) == (messages, tools)
+    assert record.query == "What does SEP #$20 do?" and record.response == "8-bit A."
+    assert record.model == "gpt-4o-mini"  # the model asked for, not the dated snapshot
+
+
 async def _logged_pair(serve: Serve, pair: dict[str, Any], path: str) -> UsageRecord:
     """Post an OpenAI-style pair; the record stored for it."""
     async with serve() as (client, collector):
@@ -273,17 +294,20 @@ async def _logged_pair(serve: Serve, pair: dict[str, Any], path: str) -> UsageRe
 
 @pytest.mark.parametrize(
     ("extra", "key"),
-    [({}, "user-7"), ({"assignment_key": "session-3"}, "session-3")],
-    ids=["the-request-s-user", "given"],
-)
+    [({}, "user-7"), ({"assignment_key": "session-3"}, "session-3"),
+     ({"safety_identifier": "hashed-9"}, "hashed-9")],
+    ids=["the-request-s-user", "given", "safety-identifier-first"],
+)  # fmt: skip
 async def test_an_openai_pair_carries_its_assignment_key_hashed(
     serve: Serve, extra: dict[str, Any], key: str
 ) -> None:
+    asked = {"model": "nayru", "user": "user-7", "messages": [{"role": "user", "content": "Hi?"}]}
+    if "safety_identifier" in extra:  # a field of the request, not of the pair
+        asked["safety_identifier"] = extra["safety_identifier"]
     pair = {
-        "request": {"model": "nayru", "user": "user-7",
-                    "messages": [{"role": "user", "content": "Hi?"}]},
+        "request": asked,
         "response": {"model": "nayru", "choices": [{"message": {"content": "Hello."}}]},
-        **extra,
+        **{k: v for k, v in extra.items() if k != "safety_identifier"},
     }  # fmt: skip
     record = await _logged_pair(serve, pair, "/v1/openai")
     assert record.assignment_hash == hashlib.sha256(key.encode()).hexdigest()[:32]

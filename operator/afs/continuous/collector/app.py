@@ -261,8 +261,10 @@ class Collector:
         """A chat-completions (or completions) request and its response, as a gateway or
         proxy forwards them: ``{request, response, latency_ms?, id?, timestamp?, model?,
         expert?, assignment_key?}``; ``model`` (or ``?model=``) names the arm, else the
-        response's model. The assignment key (stored hashed) is ``assignment_key``, else
-        the request's ``user``: OpenAI's end-user id, what a gateway routes a user by."""
+        request's model, else the response's. A chat keeps its whole conversation and the
+        tools offered. The assignment key (stored hashed) is ``assignment_key``, else the
+        request's ``safety_identifier`` or ``user``: OpenAI's end-user id, what a gateway
+        routes a user by."""
         body = parse_json_or_refuse(await request.read(), "the body")
         if not isinstance(body, dict):
             raise RequestRefusedError(400, "the body must be a JSON object", reason="invalid")
@@ -276,16 +278,24 @@ class Collector:
             if key not in body:
                 raise RequestRefusedError(400, f"{key} is required", reason="invalid", field=key)
         question, answer = _read_pair(body["request"], body["response"])
-        model = request.query.get("model") or body.get("model") or answer.model or question.model
+        # the model the request asked for names the arm, not the response's dated snapshot
+        model = request.query.get("model") or body.get("model") or question.model or answer.model
         record: dict[str, Any] = {
             "query": question.query, "response": answer.response, "model": model,
-            "context": question.context, "token_count": answer.token_count,
-            "is_error": answer.is_error,
+            "token_count": answer.token_count, "is_error": answer.is_error,
         }  # fmt: skip
+        asked = body["request"]
+        if isinstance(asked.get("messages"), list):  # a chat: the whole conversation is kept
+            record["messages"] = asked["messages"]
+            if asked.get("tools") is not None:
+                record["tools"] = asked["tools"]
+        else:
+            record["context"] = question.context
         for key in ("latency_ms", "id", "timestamp", "expert", "assignment_key"):
             if key in body:
                 record[key] = body[key]
-        user = body["request"].get("user") if isinstance(body["request"], dict) else None
+        # OpenAI's end-user id: safety_identifier, which succeeds the deprecated user
+        user = asked.get("safety_identifier") or asked.get("user")
         if "assignment_key" not in record and isinstance(user, str) and user:
             record["assignment_key"] = user
         if record.get("expert") is None and request.query.get("expert"):
