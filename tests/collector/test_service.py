@@ -281,6 +281,31 @@ async def test_an_openai_chat_keeps_its_whole_conversation_and_tools(serve: Serv
     assert record.model == "gpt-4o-mini"  # the model asked for, not the dated snapshot
 
 
+@pytest.mark.parametrize("given", [None, "req-7"], ids=["ids-made", "id-given"])
+async def test_each_choice_of_an_n_2_response_is_a_record_of_its_own(
+    serve: Serve, given: str | None
+) -> None:
+    messages = [{"role": "user", "content": "Name a 65816 flag."}]
+    pair: dict[str, Any] = {
+        "request": {"model": "nayru", "n": 2, "messages": messages},
+        "response": {"model": "nayru", "usage": {"completion_tokens": 9}, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "M"}},
+            {"index": 1, "message": {"role": "assistant", "content": "X"}}]},
+    }  # fmt: skip
+    if given is not None:
+        pair["id"] = given
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/openai", json=pair, headers=AUTH)
+        assert answer.status == 200, await answer.text()
+        ids = (await answer.json())["ids"]
+        records = [collector.logger.store.get(i) for i in ids]
+    assert [r.response for r in records if r] == ["M", "X"]
+    assert all(r is not None and r.messages == messages for r in records)
+    assert all(r is not None and r.token_count is None for r in records)  # 9 covers both
+    if given is not None:
+        assert ids == ["req-7", "req-7-1"]
+
+
 async def _logged_pair(serve: Serve, pair: dict[str, Any], path: str) -> UsageRecord:
     """Post an OpenAI-style pair; the record stored for it."""
     async with serve() as (client, collector):

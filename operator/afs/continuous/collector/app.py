@@ -32,6 +32,7 @@ from afs.continuous.collector.payloads import (
     PayloadError,
     Question,
     answer_of,
+    choice_answers,
     parse_json,
     question_of,
 )
@@ -260,7 +261,9 @@ class Collector:
     async def _openai(self, request: web.Request) -> web.Response:
         """A chat-completions (or completions) request and its response, as a gateway or
         proxy forwards them: ``{request, response, latency_ms?, id?, timestamp?, model?,
-        expert?, assignment_key?}``; ``model`` (or ``?model=``) names the arm, else the
+        expert?, assignment_key?}``, a record per choice (``n > 1``: the ids of all are
+        answered, a given ``id`` taken by the first and suffixed ``-1``, ``-2``… for the
+        others); ``model`` (or ``?model=``) names the arm, else the
         request's model, else the response's. A chat keeps its whole conversation and the
         tools offered. The assignment key (stored hashed) is ``assignment_key``, else the
         request's ``safety_identifier`` or ``user``: OpenAI's end-user id, what a gateway
@@ -300,8 +303,18 @@ class Collector:
             record["assignment_key"] = user
         if record.get("expert") is None and request.query.get("expert"):
             record["expert"] = request.query["expert"]
-        self.metrics.received_by["openai"].inc()
-        return await self._store("openai", [record], queued=_flag(request, "async"))
+        records = [record]
+        choices = body["response"].get("choices")
+        if isinstance(choices, list) and len(choices) > 1:  # n > 1: a record per choice
+            answers = choice_answers(body["response"], answer.model)
+            records = [
+                {**record, "response": each.response, "token_count": None,
+                 **({"id": f"{record['id']}-{i}" if i else record["id"]} if "id" in record
+                    else {})}
+                for i, each in enumerate(answers)
+            ]  # fmt: skip
+        self.metrics.received_by["openai"].inc(len(records))
+        return await self._store("openai", records, queued=_flag(request, "async"))
 
     # --- KServe payload logger ----------------------------------------------------------
 

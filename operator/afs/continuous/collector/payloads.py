@@ -179,23 +179,35 @@ def _prompt_text(prompt: Any) -> str:
 
 
 def _choices_answer(body: dict[str, Any], model: str | None) -> Answer:
+    return choice_answers(body, model)[0]
+
+
+def choice_answers(body: dict[str, Any], model: str | None) -> list[Answer]:
+    """Each choice of an OpenAI response (``n > 1`` gives several), in order. The token
+    count is the response's ``usage.completion_tokens`` for a single choice; with several
+    it covers them all, so no choice is given it."""
     choices = body["choices"]
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices:
         raise PayloadError("choices must be a non-empty list of objects")
-    first = choices[0]
-    if isinstance(first.get("message"), dict):
-        text = _content_text(first["message"].get("content"), "choices[0].message.content")
-    elif isinstance(first.get("text"), str):
-        text = first["text"]
-    elif "delta" in first:
-        raise PayloadError("a streamed chunk: send the assembled response, not its chunks")
-    else:
-        raise PayloadError("choices[0] has neither message.content (chat) nor text")
+    texts = []
+    for index, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            raise PayloadError("choices must be a non-empty list of objects")
+        if isinstance(choice.get("message"), dict):
+            where = f"choices[{index}].message.content"
+            texts.append(_content_text(choice["message"].get("content"), where))
+        elif isinstance(choice.get("text"), str):
+            texts.append(choice["text"])
+        elif "delta" in choice:
+            raise PayloadError("a streamed chunk: send the assembled response, not its chunks")
+        else:
+            raise PayloadError(f"choices[{index}] has neither message.content (chat) nor text")
     usage = body.get("usage")
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
     if tokens is not None and (type(tokens) is not int or tokens < 0):
         raise PayloadError("usage.completion_tokens must be a whole number")
-    return Answer(text, model=model, token_count=tokens)
+    shared = tokens if len(texts) == 1 else None
+    return [Answer(text, model=model, token_count=shared) for text in texts]
 
 
 def _as_text(value: Any, where: str) -> str:
