@@ -381,7 +381,9 @@ def take_conversation(r: UsageRecord) -> None:
     if r.query is None or r.query == "":
         if not derived.query:
             raise InvalidFieldError(
-                "query", r.query, "is required when the messages have no user turn"
+                "query",
+                r.query,
+                "is required when the messages have no user turn with text",
             )
         r.query = derived.query
     r.messages, r.tools = messages, tools or None
