@@ -32,6 +32,7 @@ from afs.continuous.collector.payloads import (
     PayloadError,
     Question,
     answer_of,
+    assembled_response,
     choice_answers,
     parse_json,
     question_of,
@@ -280,6 +281,10 @@ class Collector:
         for key in ("request", "response"):
             if key not in body:
                 raise RequestRefusedError(400, f"{key} is required", reason="invalid", field=key)
+        try:  # a streamed response, sent as its chunks or its SSE text, assembled
+            body["response"] = assembled_response(body["response"])
+        except PayloadError as exc:
+            raise RequestRefusedError(400, str(exc), reason="invalid", field="response") from exc
         question, answer = _read_pair(body["request"], body["response"])
         # the model the request asked for names the arm, not the response's dated snapshot
         model = request.query.get("model") or body.get("model") or question.model or answer.model

@@ -199,7 +199,10 @@ def choice_answers(body: dict[str, Any], model: str | None) -> list[Answer]:
         elif isinstance(choice.get("text"), str):
             texts.append(choice["text"])
         elif "delta" in choice:
-            raise PayloadError("a streamed chunk: send the assembled response, not its chunks")
+            raise PayloadError(
+                "a streamed chunk: send the whole stream (its chunks as a list, or its SSE "
+                "text) or the assembled response"
+            )
         else:
             raise PayloadError(f"choices[{index}] has neither message.content (chat) nor text")
     usage = body.get("usage")
@@ -243,3 +246,98 @@ def _optional_name(value: Any, where: str) -> str | None:
     if not isinstance(value, str):
         raise PayloadError(f"{where} must be a string")
     return value or None
+
+
+def assembled_response(value: Any) -> Any:
+    """An OpenAI chat response as a gateway may forward it — whole, as the list of its
+    streamed chunks, or as the SSE text of the stream (``data: {…}`` lines, ``data:
+    [DONE]``) — as one ``chat.completion``, merged as the SDK merges a stream: content
+    and refusal deltas appended, tool-call deltas by their index (the name set, the
+    arguments appended), each choice's last ``finish_reason``, the usage of the chunk
+    that carries it (the last, with ``stream_options.include_usage``). Anything else is
+    returned as it is."""
+    if isinstance(value, str):
+        chunks = _sse_chunks(value)
+    elif isinstance(value, list):
+        chunks = value
+    elif isinstance(value, dict) and value.get("object") == "chat.completion.chunk":
+        chunks = [value]
+    else:
+        return value
+    if not chunks or not all(isinstance(c, dict) for c in chunks):
+        raise PayloadError("a streamed response must hold its chunks as JSON objects")
+    first = chunks[0]
+    choices: dict[int, dict[str, Any]] = {}
+    usage = None
+    for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        for delta_choice in chunk.get("choices") or []:
+            if not isinstance(delta_choice, dict):
+                raise PayloadError("a chunk's choices must be objects")
+            _merge_choice(choices, delta_choice)
+    merged: dict[str, Any] = {
+        "id": first.get("id"), "object": "chat.completion", "created": first.get("created"),
+        "model": first.get("model"),
+        "choices": [choices[i] for i in sorted(choices)],
+    }  # fmt: skip
+    if usage is not None:
+        merged["usage"] = usage
+    return merged
+
+
+def _merge_choice(choices: dict[int, dict[str, Any]], delta_choice: dict[str, Any]) -> None:
+    index = delta_choice.get("index", 0)
+    if type(index) is not int:
+        raise PayloadError("a chunk's choice index must be a whole number")
+    choice = choices.setdefault(
+        index, {"index": index, "message": {"role": "assistant", "content": None},
+                "finish_reason": None},
+    )  # fmt: skip
+    message = choice["message"]
+    delta = delta_choice.get("delta") or {}
+    if not isinstance(delta, dict):
+        raise PayloadError("a chunk's delta must be an object")
+    for key in ("content", "refusal"):
+        piece = delta.get(key)
+        if isinstance(piece, str):
+            message[key] = (message.get(key) or "") + piece
+    if isinstance(delta.get("role"), str):
+        message["role"] = delta["role"]
+    for call in delta.get("tool_calls") or []:
+        _merge_tool_call(message, call)
+    if delta_choice.get("finish_reason") is not None:
+        choice["finish_reason"] = delta_choice["finish_reason"]
+
+
+def _merge_tool_call(message: dict[str, Any], call: Any) -> None:
+    if not isinstance(call, dict) or type(call.get("index")) is not int:
+        raise PayloadError("a streamed tool call needs its index")
+    calls = message.setdefault("tool_calls", [])
+    while len(calls) <= call["index"]:
+        calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    merged = calls[call["index"]]
+    if call.get("id"):
+        merged["id"] = call["id"]
+    if call.get("type"):
+        merged["type"] = call["type"]
+    function = call.get("function") or {}
+    if isinstance(function.get("name"), str):
+        merged["function"]["name"] += function["name"]
+    if isinstance(function.get("arguments"), str):
+        merged["function"]["arguments"] += function["arguments"]
+
+
+def _sse_chunks(text: str) -> list[Any]:
+    """The JSON events of an SSE stream (``data:`` lines; ``[DONE]`` ends it)."""
+    chunks = []
+    for line in text.splitlines():
+        if not line.startswith("data:"):
+            continue  # comments, event names, blank separators
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            break
+        if data:
+            chunks.append(parse_json(data.encode(), what="an SSE event"))
+    if not chunks:
+        raise PayloadError("the response text holds no SSE data events")
+    return chunks
