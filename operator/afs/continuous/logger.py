@@ -323,6 +323,38 @@ class UsageLogger:
         )  # fmt: skip
         return self.store.insert([record])[0]
 
+    def log_chat(
+        self,
+        request: Any,
+        response: Any,
+        *,
+        model: str | None = None,
+        expert: str | None = None,
+        latency_ms: float | None = None,
+        assignment_key: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> list[str]:
+        """Record an OpenAI chat request and its response, as sent and received; the ids
+        of the records, one per choice (``n > 1`` gives several).
+
+        ``request`` is what was sent (a dict, or the SDK's params); ``response`` what came
+        back: a dict, the SDK's ``ChatCompletion``, or a stream (its chunks, or its SSE
+        text), assembled as the SDK assembles one. The conversation and the tools are
+        kept; ``model`` names the arm, else the request's model, else the response's.
+        The same mapping as the collector's ``/v1/openai``; ``ValueError`` saying what is
+        wrong when a body is not one of those, ``InvalidBatchError`` when a record made
+        from them breaks a rule (a message of the conversation, say)."""
+        from afs.continuous.chat import chat_records  # the collector's; imported on use
+        from afs.continuous.collector.payloads import PayloadError
+
+        extra = {"expert": expert, "latency_ms": latency_ms, "assignment_key": assignment_key,
+                 "timestamp": timestamp}  # fmt: skip
+        try:
+            records = chat_records(request, response, model=model, extra=extra)
+        except PayloadError as exc:
+            raise ValueError(f"log_chat: {exc}") from None
+        return self.log_many(records)
+
     def log_many(self, records: Iterable[Mapping[str, Any] | UsageRecord]) -> list[str]:
         """Log many records in one transaction: all of them or, on any invalid one, none.
 

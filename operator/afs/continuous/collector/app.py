@@ -24,6 +24,7 @@ from cloudevents.core.formats.json import JSONFormat
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from afs.continuous.buffered import BufferedUsageLogger, BufferFullError, is_transient
+from afs.continuous.chat import EXTRA_KEYS, chat_records
 from afs.continuous.collector.commits import GroupCommitter
 from afs.continuous.collector.join import Half, JoinBuffer, JoinBufferFullError, Kind, Pair
 from afs.continuous.collector.metrics import CollectorMetrics
@@ -32,8 +33,6 @@ from afs.continuous.collector.payloads import (
     PayloadError,
     Question,
     answer_of,
-    assembled_response,
-    choice_answers,
     parse_json,
     question_of,
 )
@@ -281,43 +280,16 @@ class Collector:
         for key in ("request", "response"):
             if key not in body:
                 raise RequestRefusedError(400, f"{key} is required", reason="invalid", field=key)
-        try:  # a streamed response, sent as its chunks or its SSE text, assembled
-            body["response"] = assembled_response(body["response"])
+        extra = {key: body[key] for key in EXTRA_KEYS if key in body}
+        if extra.get("expert") is None and request.query.get("expert"):
+            extra["expert"] = request.query["expert"]
+        try:
+            records = chat_records(
+                body["request"], body["response"],
+                model=request.query.get("model") or body.get("model"), extra=extra,
+            )  # fmt: skip
         except PayloadError as exc:
-            raise RequestRefusedError(400, str(exc), reason="invalid", field="response") from exc
-        question, answer = _read_pair(body["request"], body["response"])
-        # the model the request asked for names the arm, not the response's dated snapshot
-        model = request.query.get("model") or body.get("model") or question.model or answer.model
-        record: dict[str, Any] = {
-            "query": question.query, "response": answer.response, "model": model,
-            "token_count": answer.token_count, "is_error": answer.is_error,
-        }  # fmt: skip
-        asked = body["request"]
-        if isinstance(asked.get("messages"), list):  # a chat: the whole conversation is kept
-            record["messages"] = asked["messages"]
-            if asked.get("tools") is not None:
-                record["tools"] = asked["tools"]
-        else:
-            record["context"] = question.context
-        for key in ("latency_ms", "id", "timestamp", "expert", "assignment_key"):
-            if key in body:
-                record[key] = body[key]
-        # OpenAI's end-user id: safety_identifier, which succeeds the deprecated user
-        user = asked.get("safety_identifier") or asked.get("user")
-        if "assignment_key" not in record and isinstance(user, str) and user:
-            record["assignment_key"] = user
-        if record.get("expert") is None and request.query.get("expert"):
-            record["expert"] = request.query["expert"]
-        records = [record]
-        choices = body["response"].get("choices")
-        if isinstance(choices, list) and len(choices) > 1:  # n > 1: a record per choice
-            answers = choice_answers(body["response"], answer.model)
-            records = [
-                {**record, "response": each.response, "token_count": None,
-                 **({"id": f"{record['id']}-{i}" if i else record["id"]} if "id" in record
-                    else {})}
-                for i, each in enumerate(answers)
-            ]  # fmt: skip
+            raise RequestRefusedError(400, str(exc), reason="invalid") from exc
         self.metrics.received_by["openai"].inc(len(records))
         return await self._store("openai", records, queued=_flag(request, "async"))
 
