@@ -9,6 +9,7 @@ import pytest
 
 from afs.continuous.collector.app import KSERVE_REQUEST, KSERVE_RESPONSE
 from tests.collector.conftest import AUTH, Serve
+from tests.collector.test_streams import TEXT_STREAM, _sse
 
 REQUEST_BODY = {"instances": ["What is the SNES CPU?"]}
 RESPONSE_BODY = {"predictions": ["The 65C816."]}
@@ -138,3 +139,28 @@ async def test_the_in_cluster_listener_takes_kserve_events_without_a_token(
         assert answer.status == 202
         native = await client.post("/v1/usage", json={"query": "q", "response": "r", "model": "m"})
         assert native.status == 404  # only KServe's endpoint is open there
+
+
+async def test_an_openai_chat_pair_with_a_streamed_answer_keeps_its_conversation(
+    serve: Serve,
+) -> None:
+    """KServe's OpenAI endpoint streams SSE; the logger posts that text as the response
+    body. It is assembled as the SDK assembles a stream, and the chat keeps its turns."""
+    messages = [
+        {"role": "system", "content": "You are nayru."},
+        {"role": "user", "content": "What does SEP #$20 do?"},
+    ]
+    tools = [{"type": "function", "function": {"name": "lookup_opcode"}}]
+    request = {"model": "nayru", "stream": True, "messages": messages, "tools": tools}
+    async with serve() as (client, collector):
+        await _post(client, KSERVE_REQUEST, "ev-sse", request)
+        answer = await client.post(
+            "/v1/kserve", data=_sse(TEXT_STREAM),
+            headers=event_headers(KSERVE_RESPONSE, "ev-sse", **{
+                "Content-Type": "text/event-stream"}),
+        )  # fmt: skip
+        assert answer.status == 200, await answer.text()
+        record = collector.logger.store.get("ev-sse")
+    assert record is not None
+    assert (record.response, record.token_count) == ("It sets the M flag.", 5)
+    assert (record.messages, record.tools) == (messages, tools)

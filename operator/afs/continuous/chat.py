@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from afs.continuous.collector.payloads import (
+    Question,
     answer_of,
     assembled_response,
     choice_answers,
@@ -32,6 +33,17 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(item) for item in value]
     return value
+
+
+def conversation_fields(request: Any, question: Question) -> dict[str, Any]:
+    """What a record keeps of the request beside its query: a chat's whole conversation
+    and the tools offered; another protocol's context, hashed."""
+    if isinstance(request, dict) and isinstance(request.get("messages"), list):
+        fields: dict[str, Any] = {"messages": request["messages"]}
+        if request.get("tools") is not None:
+            fields["tools"] = request["tools"]
+        return fields
+    return {"context": question.context}
 
 
 def chat_records(
@@ -53,12 +65,7 @@ def chat_records(
         "model": model or question.model or answer.model,
         "token_count": answer.token_count, "is_error": answer.is_error,
     }  # fmt: skip
-    if isinstance(request.get("messages"), list):  # a chat: the whole conversation is kept
-        record["messages"] = request["messages"]
-        if request.get("tools") is not None:
-            record["tools"] = request["tools"]
-    else:
-        record["context"] = question.context
+    record.update(conversation_fields(request, question))
     given_extra = extra or {}
     record.update({k: given_extra[k] for k in EXTRA_KEYS if given_extra.get(k) is not None})
     user = request.get("safety_identifier") or request.get("user")

@@ -24,7 +24,7 @@ from cloudevents.core.formats.json import JSONFormat
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from afs.continuous.buffered import BufferedUsageLogger, BufferFullError, is_transient
-from afs.continuous.chat import EXTRA_KEYS, chat_records
+from afs.continuous.chat import EXTRA_KEYS, chat_records, conversation_fields
 from afs.continuous.collector.commits import GroupCommitter
 from afs.continuous.collector.join import Half, JoinBuffer, JoinBufferFullError, Kind, Pair
 from afs.continuous.collector.metrics import CollectorMetrics
@@ -33,6 +33,7 @@ from afs.continuous.collector.payloads import (
     PayloadError,
     Question,
     answer_of,
+    assembled_response,
     parse_json,
     question_of,
 )
@@ -551,8 +552,19 @@ def _kserve_half(headers: Mapping[str, str], raw: bytes) -> tuple[str, Half]:
             400, f"ce-id must be 1 to {MAX_NAME_CHARS} characters", reason="invalid"
         )
     half_kind: Kind = "request" if kind == KSERVE_REQUEST else "response"
-    # a structured event's data comes parsed with its envelope
-    body = parse_json_or_refuse(data, f"the {half_kind} body") if isinstance(data, bytes) else data
+    # a structured event's data comes parsed with its envelope; a streamed OpenAI answer
+    # comes as the SSE text the model server sent, assembled as the SDK assembles it
+    if isinstance(data, bytes) and half_kind == "response" and _is_sse(data):
+        try:
+            body = assembled_response(data.decode("utf-8"))
+        except (PayloadError, UnicodeDecodeError) as exc:
+            raise RequestRefusedError(
+                400, f"the response body (SSE): {exc}", reason="invalid"
+            ) from exc
+    elif isinstance(data, bytes):
+        body = parse_json_or_refuse(data, f"the {half_kind} body")
+    else:
+        body = data
     try:  # read now: a body we cannot read is refused when it comes, not when paired
         question_of(body) if half_kind == "request" else answer_of(body)
     except PayloadError as exc:
@@ -573,16 +585,21 @@ class _RawData(JSONFormat):
         return body
 
 
+def _is_sse(data: bytes) -> bool:
+    return data.lstrip().startswith((b"data:", b"event:", b":", b"id:"))
+
+
 def _kserve_record(key: str, pair: Pair, query: Mapping[str, str]) -> dict[str, Any]:
     """The record of a request/response pair. Its model is ``?model=`` on the logger's
-    URL, else the InferenceService's name."""
+    URL, else the InferenceService's name. An OpenAI chat request keeps its whole
+    conversation and tools, as on ``/v1/openai``."""
     question, answer = _read_pair(pair.request.body, pair.response.body)
     model = query.get("model") or pair.request.attributes.get("inferenceservicename")
     record: dict[str, Any] = {
         "id": key, "query": question.query, "response": answer.response, "model": model,
-        "context": question.context, "token_count": answer.token_count,
-        "is_error": answer.is_error,
+        "token_count": answer.token_count, "is_error": answer.is_error,
     }  # fmt: skip
+    record.update(conversation_fields(pair.request.body, question))
     if query.get("expert"):
         record["expert"] = query["expert"]
     started, ended = pair.request.time, pair.response.time
