@@ -75,3 +75,21 @@ def test_a_body_that_is_not_a_chat_is_refused_saying_why(tmp_path: Path) -> None
         with pytest.raises(ValueError, match=r"log_chat: .*messages or prompt"):
             logger.log_chat({"model": "m"}, _completion("x"))
         assert list(logger.get_records()) == []
+
+
+def test_a_tool_call_completion_is_logged_as_its_message(tmp_path: Path) -> None:
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}  # fmt: skip
+    completion = ChatCompletion.model_validate(
+        {"id": "chatcmpl-3", "object": "chat.completion", "created": 1_760_000_000,
+         "model": "gpt-4o-mini-2024-07-18",
+         "choices": [{"index": 0, "finish_reason": "tool_calls",
+                      "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}
+    )  # fmt: skip
+    with UsageLogger(tmp_path / "u.db") as logger:
+        [record_id] = logger.log_chat(
+            {"model": "gpt-4o-mini", "messages": MESSAGES[:2]}, completion
+        )
+        record = logger.store.get(record_id)
+    assert record is not None and record.response_message is not None
+    assert record.response_message["tool_calls"] == [call]

@@ -64,8 +64,10 @@ def test_fields_are_in_the_original_order_with_its_defaults() -> None:
         "is_error",  # added after the original thirteen
         "assignment_hash",
         "conversation_hash",
+        "response_json",
         "messages",  # not columns: the conversation, stored once per distinct prefix
         "tools",
+        "response_message",  # read from response_json
     ]
     assert (record.expert, record.latency_ms, record.token_count, record.quality_score) == (
         None,

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 
 from afs.continuous import UsageLogger
 from afs.continuous.collector import Collector
-from afs.continuous.records import CONVERSATION_FIELDS, RECORD_FIELDS
+from afs.continuous.records import RECORD_FIELDS
 from tests.collector.conftest import AUTH, Serve
 from tests.docs_examples import ROOT, code_blocks, section
 
@@ -53,7 +53,7 @@ def test_the_document_has_exactly_the_services_routes(logger: UsageLogger) -> No
 
 def test_the_record_schema_has_the_records_fields() -> None:
     fields = set(SPEC["components"]["schemas"]["Record"]["properties"])
-    assert fields == {*RECORD_FIELDS, *CONVERSATION_FIELDS, "context", "created_at",
+    assert fields == {*RECORD_FIELDS, "messages", "tools", "context", "created_at",
                       "assignment_key"}  # fmt: skip
 
 

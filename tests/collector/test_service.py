@@ -306,6 +306,20 @@ async def test_each_choice_of_an_n_2_response_is_a_record_of_its_own(
         assert ids == ["req-7", "req-7-1"]
 
 
+async def test_an_openai_tool_call_answer_is_kept_as_its_message(serve: Serve) -> None:
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}  # fmt: skip
+    pair = {
+        "request": {"model": "nayru", "messages": [{"role": "user", "content": "SEP?"}]},
+        "response": {"model": "nayru", "choices": [{"finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [call],
+            "annotations": []}}]},
+    }  # fmt: skip
+    record = await _logged_pair(serve, pair, "/v1/openai")
+    assert record.response_message == {"role": "assistant", "content": None, "tool_calls": [call]}
+    assert record.response.startswith("[tool calls] lookup_opcode")
+
+
 async def _logged_pair(serve: Serve, pair: dict[str, Any], path: str) -> UsageRecord:
     """Post an OpenAI-style pair; the record stored for it."""
     async with serve() as (client, collector):

@@ -242,3 +242,43 @@ def test_export_dedupes_whole_conversations_not_last_turns(
         logger.log(None, ANSWER, "nayru-v1", messages=messages)
     lines = _export(logger, tmp_path, format_type="openai")
     assert len(lines) == 2  # the repeated conversation once, the other one kept
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        (CALL, '[tool calls] lookup_opcode({"opcode": "SEP"})'),
+        ({"role": "assistant", "content": None, "refusal": "I can't help with that."},
+         "[refusal] I can't help with that."),
+        ({"role": "assistant", "content": "Let me look.", "tool_calls": CALL["tool_calls"]},
+         'Let me look.\n[tool calls] lookup_opcode({"opcode": "SEP"})'),
+    ],
+    ids=["tool-call", "refusal", "text-and-tool-call"],
+)  # fmt: skip
+def test_a_response_that_is_a_message_is_kept_and_exported_as_it_was(
+    store: UsageStore, tmp_path: Path, message: dict[str, Any], text: str
+) -> None:
+    logger = _logger(store)
+    messages = CONVERSATION[:2]
+    record_id = logger.log(None, message, "nayru-v1", messages=messages, tools=TOOLS)
+    record = store.get(record_id)
+    assert record is not None
+    assert record.response_message == message and record.response == text
+    [line] = _export(logger, tmp_path, format_type="openai")
+    assert line["messages"] == [*messages, message]
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [({"role": "user", "content": "x"}, "response.role"),
+     ({"role": "assistant", "content": None}, "response"),
+     ({"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]},
+      "messages[0].tool_calls[0]")],
+    ids=["not-assistant", "empty", "bad-tool-call"],
+)  # fmt: skip
+def test_a_response_message_that_is_not_one_is_refused(
+    store: UsageStore, message: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidBatchError) as caught:
+        _logger(store).log_many([{"query": "q", "response": message, "model": "m"}])
+    assert caught.value.cause.field == field

@@ -136,7 +136,7 @@ class BufferedUsageLogger:
     def log(
         self,
         query: str | None,
-        response: str,
+        response: str | Mapping[str, Any],
         model: str,
         expert: str | None = None,
         latency_ms: float = 0,

@@ -61,7 +61,7 @@ def chat_records(
     request, response = plain(request), assembled_response(plain(response))
     question, answer = question_of(request), answer_of(response)
     record: dict[str, Any] = {
-        "query": question.query, "response": answer.response,
+        "query": question.query, "response": answer.message or answer.response,
         "model": model or question.model or answer.model,
         "token_count": answer.token_count, "is_error": answer.is_error,
     }  # fmt: skip
@@ -76,7 +76,7 @@ def chat_records(
         return [record]
     given = record.get("id")  # n > 1: the first choice keeps a given id, the others suffix it
     return [
-        {**record, "response": each.response, "token_count": None,
+        {**record, "response": each.message or each.response, "token_count": None,
          **({"id": f"{given}-{i}" if i else given} if given else {})}
         for i, each in enumerate(choice_answers(response, answer.model))
     ]  # fmt: skip

@@ -266,10 +266,13 @@ def stored_nodes(records: Iterable[Any]) -> list[tuple[str, str | None, str]]:
 
 
 def fill(records: Iterable[Any], cache: NodeCache) -> None:
-    """Give each record with a ``conversation_hash`` its messages and tools back."""
+    """Give each record with a ``conversation_hash`` its messages and tools back, and
+    one whose response is a message that message."""
     for record in records:
         if record.conversation_hash is not None and record.messages is None:
             record.messages, record.tools = rebuild(record.conversation_hash, cache)
+        if record.response_json is not None and record.response_message is None:
+            record.response_message = json.loads(record.response_json)
 
 
 #: nodes read per query while walking a chain: the next turn of a conversation misses

@@ -26,6 +26,8 @@ class Sample:
     messages: list[dict[str, Any]] | None = None
     """The conversation before the response (None: the query alone)."""
     tools: list[dict[str, Any]] | None = None
+    response_message: dict[str, Any] | None = None
+    """The response as the assistant message it was (tool calls, a refusal)."""
 
 
 def format_sample(format_type: str, sample: Sample, *, train_on: str = "last") -> dict[str, Any]:
@@ -66,7 +68,7 @@ def format_sample(format_type: str, sample: Sample, *, train_on: str = "last") -
 
 
 def _messages(sample: Sample, train_on: str) -> list[dict[str, Any]]:
-    answer = {"role": "assistant", "content": sample.response}
+    answer = dict(sample.response_message or {"role": "assistant", "content": sample.response})
     if sample.messages is None:
         return [{"role": "user", "content": sample.query}, answer]
     before = [

@@ -190,6 +190,7 @@ class TrainingDataGenerator:
                         expert=row.expert,
                         messages=row.messages,
                         tools=row.tools,
+                        response_message=row.response_message,
                     )
                     _write_line(out, format_sample(cfg.format_type, sample, train_on=cfg.train_on))
                     stats.add(row.quality_score)

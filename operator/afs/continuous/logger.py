@@ -34,6 +34,7 @@ from afs.continuous.records import (
     normalized_rows,
     normalized_stream,
     take_conversation,
+    take_response_message,
 )
 from afs.continuous.scoring import QualityScorer
 from afs.continuous.store import RecordQuery, UsageStore, open_store, resolve_target
@@ -228,7 +229,7 @@ class UsageLogger:
     def build_record(
         self,
         query: str | None,
-        response: str,
+        response: str | Mapping[str, Any],
         model: str,
         expert: str | None = None,
         latency_ms: float = 0,
@@ -254,7 +255,7 @@ class UsageLogger:
             "",
             "" if timestamp is None else timestamp,  # type: ignore[arg-type]  # normalised below
             query or "",
-            response,
+            response,  # type: ignore[arg-type]  # a message is taken below
             model,
             expert,
             latency_ms,
@@ -267,9 +268,13 @@ class UsageLogger:
             is_error,
             compute_assignment_hash(assignment_key),
             None,
+            None,
             messages,
             tools,
         )
+        if isinstance(response, Mapping):  # an assistant message: tool calls, a refusal
+            record.response, record.response_message = "", dict(response)
+            take_response_message(record)
         if messages is not None or tools is not None:
             take_conversation(record)  # the query a scorer reads may come from it
         self.apply_scorer(record)
@@ -292,7 +297,7 @@ class UsageLogger:
     def log(
         self,
         query: str | None,
-        response: str,
+        response: str | Mapping[str, Any],
         model: str,
         expert: str | None = None,
         latency_ms: float = 0,
@@ -315,7 +320,9 @@ class UsageLogger:
 
         ``messages``: the conversation the response was given in (OpenAI chat messages:
         system prompt, earlier turns, tool calls and results), and ``tools`` the tool
-        definitions offered; ``query`` may then be None (it is the last user turn)."""
+        definitions offered; ``query`` may then be None (it is the last user turn).
+        ``response`` may be an assistant message (``{"role": "assistant", "content": None,
+        "tool_calls": [...]}``, a refusal): it is kept as it is."""
         record = self.build_record(
             query, response, model, expert, latency_ms, quality_score, token_count, context,
             user_feedback=user_feedback, feedback_text=feedback_text, timestamp=timestamp,

@@ -72,11 +72,16 @@ class UsageRecord:
     conversation_hash: str | None = None
     """The conversation the response was given in (see :mod:`afs.continuous.conversations`):
     the hash of its last stored node; None for a single (query, response) exchange."""
+    response_json: str | None = None
+    """The response as an assistant message (JSON), when it is more than text: tool
+    calls, a refusal. ``response`` then holds its text, or a line naming the calls."""
     messages: list[dict[str, Any]] | None = None
     """The conversation before the response, in the OpenAI chat format (not a column: its
     messages are stored once per distinct prefix and read back with the record)."""
     tools: list[dict[str, Any]] | None = None
     """The tool definitions offered (stored with the conversation)."""
+    response_message: dict[str, Any] | None = None
+    """The response as an assistant message (read from ``response_json``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +96,7 @@ class UsageRecord:
 
 
 #: the record's fields that are not columns of the usage table
-CONVERSATION_FIELDS = ("messages", "tools")
+CONVERSATION_FIELDS = ("messages", "tools", "response_message")
 RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord) if f.name not in CONVERSATION_FIELDS)
 """The record's stored columns, in order (its dict keys besides :data:`CONVERSATION_FIELDS`)."""
 record_values = attrgetter(*RECORD_FIELDS)
@@ -100,7 +105,7 @@ RecordRow = tuple[Any, ...]
 """A record's values in :data:`RECORD_FIELDS` order: ``UsageRecord(*row)`` is the record."""
 _ALL_FIELDS = (*RECORD_FIELDS, *CONVERSATION_FIELDS)
 _MAPPING_KEYS = frozenset(RECORD_FIELDS) | {
-    "context", "created_at", "assignment_key", *CONVERSATION_FIELDS,
+    "context", "created_at", "assignment_key", "messages", "tools",
 }  # fmt: skip
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 MAX_ASSIGNMENT_KEY_CHARS = 1024
@@ -334,6 +339,8 @@ def normalize_record(
                 "timestamp", r.timestamp, "must not be later than now plus the clock skew "
                 f"allowed (AFS_MAX_CLOCK_SKEW_SECONDS), {limit}",
             )  # fmt: skip
+    if r.response_message is not None and r.response_json is None:
+        take_response_message(r)
     if (r.messages is not None or r.tools is not None) and r.conversation_hash is None:
         take_conversation(r)
     if not _plainly_valid(r):  # the common case skips the detailed checks below
@@ -369,6 +376,28 @@ def normalize_record(
     return r
 
 
+def take_response_message(r: UsageRecord) -> None:
+    """Check a response given as an assistant message and keep it (``response_json``);
+    ``response`` becomes its text, or for a message without text (tool calls, a refusal)
+    a line that names what it does, so dedupe, scorers and statistics read something."""
+    [message] = conversations.check_messages([r.response_message])
+    if message.get("role") != "assistant":
+        raise InvalidFieldError("response.role", message.get("role"), "must be assistant")
+    text = conversations.text_of(message.get("content"))
+    if not text and isinstance(message.get("refusal"), str):
+        text = f"[refusal] {message['refusal']}"
+    calls = message.get("tool_calls") or []
+    if calls:
+        named = ", ".join(
+            f"{c['function']['name']}({c['function'].get('arguments', '')})" for c in calls
+        )
+        text = f"{text}\n[tool calls] {named}" if text else f"[tool calls] {named}"
+    if not text:
+        raise InvalidFieldError("response", message, "must hold content, a refusal or tool calls")
+    r.response, r.response_message = text, message
+    r.response_json = conversations.canonical(message)
+
+
 def take_conversation(r: UsageRecord) -> None:
     """Check a record's conversation and derive from it what the record's columns hold:
     the query (the last user turn, when not given), ``context_hash`` (what came before
@@ -397,6 +426,7 @@ def _plainly_valid(r: UsageRecord) -> bool:
         not r.id
         and r.feedback_text is None and r.context_hash is None and r.dedupe_hash is None
         and r.assignment_hash is None and r.conversation_hash is None
+        and r.response_json is None
         and _plain_values(r.query, r.response, r.model, r.expert, r.latency_ms,
                           r.token_count, r.quality_score, r.user_feedback)
     )  # fmt: skip
@@ -453,7 +483,7 @@ def _plain_row(item: Mapping[str, Any], now_text: str, *, hashed: bool) -> Recor
         return None
     return (
         "", now_text, q, a, m, e, float(lat), tok, qs, fb, None, None,
-        compute_dedupe_hash(q, a) if hashed else None, err, None, None,
+        compute_dedupe_hash(q, a) if hashed else None, err, None, None, None,
     )  # fmt: skip
 
 
@@ -484,6 +514,8 @@ def normalized_stream(
         latest = latest or latest_timestamp(now)
         try:
             record = replace(item) if isinstance(item, UsageRecord) else record_from_mapping(item)
+            if record.response_message is not None and record.response_json is None:
+                take_response_message(record)
             if record.messages is not None or record.tools is not None:
                 take_conversation(record)  # the query a scorer reads may come from it
             if prepare is not None:
@@ -601,11 +633,13 @@ def record_from_mapping(data: Any) -> UsageRecord:
     assignment_hash = get("assignment_hash")
     if assignment_hash is None and get("assignment_key") is not None:
         assignment_hash = compute_assignment_hash(data["assignment_key"])
+    response = data["response"]
+    message = response if isinstance(response, Mapping) else None  # an assistant message
     return UsageRecord(
         get("id") or "",
         get("timestamp") or "",
         get("query", ""),  # with messages, derived from them when left out (or None)
-        data["response"],
+        "" if message is not None else response,
         data["model"],
         get("expert"),
         get("latency_ms", 0),
@@ -618,6 +652,8 @@ def record_from_mapping(data: Any) -> UsageRecord:
         get("is_error", False),
         assignment_hash,
         None,  # conversation_hash: derived from the messages, never taken as given
+        None,  # response_json: derived from the response message
         get("messages"),
         get("tools"),
+        dict(message) if message is not None else None,
     )

@@ -596,7 +596,8 @@ def _kserve_record(key: str, pair: Pair, query: Mapping[str, str]) -> dict[str, 
     question, answer = _read_pair(pair.request.body, pair.response.body)
     model = query.get("model") or pair.request.attributes.get("inferenceservicename")
     record: dict[str, Any] = {
-        "id": key, "query": question.query, "response": answer.response, "model": model,
+        "id": key, "query": question.query, "response": answer.message or answer.response,
+        "model": model,
         "token_count": answer.token_count, "is_error": answer.is_error,
     }  # fmt: skip
     record.update(conversation_fields(pair.request.body, question))

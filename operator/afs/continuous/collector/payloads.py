@@ -99,6 +99,8 @@ class Answer:
     model: str | None = None
     token_count: int | None = None
     is_error: bool = False
+    message: dict[str, Any] | None = None
+    """A chat answer that is more than text (tool calls, a refusal), as its message."""
 
 
 def question_of(body: Any) -> Question:
@@ -189,15 +191,20 @@ def choice_answers(body: dict[str, Any], model: str | None) -> list[Answer]:
     choices = body["choices"]
     if not isinstance(choices, list) or not choices:
         raise PayloadError("choices must be a non-empty list of objects")
-    texts = []
+    texts: list[tuple[str, dict[str, Any] | None]] = []
     for index, choice in enumerate(choices):
         if not isinstance(choice, dict):
             raise PayloadError("choices must be a non-empty list of objects")
-        if isinstance(choice.get("message"), dict):
+        message = choice.get("message")
+        if isinstance(message, dict) and (message.get("tool_calls") or message.get("refusal")):
+            # kept as the message it is; the record's response is made from it
+            kept = {k: v for k, v in message.items() if k in _ASSISTANT_KEYS and v is not None}
+            texts.append(("", {"role": "assistant", "content": None, **kept}))
+        elif isinstance(message, dict):
             where = f"choices[{index}].message.content"
-            texts.append(_content_text(choice["message"].get("content"), where))
+            texts.append((_content_text(message.get("content"), where), None))
         elif isinstance(choice.get("text"), str):
-            texts.append(choice["text"])
+            texts.append((choice["text"], None))
         elif "delta" in choice:
             raise PayloadError(
                 "a streamed chunk: send the whole stream (its chunks as a list, or its SSE "
@@ -210,7 +217,11 @@ def choice_answers(body: dict[str, Any], model: str | None) -> list[Answer]:
     if tokens is not None and (type(tokens) is not int or tokens < 0):
         raise PayloadError("usage.completion_tokens must be a whole number")
     shared = tokens if len(texts) == 1 else None
-    return [Answer(text, model=model, token_count=shared) for text in texts]
+    return [Answer(text, model=model, token_count=shared, message=kept) for text, kept in texts]
+
+
+#: the keys of an assistant message a record keeps (the SDK adds others, e.g. annotations)
+_ASSISTANT_KEYS = ("role", "content", "tool_calls", "refusal", "name")
 
 
 def _as_text(value: Any, where: str) -> str:

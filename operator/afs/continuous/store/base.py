@@ -83,8 +83,10 @@ class TrainingRow:
     user_feedback: int | None
     dedupe_hash: str | None
     conversation_hash: str | None = None
+    response_json: str | None = None
     messages: list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
+    response_message: dict[str, Any] | None = None
 
 
 def log_latency(latency_ms: float) -> float | None:

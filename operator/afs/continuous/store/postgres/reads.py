@@ -238,7 +238,8 @@ class PostgresReads(PostgresConnection):
             params["max"] = selection.max_samples
         text = (
             "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
-            f"u.dedupe_hash, u.conversation_hash FROM ({chosen}) AS c JOIN usage AS u "
+            "u.dedupe_hash, u.conversation_hash, u.response_json "
+            f"FROM ({chosen}) AS c JOIN usage AS u "
             "ON u.id = c.id AND u.timestamp = c.timestamp ORDER BY c.timestamp, c.id"
         )
         for row in self._stream(text, params):

@@ -19,7 +19,7 @@ _COPY = f"COPY usage ({RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 the server (the two share the machine's cores while a batch streams)."""
 _COPY_TYPES = (
     "text", "timestamptz", "text", "text", "text", "text", "float8",
-    "int4", "float8", "int2", "text", "text", "text", "bool", "text", "text",
+    "int4", "float8", "int2", "text", "text", "text", "bool", "text", "text", "text",
 )  # fmt: skip
 """The columns' types in :data:`RECORD_COLUMNS` order, as binary COPY must be told."""
 

@@ -154,6 +154,8 @@ _MIGRATION_4 = [
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS conversation_hash text",
     "CREATE TABLE IF NOT EXISTS conversation_nodes ("
     "hash text PRIMARY KEY, parent text, item text NOT NULL)",
+    # a response that is more than text (tool calls, a refusal), as its message
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS response_json text",
 ]
 
 MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (

@@ -119,6 +119,8 @@ def _migration_5(conn: sqlite3.Connection) -> None:
         "CREATE TABLE IF NOT EXISTS conversation_nodes ("
         "hash TEXT PRIMARY KEY, parent TEXT, item TEXT NOT NULL) WITHOUT ROWID"
     )
+    # a response that is more than text (tool calls, a refusal), as its message
+    conn.execute("ALTER TABLE usage ADD COLUMN response_json TEXT")
 
 
 def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
