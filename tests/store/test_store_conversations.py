@@ -273,8 +273,9 @@ def test_a_response_that_is_a_message_is_kept_and_exported_as_it_was(
     [({"role": "user", "content": "x"}, "response.role"),
      ({"role": "assistant", "content": None}, "response"),
      ({"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]},
-      "messages[0].tool_calls[0]")],
-    ids=["not-assistant", "empty", "bad-tool-call"],
+      "response.tool_calls[0]"),
+     ({"role": "assistant", "content": {}}, "response.content")],
+    ids=["not-assistant", "empty", "bad-tool-call", "bad-content"],
 )  # fmt: skip
 def test_a_response_message_that_is_not_one_is_refused(
     store: UsageStore, message: dict[str, Any], field: str

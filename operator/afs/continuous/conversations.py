@@ -65,34 +65,35 @@ def check_messages(messages: Any) -> list[dict[str, Any]]:
         raise InvalidFieldError(
             "messages", f"{len(messages)} messages", f"must hold at most {MAX_MESSAGES}"
         )
-    checked = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, Mapping):
-            raise InvalidFieldError(where, message, "must be an object with a role")
-        unknown = set(message) - _MESSAGE_KEYS
-        if unknown:
-            key = sorted(unknown)[0]
-            raise InvalidFieldError(f"{where}.{key}", message[key], "is not a chat message field")
-        role = message.get("role")
-        if role not in ROLES:
-            raise InvalidFieldError(f"{where}.role", role, f"must be one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if content is None and role != "assistant":
-            raise InvalidFieldError(f"{where}.content", content, "is required for a " + role)
-        if content is not None and not isinstance(content, str):
-            _check_parts(f"{where}.content", content)
-        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-            raise InvalidFieldError(
-                f"{where}.tool_call_id", message.get("tool_call_id"),
-                "is required for a tool message (the id of the call it answers)",
-            )  # fmt: skip
-        if "tool_calls" in message:
-            _check_tool_calls(f"{where}.tool_calls", message["tool_calls"])
-        if message.get("name") is not None and not isinstance(message["name"], str):
-            raise InvalidFieldError(f"{where}.name", message["name"], "must be a string")
-        checked.append(dict(message))
-    return checked
+    return [check_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
+
+
+def check_message(message: Any, where: str) -> dict[str, Any]:
+    """One chat message, or an :class:`InvalidFieldError` naming ``where`` and the field."""
+    if not isinstance(message, Mapping):
+        raise InvalidFieldError(where, message, "must be an object with a role")
+    unknown = set(message) - _MESSAGE_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise InvalidFieldError(f"{where}.{key}", message[key], "is not a chat message field")
+    role = message.get("role")
+    if role not in ROLES:
+        raise InvalidFieldError(f"{where}.role", role, f"must be one of {', '.join(ROLES)}")
+    content = message.get("content")
+    if content is None and role != "assistant":
+        raise InvalidFieldError(f"{where}.content", content, "is required for a " + role)
+    if content is not None and not isinstance(content, str):
+        _check_parts(f"{where}.content", content)
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise InvalidFieldError(
+            f"{where}.tool_call_id", message.get("tool_call_id"),
+            "is required for a tool message (the id of the call it answers)",
+        )  # fmt: skip
+    if "tool_calls" in message:
+        _check_tool_calls(f"{where}.tool_calls", message["tool_calls"])
+    if message.get("name") is not None and not isinstance(message["name"], str):
+        raise InvalidFieldError(f"{where}.name", message["name"], "must be a string")
+    return dict(message)
 
 
 def _check_parts(where: str, content: Any) -> None:

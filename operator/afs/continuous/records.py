@@ -105,7 +105,7 @@ RecordRow = tuple[Any, ...]
 """A record's values in :data:`RECORD_FIELDS` order: ``UsageRecord(*row)`` is the record."""
 _ALL_FIELDS = (*RECORD_FIELDS, *CONVERSATION_FIELDS)
 _MAPPING_KEYS = frozenset(RECORD_FIELDS) | {
-    "context", "created_at", "assignment_key", "messages", "tools",
+    "context", "created_at", "assignment_key", "messages", "tools", "response_message",
 }  # fmt: skip
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 MAX_ASSIGNMENT_KEY_CHARS = 1024
@@ -380,7 +380,7 @@ def take_response_message(r: UsageRecord) -> None:
     """Check a response given as an assistant message and keep it (``response_json``);
     ``response`` becomes its text, or for a message without text (tool calls, a refusal)
     a line that names what it does, so dedupe, scorers and statistics read something."""
-    [message] = conversations.check_messages([r.response_message])
+    message = conversations.check_message(r.response_message, "response")
     if message.get("role") != "assistant":
         raise InvalidFieldError("response.role", message.get("role"), "must be assistant")
     text = conversations.text_of(message.get("content"))
@@ -634,7 +634,8 @@ def record_from_mapping(data: Any) -> UsageRecord:
     if assignment_hash is None and get("assignment_key") is not None:
         assignment_hash = compute_assignment_hash(data["assignment_key"])
     response = data["response"]
-    message = response if isinstance(response, Mapping) else None  # an assistant message
+    # an assistant message: given as the response, or beside its text (an exported record)
+    message = response if isinstance(response, Mapping) else get("response_message")
     return UsageRecord(
         get("id") or "",
         get("timestamp") or "",
