@@ -279,6 +279,7 @@ async def test_an_openai_chat_keeps_its_whole_conversation_and_tools(serve: Serv
     assert (record.messages, record.tools) == (messages, tools)
     assert record.query == "What does SEP #$20 do?" and record.response == "8-bit A."
     assert record.model == "gpt-4o-mini"  # the model asked for, not the dated snapshot
+    assert record.latency_ms is None  # not sent: not known, not 0
 
 
 @pytest.mark.parametrize("given", [None, "req-7"], ids=["ids-made", "id-given"])

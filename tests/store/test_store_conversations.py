@@ -283,3 +283,15 @@ def test_a_response_message_that_is_not_one_is_refused(
     with pytest.raises(InvalidBatchError) as caught:
         _logger(store).log_many([{"query": "q", "response": message, "model": "m"}])
     assert caught.value.cause.field == field
+
+
+def test_an_unknown_latency_is_stored_as_unknown_and_counts_nowhere(store: UsageStore) -> None:
+    logger = _logger(store)
+    unknown, known = logger.log_many([
+        {"query": "q1", "response": "a", "model": "m", "latency_ms": None},
+        {"query": "q2", "response": "a", "model": "m", "latency_ms": 200.0},
+    ])  # fmt: skip
+    assert store.get(unknown).latency_ms is None  # type: ignore[union-attr]
+    assert store.get(known).latency_ms == 200.0  # type: ignore[union-attr]
+    stats = logger.get_statistics()
+    assert stats["total"] == 2 and stats["avg_latency_ms"] == pytest.approx(200.0)

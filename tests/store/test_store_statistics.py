@@ -33,13 +33,14 @@ def _brute_force(
         if model is not None and r.model != model:
             continue
         q, fb = r.quality_score, r.user_feedback
-        log_latency = math.log(r.latency_ms) if r.latency_ms > 0 else None
+        latency = r.latency_ms or 0.0  # not known: counts nowhere, as 0 does
+        log_latency = math.log(latency) if latency > 0 else None
         total += UsageStatistics(
             count=1,
             scored=q is not None,
             quality_sum=q or 0.0,
             quality_sq_sum=(q or 0.0) ** 2,
-            latency_sum=r.latency_ms,
+            latency_sum=latency,
             log_latency_count=log_latency is not None,
             log_latency_sum=log_latency or 0.0,
             log_latency_sq_sum=(log_latency or 0.0) ** 2,

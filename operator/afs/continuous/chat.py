@@ -68,6 +68,7 @@ def chat_records(
     record.update(conversation_fields(request, question))
     given_extra = extra or {}
     record.update({k: given_extra[k] for k in EXTRA_KEYS if given_extra.get(k) is not None})
+    record.setdefault("latency_ms", None)  # not sent: not known, never 0
     user = request.get("safety_identifier") or request.get("user")
     if "assignment_key" not in record and isinstance(user, str) and user:
         record["assignment_key"] = user

@@ -58,7 +58,8 @@ class UsageRecord:
     response: str
     model: str
     expert: str | None = None
-    latency_ms: float = 0
+    latency_ms: float | None = 0
+    """Milliseconds to answer; None: not known (a pair forwarded without it)."""
     token_count: int | None = 0
     quality_score: float | None = 0.0
     user_feedback: int | None = None
@@ -350,7 +351,8 @@ def normalize_record(
         check_text("response", r.response)
         check_text("model", r.model, max_chars=MAX_NAME_CHARS)
         check_optional_text("expert", r.expert, max_chars=MAX_NAME_CHARS)
-        check_latency_ms(r.latency_ms)
+        if r.latency_ms is not None:
+            check_latency_ms(r.latency_ms)
         check_token_count(r.token_count)
         check_quality_score(r.quality_score)
         if r.user_feedback is not None:
@@ -359,7 +361,8 @@ def normalize_record(
         check_optional_text("context_hash", r.context_hash, max_chars=MAX_NAME_CHARS)
         if r.dedupe_hash is not None:
             check_optional_text("dedupe_hash", r.dedupe_hash, max_chars=MAX_NAME_CHARS)
-    r.latency_ms = float(r.latency_ms)
+    if r.latency_ms is not None:
+        r.latency_ms = float(r.latency_ms)
     if r.quality_score is not None:
         r.quality_score = float(r.quality_score)
     if r.dedupe_hash is None:

@@ -89,8 +89,9 @@ class TrainingRow:
     response_message: dict[str, Any] | None = None
 
 
-def log_latency(latency_ms: float) -> float | None:
-    return math.log(latency_ms) if latency_ms > 0 else None
+def log_latency(latency_ms: float | None) -> float | None:
+    """The latency's log; None when it is not known (None) or 0 (taken as not measured)."""
+    return math.log(latency_ms) if latency_ms is not None and latency_ms > 0 else None
 
 
 class UsageStore(Protocol):

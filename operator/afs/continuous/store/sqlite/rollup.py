@@ -59,7 +59,7 @@ def _rollup_vector(record: UsageRecord) -> list[float]:
         q is not None,
         q or 0.0,
         (q or 0.0) ** 2,
-        record.latency_ms,
+        record.latency_ms or 0.0,  # not known: adds nothing, as SQL's sum skips NULL
         ll is not None,
         ll or 0.0,
         (ll or 0.0) ** 2,
