@@ -5,12 +5,19 @@ own types, and compared with the SDK's own accumulation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from openai.lib.streaming.chat._completions import ChatCompletionStreamState
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+)
 
+from afs.continuous import DataGeneratorConfig, TrainingDataGenerator
 from afs.continuous.collector.payloads import PayloadError, assembled_response
 from tests.collector.conftest import AUTH, Serve
 
@@ -107,3 +114,45 @@ async def test_the_collector_stores_a_streamed_answer_whole(serve: Serve, form: 
         5,
         "gpt-4o-mini",
     )
+
+
+async def test_a_chat_posted_with_the_sdk_s_objects_exports_as_that_conversation(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """The done-when path through the collector: a system prompt, a tool call and its
+    result, the SDK's ChatCompletion as the gateway received it, exported exactly."""
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "You are nayru, a 65816 assembly tutor."},
+        {"role": "user", "content": "What does SEP #$20 do?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "SEP: set processor status bits"},
+    ]  # fmt: skip
+    tools: list[ChatCompletionToolParam] = [
+        {"type": "function", "function": {"name": "lookup_opcode"}}
+    ]
+    completion = ChatCompletion.model_validate(
+        {"id": "chatcmpl-5", "object": "chat.completion", "created": 1_760_000_000,
+         "model": "gpt-4o-mini-2024-07-18",
+         "choices": [{"index": 0, "finish_reason": "stop",
+                      "message": {"role": "assistant", "content": "8-bit accumulator."}}]}
+    )  # fmt: skip
+    pair = {
+        "request": {"model": "gpt-4o-mini", "messages": messages, "tools": tools},
+        "response": completion.model_dump(mode="json", exclude_none=True),
+        "latency_ms": 420,
+    }
+    async with serve() as (client, collector):
+        answer = await client.post("/v1/openai", json=pair, headers=AUTH)
+        assert answer.status == 200, await answer.text()
+        out = tmp_path / "train.jsonl"
+        config = DataGeneratorConfig(
+            min_quality_score=0.0, min_user_feedback=None, format_type="openai"
+        )
+        TrainingDataGenerator(collector.logger, config).generate(out)
+    [line] = [json.loads(text) for text in out.read_text().splitlines()]
+    answer_message = {"role": "assistant", "content": "8-bit accumulator."}
+    assert line["messages"] == [*messages[:2], {**messages[2], "weight": 0}, messages[3],
+                                answer_message]  # fmt: skip
+    assert line["tools"] == tools
