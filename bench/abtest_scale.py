@@ -34,8 +34,12 @@ from urllib.parse import quote
 
 import kmock
 import psycopg
-from operator_scale import RESOURCES as LOOP_RESOURCES
-from operator_scale import ForgetfulEmulator, operator_round, prepare_emulator
+from operator_scale import (
+    RESOURCES as LOOP_RESOURCES,
+    ForgetfulEmulator,
+    operator_round,
+    prepare_emulator,
+)
 
 from afs.continuous import UsageLogger
 from afs.continuous.ab_test import measure_epochs

@@ -50,9 +50,9 @@ from tests.kube.test_operator_scenarios import (
     _loop,
     _loop_manifest,
     _register,
+    _setup as _setup_loop,
     operator,
 )
-from tests.kube.test_operator_scenarios import _setup as _setup_loop
 from tests.postgres_server import fresh_schema
 
 DASHBOARD: dict[str, Any] = json.loads((ROOT / "dashboards" / "afs-continuous.json").read_text())

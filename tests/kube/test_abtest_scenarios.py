@@ -35,9 +35,9 @@ from tests.kube.test_operator_scenarios import (
     _loop_manifest,
     _pruned_in_a_cluster,
     _register,
+    _setup as _setup_loop,
     operator,
 )
-from tests.kube.test_operator_scenarios import _setup as _setup_loop
 from tests.postgres_server import fresh_schema
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(120)]

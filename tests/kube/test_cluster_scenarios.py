@@ -28,8 +28,7 @@ import kmock
 import kopf
 import pytest
 import yaml
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from kubernetes import client as k8s, config as k8s_config
 
 from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
 from afs.continuous.kube.client import KubeClient

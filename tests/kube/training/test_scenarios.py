@@ -32,8 +32,8 @@ from tests.kube.test_operator_scenarios import (
     _setup,
     failed_runs_in_a_row,
     operator,
+    usage_db as usage_db,  # a fixture: re-exported
 )
-from tests.kube.test_operator_scenarios import usage_db as usage_db  # a fixture: re-exported
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(120)]
 KINDS = ["TrainJob", "PyTorchJob", "RayJob"]
