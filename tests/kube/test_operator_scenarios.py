@@ -228,11 +228,14 @@ def _job_status(*, succeeded: bool) -> dict[str, Any]:
 
 
 def _finish_job(kube: KubeClient, name: str, *, succeeded: bool, message: str | None) -> None:
-    kube.batch.patch_namespaced_job_status(
-        name, NAMESPACE, {"status": _job_status(succeeded=succeeded)}
-    )
+    """The pod's end first, then the Job's, as in a cluster: the Job controller marks a
+    Job complete only after its pod terminated (the other order let the operator read a
+    finished Job without its report under load: a flaky RunFailed)."""
     kube.core.create_namespaced_pod(
         NAMESPACE, _trainer_pod(name, succeeded=succeeded, message=message)
+    )
+    kube.batch.patch_namespaced_job_status(
+        name, NAMESPACE, {"status": _job_status(succeeded=succeeded)}
     )
 
 
