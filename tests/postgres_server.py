@@ -76,9 +76,13 @@ def restart_server(*, stopped_for: float = 0.5) -> None:
     handle.ensure_postgres_running()  # type: ignore[attr-defined]
 
 
-def unreachable_url(*, password: str) -> str:
-    """A PostgreSQL URL on a local port nothing listens on (connections are refused)."""
+def closed_port() -> int:
+    """A local port nothing listens on (connections to it are refused)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"postgresql://u:{password}@127.0.0.1:{port}/usage"
+        return int(sock.getsockname()[1])
+
+
+def unreachable_url(*, password: str) -> str:
+    """A PostgreSQL URL on a local port nothing listens on (connections are refused)."""
+    return f"postgresql://u:{password}@127.0.0.1:{closed_port()}/usage"

@@ -9,23 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat import ChatCompletion
 
 from afs.continuous import DataGeneratorConfig, TrainingDataGenerator, UsageLogger
+from tests.chat_examples import MESSAGES, TOOLS
 from tests.collector.test_streams import TEXT_STREAM
-
-MESSAGES: list[ChatCompletionMessageParam] = [
-    {"role": "system", "content": "You are nayru, a 65816 assembly tutor."},
-    {"role": "user", "content": "What does SEP #$20 do?"},
-    {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function",
-         "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}]},
-    {"role": "tool", "tool_call_id": "call_1", "content": "SEP: set processor status bits"},
-]  # fmt: skip
-TOOLS: list[ChatCompletionToolParam] = [
-    {"type": "function", "function": {"name": "lookup_opcode",
-                                      "parameters": {"type": "object", "properties": {}}}}
-]  # fmt: skip
 
 
 def _completion(*answers: str) -> ChatCompletion:

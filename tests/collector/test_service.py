@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from afs.continuous import UsageLogger, UsageRecord
+from tests.chat_examples import MESSAGES, TOOLS
 from tests.collector.conftest import AUTH, BROKEN_TRIGGER, Serve
 
 NDJSON = {"Content-Type": "application/x-ndjson", **AUTH}
@@ -261,15 +262,7 @@ async def test_an_openai_pair_is_logged_under_the_arm_named(serve: Serve) -> Non
 
 
 async def test_an_openai_chat_keeps_its_whole_conversation_and_tools(serve: Serve) -> None:
-    messages = [
-        {"role": "system", "content": "You are nayru."},
-        {"role": "user", "content": "What does SEP #$20 do?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "SEP: set processor status bits"},
-    ]  # fmt: skip
-    tools = [{"type": "function", "function": {"name": "lookup_opcode", "parameters": {}}}]
+    messages, tools = MESSAGES, TOOLS
     pair = {
         "request": {"model": "gpt-4o-mini", "messages": messages, "tools": tools},
         "response": {"model": "gpt-4o-mini-2024-07-18",

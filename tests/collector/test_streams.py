@@ -13,12 +13,11 @@ from openai.lib.streaming.chat._completions import ChatCompletionStreamState
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionChunk,
-    ChatCompletionMessageParam,
-    ChatCompletionToolParam,
 )
 
 from afs.continuous import DataGeneratorConfig, TrainingDataGenerator
 from afs.continuous.collector.payloads import PayloadError, assembled_response
+from tests.chat_examples import MESSAGES, TOOLS
 from tests.collector.conftest import AUTH, Serve
 
 
@@ -121,17 +120,7 @@ async def test_a_chat_posted_with_the_sdk_s_objects_exports_as_that_conversation
 ) -> None:
     """The done-when path through the collector: a system prompt, a tool call and its
     result, the SDK's ChatCompletion as the gateway received it, exported exactly."""
-    messages: list[ChatCompletionMessageParam] = [
-        {"role": "system", "content": "You are nayru, a 65816 assembly tutor."},
-        {"role": "user", "content": "What does SEP #$20 do?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "lookup_opcode", "arguments": '{"opcode": "SEP"}'}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "SEP: set processor status bits"},
-    ]  # fmt: skip
-    tools: list[ChatCompletionToolParam] = [
-        {"type": "function", "function": {"name": "lookup_opcode"}}
-    ]
+    messages, tools = MESSAGES, TOOLS
     completion = ChatCompletion.model_validate(
         {"id": "chatcmpl-5", "object": "chat.completion", "created": 1_760_000_000,
          "model": "gpt-4o-mini-2024-07-18",

@@ -108,13 +108,23 @@ async def _setup(
     versions: tuple[str, ...] = ("nayru-v1", "nayru-v2"),
 ) -> None:
     await _database_secret(kube, url)
+    await versions_and_route(kube, route=route, versions=versions)
+    await _create(kube, "abtests", test or _abtest())
+
+
+async def versions_and_route(
+    kube: KubeClient,
+    *,
+    route: dict[str, Any] | None = None,
+    versions: tuple[str, ...] = ("nayru-v1", "nayru-v2"),
+) -> None:
+    """The arms' ModelVersions and the route holding them (``ARMS`` unless given)."""
     for name in versions:
         await _create(kube, "modelversions", _version(name))
     await _call(
         kube.custom.create_namespaced_custom_object, *GATEWAY[:2], NAMESPACE, GATEWAY[2],
         route or _route(*ARMS),
     )  # fmt: skip
-    await _create(kube, "abtests", test or _abtest())
 
 
 def _test(kube: KubeClient, name: str = "nayru-v2") -> dict[str, Any]:
@@ -609,12 +619,7 @@ async def test_no_traffic_moves_until_the_test_can_read_its_records(
     _register(kmock)
     metrics = OperatorMetrics()
     async with operator(kmock, clock=clock, metrics=metrics) as kube:
-        for name in ("nayru-v1", "nayru-v2"):
-            await _create(kube, "modelversions", _version(name))
-        await _call(
-            kube.custom.create_namespaced_custom_object, *GATEWAY[:2], NAMESPACE, GATEWAY[2],
-            _route(*ARMS),
-        )  # fmt: skip
+        await versions_and_route(kube)  # and no database Secret
         await _create(kube, "abtests", _abtest())
         status = await _eventually(
             lambda: _condition(s := _status(kube), "Ready").get("reason") == "DatabaseUnavailable"

@@ -11,14 +11,12 @@ import base64
 import functools
 import json
 import logging
-import socket
 from typing import Any
 
 import kmock
 import pytest
 from prometheus_client import generate_latest
 
-from afs.continuous.kube.api.v1alpha1 import GROUP, VERSION
 from afs.continuous.kube.client import KubeClient
 from afs.continuous.kube.controllers import (
     ABTestReconciler,
@@ -29,30 +27,29 @@ from afs.continuous.kube.controllers import (
 from afs.continuous.kube.metrics import OperatorMetrics
 from afs.continuous.store.postgres.failures import DriverLogFilter, failure_kind
 from tests.kube.emulator import ApiServerEmulator
-from tests.kube.test_abtest_scenarios import ARMS, GATEWAY, _abtest, _arm_weights, _route, _version
+from tests.kube.test_abtest_scenarios import (
+    ARMS,
+    _abtest,
+    _arm_weights,
+    versions_and_route,
+)
 from tests.kube.test_operator_scenarios import (
     NAMESPACE,
     _call,
     _loop_manifest,
     _register,
 )
-from tests.postgres_server import base_url
+from tests.postgres_server import base_url, closed_port
 
 pytestmark = [pytest.mark.kmock(cls=ApiServerEmulator), pytest.mark.timeout(120)]
 MARK = "zq7mk"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _hostile_urls() -> dict[str, tuple[str, str]]:
     """Each URL with the marker in one place, and what the condition must say instead."""
     socket_dir = base_url().split("host=", 1)[1].split("&", 1)[0]
     local = f"/postgres?host={socket_dir}"
-    closed = f"127.0.0.1:{_closed_port()}"
+    closed = f"127.0.0.1:{closed_port()}"
     refused = "cannot be reached: connection refused"
     return {
         "user": (f"postgresql://{MARK}user@{local}", "was refused by the server: authentication"),
@@ -120,12 +117,7 @@ async def test_no_part_of_a_database_url_is_shown_anywhere(
     loops = LoopReconciler(kube, config, stores, metrics=metrics)
     tests = ABTestReconciler(kube, config, stores, metrics=metrics)
     DriverLogFilter.install()  # as make_registry does
-    for name in ("nayru-v1", "nayru-v2"):
-        await _create(kube, "modelversions", _version(name))
-    await _call(
-        kube.custom.create_namespaced_custom_object, *GATEWAY[:2], NAMESPACE, GATEWAY[2],
-        _route(*ARMS),
-    )  # fmt: skip
+    await versions_and_route(kube)
     events: list[tuple[str, str, str]] = []
 
     def record(kind: str, reason: str, message: str) -> None:
@@ -171,12 +163,6 @@ async def test_no_part_of_a_database_url_is_shown_anywhere(
     # no ABTest moved a weight: users never reached a challenger nobody could judge
     assert weights == [(arm["name"], arm.get("weight")) for arm in ARMS]
     assert all(shown["test", case]["phase"] == "Pending" for case in cases)
-
-
-async def _create(kube: KubeClient, plural: str, body: dict[str, Any]) -> None:
-    await _call(
-        kube.custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, plural, body
-    )
 
 
 @pytest.mark.parametrize(
