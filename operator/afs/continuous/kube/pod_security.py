@@ -5,8 +5,8 @@ deploy-mode Deployments.
 The operator creates those objects with its own rights (``jobs create``, ``deployments
 create`` wherever it serves), so whoever may create a LearningLoop or a ModelVersion may
 run any pod its template describes — unless the operator refuses it. It refuses as the
-Kubernetes Pod Security Standards define their levels, control by control, so a spec the
-operator accepts is one Pod Security admission at the same level would admit:
+Kubernetes Pod Security Standards define their levels, control by control (as the
+standard's document states them; no admission controller is run here):
 
 - ``baseline``: no host namespaces, HostProcess, privileged containers, added
   capabilities beyond the default set, hostPath volumes, host ports, AppArmor or seccomp
