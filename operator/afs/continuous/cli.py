@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import math
 import sys
@@ -30,6 +29,8 @@ from afs.continuous.errors import (
 from afs.continuous.generator import TrainingDataGenerator
 from afs.continuous.logger import UsageLogger
 from afs.continuous.loop_cli import add_loop_options, require_database, run_loop_command
+from afs.continuous.privacy.cli import add_privacy_commands
+from afs.continuous.privacy.settings import DEFAULT_ENTITIES, parse_entities
 from afs.continuous.records import record_from_mapping
 from afs.continuous.scoring import HeuristicScorer
 from afs.continuous.storage import check_upload_url, upload
@@ -215,28 +216,45 @@ def _generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
         values["deduplicate"] = False
     if args.no_existing:
         values["include_existing_data"] = False
+    if args.no_membership:
+        values["record_membership"] = False
+    if args.redact or args.redact_entities or args.redact_operator:
+        redaction = dict(values.get("redaction") or {})
+        if args.redact_entities:
+            redaction["entities"] = parse_entities(args.redact_entities)
+        if args.redact_operator:
+            redaction["operator"] = args.redact_operator
+        values["redaction"] = redaction
     return build_config(DataGeneratorConfig, values, source=args.config or "export options")
 
 
 def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
     config: DataGeneratorConfig = args.generator_config
     result = TrainingDataGenerator(logger, config).generate(
-        args.output, since=_since(args.since), progress=True
-    )
+        args.output, since=_since(args.since), progress=True,
+        dataset_id=args.dataset_id, model_version=args.model_version,
+    )  # fmt: skip
     text = (
         f"wrote {result.final_count} samples ({config.format_type}) to {result.output_path}\n"
         f"  candidates {result.total_candidates}, below quality {result.filtered_by_quality}, "
         f"without required feedback {result.filtered_by_feedback}, "
         f"duplicates {result.duplicates_removed}, rehearsal {result.existing_samples}"
     )
+    if result.redaction is not None:
+        found = result.redaction["entities"]
+        text += (
+            f"\n  redacted {sum(found.values())} values in {result.redaction['records_redacted']} "
+            f"samples ({', '.join(f'{k} {v}' for k, v in found.items()) or 'none found'})"
+            f", dropped {result.redaction['records_dropped']}"
+        )
+    if result.dataset_id is not None:
+        text += f"\n  membership recorded as data set {result.dataset_id}"
     data = result.to_dict()
     if args.upload:
         upload(result.output_path, args.upload)
         data["uri"] = strip_credentials(args.upload)
         text += f"\n  uploaded to {data['uri']}"
     if args.report:
-        digest = hashlib.sha256(result.output_path.read_bytes()).hexdigest()
-        data["sha256"] = digest
         Path(args.report).write_text(json.dumps(data), encoding="utf-8")
     _emit(args, data, text)
     return EXIT_OK
@@ -445,6 +463,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="then copy the file to this object-storage URL (s3://, gs://, az://…; needs "
         "the storage extra; credentials from the environment)",
     )  # fmt: skip
+    p.add_argument(
+        "--redact", action="store_true",
+        help="redact personal data and secrets in every sample (needs the privacy extra)",
+    )  # fmt: skip
+    p.add_argument(
+        "--redact-entities", metavar="TYPES",
+        help=f"comma-separated entity types to redact (implies --redact; default: "
+        f"{','.join(DEFAULT_ENTITIES)})",
+    )  # fmt: skip
+    p.add_argument(
+        "--redact-operator", choices=["replace", "hash", "drop"],
+        help="replace with <TYPE> (default), a keyed hash (key in AFS_REDACTION_KEY), or drop "
+        "the sample (implies --redact)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dataset-id", help="record the membership under this id (default: a new one)"
+    )
+    p.add_argument("--model-version", help="what will train on this data set, for lineage")
+    p.add_argument(
+        "--no-membership", action="store_true",
+        help="do not record which records the export took (a read-only database)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_export, prepare=_prepare_export)
 
     p = sub.add_parser(
@@ -484,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
         "collect", help="receive usage and feedback over HTTP (native API, KServe, OpenAI)",
         add_help=False,
     )  # fmt: skip
+
+    add_privacy_commands(sub, common)
 
     p = sub.add_parser("db", help="database maintenance: migrate, retention")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")

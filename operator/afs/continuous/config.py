@@ -21,6 +21,7 @@ from pydantic.dataclasses import dataclass
 
 from afs.continuous.core.decision import DecisionSettings
 from afs.continuous.errors import ContinuousError, redact_secrets
+from afs.continuous.privacy.settings import RedactionConfig
 
 STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -55,6 +56,12 @@ class DataGeneratorConfig:
     train_on: Literal["last", "all"] = "last"
     """A conversation's training target in ``chatml`` and ``openai``: only the logged
     response (earlier assistant turns carry ``"weight": 0``), or every assistant turn."""
+    redaction: RedactionConfig | None = None
+    """Personal data and secrets redacted in every sample written (``RedactionConfig()``
+    for the defaults; needs the ``privacy`` extra). None: written as logged."""
+    record_membership: Flag = True
+    """Record which records the export took (8 bytes each), so ``afs-continuous forget``
+    and ``lineage`` can name the data sets and versions a record went into."""
 
 
 @dataclass(config=STRICT)

@@ -288,3 +288,20 @@ CHAIN_SQL = (
     "JOIN chain AS c ON n.hash = c.parent) SELECT hash, parent, item FROM chain "
     f"LIMIT {CHAIN_STEP}"
 )
+
+
+def orphaned_nodes(
+    candidates: set[str], referenced: set[str], children: dict[str, set[str]]
+) -> set[str]:
+    """Those of ``candidates`` (nodes whose records were deleted) that nothing needs any
+    more: no record ends at them and no needed node extends them. ``children`` maps a
+    candidate to the nodes extending it; a node outside the candidates counts as needed."""
+    orphans = candidates - referenced
+    changed = True
+    while changed:
+        changed = False
+        for node in list(orphans):
+            if any(child not in orphans for child in children.get(node, ())):
+                orphans.discard(node)
+                changed = True
+    return orphans

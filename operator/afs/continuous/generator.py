@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import math
 import os
+import secrets
 import stat
 import tempfile
 import time
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -30,9 +32,13 @@ from afs.continuous.config import DataGeneratorConfig
 from afs.continuous.errors import InvalidFieldError, SampleFormatError
 from afs.continuous.formats import Sample, format_sample, parse_sample, sample_digest
 from afs.continuous.logger import UsageDatabase, UsageLogger
+from afs.continuous.privacy.membership import DatasetEntry, encode_members
 from afs.continuous.records import compute_dedupe_hash
 from afs.continuous.store import TrainingSelection, UsageStore
 from afs.continuous.timeutil import format_timestamp, parse_timestamp, utc_now
+
+if TYPE_CHECKING:
+    from afs.continuous.privacy.redactor import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,13 @@ class GenerationResult:
     existing_samples: int = 0
     format_type: str = "chatml"
     usage_samples: int = field(default=0)
+    sha256: str | None = None
+    """The written file's SHA-256 (hex)."""
+    dataset_id: str | None = None
+    """The id its membership is recorded under (None: not recorded)."""
+    redaction: dict[str, Any] | None = None
+    """What redaction found: ``entities`` (count per type), ``records_redacted``,
+    ``records_dropped``, the configuration's ``fingerprint`` (None: not redacted)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"output_path": str(self.output_path)}
@@ -131,11 +144,15 @@ class TrainingDataGenerator:
         since: datetime | str | None = None,
         *,
         progress: bool = False,
+        dataset_id: str | None = None,
+        model_version: str | None = None,
     ) -> GenerationResult:
         """Write the training file and report the counts.
 
         ``progress=True`` shows a progress bar on a terminal when the export takes
-        more than a second.
+        more than a second. Unless the configuration says otherwise, the records taken
+        are recorded as the data set ``dataset_id`` (by default a new id), trained on by
+        ``model_version`` when it is known (see :meth:`UsageStore.label_dataset`).
         """
         if not isinstance(output_path, str | Path) or not str(output_path).strip():
             raise InvalidFieldError("output_path", output_path, "must be a file path")
@@ -145,6 +162,9 @@ class TrainingDataGenerator:
         existing_path = self._existing_path(cfg)
         output.parent.mkdir(parents=True, exist_ok=True)
 
+        redactor = _redactor(cfg)
+        members: list[str] = []
+        digest = hashlib.sha256()
         counts = self.store.selection_counts(selection)
         stats = _QualityStats()
         seen: set[str] = set()
@@ -154,12 +174,15 @@ class TrainingDataGenerator:
         with _atomic_writer(output) as out:
             if existing_path is not None:
                 for sample in _read_samples(existing_path):
-                    digest = sample_digest(sample)
-                    if cfg.deduplicate and digest in seen:
+                    sample_hash = sample_digest(sample)
+                    if cfg.deduplicate and sample_hash in seen:
                         duplicates += 1
                         continue
-                    seen.add(digest)
-                    _write_line(out, format_sample(cfg.format_type, sample, train_on=cfg.train_on))
+                    seen.add(sample_hash)
+                    if redactor is not None and (sample := redactor.redact_sample(sample)) is None:
+                        continue
+                    line = format_sample(cfg.format_type, sample, train_on=cfg.train_on)
+                    _write_line(out, line, digest)
                     existing_written += 1
             expected = counts.distinct_accepted if cfg.deduplicate else counts.accepted
             if cfg.max_samples is not None:
@@ -175,13 +198,13 @@ class TrainingDataGenerator:
             with bar:
                 for row in self.store.iter_training_rows(selection):
                     bar.update()
-                    digest = row.dedupe_hash or compute_dedupe_hash(
+                    row_hash = row.dedupe_hash or compute_dedupe_hash(
                         row.query, row.response, row.conversation_hash
                     )
-                    if cfg.deduplicate and digest in seen:
+                    if cfg.deduplicate and row_hash in seen:
                         duplicates += 1
                         continue
-                    sample = Sample(
+                    sample: Sample | None = Sample(
                         row.query,
                         row.response,
                         quality_score=row.quality_score,
@@ -192,9 +215,34 @@ class TrainingDataGenerator:
                         tools=row.tools,
                         response_message=row.response_message,
                     )
-                    _write_line(out, format_sample(cfg.format_type, sample, train_on=cfg.train_on))
+                    if redactor is not None and (sample := redactor.redact_sample(sample)) is None:
+                        continue
+                    line = format_sample(cfg.format_type, sample, train_on=cfg.train_on)
+                    _write_line(out, line, digest)
                     stats.add(row.quality_score)
                     usage_written += 1
+                    if row.record_id is not None:
+                        members.append(row.record_id)
+
+            # recorded before the file replaces the old one: a data set on disk is never
+            # missing from the record (a failed rename leaves an entry naming no file)
+            report = None if redactor is None else redactor.take_report().to_dict()
+            sha256 = digest.hexdigest()
+            if cfg.record_membership:
+                dataset_id = dataset_id or new_dataset_id(utc_now())
+                self.store.record_dataset(
+                    DatasetEntry(
+                        dataset_id=dataset_id,
+                        created_at=format_timestamp(utc_now()),
+                        output=str(output.resolve()),
+                        format_type=cfg.format_type,
+                        record_count=len(members),
+                        sha256=sha256,
+                        model_version=model_version,
+                        redaction=report,
+                        members=encode_members(members),
+                    )
+                )
 
         return GenerationResult(
             total_candidates=counts.total_candidates,
@@ -208,6 +256,9 @@ class TrainingDataGenerator:
             existing_samples=existing_written,
             format_type=cfg.format_type,
             usage_samples=usage_written,
+            sha256=sha256,
+            dataset_id=dataset_id if cfg.record_membership else None,
+            redaction=report,
         )
 
     @staticmethod
@@ -221,9 +272,23 @@ class TrainingDataGenerator:
         return path
 
 
-def _write_line(out: IO[str], sample: dict[str, Any]) -> None:
-    out.write(json.dumps(sample, ensure_ascii=False))
-    out.write("\n")
+def _write_line(out: IO[str], sample: dict[str, Any], digest: Any) -> None:
+    line = json.dumps(sample, ensure_ascii=False) + "\n"
+    out.write(line)
+    digest.update(line.encode())
+
+
+def _redactor(cfg: DataGeneratorConfig) -> Redactor | None:
+    if cfg.redaction is None:
+        return None
+    from afs.continuous.privacy.redactor import Redactor
+
+    return Redactor(cfg.redaction)
+
+
+def new_dataset_id(now: datetime) -> str:
+    """``ds-20261206T071500Z-1a2b3c4d``: sorts by time, unique per export."""
+    return f"ds-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
 
 
 def _read_samples(path: Path) -> Iterator[Sample]:

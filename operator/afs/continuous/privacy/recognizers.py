@@ -39,6 +39,8 @@ _CASE_SENSITIVE = regex.DOTALL | regex.MULTILINE
 #: the public suffix list as bundled with tldextract: nothing fetched
 _OFFLINE_SUFFIXES = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 _DIGIT = regex.compile(r"\d")
+#: a year and a month first: a date, or a build or release number made from one
+_DATED = regex.compile(r"(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./]")
 #: the fewest digits a phone number has (a local number without its area code)
 _PHONE_MIN_DIGITS = 7
 
@@ -74,9 +76,10 @@ def _written_as_phone(text: str, start: int, end: int) -> bool:
     """A number as people write a phone number: grouped (a space, dash, dot, brackets or
     a leading +) and standing alone. A bare run of digits is a timestamp or an order
     number far more often (``ts=1710498151``), and digits glued to an identifier are part
-    of it (``INV-2024-004512``)."""
+    of it (``INV-2024-004512``); one that starts with a year and a month is dated
+    (``2025.10.2171``)."""
     number = text[start:end]
-    if not any(c in number for c in " -.()+/"):
+    if not any(c in number for c in " -.()+/") or _DATED.match(number):
         return False
     before = text[start - 1] if start > 0 else " "
     after = text[end] if end < len(text) else " "

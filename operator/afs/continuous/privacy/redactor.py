@@ -189,10 +189,13 @@ class Redactor:
         """A training sample (:class:`~afs.continuous.formats.Sample`) redacted; None when
         something was found and the operator is ``drop``."""
         found: list[str] = []
+        derived: list[str] = []  # texts the messages also hold: counted once, there
         redacted = replace(
             sample,
-            query=self._text(sample.query, found),
-            response=self._text(sample.response, found),
+            query=self._text(sample.query, found if sample.messages is None else derived),
+            response=self._text(
+                sample.response, found if sample.response_message is None else derived
+            ),
             messages=self.redact_messages(sample.messages, found),
             response_message=None
             if sample.response_message is None

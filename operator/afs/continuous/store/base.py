@@ -19,6 +19,7 @@ from afs.continuous.core.unit_statistics import UnitStatistics
 
 # re-exported: the value type lives in core, below the stores and the decisions
 from afs.continuous.core.usage_statistics import UsageStatistics as UsageStatistics
+from afs.continuous.privacy.membership import DatasetEntry
 from afs.continuous.records import RECORD_FIELDS, UsageRecord
 
 #: the usage table's record columns, in :data:`RECORD_FIELDS` order (both dialects)
@@ -84,6 +85,7 @@ class TrainingRow:
     dedupe_hash: str | None
     conversation_hash: str | None = None
     response_json: str | None = None
+    record_id: str | None = None
     messages: list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
     response_message: dict[str, Any] | None = None
@@ -170,6 +172,25 @@ class UsageStore(Protocol):
         gzipped JSON Lines file. Returns ``dropped_partitions`` and ``trimmed_partitions``
         (PostgreSQL's tables dropped whole, and emptied of the old days only),
         ``removed_records``, ``archived_records``."""
+        ...
+
+    def record_dataset(self, entry: DatasetEntry) -> None:
+        """Record an export and its members (replacing an export of the same id)."""
+        ...
+
+    def label_dataset(self, dataset_id: str, model_version: str) -> bool:
+        """Name what trained on a data set; False when no such data set is recorded."""
+        ...
+
+    def iter_datasets(self) -> Iterator[DatasetEntry]: ...
+
+    def ids_for_assignment(self, assignment_hash: str) -> list[str]: ...
+
+    def existing_ids(self, ids: Sequence[str]) -> list[str]: ...
+
+    def erase_records(self, ids: Sequence[str]) -> dict[str, int]:
+        """Delete the records and the conversation nodes only they used, in one
+        transaction; ``records`` and ``conversation_nodes`` removed."""
         ...
 
     def schema_version(self) -> int: ...

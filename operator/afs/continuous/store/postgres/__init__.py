@@ -25,6 +25,7 @@ old days).
 
 from __future__ import annotations
 
+from afs.continuous.store.postgres.erasure import PostgresErasure
 from afs.continuous.store.postgres.reads import PostgresReads
 from afs.continuous.store.postgres.retention import PostgresRetention
 from afs.continuous.store.postgres.rows import RECORD_COLUMNS
@@ -33,5 +34,5 @@ from afs.continuous.store.postgres.writes import PostgresWrites
 __all__ = ["RECORD_COLUMNS", "PostgresUsageStore"]
 
 
-class PostgresUsageStore(PostgresWrites, PostgresReads, PostgresRetention):
+class PostgresUsageStore(PostgresWrites, PostgresErasure, PostgresRetention):
     """Usage records in PostgreSQL (see the package docstring for the design)."""

@@ -158,11 +158,19 @@ _MIGRATION_4 = [
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS response_json text",
 ]
 
+# each export and the records it took (see afs.continuous.privacy.membership)
+_MIGRATION_5 = [
+    "CREATE TABLE IF NOT EXISTS datasets (id text PRIMARY KEY, created_at timestamptz NOT NULL, "
+    "output text NOT NULL, format text NOT NULL, record_count bigint NOT NULL, sha256 text, "
+    "model_version text, redaction jsonb, members bytea NOT NULL)",
+]
+
 MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
     (1, "partitioned usage table, indexes, rollup triggers, loop state", _MIGRATION_1),
     (2, "error flag", _MIGRATION_2),
     (3, "assignment key (hashed)", _MIGRATION_3),
     (4, "conversations", _MIGRATION_4),
+    (5, "data sets (membership)", _MIGRATION_5),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

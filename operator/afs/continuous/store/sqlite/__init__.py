@@ -26,6 +26,7 @@ statistics) and ``retention`` (dedupe and old records).
 from __future__ import annotations
 
 from afs.continuous.store.sqlite.connection import StoreBusyError
+from afs.continuous.store.sqlite.erasure import SQLiteErasure
 from afs.continuous.store.sqlite.reads import SQLiteReads
 from afs.continuous.store.sqlite.retention import SQLiteRetention
 from afs.continuous.store.sqlite.rows import RECORD_COLUMNS
@@ -34,5 +35,5 @@ from afs.continuous.store.sqlite.writes import SQLiteWrites
 __all__ = ["RECORD_COLUMNS", "SQLiteUsageStore", "StoreBusyError"]
 
 
-class SQLiteUsageStore(SQLiteWrites, SQLiteReads, SQLiteRetention):
+class SQLiteUsageStore(SQLiteWrites, SQLiteReads, SQLiteRetention, SQLiteErasure):
     """Usage records in one SQLite file (see the package docstring for the design)."""

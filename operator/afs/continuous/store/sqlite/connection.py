@@ -29,6 +29,7 @@ from afs.continuous.store.sqlite.schema import (
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 )
 from afs.continuous.timeutil import format_timestamp
 
@@ -249,6 +250,7 @@ class SQLiteConnection:
             _Migration(3, "error flag", _migration_3),
             _Migration(4, "assignment key (hashed)", _migration_4),
             _Migration(5, "conversations", _migration_5),
+            _Migration(6, "data sets (membership)", _migration_6),
         )
         latest = migrations[-1].version
         with self._write() as conn:

@@ -123,6 +123,15 @@ def _migration_5(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE usage ADD COLUMN response_json TEXT")
 
 
+def _migration_6(conn: sqlite3.Connection) -> None:
+    """Data sets: each export and the records it took (see afs.continuous.privacy)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, "
+        "output TEXT NOT NULL, format TEXT NOT NULL, record_count INTEGER NOT NULL, "
+        "sha256 TEXT, model_version TEXT, redaction TEXT, members BLOB NOT NULL)"
+    )
+
+
 def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
     rows = conn.execute(
         "SELECT rowid, timestamp, query, response, dedupe_hash FROM usage "
