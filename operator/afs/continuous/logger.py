@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from afs.continuous.errors import InvalidFieldError
+from afs.continuous.privacy.settings import RedactionError
 from afs.continuous.records import (
     MAX_FEEDBACK_TEXT_CHARS,
     RecordRow,
@@ -42,6 +43,7 @@ from afs.continuous.store.base import IdFactory
 from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
 
 if TYPE_CHECKING:
+    from afs.continuous.privacy.redactor import Redactor
     from afs.continuous.buffered import BufferedUsageLogger
 
 
@@ -172,6 +174,10 @@ class UsageLogger:
 
     ``quality_score`` left out means "unscored": stored as NULL and left out of quality
     averages, unless a ``scorer`` is given, which then scores the record as it is logged.
+
+    ``redactor`` (a :class:`~afs.continuous.privacy.Redactor`) redacts personal data and
+    secrets before anything is stored or scored: the query, the response, the
+    conversation and feedback text; raw values never reach the database.
     """
 
     def __init__(
@@ -183,10 +189,17 @@ class UsageLogger:
         clock: Clock = utc_now,
         id_factory: IdFactory = new_record_id,
         store: UsageStore | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        if redactor is not None and redactor.config.operator == "drop":
+            raise RedactionError(
+                "the drop operator leaves records out of exports; to redact records as "
+                "they are logged, use replace or hash"
+            )
         self.db = UsageDatabase(db_path, url=url, store=store, clock=clock, id_factory=id_factory)
         self.db_path = self.db.db_path
         self.scorer = scorer
+        self.redactor = redactor
         self._clock = clock
         self._id_factory = id_factory
 
@@ -204,9 +217,16 @@ class UsageLogger:
         return [self._id_factory() for _ in range(count)]
 
     def _preparation(self) -> Callable[[UsageRecord], None] | None:
-        """What each record needs before its checks: scoring, when there is a scorer (and
-        none otherwise, which lets typical records take the one-pass path)."""
-        return self.apply_scorer if self.scorer is not None else None
+        """What each record needs before its checks: redaction and scoring, when asked for
+        (and nothing otherwise, which lets typical records take the one-pass path)."""
+        if self.redactor is None:
+            return self.apply_scorer if self.scorer is not None else None
+        return self._redact_and_score
+
+    def _redact_and_score(self, record: UsageRecord) -> None:
+        assert self.redactor is not None
+        self.redactor.redact_record(record)
+        self.apply_scorer(record)
 
     def apply_scorer(self, record: UsageRecord) -> None:
         """Score an unscored record with the configured scorer, if there is one."""
@@ -277,6 +297,8 @@ class UsageLogger:
             take_response_message(record)
         if messages is not None or tools is not None:
             take_conversation(record)  # the query a scorer reads may come from it
+        if self.redactor is not None:
+            self.redactor.redact_record(record)
         self.apply_scorer(record)
         return normalize_record(record, now=self._clock())
 
@@ -375,6 +397,8 @@ class UsageLogger:
         self, record_id: str, feedback: int, feedback_text: str | None = None
     ) -> bool:
         """Record thumbs up (1), neutral (0) or down (-1); False if the id is unknown."""
+        if self.redactor is not None and isinstance(feedback_text, str):
+            feedback_text = self.redactor.redact_text(feedback_text)[0]
         return self.db.update_feedback(record_id, feedback, feedback_text)
 
     def update_quality_score(self, record_id: str, quality_score: float | None) -> bool:

@@ -206,6 +206,9 @@ class ContinuousLearningLoop:
         self.status.total_retrains += 1
         self.status.last_retrain = retrain["timestamp"]
         name, path = self._model_identity(retrain.get("training") or {})
+        dataset_id = (retrain.get("generation") or {}).get("dataset_id")
+        if dataset_id is not None:  # lineage: what trained on the data set
+            self.auto_retrainer.generator.store.label_dataset(dataset_id, name)
         manager = self.ab_test_manager
         if manager.champion is None:
             result["champion_promoted"] = manager.set_champion(name, path).name

@@ -16,7 +16,9 @@ from aiohttp import web
 from afs.continuous.collector.app import Collector, CollectorSettings
 from afs.continuous.collector.writer_process import ProcessWriter, freeze_startup_objects
 from afs.continuous.errors import ContinuousError
+from afs.continuous.config import build_config
 from afs.continuous.logger import UsageLogger
+from afs.continuous.privacy.settings import RedactionConfig, parse_entities
 from afs.continuous.scoring import HeuristicScorer
 from afs.continuous.store import open_store, resolve_target
 
@@ -84,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="score records that arrive without a quality_score (KServe's events carry "
         "none) with the built-in heuristic scorer; default none: left unscored",
     )  # fmt: skip
+    parser.add_argument(
+        "--redact", action="store_true",
+        help="redact personal data and secrets before anything is stored (queries, responses, "
+        "conversations, feedback text; needs the privacy extra)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--redact-entities", metavar="TYPES",
+        help="comma-separated entity types to redact (implies --redact; default: all the "
+        "pattern types)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--redact-operator", choices=["replace", "hash"],
+        help="replace with <TYPE> (default) or a keyed hash (key in AFS_REDACTION_KEY); "
+        "implies --redact",
+    )  # fmt: skip
     return parser
 
 
@@ -138,10 +155,22 @@ def open_logger(args: argparse.Namespace) -> UsageLogger:
     """The logger the collector writes through: a store whose PostgreSQL calls give up
     after :data:`STORE_RETRY_SECONDS` (the request then gets 503), and the scorer asked for."""
     target = resolve_target(args.db)
+    redactor = None
+    if args.redact or args.redact_entities or args.redact_operator:
+        from afs.continuous.privacy.redactor import Redactor
+
+        entities = parse_entities(args.redact_entities) if args.redact_entities else None
+        config = build_config(
+            RedactionConfig,
+            {"entities": entities, "operator": args.redact_operator or "replace"},
+            source="--redact options",
+        )
+        redactor = Redactor(config)
     return UsageLogger(
         target,
         store=open_store(target, retry_seconds=STORE_RETRY_SECONDS),
         scorer=HeuristicScorer() if args.score == "heuristic" else None,
+        redactor=redactor,
     )
 
 

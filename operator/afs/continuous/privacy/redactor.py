@@ -209,11 +209,6 @@ class Redactor:
         them (the conversation's hash, the response's text) is derived again."""
         from afs.continuous.record_checks import take_conversation, take_response_message
 
-        if self.config.operator == "drop":
-            raise RedactionError(
-                "the drop operator leaves records out of exports; to redact records as "
-                "they are logged, use replace or hash"
-            )
         found: list[str] = []
         record.query = self._text(record.query, found)
         record.feedback_text = self._text(record.feedback_text, found)
