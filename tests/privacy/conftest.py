@@ -26,3 +26,7 @@ def hash_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.fixture
 def hashing(hash_key: str) -> Redactor:
     return Redactor(RedactionConfig(operator="hash"))
+
+
+# both stores, as the store tests have them
+from tests.store.conftest import store_target as store_target  # noqa: E402
