@@ -45,19 +45,37 @@ def _email(rng: random.Random) -> str:
 
 
 _PHONE_SHAPES: list[tuple[str, Callable[[random.Random], str]]] = [
-    ("US", lambda r: f"({r.choice(['212', '415', '646', '312', '617'])}) "
-                     f"{r.randint(200, 989)}-{r.randint(1000, 9999)}"),  # fmt: skip
-    ("US", lambda r: f"{r.choice(['212', '303', '512', '206'])}-{r.randint(200, 989)}-"
-                     f"{r.randint(1000, 9999)}"),  # fmt: skip
-    ("US", lambda r: f"+1 {r.choice(['415', '718', '404'])} {r.randint(200, 989)} "
-                     f"{r.randint(1000, 9999)}"),  # fmt: skip
+    (
+        "US",
+        lambda r: (
+            f"({r.choice(['212', '415', '646', '312', '617'])}) "
+            f"{r.randint(200, 989)}-{r.randint(1000, 9999)}"
+        ),
+    ),
+    (
+        "US",
+        lambda r: (
+            f"{r.choice(['212', '303', '512', '206'])}-{r.randint(200, 989)}-"
+            f"{r.randint(1000, 9999)}"
+        ),
+    ),
+    (
+        "US",
+        lambda r: (
+            f"+1 {r.choice(['415', '718', '404'])} {r.randint(200, 989)} {r.randint(1000, 9999)}"
+        ),
+    ),
     ("US", lambda r: f"{r.choice(['650', '408'])}.{r.randint(200, 989)}.{r.randint(1000, 9999)}"),
     ("GB", lambda r: f"+44 20 7{r.randint(100, 999)} {r.randint(1000, 9999)}"),
     ("GB", lambda r: f"07{r.randint(700, 999)} {r.randint(100000, 999999)}"),
     ("DE", lambda r: f"+49 30 {r.randint(1000000, 9999999)}"),
     ("DE", lambda r: f"+49 151 {r.randint(10000000, 99999999)}"),
-    ("FR", lambda r: f"+33 1 {r.randint(10, 99)} {r.randint(10, 99)} {r.randint(10, 99)} "
-                     f"{r.randint(10, 99)}"),  # fmt: skip
+    (
+        "FR",
+        lambda r: (
+            f"+33 1 {r.randint(10, 99)} {r.randint(10, 99)} {r.randint(10, 99)} {r.randint(10, 99)}"
+        ),
+    ),
     ("IN", lambda r: f"+91 98{r.randint(100, 999)} {r.randint(10000, 99999)}"),
 ]
 
@@ -182,8 +200,10 @@ _ALNUM = string.ascii_letters + string.digits
 def _mixed(rng: random.Random, count: int) -> str:
     while True:
         text = _chars(rng, _ALNUM, count)
-        if any(c.isdigit() for c in text) and any(c.isupper() for c in text) and any(
-            c.islower() for c in text
+        if (
+            any(c.isdigit() for c in text)
+            and any(c.isupper() for c in text)
+            and any(c.islower() for c in text)
         ):
             return text
 
@@ -201,8 +221,10 @@ def _jwt(rng: random.Random) -> str:
 def _pem(rng: random.Random) -> str:
     kind = rng.choice(["RSA ", "EC ", "", "OPENSSH "])
     lines = [base64.b64encode(rng.randbytes(48)).decode() for _ in range(rng.randint(3, 8))]
-    return f"-----BEGIN {kind}PRIVATE KEY-----\n" + "\n".join(lines) + (
-        f"\n-----END {kind}PRIVATE KEY-----"
+    return (
+        f"-----BEGIN {kind}PRIVATE KEY-----\n"
+        + "\n".join(lines)
+        + (f"\n-----END {kind}PRIVATE KEY-----")
     )
 
 
@@ -215,14 +237,19 @@ VALUES: dict[str, Callable[[random.Random], str]] = {
     "US_SSN": _ssn,
     "URL": _url,
     "CRYPTO": _crypto,
-    "AWS_ACCESS_KEY": lambda r: r.choice(["AKIA", "ASIA"]) + _chars(
-        r, string.ascii_uppercase + string.digits, 16
+    "AWS_ACCESS_KEY": lambda r: (
+        r.choice(["AKIA", "ASIA"]) + _chars(r, string.ascii_uppercase + string.digits, 16)
     ),
     "AWS_SECRET_KEY": lambda r: _chars(r, _ALNUM + "/+", 40),
-    "GITHUB_TOKEN": lambda r: r.choice(["ghp_", "gho_", "ghs_"]) + _mixed(r, 36)
-    if r.random() < 0.7 else "github_pat_" + _mixed(r, 22) + "_" + _mixed(r, 59),
-    "SLACK_TOKEN": lambda r: f"xox{r.choice('bpa')}-{r.randint(10**11, 10**12 - 1)}-"
-    f"{r.randint(10**11, 10**12 - 1)}-{_mixed(r, 24)}",
+    "GITHUB_TOKEN": lambda r: (
+        r.choice(["ghp_", "gho_", "ghs_"]) + _mixed(r, 36)
+        if r.random() < 0.7
+        else "github_pat_" + _mixed(r, 22) + "_" + _mixed(r, 59)
+    ),
+    "SLACK_TOKEN": lambda r: (
+        f"xox{r.choice('bpa')}-{r.randint(10**11, 10**12 - 1)}-"
+        f"{r.randint(10**11, 10**12 - 1)}-{_mixed(r, 24)}"
+    ),
     "OPENAI_API_KEY": lambda r: r.choice(["sk-proj-", "sk-", "sk-svcacct-"]) + _mixed(r, 48),
     "JWT": _jwt,
     "PRIVATE_KEY": _pem,
@@ -252,7 +279,7 @@ _GENERAL = {
         "export CONTACT={v}\npython train.py --epochs 3",
     ],
     "json": ['{{"user": {{"contact": "{v}", "id": 42}}, "plan": "pro"}}', '["{v}", 17, null]'],
-    "punctuation": ["({v})", "<{v}>", "'{v}',", "{v}.", "[{v}];", "\"{v}\"!"],
+    "punctuation": ["({v})", "<{v}>", "'{v}',", "{v}.", "[{v}];", '"{v}"!'],
 }
 _URL_EMBEDDED = ["https://tracker.example.com/report?contact={v}&lang=en"]
 # secrets arrive where secrets are written: labelled, or in their usual place
@@ -301,60 +328,79 @@ def planted(seed: int = 7, *, per_type: int = 120) -> Iterator[Planted]:
 # --- look-alikes that are not personal data ----------------------------------------------
 
 LOOKALIKES: dict[str, Callable[[random.Random], str]] = {
-    "hex address": lambda r: r.choice(["$", "0x", "$00:"]) + _chars(r, "0123456789ABCDEF", 4)
-    + r.choice(["", "00"]),
-    "date": lambda r: r.choice([
-        f"2024-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
-        f"{r.randint(1, 28):02d}/{r.randint(1, 12):02d}/20{r.randint(10, 29)}",
-        f"March {r.randint(1, 28)}, 20{r.randint(10, 29)}",
-    ]),
-    "version": lambda r: r.choice([
-        f"v{r.randint(0, 9)}.{r.randint(0, 30)}.{r.randint(0, 99)}",
-        f"{r.randint(1, 4)}.{r.randint(0, 12)}.{r.randint(0, 9)}-rc.{r.randint(1, 5)}",
-        f"python {r.choice(['3.10', '3.11', '3.12'])}.{r.randint(0, 14)}",
-    ]),
-    "order number": lambda r: r.choice([
-        f"#A-{r.randint(1000, 9999)}-{r.randint(1000, 9999)}",
-        f"INV-20{r.randint(10, 29)}-{r.randint(0, 999999):06d}",
-        f"order {r.randint(10**7, 10**8 - 1)}",
-        f"ticket {r.randint(10000, 99999)}",
-    ]),
-    "timestamp": lambda r: r.choice([
-        f"2024-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:"
-        f"{r.randint(0, 59):02d}:{r.randint(0, 59):02d}Z",
-        f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}.{r.randint(0, 999):03d}",
-        f"ts={r.randint(1_500_000_000, 1_800_000_000)}",
-    ]),
-    "hash": lambda r: r.choice([
-        hashlib.sha1(r.randbytes(8)).hexdigest(),
-        hashlib.sha256(r.randbytes(8)).hexdigest(),
-        "commit " + hashlib.sha1(r.randbytes(8)).hexdigest()[:7],
-    ]),
-    "code": lambda r: r.choice([
-        "for i in range(10):\n    total += values[i] * 2",
-        "LDA #$20\nSTA $2100\nREP #$30",
-        "from sklearn.linear_model import LogisticRegression  # sk-learn-compatible estimator",
-        "python setup.py sdist && twine upload dist/*",
-        "cargo build --release && ./target/release/main.rs",
-        "self.id = uuid.uuid4().hex; self.token = tokenizer(text)",
-        "std::vector<int> v{1, 2, 3}; auto it = v.begin();",
-        'api_key = os.environ["OPENAI_API_KEY"]',
-        "SELECT id, created_at FROM orders WHERE total > 100.50 LIMIT 20;",
-        "docker run -p 8080:8080 -e MODE=prod image:1.4.2",
-    ]),
-    "identifier": lambda r: r.choice([
-        f"ISBN 978-{r.randint(0, 9)}-{r.randint(10, 99)}-{r.randint(100000, 999999)}-{r.randint(0, 9)}",
-        f"{r.uniform(-90, 90):.4f}, {r.uniform(-180, 180):.4f}",
-        str(uuid.UUID(bytes=r.randbytes(16), version=4)),
-        f"ZIP {r.randint(10000, 99999)}",
-        f"build {r.randint(2019, 2026)}.{r.randint(1, 12):02d}.{r.randint(100, 9999)}",
-        f"node-{r.randint(1, 64)}.cluster.local:{r.randint(1024, 65535)}",
-    ]),
-    "quantity": lambda r: r.choice([
-        f"${r.randint(1, 9)},{r.randint(100, 999)}.{r.randint(0, 99):02d}",
-        f"{r.randint(1, 100)}% of {r.randint(1000, 99999)} requests",
-        f"{r.randint(100, 999)} ms p99 at {r.randint(1, 40)}k QPS",
-    ]),
+    "hex address": lambda r: (
+        r.choice(["$", "0x", "$00:"]) + _chars(r, "0123456789ABCDEF", 4) + r.choice(["", "00"])
+    ),
+    "date": lambda r: r.choice(
+        [
+            f"2024-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
+            f"{r.randint(1, 28):02d}/{r.randint(1, 12):02d}/20{r.randint(10, 29)}",
+            f"March {r.randint(1, 28)}, 20{r.randint(10, 29)}",
+        ]
+    ),
+    "version": lambda r: r.choice(
+        [
+            f"v{r.randint(0, 9)}.{r.randint(0, 30)}.{r.randint(0, 99)}",
+            f"{r.randint(1, 4)}.{r.randint(0, 12)}.{r.randint(0, 9)}-rc.{r.randint(1, 5)}",
+            f"python {r.choice(['3.10', '3.11', '3.12'])}.{r.randint(0, 14)}",
+        ]
+    ),
+    "order number": lambda r: r.choice(
+        [
+            f"#A-{r.randint(1000, 9999)}-{r.randint(1000, 9999)}",
+            f"INV-20{r.randint(10, 29)}-{r.randint(0, 999999):06d}",
+            f"order {r.randint(10**7, 10**8 - 1)}",
+            f"ticket {r.randint(10000, 99999)}",
+        ]
+    ),
+    "timestamp": lambda r: r.choice(
+        [
+            f"2024-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:"
+            f"{r.randint(0, 59):02d}:{r.randint(0, 59):02d}Z",
+            f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}"
+            f".{r.randint(0, 999):03d}",
+            f"ts={r.randint(1_500_000_000, 1_800_000_000)}",
+        ]
+    ),
+    "hash": lambda r: r.choice(
+        [
+            hashlib.sha1(r.randbytes(8)).hexdigest(),
+            hashlib.sha256(r.randbytes(8)).hexdigest(),
+            "commit " + hashlib.sha1(r.randbytes(8)).hexdigest()[:7],
+        ]
+    ),
+    "code": lambda r: r.choice(
+        [
+            "for i in range(10):\n    total += values[i] * 2",
+            "LDA #$20\nSTA $2100\nREP #$30",
+            "from sklearn.linear_model import LogisticRegression  # sk-learn-compatible estimator",
+            "python setup.py sdist && twine upload dist/*",
+            "cargo build --release && ./target/release/main.rs",
+            "self.id = uuid.uuid4().hex; self.token = tokenizer(text)",
+            "std::vector<int> v{1, 2, 3}; auto it = v.begin();",
+            'api_key = os.environ["OPENAI_API_KEY"]',
+            "SELECT id, created_at FROM orders WHERE total > 100.50 LIMIT 20;",
+            "docker run -p 8080:8080 -e MODE=prod image:1.4.2",
+        ]
+    ),
+    "identifier": lambda r: r.choice(
+        [
+            f"ISBN 978-{r.randint(0, 9)}-{r.randint(10, 99)}-{r.randint(100000, 999999)}"
+            f"-{r.randint(0, 9)}",
+            f"{r.uniform(-90, 90):.4f}, {r.uniform(-180, 180):.4f}",
+            str(uuid.UUID(bytes=r.randbytes(16), version=4)),
+            f"ZIP {r.randint(10000, 99999)}",
+            f"build {r.randint(2019, 2026)}.{r.randint(1, 12):02d}.{r.randint(100, 9999)}",
+            f"node-{r.randint(1, 64)}.cluster.local:{r.randint(1024, 65535)}",
+        ]
+    ),
+    "quantity": lambda r: r.choice(
+        [
+            f"${r.randint(1, 9)},{r.randint(100, 999)}.{r.randint(0, 99):02d}",
+            f"{r.randint(1, 100)}% of {r.randint(1000, 99999)} requests",
+            f"{r.randint(100, 999)} ms p99 at {r.randint(1, 40)}k QPS",
+        ]
+    ),
 }
 _CLEAN_TEMPLATES = [
     "The release notes mention {v} and nothing else.",

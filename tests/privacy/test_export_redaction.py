@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def _log_corpus(target: str) -> list[tuple[str, str]]:
     """The corpus as records: half as single exchanges, half as a conversation's last
     turn (the value in an earlier user message and in the response)."""
     items = list(planted(seed=3, per_type=40))
-    records = []
+    records: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         if index % 2:
             records.append({"query": item.text, "response": "Thanks, noted.", "model": "m"})

@@ -13,8 +13,11 @@ from afs.continuous import UsageLogger
 from afs.continuous.collector.cli import build_parser, open_logger
 from afs.continuous.privacy import RedactionConfig, RedactionError, Redactor
 from afs.continuous.records import compute_dedupe_hash
-from tests.collector.conftest import AUTH, Serve
-from tests.collector.conftest import serve as serve  # noqa: F401
+from tests.collector.conftest import (
+    AUTH,
+    Serve,
+    serve as serve,
+)
 
 EMAIL = "anna.smith@example.com"
 
@@ -26,9 +29,7 @@ def _raw(db: Path) -> str:
     )
 
 
-def test_log_stores_the_redacted_texts_and_hashes_them(
-    tmp_path: Path, redactor: Redactor
-) -> None:
+def test_log_stores_the_redacted_texts_and_hashes_them(tmp_path: Path, redactor: Redactor) -> None:
     db = tmp_path / "u.db"
     with UsageLogger(db, redactor=redactor) as logger:
         record_id = logger.log(f"mail {EMAIL}", f"sent to {EMAIL}", "m", feedback_text=EMAIL)

@@ -34,9 +34,7 @@ def test_the_keyed_hash_gives_one_token_per_value(hashing: Redactor) -> None:
     assert second.count("<EMAIL_ADDRESS_") == 2 and EMAIL not in second
 
 
-def test_another_key_gives_other_tokens(
-    hashing: Redactor, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_another_key_gives_other_tokens(hashing: Redactor, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AFS_REDACTION_KEY", "another-key-of-enough-length")
     other = Redactor(RedactionConfig(operator="hash"))
     assert hashing.redact_text(EMAIL)[0] != other.redact_text(EMAIL)[0]

@@ -169,4 +169,4 @@ def test_lineage_of_an_unknown_record_exits_1(
     db = tmp_path / "u.db"
     UsageLogger(db).close()
     assert main(["--db", str(db), "lineage", "nope"]) == 1
-    assert "is not here and in no recorded data set" in capsys.readouterr().out
+    assert "is not here and in no data set" in capsys.readouterr().out

@@ -477,9 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace with <TYPE> (default), a keyed hash (key in AFS_REDACTION_KEY), or drop "
         "the sample (implies --redact)",
     )  # fmt: skip
-    p.add_argument(
-        "--dataset-id", help="record the membership under this id (default: a new one)"
-    )
+    p.add_argument("--dataset-id", help="record the membership under this id (default: a new one)")
     p.add_argument("--model-version", help="what will train on this data set, for lineage")
     p.add_argument(
         "--no-membership", action="store_true",

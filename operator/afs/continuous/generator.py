@@ -179,9 +179,10 @@ class TrainingDataGenerator:
                         duplicates += 1
                         continue
                     seen.add(sample_hash)
-                    if redactor is not None and (sample := redactor.redact_sample(sample)) is None:
+                    written = sample if redactor is None else redactor.redact_sample(sample)
+                    if written is None:  # dropped: it held personal data
                         continue
-                    line = format_sample(cfg.format_type, sample, train_on=cfg.train_on)
+                    line = format_sample(cfg.format_type, written, train_on=cfg.train_on)
                     _write_line(out, line, digest)
                     existing_written += 1
             expected = counts.distinct_accepted if cfg.deduplicate else counts.accepted
@@ -204,7 +205,7 @@ class TrainingDataGenerator:
                     if cfg.deduplicate and row_hash in seen:
                         duplicates += 1
                         continue
-                    sample: Sample | None = Sample(
+                    row_sample = Sample(
                         row.query,
                         row.response,
                         quality_score=row.quality_score,
@@ -215,9 +216,10 @@ class TrainingDataGenerator:
                         tools=row.tools,
                         response_message=row.response_message,
                     )
-                    if redactor is not None and (sample := redactor.redact_sample(sample)) is None:
+                    written = row_sample if redactor is None else redactor.redact_sample(row_sample)
+                    if written is None:
                         continue
-                    line = format_sample(cfg.format_type, sample, train_on=cfg.train_on)
+                    line = format_sample(cfg.format_type, written, train_on=cfg.train_on)
                     _write_line(out, line, digest)
                     stats.add(row.quality_score)
                     usage_written += 1

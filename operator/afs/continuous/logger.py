@@ -43,8 +43,8 @@ from afs.continuous.store.base import IdFactory
 from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
 
 if TYPE_CHECKING:
-    from afs.continuous.privacy.redactor import Redactor
     from afs.continuous.buffered import BufferedUsageLogger
+    from afs.continuous.privacy.redactor import Redactor
 
 
 def _optional_since(value: datetime | str | None, field: str = "since") -> datetime | None:

@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from afs.continuous.cli import _generator_config, build_parser
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
 from afs.continuous.kube.naming import dns_label, run_name
 from afs.continuous.kube.training.base import LABEL_LOOP, LABEL_RUN
@@ -64,12 +65,65 @@ def test_trainer_gets_the_contract_environment_and_the_data_volume() -> None:
 
 def test_init_container_exports_what_the_trigger_counted() -> None:
     exporter = _job()["spec"]["template"]["spec"]["initContainers"][0]
-    assert exporter["command"] == export_command(SPEC, SINCE)
+    assert exporter["command"] == export_command(SPEC, SINCE, dataset_id="ml/nayru-run-3")
     assert exporter["command"][:3] == ["afs-continuous", "export", "/data/dataset.jsonl"]
     assert exporter["command"][5:8] == ["--report", "/dev/termination-log", "--model=nayru-v1"]
-    assert exporter["command"][-2:] == ["--since", "2026-11-20T12:00:00.000000Z"]
+    assert exporter["command"][-6:] == [
+        "--since", "2026-11-20T12:00:00.000000Z", "--redact", "--redact-operator=replace",
+        "--dataset-id=ml/nayru-run-3", "--model-version=ml/nayru-run-3",
+    ]  # fmt: skip
     [env] = exporter["env"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "afs-usage-db", "key": "url"}
+
+
+@pytest.mark.parametrize(
+    ("redaction", "flags"),
+    [
+        ({}, ["--redact", "--redact-operator=replace"]),
+        ({"enabled": False}, []),
+        (
+            {"entities": ["EMAIL_ADDRESS", "JWT"], "operator": "drop"},
+            ["--redact", "--redact-operator=drop", "--redact-entities=EMAIL_ADDRESS,JWT"],
+        ),
+    ],
+)
+def test_the_exporter_redacts_as_the_loop_says(
+    redaction: dict[str, object], flags: list[str]
+) -> None:
+    dataset = {**SPEC.dataset.model_dump(by_alias=True), "redaction": redaction}
+    spec = LearningLoopSpec.model_validate({**SPEC.model_dump(by_alias=True), "dataset": dataset})
+    command = export_command(spec, None)
+    assert [arg for arg in command if arg.startswith("--redact")] == flags
+    args = build_parser().parse_args(command[1:])  # the real command line takes them
+    config = _generator_config(args)
+    assert (config.redaction is not None) == bool(flags)
+
+
+def test_a_hash_key_comes_from_its_secret() -> None:
+    redaction = {"operator": "hash", "keySecretRef": {"name": "redaction", "key": "key"}}
+    dataset = {**SPEC.dataset.model_dump(by_alias=True), "redaction": redaction}
+    spec = LearningLoopSpec.model_validate({**SPEC.model_dump(by_alias=True), "dataset": dataset})
+    job = training_job(loop="nayru", namespace="ml", uid="u", spec=spec, run=3, since=SINCE)
+    exporter = job["spec"]["template"]["spec"]["initContainers"][0]
+    key = {"name": "AFS_REDACTION_KEY",
+           "valueFrom": {"secretKeyRef": {"name": "redaction", "key": "key"}}}  # fmt: skip
+    assert key in exporter["env"]
+
+
+@pytest.mark.parametrize(
+    ("redaction", "message"),
+    [
+        ({"operator": "hash"}, "operator hash needs keySecretRef"),
+        ({"keySecretRef": {"name": "s", "key": "k"}}, "keySecretRef is for operator hash"),
+        ({"entities": ["PERSON"]}, "unknown entity type PERSON"),
+        ({"entities": []}, "at least 1 item"),
+        ({"mode": "strict"}, "mode"),
+    ],
+)
+def test_a_bad_redaction_spec_is_refused(redaction: dict[str, object], message: str) -> None:
+    dataset = {**SPEC.dataset.model_dump(by_alias=True), "redaction": redaction}
+    with pytest.raises(ValueError, match=message):
+        LearningLoopSpec.model_validate({**SPEC.model_dump(by_alias=True), "dataset": dataset})
 
 
 def test_the_caller_template_is_not_modified() -> None:
@@ -90,8 +144,6 @@ def test_job_is_a_valid_kubernetes_object() -> None:
 
 def test_the_export_command_keeps_hostile_names_as_values() -> None:
     """Parsed by the real command line: a model named like an option stays the model."""
-    from afs.continuous.cli import build_parser
-
     model = {"name": "--db=/tmp/other.db", "expert": "-x"}
     spec = LearningLoopSpec.model_validate({**SPEC.model_dump(by_alias=True), "model": model})
     args = build_parser().parse_args(export_command(spec, SINCE)[1:])

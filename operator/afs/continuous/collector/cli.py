@@ -15,8 +15,8 @@ from aiohttp import web
 
 from afs.continuous.collector.app import Collector, CollectorSettings
 from afs.continuous.collector.writer_process import ProcessWriter, freeze_startup_objects
-from afs.continuous.errors import ContinuousError
 from afs.continuous.config import build_config
+from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.privacy.settings import RedactionConfig, parse_entities
 from afs.continuous.scoring import HeuristicScorer

@@ -12,7 +12,11 @@ from typing import Any
 
 from afs.continuous.logger import UsageLogger
 from afs.continuous.privacy.membership import DatasetEntry, member_key, members_in
-from afs.continuous.records import MAX_ASSIGNMENT_KEY_CHARS, check_record_id, compute_assignment_hash
+from afs.continuous.records import (
+    MAX_ASSIGNMENT_KEY_CHARS,
+    check_record_id,
+    compute_assignment_hash,
+)
 from afs.continuous.store import UsageStore
 from afs.continuous.timeutil import format_timestamp, utc_now
 
@@ -85,9 +89,7 @@ def cmd_forget(args: argparse.Namespace, logger: UsageLogger) -> int:
     if args.assignment_key is not None:
         key = args.assignment_key
         if not key or len(key) > MAX_ASSIGNMENT_KEY_CHARS:
-            raise ValueError(
-                f"--assignment-key must be 1 to {MAX_ASSIGNMENT_KEY_CHARS} characters"
-            )
+            raise ValueError(f"--assignment-key must be 1 to {MAX_ASSIGNMENT_KEY_CHARS} characters")
         assignment_hash = compute_assignment_hash(key)
         assert assignment_hash is not None
         requested = store.ids_for_assignment(assignment_hash)
@@ -101,7 +103,8 @@ def cmd_forget(args: argparse.Namespace, logger: UsageLogger) -> int:
     if not args.dry_run and present:
         counts = store.erase_records(present)
     versions = [e.model_version for e in affected if e.model_version]
-    marked, unmarked = [], []
+    marked: list[str] = []
+    unmarked: list[str] = []
     cluster = sorted({v for v in versions if "/" in v})
     if cluster and not args.dry_run and not args.no_mark:
         marked, unmarked = mark_model_versions(cluster, erased=len(present))
@@ -115,11 +118,10 @@ def cmd_forget(args: argparse.Namespace, logger: UsageLogger) -> int:
         "not_marked": unmarked,
     }
     verb = "would erase" if args.dry_run else "erased"
-    lines = [
-        f"{verb} {counts['records']} records of {subject}"
-        + (f" ({counts['conversation_nodes']} conversation nodes no other record used)"
-           if counts["conversation_nodes"] else "")  # fmt: skip
-    ]
+    nodes = counts["conversation_nodes"]
+    lines = [f"{verb} {counts['records']} records of {subject}"]
+    if nodes:
+        lines[0] += f" ({nodes} conversation nodes no other record used)"
     lines += _dataset_lines(affected, "they were in")
     lines += [f"labelled ModelVersion {name} {LABEL_ERASED}=true" for name in marked]
     lines += [f"could not label ModelVersion {item}" for item in unmarked]
@@ -138,7 +140,7 @@ def cmd_lineage(args: argparse.Namespace, logger: UsageLogger) -> int:
         "model_versions": sorted({e.model_version for e in affected if e.model_version}),
     }
     if not affected:
-        state = "is in no recorded data set" if exists else "is not here and in no recorded data set"
+        state = "is in no recorded data set" if exists else "is not here and in no data set"
         _emit(args, data, f"record {record_id} {state}")
         return 0 if exists else 1
     state = "" if exists else " (erased since)"

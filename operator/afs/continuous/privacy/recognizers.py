@@ -51,13 +51,17 @@ class OfflineEmailRecognizer(EmailRecognizer):
 
 
 class SchemeUrlRecognizer(UrlRecognizer):
-    PATTERNS = [
-        Pattern("Url with scheme", r"(?i)\b(?:https?|ftps?|wss?)://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]]", 0.6),
-        Pattern("www Url", "(?i)\\bwww\\d{0,3}[.]" + UrlRecognizer.BASE_URL_REGEX, 0.5),
-    ]
-
     def __init__(self) -> None:
-        super().__init__(patterns=self.PATTERNS)
+        super().__init__(
+            patterns=[
+                Pattern(
+                    "Url with scheme",
+                    r"(?i)\b(?:https?|ftps?|wss?)://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]]",
+                    0.6,
+                ),
+                Pattern("www Url", "(?i)\\bwww\\d{0,3}[.]" + UrlRecognizer.BASE_URL_REGEX, 0.5),
+            ]
+        )
 
     def validate_result(self, pattern_text: str) -> bool | None:
         # a URL at the end of a sentence does not own its full stop
@@ -83,8 +87,10 @@ def _written_as_phone(text: str, start: int, end: int) -> bool:
         return False
     before = text[start - 1] if start > 0 else " "
     after = text[end] if end < len(text) else " "
-    glued_before = before.isalnum() or before == "_" or (
-        before == "-" and start > 1 and text[start - 2].isalnum()
+    glued_before = (
+        before.isalnum()
+        or before == "_"
+        or (before == "-" and start > 1 and text[start - 2].isalnum())
     )
     return not glued_before and not (after.isalnum() or after == "_")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from afs.continuous.formats import Sample
 from afs.continuous.privacy.settings import RedactionConfig, RedactionError
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class Redactor:
             return None
         return [self.redact_message(m, found) if isinstance(m, dict) else m for m in messages]
 
-    def redact_sample(self, sample: Any) -> Any | None:
+    def redact_sample(self, sample: Sample) -> Sample | None:
         """A training sample (:class:`~afs.continuous.formats.Sample`) redacted; None when
         something was found and the operator is ``drop``."""
         found: list[str] = []

@@ -8,21 +8,23 @@ Fields are camelCase in YAML (aliases) and snake_case in Python.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+
+from afs.continuous.kube.api.base import (
+    DNS_SUBDOMAIN as DNS_SUBDOMAIN,
+    KubeModel as KubeModel,
+    LocalObjectReference as LocalObjectReference,
+    SecretKeyRef as SecretKeyRef,
+)
+from afs.continuous.kube.api.privacy import DatasetRedaction, RedactionSummary
 
 if TYPE_CHECKING:
     from afs.continuous.config import DataGeneratorConfig, TriggerConfig
@@ -51,7 +53,6 @@ def _bounded_duration(text: str) -> str:
 
 
 #: a DNS subdomain, what most object names must be
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 #: an object-storage URL fsspec writes to: a scheme of its remote file systems, a bucket
 STORAGE_URI = r"^(s3|gs|gcs|az|abfs|abfss)://[^\s/][^\s]*$"
 #: where the training pods see the data volume (the data set, and AFS_OUTPUT_DIR in it)
@@ -63,23 +64,6 @@ TrainingKind = Literal["Job", "TrainJob", "PyTorchJob", "RayJob"]
 Duration = Annotated[
     str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h|d)$"), AfterValidator(_bounded_duration)
 ]
-
-
-class KubeModel(BaseModel):
-    """camelCase on the wire, unknown fields refused (a typo is an error, not a no-op)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    @classmethod
-    def from_status(cls, status: Mapping[str, Any] | None) -> Self:
-        """Our part of a status another writer shares (kopf keeps its own keys there); an
-        unreadable one starts afresh instead of wedging the handler."""
-        keys = {info.alias or name for name, info in cls.model_fields.items()}
-        try:
-            return cls.model_validate({k: v for k, v in (status or {}).items() if k in keys})
-        except ValidationError as exc:
-            logging.getLogger(__name__).warning("unreadable %s replaced: %s", cls.__name__, exc)
-            return cls()
 
 
 # --- shared ------------------------------------------------------------------------
@@ -100,15 +84,6 @@ class Condition(KubeModel):
     message: str = ""
     last_transition_time: str
     observed_generation: int | None = None
-
-
-class SecretKeyRef(KubeModel):
-    name: Annotated[str, Field(min_length=1)]
-    key: Annotated[str, Field(min_length=1)]
-
-
-class LocalObjectReference(KubeModel):
-    name: Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
 
 
 # --- LearningLoop --------------------------------------------------------------------
@@ -181,6 +156,8 @@ class DatasetSpec(KubeModel):
     credentials_secret_ref: LocalObjectReference | None = None
     """A Secret whose keys the exporter gets as environment variables (e.g.
     ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``)."""
+    redaction: DatasetRedaction = Field(default_factory=DatasetRedaction)
+    """Personal data and secrets are redacted in every data set unless ``enabled: false``."""
 
     @model_validator(mode="after")
     def _one_location(self) -> Self:
@@ -196,8 +173,10 @@ class DatasetSpec(KubeModel):
         """The generator settings (no rehearsal buffer: the Job's volume is fresh)."""
         from afs.continuous.config import DataGeneratorConfig
 
-        values = self.model_dump(exclude=self.WHERE)
-        return DataGeneratorConfig(include_existing_data=False, **values)
+        values = self.model_dump(exclude=self.WHERE | {"redaction"})
+        return DataGeneratorConfig(
+            include_existing_data=False, redaction=self.redaction.to_config(), **values
+        )
 
 
 class TrainingSpec(KubeModel):
@@ -412,6 +391,9 @@ class CurrentRun(KubeModel):
     object is created; unset for a Job."""
     dataset_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     sample_count: Annotated[int, Field(ge=0)] | None = None
+    dataset_id: Annotated[str, Field(max_length=512)] | None = None
+    redaction: RedactionSummary | None = None
+    """What the export's redaction found (None: not redacted, or not known yet)."""
 
 
 class RunOutcome(KubeModel):
@@ -463,6 +445,9 @@ class Lineage(KubeModel):
     run: int | None = None
     dataset_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     sample_count: Annotated[int, Field(ge=0)] | None = None
+    dataset_id: Annotated[str, Field(max_length=512)] | None = None
+    """The data set's id in the usage database (``afs-continuous lineage``, ``forget``)."""
+    redaction: RedactionSummary | None = None
     job: str | None = None
     training_kind: str | None = None
     """The kind of object that trained it, when not a Job."""

@@ -365,7 +365,10 @@ class LoopReconciler:
             return f"data set export (Job {export}) {why}" + (
                 f": {state.message}" if state.message else ""
             )
-        dataset = _dataset_report(self.kube.job_pods(namespace, export))
+        dataset = _dataset_report(
+            self.kube.job_pods(namespace, export),
+            dataset_id=f"{namespace}/{run_name(name, run.number)}",
+        )
         context = self._context(
             name=name, namespace=namespace, uid=uid, spec=spec, run=run.number, dataset=dataset
         )
@@ -392,6 +395,7 @@ class LoopReconciler:
             )  # fmt: skip
             return None
         run.dataset_sha256, run.sample_count = dataset.sha256, dataset.sample_count
+        run.dataset_id, run.redaction = dataset.dataset_id, dataset.redaction
         run.phase = "Training"
         samples = "" if dataset.sample_count is None else f" on {dataset.sample_count} samples"
         event("Normal", "TrainingStarted", f"run {run.number}: {trainer.kind} {run.job}{samples}")
@@ -447,7 +451,9 @@ class LoopReconciler:
                     message=f"trainer report: {exc}",
                 )  # fmt: skip
             else:
-                dataset = _run_dataset(trainer, run, obj, pods)
+                dataset = _run_dataset(
+                    trainer, run, obj, pods, dataset_id=f"{namespace}/{run_name(name, run.number)}"
+                )
                 manifest = _model_version(
                     name, namespace, uid, spec, run, report, dataset, status, trainer.kind
                 )
@@ -584,7 +590,7 @@ def _unavailable(trainer: Trainer) -> str:
     )
 
 
-def _dataset_report(pods: list[dict[str, Any]]) -> ExportedDataset:
+def _dataset_report(pods: list[dict[str, Any]], *, dataset_id: str) -> ExportedDataset:
     """The sample count and sha256 from the exporter's termination message, each when
     readable (a value the status or the lineage would refuse is left out)."""
     message = planning.trainer_message(pods, EXPORTER) or _init_message(pods)
@@ -592,7 +598,7 @@ def _dataset_report(pods: list[dict[str, Any]]) -> ExportedDataset:
         data = json.loads(message) if message else {}
     except json.JSONDecodeError:
         return ExportedDataset()
-    return exported_dataset(data if isinstance(data, dict) else {})
+    return exported_dataset(data if isinstance(data, dict) else {}, expected_id=dataset_id)
 
 
 def _init_message(pods: list[dict[str, Any]]) -> str | None:
@@ -609,15 +615,17 @@ def _run_dataset(
     run: CurrentRun,
     obj: dict[str, Any] | None,
     pods: list[dict[str, Any]],
+    *,
+    dataset_id: str,
 ) -> ExportedDataset:
     """The data set a finished run trained on: from the status, else from the training
     object's annotations (an operator restarted after creating it), else (a Job) from
     its exporter's termination message."""
     if run.dataset_sha256 is not None:
-        return ExportedDataset(run.dataset_sha256, run.sample_count)
+        return ExportedDataset(run.dataset_sha256, run.sample_count, run.dataset_id, run.redaction)
     if trainer.exports_first:
         return recorded_dataset(obj)
-    return _dataset_report(pods)
+    return _dataset_report(pods, dataset_id=dataset_id)
 
 
 def _model_version(
@@ -638,6 +646,10 @@ def _model_version(
         lineage["datasetSha256"] = dataset.sha256
     if dataset.sample_count is not None:
         lineage["sampleCount"] = dataset.sample_count
+    if dataset.dataset_id is not None:
+        lineage["datasetId"] = dataset.dataset_id
+    if dataset.redaction is not None:
+        lineage["redaction"] = dataset.redaction.model_dump(by_alias=True, mode="json")
     parent = status.champion or (
         status.runs.recent[-1].model_version if status.runs.recent else None
     )

@@ -11,12 +11,16 @@ factory (:mod:`afs.continuous.kube.training`).
 from __future__ import annotations
 
 import copy
+import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+from pydantic import ValidationError
+
+from afs.continuous.kube.api.privacy import RedactionSummary
 from afs.continuous.kube.api.v1alpha1 import API_VERSION, DATA_DIR, LearningLoopSpec
 from afs.continuous.kube.naming import dns_label, run_name
 
@@ -24,6 +28,8 @@ LABEL_LOOP = "continuous.afs.dev/loop"
 LABEL_RUN = "continuous.afs.dev/run"
 ANNOTATION_SHA256 = "continuous.afs.dev/dataset-sha256"
 ANNOTATION_SAMPLES = "continuous.afs.dev/dataset-samples"
+ANNOTATION_DATASET_ID = "continuous.afs.dev/dataset-id"
+ANNOTATION_REDACTION = "continuous.afs.dev/dataset-redaction"
 DATA_VOLUME = "afs-data"
 OUTPUT_DIR = f"{DATA_DIR}/output"
 TRAINING_SERVICE_ACCOUNT = "afs-continuous-training"
@@ -43,6 +49,9 @@ class ExportedDataset:
 
     sha256: str | None = None
     sample_count: int | None = None
+    dataset_id: str | None = None
+    """Where its membership is recorded in the usage database (``namespace/run``)."""
+    redaction: RedactionSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,10 @@ class RunContext:
             annotations[ANNOTATION_SHA256] = self.dataset.sha256
         if self.dataset.sample_count is not None:
             annotations[ANNOTATION_SAMPLES] = str(self.dataset.sample_count)
+        if self.dataset.dataset_id is not None:
+            annotations[ANNOTATION_DATASET_ID] = self.dataset.dataset_id
+        if self.dataset.redaction is not None:
+            annotations[ANNOTATION_REDACTION] = self.dataset.redaction.model_dump_json()
         if annotations:
             metadata["annotations"] = annotations
         if self.uid is not None:
@@ -103,26 +116,48 @@ class RunContext:
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def exported_dataset(report: dict[str, Any]) -> ExportedDataset:
-    """The exporter's report (``sha256``, ``final_count``), each value kept only when it is
-    what the status and the lineage accept: the message is a pod's, anyone's to write."""
+def exported_dataset(report: dict[str, Any], *, expected_id: str | None = None) -> ExportedDataset:
+    """The exporter's report (``sha256``, ``final_count``, ``dataset_id``, ``redaction``),
+    each value kept only when it is what the status and the lineage accept: the message is
+    a pod's, anyone's to write (a data set id is kept only when it is the run's own)."""
     sha256, count = report.get("sha256"), report.get("final_count")
+    dataset_id = report.get("dataset_id")
     return ExportedDataset(
         sha256=sha256 if isinstance(sha256, str) and _SHA256.match(sha256) else None,
         sample_count=count
         if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None,
+        dataset_id=dataset_id if dataset_id is not None and dataset_id == expected_id else None,
+        redaction=_redaction_summary(report.get("redaction")),
     )  # fmt: skip
+
+
+def _redaction_summary(value: Any) -> RedactionSummary | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    try:
+        return RedactionSummary.model_validate(value)
+    except ValidationError:
+        return None
 
 
 def recorded_dataset(obj: dict[str, Any] | None) -> ExportedDataset:
     """The data set's report as recorded on a training object (an operator restarted
     after creating it recovers it from there)."""
-    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    metadata = (obj or {}).get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
     samples = annotations.get(ANNOTATION_SAMPLES)
+    own_id = f"{metadata.get('namespace')}/{metadata.get('name')}"
     return exported_dataset({
         "sha256": annotations.get(ANNOTATION_SHA256),
         "final_count": int(samples) if isinstance(samples, str) and samples.isdigit() else None,
-    })  # fmt: skip
+        "dataset_id": annotations.get(ANNOTATION_DATASET_ID),
+        "redaction": annotations.get(ANNOTATION_REDACTION),
+    }, expected_id=own_id)  # fmt: skip
 
 
 @dataclass(frozen=True)

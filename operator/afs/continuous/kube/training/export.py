@@ -3,8 +3,11 @@ Job's pod for the one-pod kind, or in an export Job of its own that runs once be
 pods of a distributed run start (they all read what it wrote, from the shared claim or
 from object storage).
 
-The exporter reports ``{"final_count": …, "sha256": …}`` as its termination message;
-the operator records both in the run's ModelVersion lineage.
+The exporter reports ``{"final_count": …, "sha256": …, "dataset_id": …, "redaction": …}``
+as its termination message; the operator records them in the run's status and its
+ModelVersion's lineage. The data set's membership is recorded in the usage database under
+``<namespace>/<run>``, the ModelVersion's own name, so ``afs-continuous forget`` can name
+(and label) the versions trained on a user's records.
 """
 
 from __future__ import annotations
@@ -44,10 +47,19 @@ def export_job_name(run: RunContext) -> str:
     return dns_label(f"{run.name}-export")
 
 
+#: where the exporter finds the redaction's hash key (from keySecretRef)
+REDACTION_KEY_ENV = "AFS_REDACTION_KEY"
+
+
 def export_command(
-    spec: LearningLoopSpec, since: datetime | None, *, upload: str | None = None
+    spec: LearningLoopSpec,
+    since: datetime | None,
+    *,
+    upload: str | None = None,
+    dataset_id: str | None = None,
 ) -> list[str]:
-    """The exporter's command: export exactly what the trigger counted."""
+    """The exporter's command: export exactly what the trigger counted, redacted as the
+    loop says; ``dataset_id`` (``namespace/run``) names the data set and its version."""
     dataset = spec.dataset
     command = [
         "afs-continuous", "export", dataset.path, "--json", "--no-existing",
@@ -68,6 +80,13 @@ def export_command(
         command += ["--since", format_timestamp(since)]
     if upload is not None:
         command.append(f"--upload={upload}")
+    redaction = dataset.redaction
+    if redaction.enabled:
+        command += ["--redact", f"--redact-operator={redaction.operator}"]
+        if redaction.entities is not None:
+            command.append(f"--redact-entities={','.join(redaction.entities)}")
+    if dataset_id is not None:
+        command += [f"--dataset-id={dataset_id}", f"--model-version={dataset_id}"]
     return command
 
 
@@ -80,7 +99,9 @@ def exporter_container(run: RunContext) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": EXPORTER,
         "image": spec.training.exporter_image or run.exporter_image,
-        "command": export_command(spec, run.since, upload=run.dataset_uri()),
+        "command": export_command(
+            spec, run.since, upload=run.dataset_uri(), dataset_id=f"{run.namespace}/{run.name}"
+        ),
         "env": [
             {
                 "name": "AFS_DATABASE_URL",
@@ -90,6 +111,12 @@ def exporter_container(run: RunContext) -> dict[str, Any]:
         "volumeMounts": [mount, {"name": EXPORTER_TMP_VOLUME, "mountPath": "/tmp"}],
         "securityContext": EXPORTER_SECURITY,
     }
+    key = spec.dataset.redaction.key_secret_ref
+    if spec.dataset.redaction.enabled and key is not None:
+        container["env"].append({
+            "name": REDACTION_KEY_ENV,
+            "valueFrom": {"secretKeyRef": {"name": key.name, "key": key.key}},
+        })  # fmt: skip
     credentials = spec.dataset.credentials_secret_ref
     if credentials is not None:
         container["envFrom"] = [{"secretRef": {"name": credentials.name}}]

@@ -26,7 +26,6 @@ old days).
 from __future__ import annotations
 
 from afs.continuous.store.postgres.erasure import PostgresErasure
-from afs.continuous.store.postgres.reads import PostgresReads
 from afs.continuous.store.postgres.retention import PostgresRetention
 from afs.continuous.store.postgres.rows import RECORD_COLUMNS
 from afs.continuous.store.postgres.writes import PostgresWrites
