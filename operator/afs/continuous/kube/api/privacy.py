@@ -3,6 +3,7 @@ run's export found (in the run's status and the ModelVersion's lineage)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -10,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from afs.continuous.kube.api.base import KubeModel, SecretKeyRef
 from afs.continuous.privacy.settings import DEFAULT_ENTITIES, RedactionConfig
 
-EntityName = Annotated[str, Field(pattern=r"^[A-Z_]{1,40}$")]
+ENTITY_NAME = re.compile(r"^[A-Z_]{1,40}$")
 Tally = Annotated[int, Field(ge=0)]
 
 
@@ -60,9 +61,16 @@ class RedactionSummary(KubeModel):
 
     fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
     operator: Literal["replace", "hash", "drop"]
-    entities: dict[EntityName, Tally] = Field(
-        default_factory=dict, max_length=len(DEFAULT_ENTITIES)
-    )
+    entities: dict[str, Tally] = Field(default_factory=dict, max_length=len(DEFAULT_ENTITIES))
     """Values replaced, per entity type."""
     records_redacted: Tally = 0
     records_dropped: Tally = 0
+
+    @field_validator("entities")
+    @classmethod
+    def _entity_names(cls, value: dict[str, int]) -> dict[str, int]:
+        # checked here, not as patternProperties: a structural schema has none
+        for name in value:
+            if not ENTITY_NAME.match(name):
+                raise ValueError(f"{name!r} is not an entity type")
+        return value
