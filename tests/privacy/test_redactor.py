@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from afs.continuous.formats import Sample
-from afs.continuous.privacy import RedactionConfig, RedactionError, Redactor
+from afs.continuous.privacy import DEFAULT_ENTITIES, RedactionConfig, RedactionError, Redactor
+from afs.continuous.privacy.recognizers import marks_of
 
 EMAIL = "anna.smith@example.com"
 CARD = "4111 1111 1111 1111"
@@ -138,6 +139,13 @@ def test_the_fingerprint_changes_with_what_decides_the_output() -> None:
     assert RedactionConfig().fingerprint() == base
     assert RedactionConfig(entities=("EMAIL_ADDRESS",)).fingerprint() != base
     assert RedactionConfig(score_threshold=0.5).fingerprint() != base
+
+
+def test_every_pattern_type_has_a_mark_and_named_entities_have_none() -> None:
+    """A text without any mark of the chosen types is not analysed: only possible when
+    each type has one (the corpus tests prove the marks miss nothing)."""
+    assert marks_of(list(DEFAULT_ENTITIES)) is not None
+    assert marks_of(["EMAIL_ADDRESS", "PERSON"]) is None
 
 
 def test_a_spacy_model_that_is_not_installed_is_never_downloaded() -> None:

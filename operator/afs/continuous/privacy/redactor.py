@@ -90,12 +90,17 @@ class Redactor:
         from presidio_anonymizer.entities import OperatorConfig
 
         from afs.continuous.privacy.recognizers import (
+            marked_entities,
+            marks_of,
             secret_recognizers,
             structured_recognizers,
         )
 
+        self._marked = marked_entities
+
         self.config = config if config is not None else RedactionConfig()
         self.entities = list(self.config.chosen_entities)
+        self._marks = marks_of(self.entities)
         self.fingerprint = self.config.fingerprint()
         key = self.config.key()
         nlp = _nlp_engine(self.config)
@@ -122,12 +127,16 @@ class Redactor:
     # --- texts ---------------------------------------------------------------------
 
     def find(self, text: str) -> list[Any]:
-        """Presidio's findings in ``text`` (``RecognizerResult``: type, start, end, score)."""
+        """Presidio's findings in ``text`` (``RecognizerResult``: type, start, end, score),
+        looking only for the types whose mark the text holds."""
+        entities = self.entities if self._marks is None else self._marked(self._marks, text)
+        if not entities:
+            return []
         return list(
             self._analyzer.analyze(
                 text,
                 language="en",
-                entities=self.entities,
+                entities=entities,
                 score_threshold=self.config.score_threshold,
                 allow_list=list(self.config.allow) or None,
             )
