@@ -26,17 +26,54 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.privacy_corpus import lookalikes, planted
+
 from afs.continuous import DataGeneratorConfig, TrainingDataGenerator, UsageLogger
 from afs.continuous.privacy import RedactionConfig, Redactor
-from tests.privacy_corpus import lookalikes, planted
 
 RECALL_TARGET = 0.99
 INTACT_TARGET = 0.98
-_WORDS = (
-    "order invoice refund account password reset delivery delayed address update plan "
-    "upgrade billing cycle error message login screen mobile app settings export report "
-    "the a my your is was not can could please thanks when why how what which"
-).split()
+_WORDS = [
+    "order",
+    "invoice",
+    "refund",
+    "account",
+    "password",
+    "reset",
+    "delivery",
+    "delayed",
+    "address",
+    "update",
+    "plan",
+    "upgrade",
+    "billing",
+    "cycle",
+    "error",
+    "message",
+    "login",
+    "screen",
+    "mobile",
+    "app",
+    "settings",
+    "export",
+    "report",
+    "the",
+    "a",
+    "my",
+    "your",
+    "is",
+    "was",
+    "not",
+    "can",
+    "could",
+    "please",
+    "thanks",
+    "when",
+    "why",
+    "how",
+    "what",
+    "which",
+]
 
 
 def _mark(ok: bool) -> str:
