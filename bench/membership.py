@@ -33,8 +33,8 @@ def _fill(target: str, records: int) -> None:
     rng = random.Random(3)
     words = [f"w{i}" for i in range(5000)]
     rows = [
-        {"query": " ".join(rng.choices(words, k=25)), "response": " ".join(rng.choices(words, k=60)),
-         "model": "m", "quality_score": 0.9, "user_feedback": 1}
+        {"query": " ".join(rng.choices(words, k=25)), "model": "m", "quality_score": 0.9,
+         "response": " ".join(rng.choices(words, k=60)), "user_feedback": 1}
         for _ in range(records)
     ]  # fmt: skip
     with UsageLogger(target) as logger:
