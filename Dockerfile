@@ -9,11 +9,13 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-# with the storage extra: the exporter uploads a distributed run's data set to s3:// or gs://
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[storage]" \
+# with the storage extra: the exporter uploads a distributed run's data set to s3:// or gs://;
+# with the privacy extra: the exporter redacts personal data (the operator's default) and
+# `collect --redact` works (Presidio's pattern recognizers; no language model is shipped)
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[storage,privacy]" \
  && python -m venv /opt/afs \
  && /opt/afs/bin/pip install --no-cache-dir --no-index --find-links /wheels \
-      "afs-continuous[storage]" \
+      "afs-continuous[storage,privacy]" \
  && /opt/afs/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}

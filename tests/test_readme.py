@@ -68,8 +68,9 @@ def test_python_examples_run_in_order(workdir: Path, postgres_env: str) -> None:
     assert outputs[2] == "What does SEP #$20 do? 4 lookup_opcode\n"  # the conversation
     final_count, _filtered, _duplicates = map(int, outputs[3].split())
     assert final_count == 1  # the one record with positive feedback and quality 0.9
-    assert outputs[4] == "completed nayru-v2\nTrue\n"
-    assert outputs[5] == "0\n"  # the PostgreSQL example, on an empty database
+    assert outputs[4] == "{'CREDIT_CARD': 1, 'EMAIL_ADDRESS': 1}\n"  # redacted
+    assert outputs[5] == "completed nayru-v2\nTrue\n"
+    assert outputs[6] == "0\n"  # the PostgreSQL example, on an empty database
 
 
 def test_shell_examples_run_in_order(workdir: Path, postgres_env: str) -> None:
