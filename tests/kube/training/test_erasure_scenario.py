@@ -18,7 +18,7 @@ import pytest
 from afs.continuous import UsageLogger
 from afs.continuous.cli import main
 from afs.continuous.kube.client import KubeClient
-from afs.continuous.privacy.cli import LABEL_ERASED
+from afs.continuous.privacy.erasure import LABEL_ERASED
 from tests.kube.emulator import ApiServerEmulator
 from tests.kube.test_operator_scenarios import (
     NAMESPACE,

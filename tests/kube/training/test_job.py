@@ -11,7 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from afs.continuous.cli import _generator_config, build_parser
+from afs.continuous.cli import build_parser
+from afs.continuous.cli.export import generator_config
 from afs.continuous.kube.api.v1alpha1 import LearningLoopSpec
 from afs.continuous.kube.naming import dns_label, run_name
 from afs.continuous.kube.training.base import LABEL_LOOP, LABEL_RUN
@@ -95,7 +96,7 @@ def test_the_exporter_redacts_as_the_loop_says(
     command = export_command(spec, None)
     assert [arg for arg in command if arg.startswith("--redact")] == flags
     args = build_parser().parse_args(command[1:])  # the real command line takes them
-    config = _generator_config(args)
+    config = generator_config(args)
     assert (config.redaction is not None) == bool(flags)
 
 

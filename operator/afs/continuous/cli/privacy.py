@@ -1,28 +1,23 @@
-"""``afs-continuous forget`` and ``afs-continuous lineage``: erasure requests, and which
-data sets and model versions a record went into."""
+"""Privacy requests: ``forget`` (erasure) and ``lineage`` (which data sets and model
+versions a record went into)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from afs.continuous.cli.common import emit
 from afs.continuous.logger import UsageLogger
-from afs.continuous.privacy.membership import DatasetEntry, member_key, members_in
+from afs.continuous.privacy.erasure import LABEL_ERASED, datasets_with, mark_model_versions
+from afs.continuous.privacy.membership import DatasetEntry
 from afs.continuous.records import (
     MAX_ASSIGNMENT_KEY_CHARS,
     check_record_id,
     compute_assignment_hash,
 )
-from afs.continuous.store import UsageStore
-from afs.continuous.timeutil import format_timestamp, utc_now
 
-#: on a ModelVersion trained on a data set that held records since erased
-LABEL_ERASED = "continuous.afs.dev/trained-on-erased-records"
-ANNOTATION_ERASED = "continuous.afs.dev/erased-records"
 #: the most ids an --ids file may list
 MAX_IDS = 1_000_000
 
@@ -56,14 +51,6 @@ def add_privacy_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("record_id", help="the record's id")
     p.set_defaults(handler=cmd_lineage)
-
-
-def datasets_with(store: UsageStore, record_ids: Sequence[str]) -> list[DatasetEntry]:
-    """The recorded exports that took any of ``record_ids``."""
-    keys = sorted({member_key(record_id) for record_id in record_ids})
-    if not keys:
-        return []
-    return [entry for entry in store.iter_datasets() if members_in(entry.members, keys)]
 
 
 def read_ids(path: str) -> list[str]:
@@ -125,7 +112,7 @@ def cmd_forget(args: argparse.Namespace, logger: UsageLogger) -> int:
     lines += _dataset_lines(affected, "they were in")
     lines += [f"labelled ModelVersion {name} {LABEL_ERASED}=true" for name in marked]
     lines += [f"could not label ModelVersion {item}" for item in unmarked]
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines))
     return 2 if unmarked else 0
 
 
@@ -141,10 +128,10 @@ def cmd_lineage(args: argparse.Namespace, logger: UsageLogger) -> int:
     }
     if not affected:
         state = "is in no recorded data set" if exists else "is not here and in no data set"
-        _emit(args, data, f"record {record_id} {state}")
+        emit(args, data, f"record {record_id} {state}")
         return 0 if exists else 1
     state = "" if exists else " (erased since)"
-    _emit(args, data, "\n".join(_dataset_lines(affected, f"record {record_id}{state} went into")))
+    emit(args, data, "\n".join(_dataset_lines(affected, f"record {record_id}{state} went into")))
     return 0
 
 
@@ -159,38 +146,3 @@ def _dataset_lines(entries: list[DatasetEntry], lead: str) -> list[str]:
             f"trained: {trained}  {entry.output}"
         )
     return lines
-
-
-def mark_model_versions(names: list[str], *, erased: int) -> tuple[list[str], list[str]]:
-    """Label each ``namespace/name`` ModelVersion as trained on erased records; the
-    labelled, and those that could not be (with why)."""
-    from afs.continuous.kube.client import KubeApiError, KubeClient
-
-    try:
-        kube = KubeClient.connect()
-    except KubeApiError as exc:
-        return [], [f"{name}: {exc}" for name in names]
-    body = {
-        "metadata": {
-            "labels": {LABEL_ERASED: "true"},
-            "annotations": {
-                ANNOTATION_ERASED: json.dumps(
-                    {"at": format_timestamp(utc_now()), "records": erased}, separators=(",", ":")
-                )
-            },
-        }
-    }
-    marked, unmarked = [], []
-    for name in names:
-        namespace, _, version = name.partition("/")
-        try:
-            kube.patch_custom_object("modelversions", namespace, version, body)
-        except (KubeApiError, LookupError) as exc:
-            unmarked.append(f"{name}: {exc}")
-        else:
-            marked.append(name)
-    return marked, unmarked
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)

@@ -1,0 +1,168 @@
+"""Commands that write training data or tidy the records: ``export``, ``dedupe``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from afs.continuous.cli.common import EXIT_OK, CommandError, count_arg, emit, since_arg
+from afs.continuous.config import DataGeneratorConfig, build_config, load_config_file
+from afs.continuous.errors import ContinuousError, strip_credentials
+from afs.continuous.generator import TrainingDataGenerator
+from afs.continuous.logger import UsageLogger
+from afs.continuous.privacy.settings import DEFAULT_ENTITIES, parse_entities
+from afs.continuous.storage import check_upload_url, upload
+
+
+def generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        data = load_config_file(args.config)
+        values.update(data.get("generator_config", data) if "generator_config" in data else data)
+    overrides = {
+        "min_quality_score": args.min_quality,
+        "format_type": args.format,
+        "max_samples": args.max_samples,
+        "existing_data_path": args.existing,
+        "model": args.model,
+        "expert": args.expert,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.min_feedback is not None:
+        values["min_user_feedback"] = (
+            None if args.min_feedback == "none" else int(args.min_feedback)
+        )
+    if args.no_dedupe:
+        values["deduplicate"] = False
+    if args.no_existing:
+        values["include_existing_data"] = False
+    if args.no_membership:
+        values["record_membership"] = False
+    if args.redact or args.redact_entities or args.redact_operator:
+        redaction = dict(values.get("redaction") or {})
+        if args.redact_entities:
+            redaction["entities"] = parse_entities(args.redact_entities)
+        if args.redact_operator:
+            redaction["operator"] = args.redact_operator
+        values["redaction"] = redaction
+    return build_config(DataGeneratorConfig, values, source=args.config or "export options")
+
+
+def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
+    config: DataGeneratorConfig = args.generator_config
+    result = TrainingDataGenerator(logger, config).generate(
+        args.output, since=since_arg(args.since), progress=True,
+        dataset_id=args.dataset_id, model_version=args.model_version,
+    )  # fmt: skip
+    text = (
+        f"wrote {result.final_count} samples ({config.format_type}) to {result.output_path}\n"
+        f"  candidates {result.total_candidates}, below quality {result.filtered_by_quality}, "
+        f"without required feedback {result.filtered_by_feedback}, "
+        f"duplicates {result.duplicates_removed}, rehearsal {result.existing_samples}"
+    )
+    if result.redaction is not None:
+        found = result.redaction["entities"]
+        text += (
+            f"\n  redacted {sum(found.values())} values in {result.redaction['records_redacted']} "
+            f"samples ({', '.join(f'{k} {v}' for k, v in found.items()) or 'none found'})"
+            f", dropped {result.redaction['records_dropped']}"
+        )
+    if result.dataset_id is not None:
+        text += f"\n  membership recorded as data set {result.dataset_id}"
+    data = result.to_dict()
+    if args.upload:
+        upload(result.output_path, args.upload)
+        data["uri"] = strip_credentials(args.upload)
+        text += f"\n  uploaded to {data['uri']}"
+    if args.report:
+        Path(args.report).write_text(json.dumps(data), encoding="utf-8")
+    emit(args, data, text)
+    return EXIT_OK
+
+
+def prepare_export(args: argparse.Namespace) -> None:
+    """Check the export settings before the database is opened or any file touched."""
+    args.generator_config = generator_config(args)
+    if args.upload:
+        try:
+            check_upload_url(args.upload)
+        except ContinuousError as exc:
+            raise CommandError(str(exc)) from None
+    if args.report and Path(args.report).is_dir():
+        raise CommandError(f"--report {args.report}: is a directory; name a file to write")
+
+
+def cmd_dedupe(args: argparse.Namespace, logger: UsageLogger) -> int:
+    count = logger.db.deduplicate(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    emit(args, {"duplicates": count, "dry_run": args.dry_run}, f"{verb} {count} duplicate records")
+    return EXIT_OK
+
+
+def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "export", parents=[common],
+        help="generate a training-data file from usage records",
+        description="Filters, de-duplicates and writes training samples (JSON Lines). "
+        "Settings come from --config (JSON or YAML: DataGeneratorConfig keys, or a loop "
+        "config's generator_config section) and are overridden by the flags.",
+    )  # fmt: skip
+    p.add_argument("output", help="output .jsonl path (written atomically)")
+    p.add_argument("--config", help="JSON or YAML file with generator settings")
+    p.add_argument("--since", help="only records since (ISO-8601 or look-back such as 7d)")
+    p.add_argument("--min-quality", type=float, help="minimum quality score (0 disables)")
+    p.add_argument(
+        "--min-feedback", choices=["-1", "0", "1", "none"],
+        help="minimum feedback (1 positive only; none disables the filter)",
+    )  # fmt: skip
+    p.add_argument(
+        "--format", choices=["chatml", "alpaca", "completion", "openai"],
+        help="sample format (default chatml)",
+    )  # fmt: skip
+    p.add_argument("--max-samples", type=count_arg, help="at most this many, the best first")
+    p.add_argument("--model", help="only this model's records")
+    p.add_argument("--expert", help="only this expert's records")
+    p.add_argument("--existing", help="rehearsal buffer (.jsonl) to merge into the output")
+    p.add_argument("--no-existing", action="store_true", help="do not merge a rehearsal buffer")
+    p.add_argument("--no-dedupe", action="store_true", help="keep duplicate samples")
+    p.add_argument(
+        "--report",
+        help="also write the result (with the file's sha256) as JSON to this path, e.g. "
+        "/dev/termination-log in a Kubernetes init container",
+    )
+    p.add_argument(
+        "--upload", metavar="URL",
+        help="then copy the file to this object-storage URL (s3://, gs://, az://…; needs "
+        "the storage extra; credentials from the environment)",
+    )  # fmt: skip
+    p.add_argument(
+        "--redact", action="store_true",
+        help="redact personal data and secrets in every sample (needs the privacy extra)",
+    )  # fmt: skip
+    p.add_argument(
+        "--redact-entities", metavar="TYPES",
+        help=f"comma-separated entity types to redact (implies --redact; default: "
+        f"{','.join(DEFAULT_ENTITIES)})",
+    )  # fmt: skip
+    p.add_argument(
+        "--redact-operator", choices=["replace", "hash", "drop"],
+        help="replace with <TYPE> (default), a keyed hash (key in AFS_REDACTION_KEY), or drop "
+        "the sample (implies --redact)",
+    )  # fmt: skip
+    p.add_argument("--dataset-id", help="record the membership under this id (default: a new one)")
+    p.add_argument("--model-version", help="what will train on this data set, for lineage")
+    p.add_argument(
+        "--no-membership", action="store_true",
+        help="do not record which records the export took (a read-only database)",
+    )  # fmt: skip
+    p.set_defaults(handler=cmd_export, prepare=prepare_export)
+
+    p = sub.add_parser(
+        "dedupe", parents=[common], help="delete duplicate records, keep the best",
+        description="Records with the same normalised query and response are duplicates; "
+        "the best (quality, then feedback, then newest) is kept.",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="only count them")
+    p.set_defaults(handler=cmd_dedupe)

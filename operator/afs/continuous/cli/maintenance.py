@@ -1,0 +1,92 @@
+"""Database maintenance: ``db migrate``, ``db retention``, ``score``."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from afs.continuous.cli.common import EXIT_OK, CommandError, emit, positive_count_arg
+from afs.continuous.logger import UsageLogger
+from afs.continuous.scoring import HeuristicScorer
+from afs.continuous.store import is_postgres_url, open_store, resolve_target
+from afs.continuous.timeutil import format_timestamp, utc_now
+
+#: a hundred years: further back, dates leave the calendar
+MAX_KEEP_DAYS = 36_500
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``db migrate`` and ``db retention`` open the store themselves (migrating on purpose)."""
+    target = resolve_target(args.db)
+    store = open_store(target, migrate=True)
+    try:
+        if args.db_command == "migrate":
+            version = store.schema_version()
+            emit(
+                args,
+                {"schema_version": version},
+                f"{describe_target(target)}: schema version {version}",
+            )
+            return EXIT_OK
+        if not 0 <= args.keep_days <= MAX_KEEP_DAYS:
+            raise CommandError(
+                f"--keep-days must be between 0 and {MAX_KEEP_DAYS}, got {args.keep_days}"
+            )
+        cutoff = utc_now() - timedelta(days=args.keep_days)
+        archive = Path(args.archive).expanduser() if args.archive else None
+        result = store.drop_before(cutoff, archive=archive)
+        text = (
+            f"removed {result['removed_records']} records older than {format_timestamp(cutoff)}"
+            + (f" ({len(result['dropped_partitions'])} partitions dropped)"
+               if result["dropped_partitions"] else "")
+            + (f"; archived {result['archived_records']} to {archive}"
+               if archive and result["archived_records"]
+               else "; nothing to archive, no file written" if archive else "")
+        )  # fmt: skip
+        emit(args, result | {"cutoff": format_timestamp(cutoff)}, text)
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def describe_target(target: str | Path) -> str:
+    if is_postgres_url(target):
+        return "PostgreSQL"
+    return str(target)
+
+
+def cmd_score(args: argparse.Namespace, logger: UsageLogger) -> int:
+    count = logger.score_unscored(HeuristicScorer(), batch_size=args.batch_size)
+    emit(args, {"scored": count}, f"scored {count} records with the heuristic scorer")
+    return EXIT_OK
+
+
+def add_maintenance_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("db", help="database maintenance: migrate, retention")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    q = db_sub.add_parser(
+        "migrate", parents=[common], help="create or upgrade the schema (idempotent)",
+        description="Create the database or bring its schema to this version; safe to run "
+        "again, and from two processes at once. Prints the schema version.",
+    )  # fmt: skip
+    q.set_defaults(store_command=cmd_db, creates_db=True)
+    q = db_sub.add_parser(
+        "retention", parents=[common],
+        help="remove records older than --keep-days (PostgreSQL: drops whole day partitions)",
+    )  # fmt: skip
+    q.add_argument("--keep-days", type=int, required=True, help="days of history to keep")
+    q.add_argument("--archive", help="append removed records to this .jsonl.gz first")
+    q.set_defaults(store_command=cmd_db)
+
+    p = sub.add_parser(
+        "score", parents=[common], help="score unscored records (heuristic)",
+        description="Give every record without a quality score one from the built-in "
+        "heuristic scorer (substance, relevance to the query, variety, no refusal).",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=positive_count_arg, default=500,
+        help="records scored per transaction (default 500)",
+    )  # fmt: skip
+    p.set_defaults(handler=cmd_score)
