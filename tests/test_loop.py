@@ -64,6 +64,18 @@ def test_iteration_sets_champion_retrains_and_deploys(tmp_path: Path, clock: Fak
     assert saved["total_retrains"] == 1 and saved["challenger_model"] == "nayru-v2"
 
 
+def test_the_data_set_a_version_trained_on_is_recorded_with_its_name(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    loop = ContinuousLearningLoop(_config(tmp_path), clock=clock)
+    _traffic(loop, 25)
+    result = loop.run_iteration(lambda path: {"model_path": "m2.bin", "model_name": "nayru-v2"})
+    dataset_id = result["retrain"]["generation"]["dataset_id"]
+    (entry,) = list(loop.usage_logger.store.iter_datasets())
+    assert (entry.dataset_id, entry.model_version) == (dataset_id, "nayru-v2")
+    assert entry.record_count == 25
+
+
 def test_restart_keeps_cooldown_champion_and_challenger(tmp_path: Path, clock: FakeClock) -> None:
     first = ContinuousLearningLoop(_config(tmp_path), clock=clock)
     _traffic(first, 25)
