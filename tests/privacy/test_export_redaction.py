@@ -113,15 +113,26 @@ def test_redaction_in_a_config_file(tmp_path: Path) -> None:
     [
         (["--redact-entities", "EMAIL,PHONE_NUMBER"], "unknown entity type EMAIL"),
         (["--redact-entities", " , "], "names no entity type"),
+        (["--redact-operator", "hash"], "AFS_REDACTION_KEY (not set)"),
+        (["--redact-operator", "mask"], "invalid choice: 'mask'"),
     ],
 )
 def test_bad_redaction_flags_are_refused_before_anything_is_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    message: str,
 ) -> None:
     db = tmp_path / "u.db"
     with UsageLogger(db) as logger:
         logger.log("q", "r", "m", quality_score=0.9, user_feedback=1)
     out = tmp_path / "out.jsonl"
-    assert main(["--db", str(db), "export", str(out), *flags]) == 2
+    monkeypatch.delenv("AFS_REDACTION_KEY", raising=False)
+    try:
+        code = main(["--db", str(db), "export", str(out), *flags])
+    except SystemExit as exit_info:  # argparse refuses a choice itself
+        code = int(exit_info.code or 0)
+    assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()

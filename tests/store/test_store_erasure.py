@@ -163,6 +163,26 @@ def test_a_bad_line_in_the_ids_file_is_named(
     assert f"--ids {ids} line 2" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--dataset-id", "", "must be a non-empty string"),
+        ("--dataset-id", "x" * 600, "at most 512"),
+        ("--model-version", "v\x00", "NUL"),
+    ],
+)
+def test_a_bad_data_set_id_or_version_is_refused_and_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    db = tmp_path / "u.db"
+    with UsageLogger(db) as logger:
+        logger.log("q", "r", "m", quality_score=0.9, user_feedback=1)
+    out = tmp_path / "out.jsonl"
+    assert main(["--db", str(db), "export", str(out), f"{flag}={value}"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_lineage_of_an_unknown_record_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -33,7 +33,7 @@ from afs.continuous.errors import InvalidFieldError, SampleFormatError
 from afs.continuous.formats import Sample, format_sample, parse_sample, sample_digest
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.privacy.membership import DatasetEntry, encode_members
-from afs.continuous.records import compute_dedupe_hash
+from afs.continuous.records import check_text, compute_dedupe_hash
 from afs.continuous.store import TrainingSelection, UsageStore
 from afs.continuous.timeutil import format_timestamp, parse_timestamp, utc_now
 
@@ -156,6 +156,9 @@ class TrainingDataGenerator:
         """
         if not isinstance(output_path, str | Path) or not str(output_path).strip():
             raise InvalidFieldError("output_path", output_path, "must be a file path")
+        for name, value in (("dataset_id", dataset_id), ("model_version", model_version)):
+            if value is not None:
+                check_text(name, value, max_chars=512)
         cfg = self.config
         selection = self.selection(since)
         output = Path(output_path).expanduser()

@@ -85,6 +85,8 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
 def prepare_export(args: argparse.Namespace) -> None:
     """Check the export settings before the database is opened or any file touched."""
     args.generator_config = generator_config(args)
+    if args.generator_config.redaction is not None:
+        args.generator_config.redaction.key()  # the hash operator's key, before any I/O
     if args.upload:
         try:
             check_upload_url(args.upload)
