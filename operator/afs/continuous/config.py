@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import ConfigDict, Field, Strict, ValidationError
+from pydantic import ConfigDict, Field, Strict, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 
 from afs.continuous.core.decision import DecisionSettings
 from afs.continuous.errors import ContinuousError, redact_secrets
 from afs.continuous.privacy.settings import RedactionConfig
+from afs.continuous.splits import check_split
 
 STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -59,9 +60,24 @@ class DataGeneratorConfig:
     redaction: RedactionConfig | None = None
     """Personal data and secrets redacted in every sample written (``RedactionConfig()``
     for the defaults; needs the ``privacy`` extra). None: written as logged."""
+    split: tuple[Fraction, Fraction, Fraction] | None = None
+    """``(train, validation, test)`` fractions: the held-out sets are written beside the
+    output (``<name>.validation.jsonl``, ``<name>.test.jsonl``), each record placed by a
+    stable hash of its assignment key (its conversation's opening, else its id), so a
+    test record stays in test as data grows. None: everything is training data."""
+    golden_path: str | Path | None = None
+    """A golden set (JSON Lines samples in any format): never exported as training data;
+    a training item equal to one of its items is left out and counted."""
     record_membership: Flag = True
     """Record which records the export took (8 bytes each), so ``afs-continuous forget``
     and ``lineage`` can name the data sets and versions a record went into."""
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(
+        cls, value: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        return None if value is None else check_split(value)
 
 
 @dataclass(config=STRICT)

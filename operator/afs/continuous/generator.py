@@ -19,9 +19,10 @@ import secrets
 import stat
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -34,7 +35,9 @@ from afs.continuous.formats import Sample, format_sample, parse_sample, sample_d
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.privacy.membership import DatasetEntry, encode_members
 from afs.continuous.records import check_text, compute_dedupe_hash
+from afs.continuous.splits import SPLITS, SplitName, assign_split, split_key, split_path
 from afs.continuous.store import TrainingSelection, UsageStore
+from afs.continuous.store.base import TrainingRow
 from afs.continuous.timeutil import format_timestamp, parse_timestamp, utc_now
 
 if TYPE_CHECKING:
@@ -72,6 +75,14 @@ class GenerationResult:
     redaction: dict[str, Any] | None = None
     """What redaction found: ``entities`` (count per type), ``records_redacted``,
     ``records_dropped``, the configuration's ``fingerprint`` (None: not redacted)."""
+    split: dict[str, int] | None = None
+    """Samples written to each of ``train``, ``validation``, ``test`` (None: not split;
+    ``final_count`` is the training set's)."""
+    split_paths: dict[str, str] | None = None
+    """Where the held-out sets were written (``validation``, ``test``)."""
+    decontaminated: dict[str, int] | None = None
+    """Training items left out for equalling a ``golden``, ``test`` or ``validation``
+    item (None: nothing held out to compare with)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"output_path": str(self.output_path)}
@@ -166,15 +177,26 @@ class TrainingDataGenerator:
         output.parent.mkdir(parents=True, exist_ok=True)
 
         redactor = _redactor(cfg)
+        golden = self._golden_digests(cfg)
+        held_out = self._held_out_digests(selection, cfg.split)
         members: list[str] = []
-        digest = hashlib.sha256()
         counts = self.store.selection_counts(selection)
         stats = _QualityStats()
         seen: set[str] = set()
         duplicates = counts.accepted - counts.distinct_accepted if cfg.deduplicate else 0
-        existing_written = usage_written = 0
+        existing_written = 0
+        removed: Counter[str] = Counter()
 
-        with _atomic_writer(output) as out:
+        def contaminated(sample_hash: str) -> bool:
+            """A training item equal to a golden or held-out one: removed, counted."""
+            for name, digests in (("golden", golden), *held_out.items()):
+                if sample_hash in digests:
+                    removed[name] += 1
+                    return True
+            return False
+
+        with ExitStack() as stack:
+            files = _SplitFiles(stack, output, cfg)
             if existing_path is not None:
                 for sample in _read_samples(existing_path):
                     sample_hash = sample_digest(sample)
@@ -182,11 +204,12 @@ class TrainingDataGenerator:
                         duplicates += 1
                         continue
                     seen.add(sample_hash)
+                    if contaminated(sample_hash):
+                        continue
                     written = sample if redactor is None else redactor.redact_sample(sample)
                     if written is None:  # dropped: it held personal data
                         continue
-                    line = format_sample(cfg.format_type, written, train_on=cfg.train_on)
-                    _write_line(out, line, digest)
+                    files.write("train", written)
                     existing_written += 1
             expected = counts.distinct_accepted if cfg.deduplicate else counts.accepted
             if cfg.max_samples is not None:
@@ -202,11 +225,12 @@ class TrainingDataGenerator:
             with bar:
                 for row in self.store.iter_training_rows(selection):
                     bar.update()
-                    row_hash = row.dedupe_hash or compute_dedupe_hash(
-                        row.query, row.response, row.conversation_hash
-                    )
+                    row_hash = _row_digest(row)
                     if cfg.deduplicate and row_hash in seen:
                         duplicates += 1
+                        continue
+                    split = _split_of(row, cfg.split)
+                    if split == "train" and contaminated(row_hash):
                         continue
                     row_sample = Sample(
                         row.query,
@@ -222,17 +246,16 @@ class TrainingDataGenerator:
                     written = row_sample if redactor is None else redactor.redact_sample(row_sample)
                     if written is None:
                         continue
-                    line = format_sample(cfg.format_type, written, train_on=cfg.train_on)
-                    _write_line(out, line, digest)
-                    stats.add(row.quality_score)
-                    usage_written += 1
+                    files.write(split, written)
+                    if split == "train":
+                        stats.add(row.quality_score)
                     if row.record_id is not None:
                         members.append(row.record_id)
 
-            # recorded before the file replaces the old one: a data set on disk is never
+            # recorded before the files replace the old ones: a data set on disk is never
             # missing from the record (a failed rename leaves an entry naming no file)
             report = None if redactor is None else redactor.take_report().to_dict()
-            sha256 = digest.hexdigest()
+            sha256 = files.digest.hexdigest()
             if cfg.record_membership:
                 dataset_id = dataset_id or new_dataset_id(utc_now())
                 self.store.record_dataset(
@@ -249,12 +272,13 @@ class TrainingDataGenerator:
                     )
                 )
 
+        usage_written = sum(files.counts.values()) - existing_written
         return GenerationResult(
             total_candidates=counts.total_candidates,
             filtered_by_quality=counts.filtered_by_quality,
             filtered_by_feedback=counts.filtered_by_feedback,
             duplicates_removed=duplicates,
-            final_count=existing_written + usage_written,
+            final_count=files.counts["train"],
             output_path=output,
             quality_stats=stats.as_dict(),
             timestamp=format_timestamp(utc_now()),
@@ -264,7 +288,36 @@ class TrainingDataGenerator:
             sha256=sha256,
             dataset_id=dataset_id if cfg.record_membership else None,
             redaction=report,
+            split={str(name): n for name, n in files.counts.items()} if cfg.split else None,
+            split_paths=files.held_out_paths(),
+            decontaminated={name: removed[name] for name in ("golden", *held_out)}
+            if cfg.split is not None or golden
+            else None,
         )
+
+    def _held_out_digests(
+        self, selection: TrainingSelection, ratios: tuple[float, float, float] | None
+    ) -> dict[str, set[str]]:
+        """The content of every accepted record in the validation and test sets (all of
+        them, duplicates included: whoever logged it, that content is held out)."""
+        if ratios is None or ratios[0] == 1.0:
+            return {}
+        digests: dict[str, set[str]] = {"test": set(), "validation": set()}
+        every = replace(selection, deduplicate=False, max_samples=None)
+        for row in self.store.iter_training_rows(every):
+            split = _split_of(row, ratios)
+            if split != "train":
+                digests[split].add(_row_digest(row))
+        return digests
+
+    @staticmethod
+    def _golden_digests(cfg: DataGeneratorConfig) -> set[str]:
+        if cfg.golden_path is None:
+            return set()
+        path = Path(cfg.golden_path).expanduser()
+        if not path.is_file():
+            raise InvalidFieldError("golden_path", str(path), "is not a file")
+        return {sample_digest(sample) for sample in _read_samples(path)}
 
     @staticmethod
     def _existing_path(cfg: DataGeneratorConfig) -> Path | None:
@@ -277,10 +330,51 @@ class TrainingDataGenerator:
         return path
 
 
-def _write_line(out: IO[str], sample: dict[str, Any], digest: Any) -> None:
-    line = json.dumps(sample, ensure_ascii=False) + "\n"
-    out.write(line)
-    digest.update(line.encode())
+class _SplitFiles:
+    """The files of one export, each written to a temporary file renamed into place only
+    when all are complete: the training set at the path given, the held-out sets beside
+    it (``dataset.validation.jsonl``, ``dataset.test.jsonl``) when the export is split."""
+
+    def __init__(self, stack: ExitStack, output: Path, cfg: DataGeneratorConfig) -> None:
+        self.paths: dict[SplitName, Path] = {"train": output}
+        if cfg.split is not None:
+            for name, ratio in zip(SPLITS, cfg.split, strict=True):
+                if name != "train" and ratio > 0:
+                    self.paths[name] = split_path(output, name)
+        self.handles = {name: stack.enter_context(_atomic_writer(path))
+                        for name, path in self.paths.items()}  # fmt: skip
+        self.counts: dict[SplitName, int] = dict.fromkeys(self.paths, 0)
+        self.digest = hashlib.sha256()  # the training set's
+        self._format, self._train_on = cfg.format_type, cfg.train_on
+
+    def write(self, split: SplitName, sample: Sample) -> None:
+        line = json.dumps(
+            format_sample(self._format, sample, train_on=self._train_on), ensure_ascii=False
+        ) + "\n"  # fmt: skip
+        self.handles[split].write(line)
+        if split == "train":
+            self.digest.update(line.encode())
+        self.counts[split] += 1
+
+    def held_out_paths(self) -> dict[str, str] | None:
+        held = {str(name): str(path) for name, path in self.paths.items() if name != "train"}
+        return held or None
+
+
+def _row_digest(row: TrainingRow) -> str:
+    return row.dedupe_hash or compute_dedupe_hash(row.query, row.response, row.conversation_hash)
+
+
+def _split_of(row: TrainingRow, ratios: tuple[float, float, float] | None) -> SplitName:
+    if ratios is None:
+        return "train"
+    key = split_key(
+        record_id=row.record_id or "",
+        assignment_hash=row.assignment_hash,
+        messages=row.messages,
+        tools=row.tools,
+    )
+    return assign_split(key, ratios)
 
 
 def _redactor(cfg: DataGeneratorConfig) -> Redactor | None:

@@ -13,6 +13,7 @@ from afs.continuous.errors import ContinuousError, strip_credentials
 from afs.continuous.generator import TrainingDataGenerator
 from afs.continuous.logger import UsageLogger
 from afs.continuous.privacy.settings import DEFAULT_ENTITIES, parse_entities
+from afs.continuous.splits import parse_split
 from afs.continuous.storage import check_upload_url, upload
 
 
@@ -40,6 +41,10 @@ def generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
         values["include_existing_data"] = False
     if args.no_membership:
         values["record_membership"] = False
+    if args.split is not None:
+        values["split"] = parse_split(args.split)
+    if args.golden is not None:
+        values["golden_path"] = args.golden
     if args.redact or args.redact_entities or args.redact_operator:
         redaction = dict(values.get("redaction") or {})
         if args.redact_entities:
@@ -69,6 +74,14 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
             f"samples ({', '.join(f'{k} {v}' for k, v in found.items()) or 'none found'})"
             f", dropped {result.redaction['records_dropped']}"
         )
+    if result.split is not None and result.split_paths is not None:
+        held = ", ".join(
+            f"{name} {result.split[name]} to {path}" for name, path in result.split_paths.items()
+        )
+        text += f"\n  held out: {held}"
+    if result.decontaminated:
+        removed = ", ".join(f"{name} {n}" for name, n in result.decontaminated.items())
+        text += f"\n  training items equal to held-out ones, left out: {removed}"
     if result.dataset_id is not None:
         text += f"\n  membership recorded as data set {result.dataset_id}"
     data = result.to_dict()
@@ -155,6 +168,17 @@ def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--dataset-id", help="record the membership under this id (default: a new one)")
     p.add_argument("--model-version", help="what will train on this data set, for lineage")
+    p.add_argument(
+        "--split", metavar="TRAIN,VALIDATION,TEST",
+        help="hold out validation and test sets, e.g. 0.9,0.05,0.05, written beside the output "
+        "as NAME.validation.jsonl and NAME.test.jsonl; a record's set follows from its "
+        "assignment key (its conversation, else its id), so it never changes as data grows",
+    )  # fmt: skip
+    p.add_argument(
+        "--golden", metavar="FILE",
+        help="a golden set (JSON Lines samples): never exported; training items equal to one "
+        "of its items are left out",
+    )  # fmt: skip
     p.add_argument(
         "--no-membership", action="store_true",
         help="do not record which records the export took (a read-only database)",

@@ -86,6 +86,7 @@ class TrainingRow:
     conversation_hash: str | None = None
     response_json: str | None = None
     record_id: str | None = None
+    assignment_hash: str | None = None
     messages: list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
     response_message: dict[str, Any] | None = None

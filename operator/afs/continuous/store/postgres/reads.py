@@ -238,7 +238,7 @@ class PostgresReads(PostgresConnection):
             params["max"] = selection.max_samples
         text = (
             "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
-            "u.dedupe_hash, u.conversation_hash, u.response_json, u.id "
+            "u.dedupe_hash, u.conversation_hash, u.response_json, u.id, u.assignment_hash "
             f"FROM ({chosen}) AS c JOIN usage AS u "
             "ON u.id = c.id AND u.timestamp = c.timestamp ORDER BY c.timestamp, c.id"
         )

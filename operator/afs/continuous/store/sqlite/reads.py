@@ -262,7 +262,8 @@ class SQLiteReads(SQLiteConnection):
             params["max_samples"] = selection.max_samples
         sql = (
             "SELECT u.query, u.response, u.model, u.expert, u.quality_score, u.user_feedback, "
-            f"u.dedupe_hash, u.conversation_hash, u.response_json, u.id FROM ({chosen}) AS c "
+            f"u.dedupe_hash, u.conversation_hash, u.response_json, u.id, u.assignment_hash "
+            f"FROM ({chosen}) AS c "
             "JOIN usage AS u ON u.rowid = c.rid ORDER BY c.timestamp, c.rid"
         )
         for row in self._stream(sql, params):
