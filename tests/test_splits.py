@@ -39,7 +39,7 @@ def test_a_key_always_lands_in_the_same_set_and_the_ratios_hold() -> None:
     keys = [f"a:user-{i}" for i in range(20_000)]
     first = [assign_split(key, RATIOS) for key in keys]
     assert first == [assign_split(key, RATIOS) for key in keys]
-    shares = Counter(first)
+    shares: Counter[str] = Counter(first)
     for name, ratio in zip(("train", "validation", "test"), RATIOS, strict=True):
         assert abs(shares[name] / len(keys) - ratio) < 0.015
 
