@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from afs.continuous import ContinuousLearningLoop, LoopConfig, TriggerConfig
+from afs.continuous import (
+    ContinuousLearningLoop,
+    EvaluationRule,
+    LoopConfig,
+    MetricRule,
+    TriggerConfig,
+)
 from afs.continuous.ab_test import ABTestConfig
 from afs.continuous.demo import run_demo
 from tests.conftest import FakeClock
@@ -74,6 +80,48 @@ def test_the_data_set_a_version_trained_on_is_recorded_with_its_name(
     (entry,) = list(loop.usage_logger.store.iter_datasets())
     assert (entry.dataset_id, entry.model_version) == (dataset_id, "nayru-v2")
     assert entry.record_count == 25
+
+
+def _accuracy_of(scores: dict[str, float]) -> Any:
+    """An evaluator: each model file's accuracy, looked up (a real one would run the
+    model on the test set); it must be given the held-out test file."""
+
+    def evaluate(model_path: str, test_path: str | None, golden_path: str | None) -> dict:
+        assert test_path is not None and Path(test_path).exists()
+        return {"accuracy": scores[Path(model_path).name]}
+
+    return evaluate
+
+
+@pytest.mark.parametrize(
+    ("candidate", "deployed"), [(0.55, False), (0.75, True)], ids=["worse", "better"]
+)
+def test_the_evaluation_gate_keeps_a_worse_candidate_from_users(
+    tmp_path: Path, clock: FakeClock, candidate: float, deployed: bool
+) -> None:
+    champion = tmp_path / "v1.bin"
+    champion.write_text("champion")
+    loop = ContinuousLearningLoop(
+        _config(tmp_path, champion_model="nayru-v1", champion_path=str(champion)),
+        clock=clock,
+        eval_fn=_accuracy_of({"v1.bin": 0.7, "v2.bin": candidate}),
+        evaluation=EvaluationRule((MetricRule("accuracy", max_regression=0.02),)),
+    )
+    _traffic(loop, 40)
+    result = loop.run_iteration(lambda path: {"model_path": "v2.bin", "model_name": "nayru-v2"})
+    retrain = result["retrain"]
+    assert retrain["evaluation"]["metrics"] == {"accuracy": candidate}
+    assert retrain["evaluation"]["champion"] == {"accuracy": 0.7}
+    assert retrain["generation"]["split_paths"]["test"].endswith(".test.jsonl")
+    if deployed:
+        assert retrain["status"] == "completed"
+        assert result["challenger_deployed"]["name"] == "nayru-v2"
+    else:
+        assert retrain["status"] == "rejected"
+        assert "regressed by 0.15" in retrain["error"]
+        assert result["challenger_rejected"]["name"] == "nayru-v2"
+        assert "challenger_deployed" not in result
+        assert loop.ab_test_manager.challenger is None
 
 
 def test_restart_keeps_cooldown_champion_and_challenger(tmp_path: Path, clock: FakeClock) -> None:

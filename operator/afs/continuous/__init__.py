@@ -12,6 +12,7 @@ from afs.continuous.ab_test import (
     TrafficSplit,
 )
 from afs.continuous.config import DataGeneratorConfig, LoopConfig, TriggerConfig
+from afs.continuous.core.evaluation import EvaluationRule, MetricRule
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.generator import GenerationResult, TrainingDataGenerator
 from afs.continuous.logger import UsageDatabase, UsageLogger
@@ -27,12 +28,14 @@ __all__ = [
     "AutoRetrainer",
     "ContinuousLearningLoop",
     "DataGeneratorConfig",
+    "EvaluationRule",
     "GenerationResult",
     "HeuristicScorer",
     "InvalidBatchError",
     "InvalidFieldError",
     "LoopConfig",
     "LoopStatus",
+    "MetricRule",
     "ModelStatus",
     "ModelVersion",
     "QualityScorer",

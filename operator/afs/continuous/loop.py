@@ -22,11 +22,12 @@ from typing import Any
 
 from afs.continuous.ab_test import ENDING_ACTIONS, ABTestManager, ModelVersion
 from afs.continuous.config import LoopConfig
+from afs.continuous.core.evaluation import EvaluationRule
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
 from afs.continuous.training import run_train_command
-from afs.continuous.trigger import AutoRetrainer, RetrainTrigger, TrainFn
+from afs.continuous.trigger import AutoRetrainer, EvalFn, RetrainTrigger, TrainFn
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,12 @@ class ContinuousLearningLoop:
         *,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
+        eval_fn: EvalFn | None = None,
+        evaluation: EvaluationRule | None = None,
     ) -> None:
+        """``eval_fn`` and ``evaluation``: the offline gate a trained model must pass
+        (see :class:`~afs.continuous.trigger.AutoRetrainer`) before it becomes the
+        challenger; a rejected one never meets users."""
         self.config = config if config is not None else LoopConfig()
         self._clock = clock
         self.output_dir = self.config.output_path
@@ -103,6 +109,8 @@ class ContinuousLearningLoop:
             self.config.generator_config,
             self.output_dir,
             clock=clock,
+            eval_fn=eval_fn,
+            evaluation=evaluation,
         )
         self.ab_test_manager = ABTestManager(
             self.usage_logger,
@@ -161,9 +169,11 @@ class ContinuousLearningLoop:
                 # one test at a time: a new challenger would restart the running test
                 result["retrain_skipped"] = f"A/B test of {challenger.name} still running"
             else:
+                champion = self.ab_test_manager.champion
                 retrain = self.auto_retrainer.check_and_retrain(
-                    self._trainer(train_fn), force=force, reason=reason
-                )
+                    self._trainer(train_fn), force=force, reason=reason,
+                    champion_path=champion.path if champion is not None else None,
+                )  # fmt: skip
                 if retrain is not None:
                     result["retrain_triggered"] = True
                     result["retrain"] = retrain
@@ -200,6 +210,12 @@ class ContinuousLearningLoop:
     def _after_retrain(self, retrain: dict[str, Any], result: dict[str, Any]) -> None:
         if retrain["status"] == "failed":
             self._record_error("retrain", RuntimeError(retrain.get("error", "failed")))
+            return
+        if retrain["status"] == "rejected":  # the offline gate: it never meets users
+            training = retrain.get("training") or {}
+            result["challenger_rejected"] = {
+                "name": training.get("model_name"), "reasons": retrain["evaluation"]["reasons"],
+            }  # fmt: skip
             return
         if retrain["status"] != "completed":
             return

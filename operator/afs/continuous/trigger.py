@@ -8,7 +8,7 @@ back-off, schedule and baseline), and runs the retrain.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +16,9 @@ from typing import Any
 
 from afs.continuous.config import DataGeneratorConfig, TriggerConfig
 from afs.continuous.core import triggers as core
+from afs.continuous.core.evaluation import EvaluationRule, judge_evaluation
 from afs.continuous.core.triggers import TriggerState, TriggerType
-from afs.continuous.generator import TrainingDataGenerator
+from afs.continuous.generator import GenerationResult, TrainingDataGenerator
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.store import UsageStore
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
@@ -28,6 +29,7 @@ DEFAULT_OUTPUT_DIR = "~/.context/training/continuous"
 
 __all__ = [
     "AutoRetrainer",
+    "EvalFn",
     "RetrainTrigger",
     "TrainFn",
     "TriggerConfig",
@@ -38,6 +40,11 @@ __all__ = [
 
 #: called with the data set's path (a ``Path``); returns what training reported
 TrainFn = Callable[[Path], dict[str, Any]]
+EvalFn = Callable[[str, str | None, str | None], Mapping[str, Any]]
+"""``eval_fn(model_path, test_path, golden_path) -> metrics``: a model's metrics on the
+held-out test set (and the golden set, as ``golden_pass_rate``); either path may be None."""
+#: the held-out sets an evaluation gate uses when the data set's config names none
+DEFAULT_EVALUATION_SPLIT = (0.9, 0.05, 0.05)
 
 
 @dataclass
@@ -157,9 +164,16 @@ class AutoRetrainer:
     """Checks the triggers and, when one fires, builds the data set and trains.
 
     ``check_and_retrain`` returns None when nothing fired, else a dict with ``trigger``,
-    ``generation``, ``timestamp``, ``status`` (``completed``, ``failed`` or ``data_ready``
-    when no ``train_fn`` was given) and ``training`` or ``error``. A ``data_ready`` result
-    counts as a retrain for cooldown purposes: the data set was handed off.
+    ``generation``, ``timestamp``, ``status`` (``completed``, ``failed``, ``rejected`` or
+    ``data_ready`` when no ``train_fn`` was given) and ``training`` or ``error``. A
+    ``data_ready`` result counts as a retrain for cooldown purposes: the data set was
+    handed off.
+
+    With ``eval_fn``, a trained model must pass the ``evaluation`` rule on the held-out
+    test set (and the golden set) against the champion before it counts: ``rejected``
+    otherwise, with the reasons in ``error`` and the metrics in ``evaluation``; like a
+    failure, it backs off and tries again later, on more data. The data set is then split
+    (by default 90/5/5) unless its config already is.
     """
 
     def __init__(
@@ -170,6 +184,8 @@ class AutoRetrainer:
         output_dir: str | Path = DEFAULT_OUTPUT_DIR,
         *,
         clock: Clock = utc_now,
+        eval_fn: EvalFn | None = None,
+        evaluation: EvaluationRule | None = None,
     ) -> None:
         self.usage_logger = usage_logger
         config = trigger_config if trigger_config is not None else TriggerConfig()
@@ -177,6 +193,10 @@ class AutoRetrainer:
         dataset = generator_config or DataGeneratorConfig(
             min_quality_score=config.min_quality_score
         )
+        if eval_fn is not None and dataset.split is None:
+            dataset = replace(dataset, split=DEFAULT_EVALUATION_SPLIT)
+        self.eval_fn = eval_fn
+        self.evaluation = evaluation if evaluation is not None else EvaluationRule()
         self.trigger = RetrainTrigger(usage_logger, config, generator_config=dataset, clock=clock)
         self.generator = TrainingDataGenerator(usage_logger, self.trigger.generator_config)
         self.output_dir = Path(output_dir).expanduser()
@@ -192,14 +212,21 @@ class AutoRetrainer:
         *,
         force: bool = False,
         reason: str = "Manual trigger",
+        champion_path: str | None = None,
     ) -> dict[str, Any] | None:
         result = self.trigger.force_trigger(reason) if force else self.trigger.check_triggers()
         if not result.triggered:
             log.debug("no retrain: %s", result.reason)
             return None
-        return self.retrain(result, train_fn)
+        return self.retrain(result, train_fn, champion_path=champion_path)
 
-    def retrain(self, result: TriggerResult, train_fn: TrainFn | None) -> dict[str, Any]:
+    def retrain(
+        self,
+        result: TriggerResult,
+        train_fn: TrainFn | None,
+        *,
+        champion_path: str | None = None,
+    ) -> dict[str, Any]:
         now = self._clock()
         log.info("retraining (%s): %s", result.trigger_type, result.reason)
         path = self.output_dir / f"retrain_{now.strftime('%Y%m%dT%H%M%S')}Z.jsonl"
@@ -226,8 +253,39 @@ class AutoRetrainer:
             return self._failed(outcome, f"{type(exc).__name__}: {exc}")
         if not isinstance(training, dict):
             return self._failed(outcome, f"train_fn returned {type(training).__name__}, not a dict")
+        outcome["training"] = training
+        if self.eval_fn is not None:
+            try:
+                verdict = self._evaluate(generation, training, champion_path)
+            except Exception as exc:  # the user's evaluator failed: no verdict, back off
+                log.exception("eval_fn failed")
+                return self._failed(outcome, f"evaluation failed: {type(exc).__name__}: {exc}")
+            outcome["evaluation"] = verdict
+            if not verdict["passed"]:
+                self.trigger.mark_retrain_failed()
+                why = "; ".join(verdict["reasons"])
+                log.warning("candidate rejected by the evaluation gate: %s", why)
+                return outcome | {"status": "rejected", "error": f"evaluation gate: {why}"}
         self.trigger.mark_retrain_completed()
-        return outcome | {"status": "completed", "training": training}
+        return outcome | {"status": "completed"}
+
+    def _evaluate(
+        self, generation: GenerationResult, training: dict[str, Any], champion_path: str | None
+    ) -> dict[str, Any]:
+        """The candidate and the champion measured on the same held-out sets, judged."""
+        assert self.eval_fn is not None
+        model_path = training.get("model_path")
+        if not isinstance(model_path, str | Path) or not str(model_path):
+            raise ValueError("train_fn reported no model_path to evaluate")
+        test_path = (generation.split_paths or {}).get("test")
+        golden = self.generator.config.golden_path
+        golden_path = None if golden is None else str(golden)
+        candidate = dict(self.eval_fn(str(model_path), test_path, golden_path))
+        champion = (
+            None if not champion_path else dict(self.eval_fn(champion_path, test_path, golden_path))
+        )
+        verdict = judge_evaluation(self.evaluation, candidate, champion)
+        return verdict.to_dict() | {"metrics": candidate, "champion": champion}
 
     def _failed(self, outcome: dict[str, Any], error: str) -> dict[str, Any]:
         self.trigger.mark_retrain_failed()
