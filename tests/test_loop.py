@@ -86,7 +86,9 @@ def _accuracy_of(scores: dict[str, float]) -> Any:
     """An evaluator: each model file's accuracy, looked up (a real one would run the
     model on the test set); it must be given the held-out test file."""
 
-    def evaluate(model_path: str, test_path: str | None, golden_path: str | None) -> dict:
+    def evaluate(
+        model_path: str, test_path: str | None, golden_path: str | None
+    ) -> dict[str, float]:
         assert test_path is not None and Path(test_path).exists()
         return {"accuracy": scores[Path(model_path).name]}
 
