@@ -261,6 +261,11 @@ def test_demo_promotes_a_model_that_is_really_better(tmp_path: Path) -> None:
     assert accuracy[summary["champion"]] > accuracy["nayru-v1"] + 0.3
     assert "nayru-v1" in summary["retired"]
     assert any(line.startswith("  PROMOTED: ") for line in lines)
+    # the first candidate, trained on corrupted data, was stopped offline: no user saw it
+    [rejected] = [line for line in lines if line.startswith("  REJECTED offline: ")]
+    assert rejected.startswith("  REJECTED offline: nayru-v2 never meets users")
+    assert "golden_pass_rate 0: must be at least 1" in rejected
+    assert "nayru-v2" not in accuracy  # never served: the demo loads only what it routes to
 
 
 def test_the_loop_refuses_a_merely_lucky_challenger(tmp_path: Path, clock: FakeClock) -> None:

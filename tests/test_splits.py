@@ -44,7 +44,7 @@ def test_a_key_always_lands_in_the_same_set_and_the_ratios_hold() -> None:
         assert abs(shares[name] / len(keys) - ratio) < 0.015
 
 
-def test_the_key_is_the_user_else_the_conversation_else_the_record() -> None:
+def test_the_key_is_the_user_else_the_conversation_else_the_content() -> None:
     system = {"role": "system", "content": "be brief"}
     opening = [system, {"role": "user", "content": "hello"}]
     later = [*opening, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "?"}]
@@ -57,6 +57,7 @@ def test_the_key_is_the_user_else_the_conversation_else_the_record() -> None:
     assert split_key(assignment_hash=None, messages=other, **kwargs) != split_key(
         assignment_hash=None, messages=opening, **kwargs
     )
+    assert split_key(assignment_hash=None, messages=None, content_hash="cd", **kwargs) == "d:cd"
     assert split_key(assignment_hash=None, messages=None, **kwargs) == "r:r1"
 
 

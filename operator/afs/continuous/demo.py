@@ -5,10 +5,13 @@ of the most similar question it was trained on, or admits it does not know. Prod
 traffic is simulated hour by hour: users ask about 40 topics in varied words, a grader
 scores every answer against the reference (token F1), users give thumbs up or down, and
 when the assistant fails a human expert answers instead (that exchange is logged too).
-The loop retrains on what production taught it, tests the new model against the old one
-on live traffic, and promotes it only if its own records show it is better. Held-out
-accuracy (questions phrased in a way neither model saw) is measured for both models, so
-the improvement is checked on data no training ever used.
+The loop retrains on what production taught it and gates each candidate offline first:
+on the held-out test split and a golden set (the champion's topics, which must never
+break) against the champion. The first training run has a bug that swaps answers between
+questions; that candidate is rejected before any user sees it. The next one passes, is
+tested against the old one on live traffic, and is promoted only if its own records show
+it is better. Held-out accuracy (questions phrased in a way neither model saw) is measured
+for both models, so the improvement is checked on data no training ever used.
 
 Run: ``afs-continuous demo`` or ``python examples/continuous_learning_demo.py``.
 """
@@ -30,6 +33,7 @@ from typing import Any
 
 from afs.continuous.ab_test import ABTestConfig
 from afs.continuous.config import DataGeneratorConfig, LoopConfig, TriggerConfig
+from afs.continuous.core.evaluation import GOLDEN_PASS_RATE, EvaluationRule, MetricRule
 from afs.continuous.errors import ContinuousError, redact_secrets
 from afs.continuous.formats import Sample, format_sample, parse_sample
 from afs.continuous.logger import UsageLogger
@@ -123,9 +127,19 @@ class SimulatedClock:
         return self.now
 
 
-def _trainer(models_dir: Path) -> Callable[[Path], dict[str, Any]]:
+def _trainer(models_dir: Path, *, corrupt_first: bool) -> Callable[[Path], dict[str, Any]]:
+    """The training job; with ``corrupt_first``, its first run has a data bug: answers are
+    paired with the wrong questions (shifted by one), as a broken join would."""
+    runs = 0
+
     def train(data_path: Path) -> dict[str, Any]:
+        nonlocal runs
+        runs += 1
         model = RetrievalModel.train(data_path)
+        if corrupt_first and runs == 1:
+            replies = [reply for _, reply in model.pairs]
+            shifted = replies[1:] + replies[:1]
+            model = RetrievalModel([(q, r) for (q, _), r in zip(model.pairs, shifted, strict=True)])
         version = len(list(models_dir.glob("nayru-v*.json"))) + 1
         path = models_dir / f"nayru-v{version}.json"
         model.save(path)
@@ -137,6 +151,38 @@ def _trainer(models_dir: Path) -> Callable[[Path], dict[str, Any]]:
         }
 
     return train
+
+
+def _accuracy_on(model: RetrievalModel, path: str | None) -> float | None:
+    """The share of a data set's questions the model answers with its answer (None for
+    a set with no items)."""
+    if path is None or not Path(path).exists():
+        return None
+    samples = [parse_sample(json.loads(line)) for line in Path(path).read_text().splitlines()
+               if line.strip()]  # fmt: skip
+    if not samples:
+        return None
+    hits = sum(token_f1(model.answer(s.query), s.response) >= 0.9 for s in samples)
+    return hits / len(samples)
+
+
+def evaluate(model_path: str, test_path: str | None, golden_path: str | None) -> dict[str, Any]:
+    """The offline evaluator: accuracy on the held-out test split, and the share of the
+    golden set answered right."""
+    model = RetrievalModel.load(model_path)
+    metrics: dict[str, Any] = {}
+    test = _accuracy_on(model, test_path)
+    if test is not None:
+        metrics["test_accuracy"] = test
+    golden = _accuracy_on(model, golden_path)
+    if golden is not None:
+        metrics[GOLDEN_PASS_RATE] = golden
+    return metrics
+
+
+#: the gate: no worse than the champion on held-out production data (a few points of
+#: noise allowed on a small test set), and every golden item still answered
+GATE = EvaluationRule((MetricRule("test_accuracy", max_regression=0.05),), min_golden_pass_rate=1.0)
 
 
 def run_demo(
@@ -175,6 +221,12 @@ def run_demo(
     champion.save(models_dir / "nayru-v1.json")
     models: dict[str, RetrievalModel] = {"nayru-v1": champion}
     say(f"  held-out accuracy of nayru-v1: {held_out_accuracy(champion):.0%}")
+    golden = workdir / "golden.jsonl"  # what the champion knows must never break
+    with golden.open("w", encoding="utf-8") as out:
+        for index in known:
+            topic, reference = KNOWLEDGE[index]
+            sample = Sample(TRAIN_TEMPLATES[0].format(t=topic), reference)
+            out.write(json.dumps(format_sample("chatml", sample)) + "\n")
 
     config = LoopConfig(
         db_path=target,
@@ -191,7 +243,11 @@ def run_demo(
             cooldown_hours=12,
         ),
         generator_config=DataGeneratorConfig(
-            min_quality_score=0.7, min_user_feedback=1, existing_data_path=seed_data
+            min_quality_score=0.7,
+            min_user_feedback=1,
+            existing_data_path=seed_data,
+            split=(0.8, 0.1, 0.1),
+            golden_path=golden,
         ),
         ab_test_config=ABTestConfig(
             initial_challenger_traffic=0.3,
@@ -200,9 +256,11 @@ def run_demo(
             evaluation_window_hours=24,
         ),
     )
-    loop = ContinuousLearningLoop(config, clock=clock, rng=random.Random(seed))
+    loop = ContinuousLearningLoop(
+        config, clock=clock, rng=random.Random(seed), eval_fn=evaluate, evaluation=GATE
+    )
     loop.ensure_champion()
-    train = _trainer(models_dir)
+    train = _trainer(models_dir, corrupt_first=True)
     say("== 2. Production traffic, hour by hour (60 requests/hour)")
     promoted_at: int | None = None
     decisive = ""
@@ -285,11 +343,12 @@ def _narrate(
         trigger = retrain["trigger"]
         say(f"== 3. Retrain triggered ({trigger['type']}): {trigger['reason']}")
         generation = retrain["generation"]
+        held = generation.get("split") or {}
         say(
-            f"  data set: {generation['final_count']} samples "
+            f"  data set: {generation['final_count']} training samples "
             f"({generation['usage_samples']} from production, "
-            f"{generation['existing_samples']} from the rehearsal buffer); "
-            f"status {retrain['status']}"
+            f"{generation['existing_samples']} from the rehearsal buffer), "
+            f"{held.get('test', 0)} held out for the offline test; status {retrain['status']}"
         )
         metrics = (retrain.get("training") or {}).get("metrics", {})
         if metrics:
@@ -297,6 +356,18 @@ def _narrate(
                 f"  trained {retrain['training']['model_name']} on {metrics['train_examples']} "
                 f"examples; held-out accuracy {metrics['heldout_accuracy']:.0%}"
             )
+        gate = retrain.get("evaluation")
+        if gate:
+            shown = ", ".join(
+                f"{c['name']} {c['candidate']:.0%}"
+                + (f" (champion {c['champion']:.0%})" if c["champion"] is not None else "")
+                for c in gate["checks"] if c["candidate"] is not None
+            )  # fmt: skip
+            say(f"  offline gate: {shown}: {'passed' if gate['passed'] else 'failed'}")
+    if "challenger_rejected" in result:
+        rejected = result["challenger_rejected"]
+        say(f"  REJECTED offline: {rejected['name']} never meets users: "
+            + "; ".join(rejected["reasons"]))  # fmt: skip
     if "challenger_deployed" in result:
         deployed = result["challenger_deployed"]
         share = deployed["traffic_weight"]

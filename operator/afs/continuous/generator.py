@@ -272,7 +272,7 @@ class TrainingDataGenerator:
                     )
                 )
 
-        usage_written = sum(files.counts.values()) - existing_written
+        usage_written = files.counts["train"] - existing_written
         return GenerationResult(
             total_candidates=counts.total_candidates,
             filtered_by_quality=counts.filtered_by_quality,
@@ -373,6 +373,7 @@ def _split_of(row: TrainingRow, ratios: tuple[float, float, float] | None) -> Sp
         assignment_hash=row.assignment_hash,
         messages=row.messages,
         tools=row.tools,
+        content_hash=_row_digest(row),
     )
     return assign_split(key, ratios)
 

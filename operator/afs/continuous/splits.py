@@ -2,10 +2,12 @@
 
 A record's split follows from a key alone, never from the other records: its assignment
 key (a user, a session) when it has one, else its conversation's opening (the first user
-turn and what came before it), else its own id. So one user's or one conversation's
-records never straddle two sets, and a record once in ``test`` stays there as data grows
-— no test item ever becomes training data in a later run, as long as the ratios stay the
-same (changing them moves the boundaries: documented, not hidden).
+turn and what came before it), else its content (the dedupe hash of its query and
+response; the record's id when it has none). So one user's or one conversation's records
+never straddle two sets, the same exchange logged twice without a user lands in one set
+(not half held out, half trained on), and a record once in ``test`` stays there as data
+grows — no test item ever becomes training data in a later run, as long as the ratios
+stay the same (changing them moves the boundaries: documented, not hidden).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def split_key(
     assignment_hash: str | None,
     messages: Sequence[Mapping[str, Any]] | None,
     tools: Sequence[Mapping[str, Any]] | None,
+    content_hash: str | None = None,
 ) -> str:
     """What decides a record's split (see the module's docstring)."""
     if assignment_hash:
@@ -63,6 +66,8 @@ def split_key(
     first = next((i for i, m in enumerate(messages or ()) if m.get("role") == "user"), None)
     if messages and first is not None:
         return f"c:{chain(messages[: first + 1], tools)[-1].hash}"
+    if content_hash:
+        return f"d:{content_hash}"
     return f"r:{record_id}"
 
 
