@@ -188,3 +188,16 @@ def test_bad_split_flags_are_refused_and_nothing_is_written(
     assert main(["--db", str(db), "export", str(out), *flags]) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.glob("ds*")) == []
+
+
+def test_held_out_only_writes_the_evaluators_sets_and_no_training_set(tmp_path: Path) -> None:
+    db = tmp_path / "u.db"
+    _log_users(db, range(100))
+    with UsageLogger(db) as logger:
+        generator = TrainingDataGenerator(logger, DataGeneratorConfig(split=RATIOS))
+        result = generator.generate(tmp_path / "ds.jsonl", held_out_only=True)
+    assert not (tmp_path / "ds.jsonl").exists()
+    assert result.split is not None
+    assert len(_queries(tmp_path / "ds.test.jsonl")) == result.split["test"] > 0
+    with UsageLogger(db) as logger, pytest.raises(InvalidFieldError, match="needs a split"):
+        TrainingDataGenerator(logger).generate(tmp_path / "x.jsonl", held_out_only=True)

@@ -30,6 +30,8 @@ LOSS = MetricRule("loss", higher_is_better=False, min_delta=0.0)
         (EvaluationRule((ACCURACY,)), {"accuracy": "0.9"}, {"accuracy": 0.8}, False,
          "missing from the report"),
         (EvaluationRule((ACCURACY,)), {"accuracy": 0.1}, None, True, ""),  # first model
+        (EvaluationRule((ACCURACY,)), {"accuracy": 0.9}, {}, False,
+         "the champion's is missing from the report"),
         (EvaluationRule((MetricRule("accuracy", minimum=0.5),)), {"accuracy": 0.4}, None,
          False, "accuracy 0.4: must be at least 0.5"),
         (EvaluationRule(min_golden_pass_rate=1.0), {"golden_pass_rate": 0.95}, None, False,

@@ -157,6 +157,7 @@ class TrainingDataGenerator:
         progress: bool = False,
         dataset_id: str | None = None,
         model_version: str | None = None,
+        held_out_only: bool = False,
     ) -> GenerationResult:
         """Write the training file and report the counts.
 
@@ -164,6 +165,8 @@ class TrainingDataGenerator:
         more than a second. Unless the configuration says otherwise, the records taken
         are recorded as the data set ``dataset_id`` (by default a new id), trained on by
         ``model_version`` when it is known (see :meth:`UsageStore.label_dataset`).
+        ``held_out_only``: write the validation and test sets only (an evaluator's), not
+        the training set; the export must be split.
         """
         if not isinstance(output_path, str | Path) or not str(output_path).strip():
             raise InvalidFieldError("output_path", output_path, "must be a file path")
@@ -171,6 +174,8 @@ class TrainingDataGenerator:
             if value is not None:
                 check_text(name, value, max_chars=512)
         cfg = self.config
+        if held_out_only and cfg.split is None:
+            raise InvalidFieldError("held_out_only", True, "needs a split to hold sets out")
         selection = self.selection(since)
         output = Path(output_path).expanduser()
         existing_path = self._existing_path(cfg)
@@ -196,7 +201,7 @@ class TrainingDataGenerator:
             return False
 
         with ExitStack() as stack:
-            files = _SplitFiles(stack, output, cfg)
+            files = _SplitFiles(stack, output, cfg, held_out_only=held_out_only)
             if existing_path is not None:
                 for sample in _read_samples(existing_path):
                     sample_hash = sample_digest(sample)
@@ -335,26 +340,31 @@ class _SplitFiles:
     when all are complete: the training set at the path given, the held-out sets beside
     it (``dataset.validation.jsonl``, ``dataset.test.jsonl``) when the export is split."""
 
-    def __init__(self, stack: ExitStack, output: Path, cfg: DataGeneratorConfig) -> None:
+    def __init__(
+        self, stack: ExitStack, output: Path, cfg: DataGeneratorConfig, *, held_out_only: bool
+    ) -> None:
         self.paths: dict[SplitName, Path] = {"train": output}
         if cfg.split is not None:
             for name, ratio in zip(SPLITS, cfg.split, strict=True):
                 if name != "train" and ratio > 0:
                     self.paths[name] = split_path(output, name)
         self.handles = {name: stack.enter_context(_atomic_writer(path))
-                        for name, path in self.paths.items()}  # fmt: skip
+                        for name, path in self.paths.items()
+                        if not (held_out_only and name == "train")}  # fmt: skip
         self.counts: dict[SplitName, int] = dict.fromkeys(self.paths, 0)
         self.digest = hashlib.sha256()  # the training set's
         self._format, self._train_on = cfg.format_type, cfg.train_on
 
     def write(self, split: SplitName, sample: Sample) -> None:
+        self.counts[split] += 1
+        if split not in self.handles:  # the training set of a held-out-only export
+            return
         line = json.dumps(
             format_sample(self._format, sample, train_on=self._train_on), ensure_ascii=False
         ) + "\n"  # fmt: skip
         self.handles[split].write(line)
         if split == "train":
             self.digest.update(line.encode())
-        self.counts[split] += 1
 
     def held_out_paths(self) -> dict[str, str] | None:
         held = {str(name): str(path) for name, path in self.paths.items() if name != "train"}

@@ -22,6 +22,8 @@ from afs.continuous.errors import InvalidFieldError
 
 SplitName = Literal["train", "validation", "test"]
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
+#: the held-out sets an evaluation gate uses when the data set's config names none
+DEFAULT_EVALUATION_SPLIT = (0.9, 0.05, 0.05)
 #: the ratios' sum may be off by rounding, no more
 _TOLERANCE = 1e-6
 

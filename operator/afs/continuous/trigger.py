@@ -20,6 +20,7 @@ from afs.continuous.core.evaluation import EvaluationRule, judge_evaluation
 from afs.continuous.core.triggers import TriggerState, TriggerType
 from afs.continuous.generator import GenerationResult, TrainingDataGenerator
 from afs.continuous.logger import UsageDatabase, UsageLogger
+from afs.continuous.splits import DEFAULT_EVALUATION_SPLIT
 from afs.continuous.store import UsageStore
 from afs.continuous.timeutil import Clock, format_timestamp, utc_now
 
@@ -43,8 +44,6 @@ TrainFn = Callable[[Path], dict[str, Any]]
 EvalFn = Callable[[str, str | None, str | None], Mapping[str, Any]]
 """``eval_fn(model_path, test_path, golden_path) -> metrics``: a model's metrics on the
 held-out test set (and the golden set, as ``golden_pass_rate``); either path may be None."""
-#: the held-out sets an evaluation gate uses when the data set's config names none
-DEFAULT_EVALUATION_SPLIT = (0.9, 0.05, 0.05)
 
 
 @dataclass

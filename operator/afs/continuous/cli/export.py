@@ -60,6 +60,7 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
     result = TrainingDataGenerator(logger, config).generate(
         args.output, since=since_arg(args.since), progress=True,
         dataset_id=args.dataset_id, model_version=args.model_version,
+        held_out_only=args.held_out_only,
     )  # fmt: skip
     text = (
         f"wrote {result.final_count} samples ({config.format_type}) to {result.output_path}\n"
@@ -173,6 +174,10 @@ def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="hold out validation and test sets, e.g. 0.9,0.05,0.05, written beside the output "
         "as NAME.validation.jsonl and NAME.test.jsonl; a record's set follows from its "
         "assignment key (its conversation, else its id), so it never changes as data grows",
+    )  # fmt: skip
+    p.add_argument(
+        "--held-out-only", action="store_true",
+        help="with --split: write only the validation and test sets (an evaluator's data)",
     )  # fmt: skip
     p.add_argument(
         "--golden", metavar="FILE",

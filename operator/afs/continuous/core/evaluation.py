@@ -81,7 +81,14 @@ def _number(metrics: Mapping[str, Any] | None, name: str) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _check(rule: MetricRule, candidate: float | None, champion: float | None) -> MetricCheck:
+def _check(
+    rule: MetricRule,
+    candidate: float | None,
+    champion: float | None,
+    *,
+    compared: bool,
+) -> MetricCheck:
+    """``compared``: there is a champion to compare with (whose value may be missing)."""
     name = rule.name
     if candidate is None:
         return MetricCheck(name, None, champion, False, f"{name}: missing from the report")
@@ -95,8 +102,14 @@ def _check(rule: MetricRule, candidate: float | None, champion: float | None) ->
             False,
             f"{name} {candidate:g}: must be {bound} {rule.minimum:g}",
         )
-    if champion is None:
+    if not compared:
         return MetricCheck(name, candidate, None, True, f"{name} {candidate:g} (no champion)")
+    if champion is None:
+        if rule.min_delta is None and rule.max_regression is None:
+            return MetricCheck(name, candidate, None, True, f"{name} {candidate:g}")
+        return MetricCheck(
+            name, candidate, None, False, f"{name}: the champion's is missing from the report"
+        )
     gain = sign * (candidate - champion)
     if rule.min_delta is not None and gain < rule.min_delta:
         return MetricCheck(
@@ -117,15 +130,16 @@ def judge_evaluation(
     candidate: Mapping[str, Any],
     champion: Mapping[str, Any] | None,
 ) -> EvaluationVerdict:
-    """Every condition of ``rule`` on the candidate's metrics (and the champion's, when
-    there is one). A metric the rule names and the report lacks fails its condition."""
+    """Every condition of ``rule`` on the candidate's metrics and, when there is a
+    champion (``champion`` not None), on the difference. A metric the rule names and the
+    report lacks — the candidate's, or the champion's when it is compared — fails."""
     checks = [
-        _check(metric, _number(candidate, metric.name),
-               None if champion is None else _number(champion, metric.name))
+        _check(metric, _number(candidate, metric.name), _number(champion, metric.name),
+               compared=champion is not None)
         for metric in rule.metrics
     ]  # fmt: skip
     if rule.min_golden_pass_rate is not None:
         golden = MetricRule(GOLDEN_PASS_RATE, minimum=rule.min_golden_pass_rate)
-        checks.append(_check(golden, _number(candidate, GOLDEN_PASS_RATE), None))
+        checks.append(_check(golden, _number(candidate, GOLDEN_PASS_RATE), None, compared=False))
     reasons = tuple(check.reason for check in checks if not check.passed)
     return EvaluationVerdict(passed=not reasons, checks=tuple(checks), reasons=reasons)

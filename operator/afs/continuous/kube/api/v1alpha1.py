@@ -24,7 +24,9 @@ from afs.continuous.kube.api.base import (
     LocalObjectReference as LocalObjectReference,
     SecretKeyRef as SecretKeyRef,
 )
+from afs.continuous.kube.api.evaluation import EvaluationSpec, EvaluationStatus
 from afs.continuous.kube.api.privacy import DatasetRedaction, RedactionSummary
+from afs.continuous.splits import DEFAULT_EVALUATION_SPLIT, check_split
 
 if TYPE_CHECKING:
     from afs.continuous.config import DataGeneratorConfig, TriggerConfig
@@ -156,6 +158,10 @@ class DatasetSpec(KubeModel):
     credentials_secret_ref: LocalObjectReference | None = None
     """A Secret whose keys the exporter gets as environment variables (e.g.
     ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``)."""
+    split: Annotated[list[Fraction], Field(min_length=3, max_length=3)] | None = None
+    """``[train, validation, test]`` fractions: the held-out sets are written beside the
+    data set (``<name>.validation.jsonl``, ``<name>.test.jsonl``) by a stable hash of each
+    record's assignment key; with ``spec.evaluation`` and no split, 0.9/0.05/0.05."""
     redaction: DatasetRedaction = Field(default_factory=DatasetRedaction)
     """Personal data and secrets are redacted in every data set unless ``enabled: false``."""
 
@@ -173,9 +179,12 @@ class DatasetSpec(KubeModel):
         """The generator settings (no rehearsal buffer: the Job's volume is fresh)."""
         from afs.continuous.config import DataGeneratorConfig
 
-        values = self.model_dump(exclude=self.WHERE | {"redaction"})
+        values = self.model_dump(exclude=self.WHERE | {"redaction", "split"})
         return DataGeneratorConfig(
-            include_existing_data=False, redaction=self.redaction.to_config(), **values
+            include_existing_data=False,
+            redaction=self.redaction.to_config(),
+            split=None if self.split is None else (self.split[0], self.split[1], self.split[2]),
+            **values,
         )
 
 
@@ -350,7 +359,22 @@ class LearningLoopSpec(KubeModel):
     serving: ServingSpec | None = None
     """Deploy mode: each ModelVersion the loop records is run by the operator (the spec
     is copied onto the version); unset, the backends must exist already."""
+    evaluation: EvaluationSpec | None = None
+    """The offline gate a trained version must pass before its ABTest starts."""
     suspend: bool = False
+
+    @property
+    def split(self) -> tuple[float, float, float] | None:
+        """The data set's split: as given, else the default an evaluation gate needs."""
+        if self.dataset.split is not None:
+            return (self.dataset.split[0], self.dataset.split[1], self.dataset.split[2])
+        return DEFAULT_EVALUATION_SPLIT if self.evaluation is not None else None
+
+    @model_validator(mode="after")
+    def _split_sums_to_one(self) -> Self:
+        if self.dataset.split is not None:
+            check_split(self.dataset.split, field="dataset.split")
+        return self
 
     @model_validator(mode="after")
     def _dataset_reaches_every_pod(self) -> Self:
@@ -386,9 +410,12 @@ class CurrentRun(KubeModel):
     started: str
     kind: TrainingKind | None = None
     """Unset for a Job."""
-    phase: Literal["Exporting", "Training"] | None = None
+    phase: Literal["Exporting", "Training", "Evaluating"] | None = None
     """A distributed run exports its data set (a Job of its own) before its training
-    object is created; unset for a Job."""
+    object is created; unset for a Job. ``Evaluating``: trained, its ModelVersion
+    recorded, the evaluation gate's Job running."""
+    model_version: str | None = None
+    """The version being evaluated."""
     dataset_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     sample_count: Annotated[int, Field(ge=0)] | None = None
     dataset_id: Annotated[str, Field(max_length=512)] | None = None
@@ -399,7 +426,8 @@ class CurrentRun(KubeModel):
 class RunOutcome(KubeModel):
     number: int
     job: str
-    result: Literal["Succeeded", "Failed"]
+    result: Literal["Succeeded", "Failed", "Rejected"]
+    """``Rejected``: trained, but the evaluation gate refused the version."""
     finished: str
     model_version: str | None = None
     message: str = ""
@@ -409,6 +437,7 @@ class RunsSummary(KubeModel):
     count: int = 0
     succeeded: int = 0
     failed: int = 0
+    rejected: int = 0
     recent: list[RunOutcome] = Field(default_factory=list)
 
 
@@ -489,6 +518,7 @@ class ModelVersionStatus(KubeModel):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     serving: ServingStatus | None = None
+    evaluation: EvaluationStatus | None = None
 
 
 # --- ABTest ------------------------------------------------------------------------------

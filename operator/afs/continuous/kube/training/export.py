@@ -47,6 +47,8 @@ def export_job_name(run: RunContext) -> str:
     return dns_label(f"{run.name}-export")
 
 
+GOLDEN_VOLUME = "afs-golden-set"
+GOLDEN_DIR = "/golden"
 #: where the exporter finds the redaction's hash key (from keySecretRef)
 REDACTION_KEY_ENV = "AFS_REDACTION_KEY"
 
@@ -85,9 +87,39 @@ def export_command(
         command += ["--redact", f"--redact-operator={redaction.operator}"]
         if redaction.entities is not None:
             command.append(f"--redact-entities={','.join(redaction.entities)}")
+    if spec.split is not None:
+        command.append("--split=" + ",".join(f"{part:g}" for part in spec.split))
+    golden = golden_set_path(spec)
+    if golden is not None:
+        command.append(f"--golden={golden}")
     if dataset_id is not None:
         command += [f"--dataset-id={dataset_id}", f"--model-version={dataset_id}"]
     return command
+
+
+def golden_set_path(spec: LearningLoopSpec) -> str | None:
+    """Where the golden set is mounted in the exporter's and the evaluator's pods."""
+    if spec.evaluation is None or spec.evaluation.golden_set is None:
+        return None
+    return f"{GOLDEN_DIR}/{spec.evaluation.golden_set.config_map_ref.key}"
+
+
+def golden_set_volume(spec: LearningLoopSpec) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The golden set's ConfigMap as a read-only volume, and its mount (None: no set)."""
+    if spec.evaluation is None or spec.evaluation.golden_set is None:
+        return None
+    ref = spec.evaluation.golden_set.config_map_ref
+    volume = {
+        "name": GOLDEN_VOLUME,
+        "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]},
+    }
+    return volume, {"name": GOLDEN_VOLUME, "mountPath": GOLDEN_DIR, "readOnly": True}
+
+
+def exporter_volumes(run: RunContext) -> list[dict[str, Any]]:
+    """The volumes the exporter needs besides the data volume: its /tmp, the golden set."""
+    golden = golden_set_volume(run.spec)
+    return [exporter_tmp_volume(), *([golden[0]] if golden else [])]
 
 
 def exporter_container(run: RunContext) -> dict[str, Any]:
@@ -108,7 +140,8 @@ def exporter_container(run: RunContext) -> dict[str, Any]:
                 "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
             }
         ],
-        "volumeMounts": [mount, {"name": EXPORTER_TMP_VOLUME, "mountPath": "/tmp"}],
+        "volumeMounts": [mount, {"name": EXPORTER_TMP_VOLUME, "mountPath": "/tmp"}]
+        + ([golden[1]] if (golden := golden_set_volume(spec)) else []),
         "securityContext": EXPORTER_SECURITY,
     }
     key = spec.dataset.redaction.key_secret_ref
@@ -135,7 +168,7 @@ def export_job(run: RunContext) -> dict[str, Any]:
             "metadata": {"labels": run.labels},
             "spec": {
                 "containers": [exporter_container(run)],
-                "volumes": [data_volume(run)[0], exporter_tmp_volume()],
+                "volumes": [data_volume(run)[0], *exporter_volumes(run)],
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
                 "serviceAccountName": TRAINING_SERVICE_ACCOUNT,

@@ -19,7 +19,7 @@ from afs.continuous.kube.training.base import (
 from afs.continuous.kube.training.export import (
     DEFAULT_EXPORTER_IMAGE,
     exporter_container,
-    exporter_tmp_volume,
+    exporter_volumes,
 )
 
 
@@ -38,7 +38,7 @@ class JobTrainer(Trainer):
         template = trainer_pod_template(run, in_pod_export=True)
         pod_spec = template["spec"]
         pod_spec["initContainers"] = [exporter_container(run), *pod_spec.get("initContainers", [])]
-        pod_spec["volumes"].append(exporter_tmp_volume())
+        pod_spec["volumes"] += exporter_volumes(run)
         pod_spec.setdefault("restartPolicy", "Never")
         training = run.spec.training
         job_spec: dict[str, Any] = {"backoffLimit": training.backoff_limit, "template": template}
