@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import PurePath
+from typing import Any, Literal, TypeVar
 
 from afs.continuous.conversations import chain
 from afs.continuous.errors import InvalidFieldError
 
 SplitName = Literal["train", "validation", "test"]
+AnyPath = TypeVar("AnyPath", bound=PurePath)
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 #: the held-out sets an evaluation gate uses when the data set's config names none
 DEFAULT_EVALUATION_SPLIT = (0.9, 0.05, 0.05)
@@ -85,7 +86,7 @@ def assign_split(key: str, ratios: tuple[float, float, float]) -> SplitName:
     return "train"
 
 
-def split_path(output: Path, split: SplitName) -> Path:
+def split_path(output: AnyPath, split: SplitName) -> AnyPath:
     """``dataset.jsonl`` → ``dataset.test.jsonl`` (the training set keeps the name given)."""
     if split == "train":
         return output

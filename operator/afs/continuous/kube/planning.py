@@ -70,14 +70,18 @@ def set_condition(
     conditions: list[Condition],
     *,
     type: str,
-    status: bool,
+    status: bool | None,
     reason: str,
     message: str,
     now: datetime,
     generation: int | None = None,
 ) -> list[Condition]:
-    """Conditions with ``type`` set; lastTransitionTime moves only when status changes."""
-    value = ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    """Conditions with ``type`` set (``status`` None: Unknown); lastTransitionTime moves
+    only when status changes."""
+    value = (
+        ConditionStatus.UNKNOWN if status is None
+        else ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    )  # fmt: skip
     previous = next((c for c in conditions if c.type == type), None)
     since = (
         previous.last_transition_time

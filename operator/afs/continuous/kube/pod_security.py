@@ -349,9 +349,12 @@ def refusal(violations: list[Violation], level: Level) -> str | None:
 
 def loop_violations(spec: LearningLoopSpec, level: Level) -> list[Violation]:
     """Every pod a LearningLoop would have made: its training template, the pod templates
-    and fragments in its engine's ``training.spec``, and its deploy-mode template."""
+    and fragments in its engine's ``training.spec``, its deploy-mode template and its
+    evaluator's."""
     found = under("training.template", check_pod_template(spec.training.template, level))
     found += check_spec_anywhere(spec.training.spec or {}, level, "training.spec")
     if spec.serving is not None and spec.serving.template is not None:
         found += under("serving.template", check_pod_template(spec.serving.template, level))
+    if spec.evaluation is not None:
+        found += under("evaluation.template", check_pod_template(spec.evaluation.template, level))
     return found

@@ -128,7 +128,8 @@ def make_registry(
             spec=dict(spec), status=dict(status), annotations=dict(meta.annotations),
             generation=meta.get("generation"), now=clock(), event=_events(body),
         )  # fmt: skip
-        patch.status.update(new.model_dump(by_alias=True, mode="json"))
+        # the evaluation is the loop's to write (a null here would erase it)
+        patch.status.update(new.model_dump(by_alias=True, mode="json", exclude={"evaluation"}))
 
     @kopf.timer(
         GROUP, VERSION, "modelversions", interval=config.poll_seconds,

@@ -37,6 +37,7 @@ from afs.continuous.kube.api.v1alpha1 import (
     VersionRef,
 )
 from afs.continuous.kube.client import KindNotServedError, KubeApiError, KubeClient
+from afs.continuous.kube.controllers.evaluation_gate import EvaluationGate
 from afs.continuous.kube.controllers.run_results import (
     dataset_report,
     model_version_manifest,
@@ -77,6 +78,10 @@ class LoopReconciler:
     stores: StorePool
     clock: Clock = utc_now
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+
+    @property
+    def gate(self) -> EvaluationGate:
+        return EvaluationGate(self.kube, self.clock)
 
     def reconcile(
         self,
@@ -415,6 +420,11 @@ class LoopReconciler:
         gets its training object); True when there is no run left."""
         assert status.current_run is not None
         run = status.current_run
+        if run.phase == "Evaluating":
+            return self._follow_evaluation(
+                name=name, spec=spec, namespace=namespace, uid=uid, status=status,
+                trigger=trigger, event=event,
+            )  # fmt: skip
         trainer = trainer_for(run.kind or "Job")  # the kind it started with
         obj = self._read_training(trainer, namespace, run.job)
         failure: str | None = None
@@ -459,7 +469,8 @@ class LoopReconciler:
                 version_name = manifest["metadata"]["name"]
                 champion = promotion.champion_of(spec.promotion, status.champion)
                 tested = spec.promotion.traffic is not None and champion is not None
-                stage = Stage.CHALLENGER if tested else Stage.CANDIDATE
+                gated = spec.evaluation is not None  # a Challenger only once it passes
+                stage = Stage.CHALLENGER if tested and not gated else Stage.CANDIDATE
                 manifest["metadata"]["annotations"] = {promotion.INITIAL_STAGE: stage.value}
                 recorded = self.kube.create_custom_object("modelversions", manifest)
                 if uid is not None and not planning.controlled_by(recorded, uid):
@@ -469,38 +480,127 @@ class LoopReconciler:
                         now=now, generation=None, event=event,
                     )  # fmt: skip
                     return False  # the run stays current: recorded once the name is free
-                if tested:
-                    assert champion is not None
-                    test = promotion.challenger_test(
-                        loop=name, namespace=namespace, uid=uid, run=run.number,
-                        promotion=spec.promotion, champion=champion, challenger=version_name,
+                if gated:
+                    context = self._context(
+                        name=name, namespace=namespace, uid=uid, spec=spec, run=run.number
+                    )
+                    job = self.gate.start(
+                        run=context, status=status, version=version_name,
+                        candidate_uri=report.model_uri,
                     )  # fmt: skip
-                    self.kube.create_custom_object("abtests", test)
-                    status.challenger = version_name
-                    event("Normal", "ABTestCreated", f"{version_name} against {champion}")
-                elif spec.promotion.traffic is not None:
+                    run.phase, run.model_version = "Evaluating", version_name
                     event(
-                        "Warning", "NoChampion",
-                        f"{version_name} stays a Candidate: no champion to test it against "
-                        "(set spec.promotion.champion)",
-                    )  # fmt: skip
-                trigger.mark_retrain_completed()
-                status.last_retrain_time = format_timestamp(now)
-                outcome = RunOutcome(
-                    number=run.number, job=run.job, result="Succeeded",
-                    finished=format_timestamp(now), model_version=version_name,
+                        "Normal",
+                        "EvaluationStarted",
+                        f"run {run.number}: {version_name} on the held-out set (Job {job})",
+                    )
+                    return False  # fmt: skip
+                outcome = self._release(
+                    name=name, namespace=namespace, uid=uid, spec=spec, status=status,
+                    run=run, trigger=trigger, event=event, version=version_name,
                 )  # fmt: skip
-                status.runs.succeeded += 1
-                self.metrics.runs.labels("succeeded").inc()
-                event(
-                    "Normal",
-                    "RunSucceeded",
-                    f"run {run.number}: ModelVersion {outcome.model_version}",
-                )
         else:
             outcome = self._fail(
                 status=status, run=run, trigger=trigger, event=event, message=failure
             )
+        status.runs.count = max(status.runs.count, run.number)
+        status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
+        status.current_run = None
+        return True
+
+    def _release(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        spec: LearningLoopSpec,
+        status: LearningLoopStatus,
+        run: CurrentRun,
+        trigger: RetrainTrigger,
+        event: EventSink,
+        version: str,
+    ) -> RunOutcome:
+        """A recorded version goes on to its ABTest (when there is a champion and a
+        route), and the run counts as succeeded."""
+        now = self.clock()
+        champion = promotion.champion_of(spec.promotion, status.champion)
+        tested = spec.promotion.traffic is not None and champion is not None
+        if tested:
+            assert champion is not None
+            test = promotion.challenger_test(
+                loop=name, namespace=namespace, uid=uid, run=run.number,
+                promotion=spec.promotion, champion=champion, challenger=version,
+            )  # fmt: skip
+            self.kube.create_custom_object("abtests", test)
+            status.challenger = version
+            event("Normal", "ABTestCreated", f"{version} against {champion}")
+        elif spec.promotion.traffic is not None:
+            event(
+                "Warning", "NoChampion",
+                f"{version} stays a Candidate: no champion to test it against "
+                "(set spec.promotion.champion)",
+            )  # fmt: skip
+        trigger.mark_retrain_completed()
+        status.last_retrain_time = format_timestamp(now)
+        outcome = RunOutcome(
+            number=run.number, job=run.job, result="Succeeded",
+            finished=format_timestamp(now), model_version=version,
+        )  # fmt: skip
+        status.runs.succeeded += 1
+        self.metrics.runs.labels("succeeded").inc()
+        event(
+            "Normal",
+            "RunSucceeded",
+            f"run {run.number}: ModelVersion {outcome.model_version}",
+        )
+        return outcome
+
+    def _follow_evaluation(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        spec: LearningLoopSpec,
+        status: LearningLoopStatus,
+        trigger: RetrainTrigger,
+        event: EventSink,
+    ) -> bool:
+        """The run's version is being evaluated: once the gate's verdict is in, it goes
+        on to its ABTest, or is Rejected and the run ends so (nothing meets users)."""
+        run = status.current_run
+        assert run is not None and run.model_version is not None and spec.evaluation is not None
+        version = run.model_version
+        champion = promotion.champion_of(spec.promotion, status.champion)
+        gate = self.gate.follow(
+            spec=spec, namespace=namespace, run_name=run_name(name, run.number),
+            version=version, compared=champion is not None,
+        )  # fmt: skip
+        if gate is None:
+            return False
+        if gate.passed:
+            event("Normal", "EvaluationPassed", f"run {run.number}: {version}: {gate.summary}")
+            if spec.promotion.traffic is not None and champion is not None:
+                self.gate.promote_to(namespace=namespace, version=version, stage=Stage.CHALLENGER)
+            outcome = self._release(
+                name=name, namespace=namespace, uid=uid, spec=spec, status=status, run=run,
+                trigger=trigger, event=event, version=version,
+            )  # fmt: skip
+        else:
+            message = f"{version} rejected by the evaluation gate: {gate.summary}"
+            event("Warning", "EvaluationFailed", f"run {run.number}: {message}")
+            trigger.mark_retrain_failed()  # back off; a later run has more data
+            status.runs.rejected += 1
+            self.metrics.runs.labels("rejected").inc()
+            status.conditions = planning.set_condition(
+                status.conditions, type="LastRunSucceeded", status=False, reason="Rejected",
+                message=f"run {run.number}: {message}", now=self.clock(),
+            )  # fmt: skip
+            outcome = RunOutcome(
+                number=run.number, job=run.job, result="Rejected", model_version=version,
+                finished=format_timestamp(self.clock()), message=message,
+            )  # fmt: skip
         status.runs.count = max(status.runs.count, run.number)
         status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
         status.current_run = None
