@@ -153,7 +153,7 @@ def _trainer(models_dir: Path, *, corrupt_first: bool) -> Callable[[Path], dict[
     return train
 
 
-def _accuracy_on(model: RetrievalModel, path: str | None) -> float | None:
+def accuracy_on(model: RetrievalModel, path: str | None) -> float | None:
     """The share of a data set's questions the model answers with its answer (None for
     a set with no items)."""
     if path is None or not Path(path).exists():
@@ -171,10 +171,10 @@ def evaluate(model_path: str, test_path: str | None, golden_path: str | None) ->
     golden set answered right."""
     model = RetrievalModel.load(model_path)
     metrics: dict[str, Any] = {}
-    test = _accuracy_on(model, test_path)
+    test = accuracy_on(model, test_path)
     if test is not None:
         metrics["test_accuracy"] = test
-    golden = _accuracy_on(model, golden_path)
+    golden = accuracy_on(model, golden_path)
     if golden is not None:
         metrics[GOLDEN_PASS_RATE] = golden
     return metrics
