@@ -177,6 +177,10 @@ def _message(kind: str, change: Change, level: Level) -> str | None:
         template = restricted({"name": "server", "image": "s:1"})
         change(template)
         spec = _loop("Job", _trainer("Job"), serving={"template": template})
+    elif kind == "LearningLoop/evaluation":
+        template = restricted({"name": "evaluator", "image": "e:1"})
+        change(template)
+        spec = _loop("Job", _trainer("Job"), evaluation={"template": template})
     else:
         template = _trainer(kind)
         change(template)
@@ -188,6 +192,7 @@ PREFIX = {
     "Job": "training.template", "TrainJob": "training.template",
     "PyTorchJob": "training.template", "RayJob": "training.template",
     "LearningLoop/serving": "serving.template", "ModelVersion/template": "serving.template",
+    "LearningLoop/evaluation": "evaluation.template",
     "ModelVersion/copyFrom": "serving.copyFrom (Deployment nayru-v1) spec.template",
 }  # fmt: skip
 

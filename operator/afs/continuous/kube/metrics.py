@@ -51,7 +51,8 @@ class OperatorMetrics:
             registry=self.registry,
         )  # fmt: skip
         self.runs = Counter(
-            "afs_loop_runs", "Training runs, by outcome (started, succeeded, failed)",
+            "afs_loop_runs",
+            "Training runs, by outcome (started, succeeded, failed, rejected: by the evaluation gate)",
             ["outcome"], registry=self.registry,
         )  # fmt: skip
         self.reconcile_seconds = Histogram(
