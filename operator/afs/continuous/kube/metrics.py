@@ -52,7 +52,7 @@ class OperatorMetrics:
         )  # fmt: skip
         self.runs = Counter(
             "afs_loop_runs",
-            "Training runs, by outcome (started, succeeded, failed, rejected: by the evaluation gate)",
+            "Training runs, by outcome (started, succeeded, failed, rejected by the gate)",
             ["outcome"], registry=self.registry,
         )  # fmt: skip
         self.reconcile_seconds = Histogram(
