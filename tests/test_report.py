@@ -30,7 +30,7 @@ def _state(workdir: Path) -> dict[str, object]:
 
 def test_the_demo_s_ended_test_is_kept_for_its_report(demo: Path) -> None:
     test = local_test(_state(demo), last=True)
-    assert (test.champion, test.challenger, test.outcome) == ("nayru-v1", "nayru-v2", "promoted")
+    assert (test.champion, test.challenger, test.outcome) == ("nayru-v1", "nayru-v3", "promoted")
     assert test.ended is not None and test.started < test.ended
     assert test.settings.planned_challenger_share == pytest.approx(0.3)  # the demo's, stored
     assert test.settings.min_duration_hours == 12
@@ -61,7 +61,7 @@ def test_the_picture_has_a_panel_for_each_metric_with_data(demo: Path) -> None:
     ]  # fmt: skip
     for axis in drawing.axes:
         assert axis.get_lines(), axis.get_title()  # each panel draws something
-    assert drawing.texts[0].get_text() == "nayru-v2 vs nayru-v1: PROMOTE (promoted)"
+    assert drawing.texts[0].get_text() == "nayru-v3 vs nayru-v1: PROMOTE (promoted)"
 
 
 def test_the_command_writes_the_png_and_a_page_that_embeds_it(
@@ -111,8 +111,8 @@ def test_epochs_are_cut_at_the_moment_replayed(demo: Path) -> None:
 def test_a_running_test_comes_first_unless_the_last_one_is_asked_for(demo: Path) -> None:
     state = _state(demo)
     running = local_test(state)
-    assert running.ended is None and running.challenger != "nayru-v2"
-    assert local_test(state, last=True).challenger == "nayru-v2"
+    assert running.ended is None and running.challenger != "nayru-v3"
+    assert local_test(state, last=True).challenger == "nayru-v3"
 
 
 def test_without_matplotlib_the_report_says_what_to_install(

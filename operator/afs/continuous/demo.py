@@ -252,6 +252,7 @@ def run_demo(
         ab_test_config=ABTestConfig(
             initial_challenger_traffic=0.3,
             min_samples_per_version=150,
+            min_requests_per_arm=100,  # a small demo: intervals from ~6 h into the test
             min_duration_hours=12,
             evaluation_window_hours=24,
         ),
