@@ -408,3 +408,17 @@ async def test_concurrent_posts_are_all_stored_once(serve: Serve) -> None:
         ))  # fmt: skip
         assert {a.status for a in answers} == {200}
         assert len(_stored(collector.logger)) == 40
+
+
+async def test_feedback_may_carry_a_correction(serve: Serve) -> None:
+    async with serve() as (client, collector):
+        record_id = collector.logger.log("how do I set 16-bit mode?", "SEP #$20", "m")
+        fix = {"id": record_id, "feedback": -1, "correction": "REP #$30"}
+        answer = await client.post("/v1/feedback", json=fix, headers=AUTH)
+        assert answer.status == 200
+        stored = collector.logger.store.corrections([record_id])
+        assert stored == {record_id: {"role": "assistant", "content": "REP #$30"}}
+        bad = {"id": record_id, "feedback": -1, "correction": {"role": "user", "content": "x"}}
+        refused = await client.post("/v1/feedback", json=bad, headers=AUTH)
+        assert refused.status == 400
+        assert (await refused.json())["field"] == "correction.role"

@@ -35,7 +35,7 @@ CREATE TABLE usage (
 
 def test_new_database_is_wal_with_a_recorded_schema_version(tmp_path: Path) -> None:
     store = SQLiteUsageStore(tmp_path / "u.db")
-    assert store.schema_version() == 6
+    assert store.schema_version() == 7
     conn = sqlite3.connect(tmp_path / "u.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
@@ -63,7 +63,7 @@ def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
     SQLiteUsageStore(tmp_path / "u.db").close()
     store = SQLiteUsageStore(tmp_path / "u.db")
     conn = sqlite3.connect(tmp_path / "u.db")
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 6
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 7
     store.close()
 
 
@@ -156,7 +156,7 @@ def test_a_version_4_database_gains_conversations_in_place(tmp_path: Path) -> No
     conn.close()
     store = open_store(str(path))
     try:
-        assert store.schema_version() == 6
+        assert store.schema_version() == 7
         old = store.get("old")
         assert old is not None and old.query == "q"
         assert (old.conversation_hash, old.messages) == (None, None)

@@ -216,7 +216,11 @@ class BufferedUsageLogger:
                 self._cond.notify_all()
 
     def record_feedback(
-        self, record_id: str, feedback: int, feedback_text: str | None = None
+        self,
+        record_id: str,
+        feedback: int,
+        feedback_text: str | None = None,
+        correction: str | Mapping[str, Any] | None = None,
     ) -> bool:
         """Set feedback; a record still queued is written first, so nothing is lost."""
         with self._cond:
@@ -224,7 +228,7 @@ class BufferedUsageLogger:
         if queued:
             self._drain(None)  # a rejection elsewhere is flush()'s to report, not ours
         record_id = self.renamed.get(record_id, record_id)
-        return self.logger.record_feedback(record_id, feedback, feedback_text)
+        return self.logger.record_feedback(record_id, feedback, feedback_text, correction)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every record queued so far is committed (or rejected); raise

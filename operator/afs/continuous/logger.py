@@ -13,8 +13,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from afs.continuous.conversations import canonical
 from afs.continuous.errors import InvalidFieldError
 from afs.continuous.privacy.settings import RedactionError
+from afs.continuous.record_checks import check_correction
 from afs.continuous.records import (
     MAX_FEEDBACK_TEXT_CHARS,
     RecordRow,
@@ -82,15 +84,22 @@ class UsageDatabase:
         return self.store.insert(checked) if checked else []
 
     def update_feedback(
-        self, record_id: str, feedback: int, feedback_text: str | None = None
+        self,
+        record_id: str,
+        feedback: int,
+        feedback_text: str | None = None,
+        correction: str | Mapping[str, Any] | None = None,
     ) -> bool:
-        """Set a record's feedback; False if no record has that id."""
+        """Set a record's feedback (and its correction); False if no record has that id."""
         check_record_id(record_id)
         check_feedback(feedback)
         text = check_optional_text(
             "feedback_text", feedback_text, max_chars=MAX_FEEDBACK_TEXT_CHARS
         )
-        return self.store.update_feedback(record_id, feedback, text, self._clock())
+        corrected = None if correction is None else canonical(check_correction(correction))
+        return self.store.update_feedback(
+            record_id, feedback, text, self._clock(), correction_json=corrected
+        )
 
     def update_quality_score(self, record_id: str, quality_score: float | None) -> bool:
         """Set (or, with None, clear) a record's quality score; False for an unknown id."""
@@ -394,12 +403,24 @@ class UsageLogger:
         return self.store.insert(self.checked_records(records))
 
     def record_feedback(
-        self, record_id: str, feedback: int, feedback_text: str | None = None
+        self,
+        record_id: str,
+        feedback: int,
+        feedback_text: str | None = None,
+        correction: str | Mapping[str, Any] | None = None,
     ) -> bool:
-        """Record thumbs up (1), neutral (0) or down (-1); False if the id is unknown."""
-        if self.redactor is not None and isinstance(feedback_text, str):
-            feedback_text = self.redactor.redact_text(feedback_text)[0]
-        return self.db.update_feedback(record_id, feedback, feedback_text)
+        """Record thumbs up (1), neutral (0) or down (-1); False if the id is unknown.
+
+        ``correction``: the answer the model should have given (its text, or an assistant
+        message), from the user or an expert; preference exports (``dpo``, ``kto``) learn
+        from it."""
+        if self.redactor is not None:
+            if isinstance(feedback_text, str):
+                feedback_text = self.redactor.redact_text(feedback_text)[0]
+            if correction is not None:
+                message = check_correction(correction)
+                correction = self.redactor.redact_message(message, [])
+        return self.db.update_feedback(record_id, feedback, feedback_text, correction)
 
     def update_quality_score(self, record_id: str, quality_score: float | None) -> bool:
         return self.db.update_quality_score(record_id, quality_score)

@@ -137,9 +137,13 @@ class ContinuousLearningLoop:
         return self.usage_logger.log(query, response, model, **fields)
 
     def record_feedback(
-        self, record_id: str, feedback: int, feedback_text: str | None = None
+        self,
+        record_id: str,
+        feedback: int,
+        feedback_text: str | None = None,
+        correction: str | dict[str, Any] | None = None,
     ) -> bool:
-        return self.usage_logger.record_feedback(record_id, feedback, feedback_text)
+        return self.usage_logger.record_feedback(record_id, feedback, feedback_text, correction)
 
     def get_statistics(self, since: Any = None) -> dict[str, Any]:
         return self.usage_logger.get_statistics(since)

@@ -146,6 +146,25 @@ def take_response_message(r: UsageRecord) -> None:
     r.response_json = conversations.canonical(message)
 
 
+def check_correction(value: Any) -> dict[str, Any]:
+    """A corrected answer: its text, or an assistant message (tool calls, parts), as the
+    assistant message it is stored as; InvalidFieldError naming what is wrong."""
+    if isinstance(value, str):
+        message: Any = {"role": "assistant", "content": check_text("correction", value)}
+    else:
+        message = value
+    checked = conversations.check_message(message, "correction")
+    if checked.get("role") != "assistant":
+        raise InvalidFieldError("correction.role", checked.get("role"), "must be assistant")
+    if not checked.get("content") and not checked.get("tool_calls"):
+        raise InvalidFieldError("correction", value, "must hold content or tool calls")
+    if len(conversations.canonical(checked)) > MAX_TEXT_CHARS:
+        raise InvalidFieldError(
+            "correction", "…", f"must be at most {MAX_TEXT_CHARS} characters as JSON"
+        )
+    return checked
+
+
 def take_conversation(r: UsageRecord) -> None:
     """Check a record's conversation and derive from it what the record's columns hold:
     the query (the last user turn, when not given), ``context_hash`` (what came before

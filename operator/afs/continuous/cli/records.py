@@ -42,7 +42,7 @@ def cmd_log(args: argparse.Namespace, logger: UsageLogger) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace, logger: UsageLogger) -> int:
-    if not logger.record_feedback(args.record_id, args.value, args.text):
+    if not logger.record_feedback(args.record_id, args.value, args.text, args.correction):
         raise CommandError(f"no record with id {args.record_id!r}", EXIT_NOT_FOUND)
     emit(args, {"id": args.record_id, "feedback": args.value}, "ok")
     return EXIT_OK
@@ -179,6 +179,10 @@ def add_record_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("record_id", help="the record's id")
     p.add_argument("value", type=feedback_value, help="1 good, 0 neutral, -1 bad")
     p.add_argument("--text", help="free-text feedback")
+    p.add_argument(
+        "--correction", metavar="ANSWER",
+        help="the answer the model should have given (preference exports learn from it)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_feedback)
 
     p = sub.add_parser(

@@ -43,6 +43,7 @@ from afs.continuous.errors import (
     InvalidFieldError,
 )
 from afs.continuous.logger import UsageLogger
+from afs.continuous.record_checks import check_correction
 from afs.continuous.records import MAX_NAME_CHARS, check_feedback, check_record_id
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,9 @@ class Collector:
             raise
 
     async def _feedback(self, request: web.Request) -> web.Response:
-        """``{id, feedback, text}``, one (JSON) or many (NDJSON). Every item is checked
+        """``{id, feedback, text, correction}``, one (JSON) or many (NDJSON); ``correction``
+        is the answer the model should have given (text or an assistant message). Every
+        item is checked
         before any is written; a record that does not exist is reported, not an error of
         the batch (404 when it was the only one)."""
         items = await self._json_items(request, what="feedback")
@@ -255,9 +258,9 @@ class Collector:
             raise RequestRefusedError(404, f"no record has id {missing[0]!r}", reason="missing")
         return web.json_response({"updated": len(updated), "missing": missing})
 
-    def _apply_feedback(self, items: list[tuple[str, int, str | None]]) -> list[tuple[str, bool]]:
+    def _apply_feedback(self, items: list[FeedbackItem]) -> list[tuple[str, bool]]:
         record = self._buffered.record_feedback if self._buffered else self.logger.record_feedback
-        return [(rid, record(rid, value, text)) for rid, value, text in items]
+        return [(rid, record(rid, value, text, fix)) for rid, value, text, fix in items]
 
     async def _openai(self, request: web.Request) -> web.Response:
         """A chat-completions (or completions) request and its response, as a gateway or
@@ -438,7 +441,7 @@ _LINES = web.RequestKey("afs_ndjson_lines", list[int])
 _OPENAI_KEYS = frozenset(
     {"request", "response", "latency_ms", "id", "timestamp", "model", "expert", "assignment_key"}
 )
-_FEEDBACK_KEYS = frozenset({"id", "feedback", "text"})
+_FEEDBACK_KEYS = frozenset({"id", "feedback", "text", "correction"})
 
 
 def _endpoint(request: web.Request) -> str:
@@ -476,12 +479,15 @@ def _read_pair(request_body: Any, response_body: Any) -> tuple[Question, Answer]
         raise RequestRefusedError(400, str(exc), reason="invalid") from exc
 
 
-def _feedback_item(index: int, item: dict[str, Any]) -> tuple[str, int, str | None]:
+FeedbackItem = tuple[str, int, str | None, dict[str, Any] | None]
+
+
+def _feedback_item(index: int, item: dict[str, Any]) -> FeedbackItem:
     where = f"feedback {index}: " if index else ""
     unknown = sorted(set(item) - _FEEDBACK_KEYS)
     if unknown:
         raise RequestRefusedError(
-            400, f"{where}unknown field {unknown[0]!r}; expected id, feedback, text",
+            400, f"{where}unknown field {unknown[0]!r}; expected id, feedback, text, correction",
             reason="invalid", field=unknown[0], index=index,
         )  # fmt: skip
     try:
@@ -493,11 +499,13 @@ def _feedback_item(index: int, item: dict[str, Any]) -> tuple[str, int, str | No
         text = item.get("text")
         if text is not None and not isinstance(text, str):
             raise InvalidFieldError("text", text, "must be a string")
+        correction = item.get("correction")
+        fix = None if correction is None else check_correction(correction)
     except InvalidFieldError as exc:
         raise RequestRefusedError(
             400, f"{where}{exc}", reason="invalid", field=exc.field, index=index
         ) from exc
-    return record_id, value, text
+    return record_id, value, text, fix
 
 
 def _flag(request: web.Request, name: str) -> bool:

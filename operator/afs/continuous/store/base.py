@@ -115,8 +115,22 @@ class UsageStore(Protocol):
         ...
 
     def update_feedback(
-        self, record_id: str, feedback: int, feedback_text: str | None, at: datetime
-    ) -> bool: ...
+        self,
+        record_id: str,
+        feedback: int,
+        feedback_text: str | None,
+        at: datetime,
+        *,
+        correction_json: str | None = None,
+    ) -> bool:
+        """Set a record's feedback (and, with ``correction_json``, the answer it should
+        have given, as an assistant message in JSON) in one transaction; False if the id
+        is unknown."""
+        ...
+
+    def corrections(self, record_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Corrections by record id (of ``record_ids``, or all of them)."""
+        ...
 
     def update_quality_score(self, record_id: str, quality_score: float | None) -> bool: ...
 

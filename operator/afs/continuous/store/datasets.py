@@ -85,6 +85,23 @@ def existing_ids(conn: Any, ids: Sequence[str], *, mark: str) -> list[str]:
     return sorted(found)
 
 
+def read_corrections(
+    conn: Any, ids: Sequence[str] | None, *, mark: str
+) -> dict[str, dict[str, Any]]:
+    """Corrections by record id (of ``ids``, or all)."""
+    if ids is None:
+        rows = conn.execute("SELECT record_id, correction_json FROM corrections").fetchall()
+    else:
+        rows = []
+        for chunk in _chunks(list(dict.fromkeys(ids))):
+            rows += conn.execute(
+                "SELECT record_id, correction_json FROM corrections "
+                f"WHERE record_id IN ({_in(mark, len(chunk))})",
+                tuple(chunk),
+            ).fetchall()
+    return {record_id: json.loads(text) for record_id, text in rows}
+
+
 def erase(conn: Any, ids: Sequence[str], *, mark: str) -> dict[str, int]:
     """Delete the records and every conversation node no remaining record needs.
 
@@ -104,6 +121,7 @@ def erase(conn: Any, ids: Sequence[str], *, mark: str) -> dict[str, int]:
         )
         ends.update(row[0] for row in rows.fetchall())
         removed += conn.execute(f"DELETE FROM usage WHERE id IN ({marks})", tuple(chunk)).rowcount
+        conn.execute(f"DELETE FROM corrections WHERE record_id IN ({marks})", tuple(chunk))
     candidates = _chains(conn, ends, mark=mark)
     ordered = sorted(candidates)
     referenced: set[str] = set()

@@ -44,6 +44,12 @@ class PostgresErasure(PostgresReads):
 
         return list(self._retrying(read))
 
+    def corrections(self, record_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        def read(conn: psycopg.Connection[TupleRow], retried: bool) -> dict[str, dict[str, Any]]:
+            return datasets.read_corrections(conn, record_ids, mark="%s")
+
+        return dict(self._retrying(read))
+
     def erase_records(self, ids: Sequence[str]) -> dict[str, int]:
         def write(conn: psycopg.Connection[TupleRow], retried: bool) -> dict[str, Any]:
             return datasets.erase(conn, ids, mark="%s")

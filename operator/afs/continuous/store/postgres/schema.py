@@ -165,12 +165,19 @@ _MIGRATION_5 = [
     "model_version text, redaction jsonb, members bytea NOT NULL)",
 ]
 
+# an answer a user or an expert gave instead of a record's response
+_MIGRATION_6 = [
+    "CREATE TABLE IF NOT EXISTS corrections (record_id text PRIMARY KEY, "
+    "correction_json text NOT NULL, corrected_at timestamptz NOT NULL)",
+]
+
 MIGRATIONS: tuple[tuple[int, str, list[str]], ...] = (
     (1, "partitioned usage table, indexes, rollup triggers, loop state", _MIGRATION_1),
     (2, "error flag", _MIGRATION_2),
     (3, "assignment key (hashed)", _MIGRATION_3),
     (4, "conversations", _MIGRATION_4),
     (5, "data sets (membership)", _MIGRATION_5),
+    (6, "corrections", _MIGRATION_6),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -130,7 +130,13 @@ class PostgresWrites(PostgresConnection):
             seen.add(record.id)
 
     def update_feedback(
-        self, record_id: str, feedback: int, feedback_text: str | None, at: datetime
+        self,
+        record_id: str,
+        feedback: int,
+        feedback_text: str | None,
+        at: datetime,
+        *,
+        correction_json: str | None = None,
     ) -> bool:
         def update(conn: psycopg.Connection[TupleRow], retried: bool) -> bool:
             cur = conn.execute(
@@ -138,6 +144,14 @@ class PostgresWrites(PostgresConnection):
                 "WHERE id = %s",
                 (feedback, feedback_text, at, record_id),
             )
+            if cur.rowcount > 0 and correction_json is not None:
+                conn.execute(
+                    "INSERT INTO corrections (record_id, correction_json, corrected_at) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (record_id) DO UPDATE SET "
+                    "correction_json = excluded.correction_json, "
+                    "corrected_at = excluded.corrected_at",
+                    (record_id, correction_json, at),
+                )
             return cur.rowcount > 0
 
         return self._retrying(update)

@@ -30,6 +30,7 @@ from afs.continuous.store.sqlite.schema import (
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 )
 from afs.continuous.timeutil import format_timestamp
 
@@ -251,6 +252,7 @@ class SQLiteConnection:
             _Migration(4, "assignment key (hashed)", _migration_4),
             _Migration(5, "conversations", _migration_5),
             _Migration(6, "data sets (membership)", _migration_6),
+            _Migration(7, "corrections", _migration_7),
         )
         latest = migrations[-1].version
         with self._write() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from afs.continuous.privacy.membership import DatasetEntry
 from afs.continuous.store import datasets
@@ -33,6 +34,10 @@ class SQLiteErasure(SQLiteConnection):
     def existing_ids(self, ids: Sequence[str]) -> list[str]:
         with self._read() as conn:
             return datasets.existing_ids(conn, ids, mark="?")
+
+    def corrections(self, record_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        with self._read() as conn:
+            return datasets.read_corrections(conn, record_ids, mark="?")
 
     def erase_records(self, ids: Sequence[str]) -> dict[str, int]:
         with self._write() as conn:

@@ -132,6 +132,14 @@ def _migration_6(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migration_7(conn: sqlite3.Connection) -> None:
+    """Corrections: an answer a user or an expert gave instead of a record's response."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS corrections (record_id TEXT PRIMARY KEY, "
+        "correction_json TEXT NOT NULL, corrected_at TEXT NOT NULL)"
+    )
+
+
 def _normalize_adopted_rows(conn: sqlite3.Connection) -> None:
     rows = conn.execute(
         "SELECT rowid, timestamp, query, response, dedupe_hash FROM usage "

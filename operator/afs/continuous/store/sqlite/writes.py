@@ -191,6 +191,8 @@ class SQLiteWrites(SQLiteConnection):
         change: Callable[[UsageRecord], None],
         sql: str,
         params: tuple[Any, ...],
+        *,
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> bool:
         with self._write() as conn:
             row = conn.execute(
@@ -203,19 +205,38 @@ class SQLiteWrites(SQLiteConnection):
             change(after)
             conn.execute(sql, (*params, record_id))
             self._adjust_rollup(conn, row[0], before, after)
+            if also is not None:
+                also(conn)
             return True
 
     def update_feedback(
-        self, record_id: str, feedback: int, feedback_text: str | None, at: datetime
+        self,
+        record_id: str,
+        feedback: int,
+        feedback_text: str | None,
+        at: datetime,
+        *,
+        correction_json: str | None = None,
     ) -> bool:
         def change(record: UsageRecord) -> None:
             record.user_feedback = feedback
+
+        def correct(conn: sqlite3.Connection) -> None:
+            if correction_json is not None:
+                conn.execute(
+                    "INSERT INTO corrections (record_id, correction_json, corrected_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (record_id) DO UPDATE SET "
+                    "correction_json = excluded.correction_json, "
+                    "corrected_at = excluded.corrected_at",
+                    (record_id, correction_json, format_timestamp(at)),
+                )
 
         return self._update_one(
             record_id,
             change,
             "UPDATE usage SET user_feedback = ?, feedback_text = ?, feedback_at = ? WHERE id = ?",
             (feedback, feedback_text, format_timestamp(at)),
+            also=correct,
         )
 
     def update_quality_score(self, record_id: str, quality_score: float | None) -> bool:
