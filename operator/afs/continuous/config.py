@@ -26,7 +26,9 @@ from afs.continuous.splits import check_split
 
 STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
-FormatType = Literal["chatml", "alpaca", "completion", "openai"]
+FormatType = Literal["chatml", "alpaca", "completion", "openai", "dpo", "kto"]
+#: formats made of what users said of answers, not of the answers alone
+PREFERENCE_FORMATS = ("dpo", "kto")
 Fraction = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Flag = Annotated[bool, Strict()]
 Hours = Annotated[float, Strict(), Field(ge=0.0, allow_inf_nan=False)]
@@ -68,6 +70,14 @@ class DataGeneratorConfig:
     golden_path: str | Path | None = None
     """A golden set (JSON Lines samples in any format): never exported as training data;
     a training item equal to one of its items is left out and counted."""
+    expert_models: tuple[str, ...] = ()
+    """``dpo``: the ``model`` names of expert sources (e.g. a human support desk logged as
+    ``expert-support``) whose answers are chosen against a failed model answer."""
+    preference_margin: Fraction = 0.3
+    """``dpo``: how far apart two answers' quality scores must be to pair them."""
+    max_pairs_per_prompt: Annotated[int, Strict(), Field(ge=1, le=1000)] = 4
+    include_provenance: Flag = False
+    """``dpo``/``kto``: each line's ``metadata`` names its source and record ids."""
     record_membership: Flag = True
     """Record which records the export took (8 bytes each), so ``afs-continuous forget``
     and ``lineage`` can name the data sets and versions a record went into."""

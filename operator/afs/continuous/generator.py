@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from afs.continuous.config import DataGeneratorConfig
+from afs.continuous.config import PREFERENCE_FORMATS, DataGeneratorConfig
 from afs.continuous.errors import InvalidFieldError, SampleFormatError
 from afs.continuous.formats import Sample, format_sample, parse_sample, sample_digest
 from afs.continuous.logger import UsageDatabase, UsageLogger
@@ -80,6 +80,9 @@ class GenerationResult:
     ``final_count`` is the training set's)."""
     split_paths: dict[str, str] | None = None
     """Where the held-out sets were written (``validation``, ``test``)."""
+    preference_sources: dict[str, int] | None = None
+    """``dpo``: pairs by source (``correction``, ``feedback``, ``quality``, ``expert``);
+    ``kto``: examples by source and label (None for the other formats)."""
     decontaminated: dict[str, int] | None = None
     """Training items left out for equalling a ``golden``, ``test`` or ``validation``
     item (None: nothing held out to compare with)."""
@@ -174,6 +177,13 @@ class TrainingDataGenerator:
             if value is not None:
                 check_text(name, value, max_chars=512)
         cfg = self.config
+        if cfg.format_type in PREFERENCE_FORMATS:
+            from afs.continuous.preference_export import export_preferences
+
+            return export_preferences(
+                self, output_path, since, dataset_id=dataset_id, model_version=model_version,
+                held_out_only=held_out_only,
+            )  # fmt: skip
         if held_out_only and cfg.split is None:
             raise InvalidFieldError("held_out_only", True, "needs a split to hold sets out")
         selection = self.selection(since)
@@ -201,7 +211,7 @@ class TrainingDataGenerator:
             return False
 
         with ExitStack() as stack:
-            files = _SplitFiles(stack, output, cfg, held_out_only=held_out_only)
+            files = SplitFiles(stack, output, cfg, held_out_only=held_out_only)
             if existing_path is not None:
                 for sample in _read_samples(existing_path):
                     sample_hash = sample_digest(sample)
@@ -335,7 +345,7 @@ class TrainingDataGenerator:
         return path
 
 
-class _SplitFiles:
+class SplitFiles:
     """The files of one export, each written to a temporary file renamed into place only
     when all are complete: the training set at the path given, the held-out sets beside
     it (``dataset.validation.jsonl``, ``dataset.test.jsonl``) when the export is split."""
@@ -356,15 +366,19 @@ class _SplitFiles:
         self._format, self._train_on = cfg.format_type, cfg.train_on
 
     def write(self, split: SplitName, sample: Sample) -> None:
-        self.counts[split] += 1
         if split not in self.handles:  # the training set of a held-out-only export
+            self.counts[split] += 1
             return
-        line = json.dumps(
-            format_sample(self._format, sample, train_on=self._train_on), ensure_ascii=False
-        ) + "\n"  # fmt: skip
-        self.handles[split].write(line)
+        self.write_line(split, format_sample(self._format, sample, train_on=self._train_on))
+
+    def write_line(self, split: SplitName, line: dict[str, Any]) -> None:
+        self.counts[split] += 1
+        if split not in self.handles:
+            return
+        text = json.dumps(line, ensure_ascii=False) + "\n"
+        self.handles[split].write(text)
         if split == "train":
-            self.digest.update(line.encode())
+            self.digest.update(text.encode())
 
     def held_out_paths(self) -> dict[str, str] | None:
         held = {str(name): str(path) for name, path in self.paths.items() if name != "train"}

@@ -41,6 +41,10 @@ def generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
         values["include_existing_data"] = False
     if args.no_membership:
         values["record_membership"] = False
+    if args.expert_model:
+        values["expert_models"] = tuple(args.expert_model)
+    if args.provenance:
+        values["include_provenance"] = True
     if args.split is not None:
         values["split"] = parse_split(args.split)
     if args.golden is not None:
@@ -80,6 +84,9 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
             f"{name} {result.split[name]} to {path}" for name, path in result.split_paths.items()
         )
         text += f"\n  held out: {held}"
+    if result.preference_sources is not None:
+        made = ", ".join(f"{k} {v}" for k, v in result.preference_sources.items()) or "none"
+        text += f"\n  {config.format_type} lines by source: {made}"
     if result.decontaminated:
         removed = ", ".join(f"{name} {n}" for name, n in result.decontaminated.items())
         text += f"\n  training items equal to held-out ones, left out: {removed}"
@@ -134,8 +141,17 @@ def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="minimum feedback (1 positive only; none disables the filter)",
     )  # fmt: skip
     p.add_argument(
-        "--format", choices=["chatml", "alpaca", "completion", "openai"],
-        help="sample format (default chatml)",
+        "--format", choices=["chatml", "alpaca", "completion", "openai", "dpo", "kto"],
+        help="sample format (default chatml); dpo and kto write preference data in TRL's "
+        "conversational formats from feedback, quality and corrections",
+    )  # fmt: skip
+    p.add_argument(
+        "--expert-model", action="append", metavar="MODEL",
+        help="dpo: a model name whose records are an expert source's answers (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--provenance", action="store_true",
+        help="dpo/kto: name each line's source and record ids in its metadata",
     )  # fmt: skip
     p.add_argument("--max-samples", type=count_arg, help="at most this many, the best first")
     p.add_argument("--model", help="only this model's records")

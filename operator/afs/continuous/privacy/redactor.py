@@ -211,7 +211,7 @@ class Redactor:
             if sample.response_message is None
             else self.redact_message(sample.response_message, found),
         )
-        return self._settle(redacted, found)
+        return self.settle(redacted, found)
 
     def redact_record(self, record: Any) -> None:
         """Redact a record being logged, in place (a ``prepare`` step before its checks):
@@ -231,7 +231,7 @@ class Redactor:
             record.messages = self.redact_messages(record.messages, found)
             record.conversation_hash = None
             take_conversation(record)
-        self._settle(record, found)
+        self.settle(record, found)
 
     def _text(self, text: Any, found: list[str]) -> Any:
         if not isinstance(text, str):
@@ -255,7 +255,8 @@ class Redactor:
                 redacted = arguments  # nothing found: the arguments byte for byte
         return call | {"function": function | {"arguments": redacted}}
 
-    def _settle(self, item: Any, found: list[str]) -> Any | None:
+    def settle(self, item: Any, found: list[str]) -> Any | None:
+        """Count what was found in ``item``; None when the operator drops it."""
         with self._lock:
             self._counts.update(found)
             if found:

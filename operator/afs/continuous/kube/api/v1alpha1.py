@@ -145,7 +145,7 @@ class DatasetSpec(KubeModel):
     min_user_feedback: Annotated[int, Field(ge=-1, le=1)] | None = 1
     deduplicate: bool = True
     max_samples: Count | None = None
-    format_type: Literal["chatml", "alpaca", "completion", "openai"] = "chatml"
+    format_type: Literal["chatml", "alpaca", "completion", "openai", "dpo", "kto"] = "chatml"
     path: Annotated[str, Field(pattern=r"^/[^\x00]*$", max_length=4096)] = "/data/dataset.jsonl"
     """Where the data set is written in the training pods (an absolute path)."""
     volume_size_limit: str = "10Gi"
