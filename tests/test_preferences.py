@@ -70,8 +70,10 @@ def _log(target: str) -> dict[str, str]:
                                  quality_score=0.2)  # fmt: skip
         ids["failed"] = logger.log("What is mode 7?", "I'm not sure.", "nayru-v1",
                                    quality_score=0.1, user_feedback=-1)  # fmt: skip
-        ids["expert"] = logger.log("What is mode 7?", "A rotating, scaling background mode.",
-                                   "expert-support", 0, 1.0, user_feedback=1)  # fmt: skip
+        ids["expert"] = logger.log(
+            "What is mode 7?", "A rotating, scaling background mode.", "expert-support",
+            quality_score=1.0, user_feedback=1,
+        )  # fmt: skip
         ids["chat"] = logger.log(
             None, "Use WAI to wait for NMI.", "nayru-v1", user_feedback=1,
             messages=[{"role": "system", "content": "You are nayru."},
@@ -150,9 +152,12 @@ def test_a_loop_run_exports_preferences_for_its_trainer(tmp_path: Path) -> None:
             tmp_path / "out",
         )  # fmt: skip
         seen: list[Path] = []
-        outcome = retrainer.check_and_retrain(
-            lambda path: seen.append(path) or {"model_path": "m"}, force=True
-        )
+
+        def train(path: Path) -> dict[str, Any]:
+            seen.append(path)
+            return {"model_path": "m"}
+
+        outcome = retrainer.check_and_retrain(train, force=True)
     assert outcome is not None and outcome["status"] == "completed"
     assert all(is_trl_conversational_preference(line) for line in _lines(seen[0]))
 
