@@ -253,7 +253,7 @@ def test_records_dedupe_and_score(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert isinstance(done, dict) and done["duplicates"] == dry["duplicates"]
     scored = _json(capsys, ["--db", db, "--json", "score"])
     assert isinstance(scored, dict) and scored["scored"] >= 0
-    assert _json(capsys, ["--db", db, "--json", "score"]) == {"scored": 0}
+    assert _json(capsys, ["--db", db, "--json", "score"]) == {"scored": 0, "scorer": "heuristic"}
 
 
 @pytest.mark.parametrize(

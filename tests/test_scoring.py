@@ -38,3 +38,16 @@ def test_scores_are_in_range_and_it_is_a_quality_scorer() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         HeuristicScorer(min_words=10, good_words=5)
+
+
+def test_the_seed_s_scoring_shape_works() -> None:
+    from afs.continuous.formats import Sample
+    from afs.continuous.scoring import QualityScorer, ScoringConfig
+
+    scorer = QualityScorer(config=ScoringConfig())
+    score = scorer.score_sample(Sample(QUERY, GOOD))
+    assert 0.0 < score.overall <= 1.0 and score.components == {"HeuristicScorer": score.overall}
+    with_feedback = QualityScorer(config=ScoringConfig(feedback_weight=1.0))
+    liked = with_feedback.score_sample(Sample(QUERY, GOOD, user_feedback=1)).overall
+    disliked = with_feedback.score_sample(Sample(QUERY, GOOD, user_feedback=-1)).overall
+    assert liked > score.overall > disliked

@@ -39,7 +39,7 @@ from afs.continuous.records import (
     take_conversation,
     take_response_message,
 )
-from afs.continuous.scoring import QualityScorer
+from afs.continuous.scoring import Scorer
 from afs.continuous.store import RecordQuery, UsageStore, open_store, resolve_target
 from afs.continuous.store.base import IdFactory
 from afs.continuous.timeutil import Clock, parse_timestamp, utc_now
@@ -194,7 +194,7 @@ class UsageLogger:
         db_path: str | Path | None = None,
         *,
         url: str | None = None,
-        scorer: QualityScorer | None = None,
+        scorer: Scorer | None = None,
         clock: Clock = utc_now,
         id_factory: IdFactory = new_record_id,
         store: UsageStore | None = None,
@@ -449,7 +449,7 @@ class UsageLogger:
         """Totals, feedback counts and averages; see :meth:`UsageStatistics.as_dict`."""
         return self.db.get_statistics(since, until=until, model=model, expert=expert)
 
-    def score_unscored(self, scorer: QualityScorer | None = None, *, batch_size: int = 500) -> int:
+    def score_unscored(self, scorer: Scorer | None = None, *, batch_size: int = 500) -> int:
         """Give a quality score to every record that has none; return how many were scored."""
         active = scorer or self.scorer
         if active is None:
@@ -457,14 +457,24 @@ class UsageLogger:
 
             active = HeuristicScorer()
         scored = 0
-        batch: list[tuple[str, float]] = []
-        for record_id, query, response in self.store.iter_unscored():
-            score = check_quality_score(active.score(query, response), field="scorer result")
-            batch.append((record_id, score or 0.0))
-            if len(batch) >= batch_size:
-                scored += self.store.set_quality_scores(batch)
-                batch = []
-        return scored + (self.store.set_quality_scores(batch) if batch else 0)
+        pending: list[tuple[str, str, str]] = []
+        many = getattr(active, "score_many", None)  # a model scores a batch at once
+
+        def flush() -> int:
+            pairs = [(query, response) for _, query, response in pending]
+            scores = many(pairs) if many is not None else [active.score(*p) for p in pairs]
+            checked = [
+                (record_id, check_quality_score(score, field="scorer result") or 0.0)
+                for (record_id, _, _), score in zip(pending, scores, strict=True)
+            ]
+            pending.clear()
+            return self.store.set_quality_scores(checked)
+
+        for item in self.store.iter_unscored():
+            pending.append(item)
+            if len(pending) >= batch_size:
+                scored += flush()
+        return scored + (flush() if pending else 0)
 
     def close(self) -> None:
         self.db.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 from afs.continuous.cli.common import EXIT_OK, CommandError, emit, positive_count_arg
 from afs.continuous.logger import UsageLogger
-from afs.continuous.scoring import HeuristicScorer
+from afs.continuous.scoring import scorer_from_spec, training_examples
 from afs.continuous.store import is_postgres_url, open_store, resolve_target
 from afs.continuous.timeutil import format_timestamp, utc_now
 
@@ -58,8 +58,26 @@ def describe_target(target: str | Path) -> str:
 
 
 def cmd_score(args: argparse.Namespace, logger: UsageLogger) -> int:
-    count = logger.score_unscored(HeuristicScorer(), batch_size=args.batch_size)
-    emit(args, {"scored": count}, f"scored {count} records with the heuristic scorer")
+    if args.train_discriminator is not None:
+        from afs.continuous.scoring.discriminator import DiscriminatorScorer
+
+        trained = DiscriminatorScorer.train(training_examples(logger.store))
+        trained.save(args.train_discriminator)
+        assert trained.report is not None
+        report = trained.report.to_dict() | {"model": args.train_discriminator}
+        emit(args, report, (
+            f"trained a discriminator on {report['examples']} answers with feedback "
+            f"({report['positives']} good, {report['negatives']} bad) in "
+            f"{report['seconds']:.1f} s: cross-validated ROC AUC {report['cv_roc_auc']:.3f}, "
+            f"Brier {report['brier']:.3f}, calibration error {report['calibration_error']:.3f}"
+            f"\nsaved to {args.train_discriminator}; score with --scorer "
+            f"discriminator:{args.train_discriminator}"
+        ))  # fmt: skip
+        return EXIT_OK
+    scorer = scorer_from_spec(args.scorer)
+    count = logger.score_unscored(scorer, batch_size=args.batch_size)
+    emit(args, {"scored": count, "scorer": args.scorer},
+         f"scored {count} records with the {args.scorer} scorer")  # fmt: skip
     return EXIT_OK
 
 
@@ -81,9 +99,21 @@ def add_maintenance_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     q.set_defaults(store_command=cmd_db)
 
     p = sub.add_parser(
-        "score", parents=[common], help="score unscored records (heuristic)",
-        description="Give every record without a quality score one from the built-in "
-        "heuristic scorer (substance, relevance to the query, variety, no refusal).",
+        "score", parents=[common], help="score unscored records, or train a discriminator",
+        description="Give every record without a quality score one from --scorer: the "
+        "built-in heuristic (substance, relevance to the query, variety, no refusal), or a "
+        "discriminator trained on the users' own verdicts (--train-discriminator MODEL "
+        "trains one from the records with thumbs and corrections, then --scorer "
+        "discriminator:MODEL scores with it; needs the scoring extra).",
+    )  # fmt: skip
+    p.add_argument(
+        "--scorer", default="heuristic", metavar="SPEC",
+        help="heuristic (default) or discriminator:MODEL",
+    )  # fmt: skip
+    p.add_argument(
+        "--train-discriminator", metavar="MODEL",
+        help="train a discriminator on the records' feedback and corrections, save it to "
+        "MODEL (a skops file) and print its cross-validated ROC AUC and calibration",
     )  # fmt: skip
     p.add_argument(
         "--batch-size", type=positive_count_arg, default=500,
