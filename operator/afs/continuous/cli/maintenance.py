@@ -76,8 +76,14 @@ def cmd_score(args: argparse.Namespace, logger: UsageLogger) -> int:
         return EXIT_OK
     scorer = scorer_from_spec(args.scorer)
     count = logger.score_unscored(scorer, batch_size=args.batch_size)
-    emit(args, {"scored": count, "scorer": args.scorer},
-         f"scored {count} records with the {args.scorer} scorer")  # fmt: skip
+    data: dict[str, Any] = {"scored": count, "scorer": args.scorer.partition("?")[0]}
+    text = f"scored {count} records with the {data['scorer']} scorer"
+    usage = getattr(scorer, "usage", None)
+    if usage is not None:  # a judge: what it cost
+        data["usage"] = usage.to_dict()
+        text += (f" ({usage.calls} calls, {usage.retries} retries, "
+                 f"{usage.prompt_tokens + usage.completion_tokens} tokens)")  # fmt: skip
+    emit(args, data, text)
     return EXIT_OK
 
 
@@ -108,7 +114,8 @@ def add_maintenance_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--scorer", default="heuristic", metavar="SPEC",
-        help="heuristic (default) or discriminator:MODEL",
+        help="heuristic (default), discriminator:MODEL, or judge:URL?model=NAME (an "
+        "OpenAI-compatible endpoint; its key in AFS_JUDGE_API_KEY)",
     )  # fmt: skip
     p.add_argument(
         "--train-discriminator", metavar="MODEL",

@@ -19,7 +19,7 @@ from afs.continuous.config import build_config
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
 from afs.continuous.privacy.settings import RedactionConfig, parse_entities
-from afs.continuous.scoring import HeuristicScorer
+from afs.continuous.scoring import HeuristicScorer, scorer_from_spec
 from afs.continuous.store import open_store, resolve_target
 
 EXIT_INVALID = 2
@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--score", choices=["none", "heuristic"], default="none",
         help="score records that arrive without a quality_score (KServe's events carry "
         "none) with the built-in heuristic scorer; default none: left unscored",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scorer", metavar="SPEC",
+        help="score records that arrive without a quality_score with this scorer: heuristic, "
+        "discriminator:MODEL or judge:URL?model=NAME (instead of --score)",
     )  # fmt: skip
     parser.add_argument(
         "--redact", action="store_true",
@@ -169,7 +174,11 @@ def open_logger(args: argparse.Namespace) -> UsageLogger:
     return UsageLogger(
         target,
         store=open_store(target, retry_seconds=STORE_RETRY_SECONDS),
-        scorer=HeuristicScorer() if args.score == "heuristic" else None,
+        scorer=scorer_from_spec(args.scorer)
+        if args.scorer
+        else HeuristicScorer()
+        if args.score == "heuristic"
+        else None,
         redactor=redactor,
     )
 

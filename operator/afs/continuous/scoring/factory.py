@@ -3,20 +3,26 @@ discriminator learns from."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from afs.continuous.conversations import text_of
+from afs.continuous.errors import strip_credentials
 from afs.continuous.scoring.base import Scorer
 from afs.continuous.scoring.heuristic import HeuristicScorer
 from afs.continuous.store import RecordQuery, UsageStore
 
-SPECS = "heuristic, discriminator:MODEL"
+SPECS = "heuristic, discriminator:MODEL, judge:URL?model=NAME"
+#: the environment variable a judge's API key is read from (never a command line)
+JUDGE_KEY_ENV = "AFS_JUDGE_API_KEY"
 
 
 def scorer_from_spec(spec: str) -> Scorer:
-    """``heuristic`` or ``discriminator:PATH`` (a model ``score --train-discriminator``
-    saved); ValueError naming what is wrong."""
+    """``heuristic``, ``discriminator:PATH`` (a model ``score --train-discriminator``
+    saved) or ``judge:URL?model=NAME[&concurrency=N][&timeout=S]`` (an OpenAI-compatible
+    endpoint, its key in ``AFS_JUDGE_API_KEY``); ValueError naming what is wrong."""
     kind, _, argument = spec.partition(":")
     if kind == "heuristic" and not argument:
         return HeuristicScorer()
@@ -24,7 +30,33 @@ def scorer_from_spec(spec: str) -> Scorer:
         from afs.continuous.scoring.discriminator import DiscriminatorScorer
 
         return DiscriminatorScorer.load(argument)
-    raise ValueError(f"--scorer {spec!r}: expected one of {SPECS}")
+    if kind == "judge" and argument:
+        return _judge(argument)
+    raise ValueError(f"--scorer {strip_credentials(spec)!r}: expected one of {SPECS}")
+
+
+def _judge(argument: str) -> Scorer:
+    from afs.continuous.scoring.judge import JudgeScorer
+
+    url = urlsplit(argument)
+    options = dict(parse_qsl(url.query))
+    unknown = sorted(set(options) - {"model", "concurrency", "timeout"})
+    if unknown or "model" not in options:
+        raise ValueError(
+            f"judge:{strip_credentials(argument)}: name the model (?model=NAME); known "
+            f"options: model, concurrency, timeout"
+            + (f"; unknown: {unknown[0]}" if unknown else "")
+        )
+    try:
+        concurrency = int(options.get("concurrency", "4"))
+        timeout = float(options.get("timeout", "30"))
+    except ValueError:
+        raise ValueError("judge: concurrency must be a whole number, timeout seconds") from None
+    return JudgeScorer(
+        urlunsplit((url.scheme, url.netloc, url.path, "", "")), model=options["model"],
+        api_key=os.environ.get(JUDGE_KEY_ENV) or None, concurrency=concurrency,
+        timeout_s=timeout,
+    )  # fmt: skip
 
 
 def training_examples(store: UsageStore) -> Iterator[tuple[str, str, int]]:
