@@ -12,10 +12,11 @@ COPY operator ./operator
 # with the storage extra: the exporter uploads a distributed run's data set to s3:// or gs://;
 # with the privacy extra: the exporter redacts personal data (the operator's default) and
 # `collect --redact` works (Presidio's pattern recognizers; no language model is shipped)
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[storage,privacy]" \
+# with the scoring extra: the exporter trains a discriminator when a loop asks (spec.scoring)
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[storage,privacy,scoring]" \
  && python -m venv /opt/afs \
  && /opt/afs/bin/pip install --no-cache-dir --no-index --find-links /wheels \
-      "afs-continuous[storage,privacy]" \
+      "afs-continuous[storage,privacy,scoring]" \
  && /opt/afs/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}

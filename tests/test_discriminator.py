@@ -145,3 +145,32 @@ def test_an_ensemble_refuses_what_is_no_scorer() -> None:
         EnsembleScorer({object(): 1.0})
     with pytest.raises(ValueError, match="must be positive"):
         EnsembleScorer({HeuristicScorer(): 0.0})
+
+
+def test_export_scores_first_with_a_discriminator_trained_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "u.db"
+    _log_verdicts(db, per_topic=8)
+    with UsageLogger(db) as logger:
+        logger.log("What does WAI do?", TOPICS["wai"], "m", user_feedback=1)  # unscored
+    out = tmp_path / "train.jsonl"
+    argv = ["--db", str(db), "--json", "export", str(out), "--score", "discriminator",
+            "--min-quality", "0.5"]  # fmt: skip
+    assert main(argv) == 0
+    scoring = json.loads(capsys.readouterr().out)["scoring"]
+    assert scoring["scorer"] == "discriminator" and scoring["scored"] == 97
+    assert scoring["discriminator"]["examples"] == 98
+
+
+def test_export_falls_back_to_the_heuristic_with_too_few_verdicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "u.db"
+    with UsageLogger(db) as logger:
+        logger.log("What does WAI do?", TOPICS["wai"], "m", user_feedback=1)
+    argv = ["--db", str(db), "--json", "export", str(tmp_path / "t.jsonl"), "--score",
+            "discriminator"]  # fmt: skip
+    assert main(argv) == 0
+    scoring = json.loads(capsys.readouterr().out)["scoring"]
+    assert scoring["scorer"] == "heuristic" and "at least 20 good" in scoring["fallback"]

@@ -209,3 +209,42 @@ def test_a_job_with_object_storage_also_uploads_the_data_set_it_reads_locally() 
     assert exporter["envFrom"] == [{"secretRef": {"name": "w"}}]
     env = {e["name"]: e["value"] for e in trainer["env"]}
     assert env["AFS_DATASET_PATH"] == "/data/dataset.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("scoring", "flag"),
+    [
+        ({"scorer": "heuristic"}, "--score=heuristic"),
+        ({}, "--score=discriminator"),
+        ({"scorer": "judge", "judge": {"url": "http://vllm:8000/v1", "model": "meta/judge-8b",
+                                       "apiKeySecretRef": {"name": "judge", "key": "token"}}},
+         "--score=judge:http://vllm:8000/v1?model=meta%2Fjudge-8b&concurrency=4"),
+    ],
+)  # fmt: skip
+def test_the_exporter_scores_first_as_the_loop_says(scoring: dict[str, Any], flag: str) -> None:
+    spec = LearningLoopSpec.model_validate({**SPEC.model_dump(by_alias=True), "scoring": scoring})
+    job = training_job(loop="nayru", namespace="ml", uid="u", spec=spec, run=3, since=SINCE)
+    exporter = job["spec"]["template"]["spec"]["initContainers"][0]
+    assert flag in exporter["command"]
+    args = build_parser().parse_args(exporter["command"][1:])
+    assert scorer_spec_ok(args.score)
+    keyed = [e for e in exporter["env"] if e["name"] == "AFS_JUDGE_API_KEY"]
+    assert bool(keyed) == ("judge" in scoring)
+
+
+def scorer_spec_ok(spec: str) -> bool:
+    """The spec parses as a scorer (a judge's needs no server to be built)."""
+    from afs.continuous.scoring import scorer_from_spec
+
+    if spec == "discriminator":
+        return True  # trained by the exporter itself
+    return callable(getattr(scorer_from_spec(spec), "score", None))
+
+
+@pytest.mark.parametrize(
+    "scoring", [{"scorer": "judge"}, {"scorer": "heuristic", "judge": {"url": "http://x/v1",
+                                                                      "model": "m"}}],
+)  # fmt: skip
+def test_a_judge_and_its_scorer_come_together(scoring: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="scorer judge needs judge"):
+        LearningLoopSpec.model_validate({**SPEC.model_dump(by_alias=True), "scoring": scoring})

@@ -59,8 +59,32 @@ def generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
     return build_config(DataGeneratorConfig, values, source=args.config or "export options")
 
 
+def _rescore(spec: str, logger: UsageLogger) -> dict[str, Any]:
+    """Score the unscored records first: with a scorer by name, or ``discriminator`` (one
+    trained on this database's verdicts now; the heuristic when there are too few)."""
+    from afs.continuous.scoring import HeuristicScorer, scorer_from_spec, training_examples
+
+    report: dict[str, Any] = {"scorer": spec.partition("?")[0]}
+    if spec == "discriminator":
+        from afs.continuous.scoring.discriminator import DiscriminatorError, DiscriminatorScorer
+
+        try:
+            trained = DiscriminatorScorer.train(training_examples(logger.store))
+        except DiscriminatorError as exc:
+            scorer: Any = HeuristicScorer()
+            report |= {"scorer": "heuristic", "fallback": str(exc)}
+        else:
+            scorer = trained
+            report["discriminator"] = trained.report.to_dict() if trained.report else None
+    else:
+        scorer = scorer_from_spec(spec)
+    report["scored"] = logger.score_unscored(scorer)
+    return report
+
+
 def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
     config: DataGeneratorConfig = args.generator_config
+    scoring = _rescore(args.score, logger) if args.score else None
     result = TrainingDataGenerator(logger, config).generate(
         args.output, since=since_arg(args.since), progress=True,
         dataset_id=args.dataset_id, model_version=args.model_version,
@@ -93,6 +117,9 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
     if result.dataset_id is not None:
         text += f"\n  membership recorded as data set {result.dataset_id}"
     data = result.to_dict()
+    if scoring is not None:
+        data["scoring"] = scoring
+        text += f"\n  scored {scoring['scored']} unscored records first ({scoring['scorer']})"
     if args.upload:
         upload(result.output_path, args.upload)
         data["uri"] = strip_credentials(args.upload)
@@ -199,6 +226,12 @@ def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--golden", metavar="FILE",
         help="a golden set (JSON Lines samples): never exported; training items equal to one "
         "of its items are left out",
+    )  # fmt: skip
+    p.add_argument(
+        "--score", metavar="SPEC",
+        help="first score the records that have no quality score: heuristic, discriminator "
+        "(trained now on this database's thumbs and corrections; the heuristic if too few), "
+        "discriminator:MODEL or judge:URL?model=NAME",
     )  # fmt: skip
     p.add_argument(
         "--no-membership", action="store_true",

@@ -26,6 +26,7 @@ from afs.continuous.kube.api.base import (
 )
 from afs.continuous.kube.api.evaluation import EvaluationSpec, EvaluationStatus
 from afs.continuous.kube.api.privacy import DatasetRedaction, RedactionSummary
+from afs.continuous.kube.api.scoring import ScoringSpec
 from afs.continuous.splits import DEFAULT_EVALUATION_SPLIT, check_split
 
 if TYPE_CHECKING:
@@ -361,6 +362,8 @@ class LearningLoopSpec(KubeModel):
     is copied onto the version); unset, the backends must exist already."""
     evaluation: EvaluationSpec | None = None
     """The offline gate a trained version must pass before its ABTest starts."""
+    scoring: ScoringSpec | None = None
+    """How each run's exporter scores the unscored records first (unset: it does not)."""
     suspend: bool = False
 
     @property

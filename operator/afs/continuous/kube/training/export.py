@@ -24,6 +24,7 @@ from afs.continuous.kube.training.base import (
     data_volume,
     run_limits,
 )
+from afs.continuous.scoring.factory import JUDGE_KEY_ENV
 from afs.continuous.timeutil import format_timestamp
 
 DEFAULT_EXPORTER_IMAGE = f"ghcr.io/afs-continuous/afs-continuous:{__version__}"
@@ -92,6 +93,8 @@ def export_command(
     golden = golden_set_path(spec)
     if golden is not None:
         command.append(f"--golden={golden}")
+    if spec.scoring is not None:
+        command.append(f"--score={spec.scoring.spec()}")
     if dataset_id is not None:
         command += [f"--dataset-id={dataset_id}", f"--model-version={dataset_id}"]
     return command
@@ -149,6 +152,13 @@ def exporter_container(run: RunContext) -> dict[str, Any]:
         container["env"].append({
             "name": REDACTION_KEY_ENV,
             "valueFrom": {"secretKeyRef": {"name": key.name, "key": key.key}},
+        })  # fmt: skip
+    judge = spec.scoring.judge if spec.scoring is not None else None
+    if judge is not None and judge.api_key_secret_ref is not None:
+        ref = judge.api_key_secret_ref
+        container["env"].append({
+            "name": JUDGE_KEY_ENV,
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
         })  # fmt: skip
     credentials = spec.dataset.credentials_secret_ref
     if credentials is not None:
