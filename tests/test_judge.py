@@ -188,3 +188,48 @@ async def test_the_collector_scores_what_arrives_with_the_judge(
     finally:
         logger.close()
     assert record is not None and record.quality_score == 0.9
+
+
+def test_an_ensemble_of_the_judge_and_the_heuristic_through_score(
+    chat: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from afs.continuous.scoring import HeuristicScorer
+
+    db = tmp_path / "u.db"
+    with UsageLogger(db) as logger:
+        record_id = logger.log("What is HDMA?", "the right answer", "m")
+    spec = f"ensemble:judge:{chat.url}?model=j*3+heuristic*1"
+    assert main(["--db", str(db), "score", "--scorer", spec]) == 0
+    expected = (3 * 0.9 + HeuristicScorer().score("What is HDMA?", "the right answer")) / 4
+    with UsageLogger(db) as logger:
+        record = logger.store.get(record_id)
+    assert record is not None and record.quality_score == pytest.approx(expected, abs=1e-3)
+
+
+async def test_the_collector_scores_with_an_ensemble(
+    chat: ChatServer, serve: Serve, tmp_path: Path
+) -> None:
+    scorer = scorer_from_spec(f"ensemble:judge:{chat.url}?model=j*1+heuristic*1")
+    logger = UsageLogger(tmp_path / "c.db", scorer=scorer)
+    try:
+        async with serve(logger=logger) as (client, collector):
+            answer = await client.post(
+                "/v1/usage", json={"query": "q", "response": "a wrong answer", "model": "m"},
+                headers=AUTH,
+            )  # fmt: skip
+            (record_id,) = (await answer.json())["ids"]
+            record = collector.logger.store.get(record_id)
+    finally:
+        logger.close()
+    assert record is not None and record.quality_score is not None
+    assert 0.05 < record.quality_score < 0.9  # the judge's 0.1 averaged with the heuristic
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("ensemble:heuristic", "needs a weight"), ("ensemble:heuristic*x", "is not a weight"),
+     ("ensemble:ensemble:heuristic*1*1", "cannot hold an ensemble")],
+)  # fmt: skip
+def test_a_bad_ensemble_spec_is_named(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        scorer_from_spec(spec)

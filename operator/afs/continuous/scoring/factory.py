@@ -14,7 +14,7 @@ from afs.continuous.scoring.base import Scorer
 from afs.continuous.scoring.heuristic import HeuristicScorer
 from afs.continuous.store import RecordQuery, UsageStore
 
-SPECS = "heuristic, discriminator:MODEL, judge:URL?model=NAME"
+SPECS = "heuristic, discriminator:MODEL, judge:URL?model=NAME, ensemble:SPEC*W+SPEC*W"
 #: the environment variable a judge's API key is read from (never a command line)
 JUDGE_KEY_ENV = "AFS_JUDGE_API_KEY"
 
@@ -32,7 +32,28 @@ def scorer_from_spec(spec: str) -> Scorer:
         return DiscriminatorScorer.load(argument)
     if kind == "judge" and argument:
         return _judge(argument)
+    if kind == "ensemble" and argument:
+        return _ensemble(argument)
     raise ValueError(f"--scorer {strip_credentials(spec)!r}: expected one of {SPECS}")
+
+
+def _ensemble(argument: str) -> Scorer:
+    """``discriminator:disc.skops*2+heuristic*1``: scorers and their weights."""
+    from afs.continuous.scoring.ensemble import EnsembleScorer
+
+    scorers: dict[Any, float] = {}
+    for part in argument.split("+"):
+        spec, star, weight = part.rpartition("*")
+        if not star or not spec:
+            raise ValueError(f"ensemble: {part!r} needs a weight (SPEC*WEIGHT)")
+        if spec.startswith("ensemble:"):
+            raise ValueError("ensemble: an ensemble cannot hold an ensemble")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ValueError(f"ensemble: {weight!r} is not a weight") from None
+        scorers[scorer_from_spec(spec)] = value
+    return EnsembleScorer(scorers)
 
 
 def _judge(argument: str) -> Scorer:

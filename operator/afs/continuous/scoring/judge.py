@@ -53,7 +53,7 @@ class JudgeUsage:
         return dict(self.__dict__) | {"cost": round(self.cost, 6)}
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and hashed, as an ensemble's key) by identity
 class JudgeScorer:
     """``JudgeScorer("http://vllm:8000/v1", model="judge")``; ``api_key`` is sent as a
     bearer token. ``price_per_1k_tokens`` prices the usage counter."""
