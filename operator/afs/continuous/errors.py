@@ -73,6 +73,19 @@ class ContinuousError(Exception):
     """Base class for errors specific to afs.continuous."""
 
 
+def _shown(value: Any) -> str:
+    """``repr``, bounded: an integer of thousands of digits cannot even be printed (Python
+    refuses past 4,300), nor need it be."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        digits = value.bit_length() * 0.30103
+        if digits > _MAX_REPR:
+            return f"an integer of about {digits:,.0f} digits"
+    try:
+        return repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__} too large to show"
+
+
 class InvalidFieldError(ContinuousError, ValueError):
     """A value given for ``field`` breaks a rule; nothing was written."""
 
@@ -80,7 +93,7 @@ class InvalidFieldError(ContinuousError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
-        shown = repr(value)
+        shown = _shown(value)
         if len(shown) > _MAX_REPR:
             shown = f"{shown[:_MAX_REPR]}… ({len(shown)} characters)"
         # a name that is not a plain word ('id ', '', 'a"b') is quoted, or it cannot be seen

@@ -75,16 +75,24 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _finite(value: Any) -> bool:
+    """A finite number (an integer too large for a float is not one)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_quality_score(value: Any, *, field: str = "quality_score") -> float | None:
     if value is None:
         return None
-    if not _is_number(value) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    if not _is_number(value) or not _finite(value) or not 0.0 <= value <= 1.0:
         raise InvalidFieldError(field, value, "must be a finite number in [0, 1]")
     return float(value)
 
 
 def check_latency_ms(value: Any) -> float:
-    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= MAX_LATENCY_MS:
+    if not _is_number(value) or not _finite(value) or not 0 <= value <= MAX_LATENCY_MS:
         raise InvalidFieldError(
             "latency_ms", value, f"must be a finite number from 0 to {MAX_LATENCY_MS:.0f} (a day)"
         )
@@ -118,6 +126,9 @@ def check_limit(value: Any) -> int | None:
 def check_record_id(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
         raise InvalidFieldError("record_id", value, "must be a non-empty string")
+    if not value.isascii():  # a lone surrogate cannot be stored (nor shown by the writer)
+        _check_encodable("record_id", value)
+    _check_no_nul("record_id", value)
     return value
 
 

@@ -174,6 +174,10 @@ def compute_context_hash(context: Any) -> str | None:
             blob = json.dumps(context, sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise InvalidFieldError("context", context, "must be a string or JSON data") from exc
+        except RecursionError:
+            raise InvalidFieldError(
+                "context", "…", "is nested too deeply to be JSON data"
+            ) from None
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

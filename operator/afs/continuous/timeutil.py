@@ -37,13 +37,18 @@ def format_timestamp(value: datetime) -> str:
 
 def parse_timestamp(value: str | datetime, *, field: str = "timestamp") -> datetime:
     """Accept an aware or naive datetime or an ISO-8601 string; return aware UTC."""
-    if isinstance(value, datetime):
-        return to_utc(value)
-    if isinstance(value, str):
-        try:
-            return to_utc(datetime.fromisoformat(value.strip()))
-        except ValueError:
-            pass
+    try:
+        if isinstance(value, datetime):
+            return to_utc(value)
+        if isinstance(value, str):
+            try:
+                return to_utc(datetime.fromisoformat(value.strip()))
+            except ValueError:
+                pass
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a year 0 in UTC
+        raise InvalidFieldError(
+            field, value, "is outside the dates a timestamp can hold (years 1 to 9999 in UTC)"
+        ) from None
     raise InvalidFieldError(field, value, "must be an ISO-8601 timestamp or a datetime")
 
 

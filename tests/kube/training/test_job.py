@@ -68,7 +68,7 @@ def test_init_container_exports_what_the_trigger_counted() -> None:
     exporter = _job()["spec"]["template"]["spec"]["initContainers"][0]
     assert exporter["command"] == export_command(SPEC, SINCE, dataset_id="ml/nayru-run-3")
     assert exporter["command"][:3] == ["afs-continuous", "export", "/data/dataset.jsonl"]
-    assert exporter["command"][5:8] == ["--report", "/dev/termination-log", "--model=nayru-v1"]
+    assert exporter["command"][6:9] == ["--report", "/dev/termination-log", "--model=nayru-v1"]
     assert exporter["command"][-6:] == [
         "--since", "2026-11-20T12:00:00.000000Z", "--redact", "--redact-operator=replace",
         "--dataset-id=ml/nayru-run-3", "--model-version=ml/nayru-run-3",

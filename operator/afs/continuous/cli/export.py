@@ -21,7 +21,14 @@ def generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
     values: dict[str, Any] = {}
     if args.config:
         data = load_config_file(args.config)
-        values.update(data.get("generator_config", data) if "generator_config" in data else data)
+        section = data.get("generator_config", data) if "generator_config" in data else data
+        if not isinstance(section, dict):
+            where = "its generator_config" if "generator_config" in data else "it"
+            raise CommandError(
+                f"--config {args.config}: {where} must be a mapping of DataGeneratorConfig "
+                f"keys, got {type(section).__name__}"
+            )
+        values.update(section)
     overrides = {
         "min_quality_score": args.min_quality,
         "format_type": args.format,
@@ -132,6 +139,9 @@ def cmd_export(args: argparse.Namespace, logger: UsageLogger) -> int:
 
 def prepare_export(args: argparse.Namespace) -> None:
     """Check the export settings before the database is opened or any file touched."""
+    parent = Path(args.output).expanduser().parent
+    if not args.parents and not parent.is_dir():
+        raise CommandError(f"{args.output}: no directory {parent}; create it, or pass --parents")
     args.generator_config = generator_config(args)
     if args.generator_config.redaction is not None:
         args.generator_config.redaction.key()  # the hash operator's key, before any I/O
@@ -161,6 +171,11 @@ def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("output", help="output .jsonl path (written atomically)")
     p.add_argument("--config", help="JSON or YAML file with generator settings")
+    p.add_argument(
+        "--parents", action="store_true",
+        help="create the output's missing directories (as mkdir -p); by default a missing "
+        "directory is an error, as for cp",
+    )  # fmt: skip
     p.add_argument("--since", help="only records since (ISO-8601 or look-back such as 7d)")
     p.add_argument("--min-quality", type=float, help="minimum quality score (0 disables)")
     p.add_argument(

@@ -70,6 +70,8 @@ class ImportLines:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise self.refused(f"not valid JSON ({exc.msg})") from exc
+            except ValueError as exc:  # a number of thousands of digits
+                raise self.refused(f"not a readable record ({str(exc).split(':')[0]})") from exc
             except RecursionError:
                 raise self.refused("nested too deeply to be a record") from None
             try:

@@ -65,7 +65,7 @@ def export_command(
     loop says; ``dataset_id`` (``namespace/run``) names the data set and its version."""
     dataset = spec.dataset
     command = [
-        "afs-continuous", "export", dataset.path, "--json", "--no-existing",
+        "afs-continuous", "export", dataset.path, "--json", "--no-existing", "--parents",
         "--report", "/dev/termination-log",
         f"--model={spec.model.name}",  # one word: a name such as "--db=x" stays a value
         "--min-quality", str(dataset.min_quality_score),
