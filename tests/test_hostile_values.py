@@ -141,3 +141,31 @@ async def test_the_collector_answers_400_naming_the_field(
         )
         assert answer.status == 400, await answer.text()
         assert message.split(" ")[0] in (await answer.text())
+
+
+@pytest.mark.parametrize("header", ["Bearer caf\xe9-token", "B\xe9arer x", "\xff\xfe"])
+async def test_a_non_ascii_authorization_header_is_a_401(serve: Serve, header: str) -> None:
+    async with serve() as (client, _):
+        answer = await client.post(
+            "/v1/usage", json={"query": "q", "response": "r", "model": "m"},
+            headers={"Authorization": header},
+        )  # fmt: skip
+        assert answer.status == 401
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [("a\x00b", "text"), ("x" * 70_000, "text"), ("\ud800", "text"), (5, "text")],
+    ids=["nul", "too-long", "lone-surrogate", "number"],
+)
+async def test_bad_feedback_text_is_a_400_naming_it(serve: Serve, text: Any, field: str) -> None:
+    async with serve() as (client, collector):
+        record_id = collector.logger.log("q", "r", "m")
+        body = json.dumps({"id": record_id, "feedback": 1, "text": text})
+        answer = await client.post(
+            "/v1/feedback", data=body, headers=AUTH | {"Content-Type": "application/json"}
+        )
+        assert answer.status == 400, await answer.text()
+        assert (await answer.json())["field"] == field
+        record = collector.logger.store.get(record_id)
+        assert record is not None and record.user_feedback is None

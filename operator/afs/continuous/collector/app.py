@@ -44,7 +44,13 @@ from afs.continuous.errors import (
 )
 from afs.continuous.logger import UsageLogger
 from afs.continuous.record_checks import check_correction
-from afs.continuous.records import MAX_NAME_CHARS, check_feedback, check_record_id
+from afs.continuous.records import (
+    MAX_FEEDBACK_TEXT_CHARS,
+    MAX_NAME_CHARS,
+    check_feedback,
+    check_optional_text,
+    check_record_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +196,9 @@ class Collector:
             return await handler(request)
         given = request.headers.get("Authorization", "")
         scheme, _, credentials = given.partition(" ")
+        # header bytes that are not UTF-8 arrive as surrogates: compared, never an error
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            credentials.strip().encode(), token.encode()
+            credentials.strip().encode("utf-8", "surrogateescape"), token.encode()
         ):
             raise RequestRefusedError(
                 401, "a bearer token is required (Authorization: Bearer <token>)"
@@ -496,9 +503,7 @@ def _feedback_item(index: int, item: dict[str, Any]) -> FeedbackItem:
             raise InvalidFieldError(missing, None, "is required")
         record_id = check_record_id(item["id"])
         value = check_feedback(item["feedback"])
-        text = item.get("text")
-        if text is not None and not isinstance(text, str):
-            raise InvalidFieldError("text", text, "must be a string")
+        text = check_optional_text("text", item.get("text"), max_chars=MAX_FEEDBACK_TEXT_CHARS)
         correction = item.get("correction")
         fix = None if correction is None else check_correction(correction)
     except InvalidFieldError as exc:
