@@ -11,9 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 import random
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -22,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from afs.continuous.atomic import atomic_file
 from afs.continuous.config import ABTestConfig
 from afs.continuous.core import abtest as core
 from afs.continuous.core.decision import Epoch, EpochWindow, VerdictKind, judge
@@ -230,17 +229,8 @@ class ABTestManager:
             "settings": asdict(self.config.decision_settings()),
             "updated_at": format_timestamp(self._clock()),
         }
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".ab_state.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, default=str)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.state_file)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_file(self.state_file) as handle:
+            json.dump(data, handle, indent=2, default=str)
         self._loaded_stamp = self._stamp()
 
     @contextmanager

@@ -8,8 +8,6 @@ output untouched.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import hashlib
 import json
 import logging
@@ -17,8 +15,6 @@ import math
 import os
 import secrets
 import stat
-import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -29,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from afs.continuous.atomic import atomic_file
 from afs.continuous.config import PREFERENCE_FORMATS, DataGeneratorConfig
 from afs.continuous.errors import InvalidFieldError, SampleFormatError
 from afs.continuous.formats import Sample, format_sample, parse_sample, sample_digest
@@ -428,10 +425,6 @@ def _read_samples(path: Path) -> Iterator[Sample]:
                 raise SampleFormatError(str(path), number, str(exc)) from exc
 
 
-#: a temporary file of ours this old was left by a killed export: removed on the next one
-STALE_TEMP_SECONDS = 24 * 3600
-
-
 def _check_target(target: Path) -> None:
     """Only a regular file is replaced: renaming over a symlink, a device or a FIFO would
     silently swap a link someone relies on, or a file that is not ours, for our output."""
@@ -448,26 +441,9 @@ def _check_target(target: Path) -> None:
         raise InvalidFieldError("output_path", str(target), f"exists and is {kind}; not replaced")
 
 
-def _remove_stale_temporaries(target: Path) -> None:
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if leftover.is_file() and leftover.lstat().st_mtime < cutoff:
-                leftover.unlink()
-
-
 @contextmanager
 def _atomic_writer(target: Path) -> Iterator[IO[str]]:
     """Write to a temporary file beside ``target``; rename over it only on success."""
     _check_target(target)
-    _remove_stale_temporaries(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(target, buffering=1 << 20) as handle:
+        yield handle

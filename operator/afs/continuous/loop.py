@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from afs.continuous.ab_test import ENDING_ACTIONS, ABTestManager, ModelVersion
+from afs.continuous.atomic import atomic_file
 from afs.continuous.config import LoopConfig
 from afs.continuous.core.evaluation import EvaluationRule
 from afs.continuous.errors import ContinuousError
@@ -73,15 +72,8 @@ def read_status(output_dir: Path) -> LoopStatus:
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=2, default=str)
 
 
 class ContinuousLearningLoop:
