@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -22,8 +23,10 @@ def test_committed_crds_match_the_models() -> None:
     rendered = crds.render()
     for name, text in rendered.items():
         committed = ROOT / "crds" / name
-        assert committed.exists(), f"run: afs-continuous crds ({name} missing)"
-        assert committed.read_text() == text, f"crds/{name} is stale: run afs-continuous crds"
+        assert committed.exists(), f"run: afs-continuous crds --out crds ({name} missing)"
+        assert committed.read_text() == text, (
+            f"crds/{name} is stale: afs-continuous crds --out crds"
+        )
     assert sorted(p.name for p in (ROOT / "crds").glob("*.yaml")) == sorted(rendered)
 
 
@@ -166,3 +169,18 @@ def test_the_examples_tell_one_story() -> None:
     assert test["spec"]["traffic"]["targetRef"] == loop["spec"]["promotion"]["traffic"]["targetRef"]
     assert test["spec"]["database"] == loop["spec"]["database"]
     assert {d["metadata"]["namespace"] for d in docs.values()} == {"ml"}
+
+
+def test_crds_prints_one_stream_and_writes_files_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from afs.continuous.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["crds"]) == 0
+    documents = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert [d["kind"] for d in documents] == ["CustomResourceDefinition"] * 3
+    assert not (tmp_path / "crds").exists()  # nothing written where it ran
+    assert cli_main(["crds", "--out", str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out").glob("*.yaml"))) == 3
+    assert cli_main(["crds", "--check", "--out", str(tmp_path / "out")]) == 0

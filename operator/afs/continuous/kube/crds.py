@@ -121,14 +121,20 @@ def render() -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="afs-continuous crds",
-        description="Write the CustomResourceDefinitions generated from the API models.",
+        description="Print the CustomResourceDefinitions generated from the API models, as "
+        "one YAML stream (afs-continuous crds | kubectl apply --server-side -f -), or write "
+        "one file per kind with --out.",
     )
-    parser.add_argument("--out", default="crds", help="directory to write to (default: crds)")
+    parser.add_argument("--out", metavar="DIR", help="write one file per kind into DIR")
     parser.add_argument(
-        "--check", action="store_true", help="only compare with the files there; exit 1 on drift"
-    )
+        "--check", action="store_true",
+        help="only compare with the files in --out (default crds); exit 1 on drift",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    if args.out is None and not args.check:
+        print("---\n".join(render().values()), end="")
+        return 0
+    out = Path(args.out or "crds")
     drift = []
     for name, text in render().items():
         path = out / name
