@@ -420,7 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dir", help="work directory to keep (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    parser.add_argument("--hours", type=int, default=72, help="simulated hours at most")
+    parser.add_argument(
+        "--hours", type=_hours, default=72, help="simulated hours at most (1 to 1000; default 72)"
+    )
     parser.add_argument(
         "--db",
         help="where to keep the usage records: a SQLite file or a postgresql:// URL of an "
@@ -438,11 +440,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     }  # fmt: skip
     try:
         if args.dir:
-            run_demo(Path(args.dir).expanduser(), **options)
+            workdir = Path(args.dir).expanduser()
+            if workdir.exists() and not workdir.is_dir():
+                print(f"afs-continuous demo: error: --dir {args.dir}: is a file, not a "
+                      "directory", file=sys.stderr)  # fmt: skip
+                return 2
+            run_demo(workdir, **options)
         else:
             with tempfile.TemporaryDirectory(prefix="afs-demo-") as tmp:
                 run_demo(Path(tmp), **options)
+            print("(the work directory was temporary and is gone; --dir DIR keeps it)")
     except (ContinuousError, OSError) as exc:
         print(f"afs-continuous demo: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nafs-continuous demo: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _hours(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, got {text}")
+    return value
