@@ -169,3 +169,71 @@ async def test_bad_feedback_text_is_a_400_naming_it(serve: Serve, text: Any, fie
         assert (await answer.json())["field"] == field
         record = collector.logger.store.get(record_id)
         assert record is not None and record.user_feedback is None
+
+
+@pytest.mark.parametrize("command", ["trigger", "status"])
+def test_a_span_of_hours_past_ten_years_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    UsageLogger(tmp_path / "u.db").close()
+    config = tmp_path / "loop.json"
+    config.write_text(json.dumps({"trigger_config": {"quality_window_hours": 1e8}}))
+    assert main(["--db", str(tmp_path / "u.db"), command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "quality_window_hours" in err and "Traceback" not in err
+
+
+def test_export_refuses_a_rehearsal_buffer_that_is_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    UsageLogger(tmp_path / "u.db").close()
+    out = tmp_path / "o.jsonl"
+    assert (
+        main(["--db", str(tmp_path / "u.db"), "export", str(out), "--existing", "/dev/zero"]) == 2
+    )
+    assert "existing_data_path is not a regular file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_failed_trainer_is_one_log_line_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from afs.continuous import AutoRetrainer, TriggerConfig
+
+    def broken(path: Path) -> dict[str, Any]:
+        raise RuntimeError("CUDA out of memory")
+
+    with UsageLogger(tmp_path / "u.db") as logger:
+        logger.log("q", "r", "m", quality_score=0.9, user_feedback=1)
+        trigger = TriggerConfig(min_samples_for_retrain=1)
+        outcome = AutoRetrainer(logger, trigger, output_dir=tmp_path).check_and_retrain(
+            broken, force=True
+        )
+    assert outcome is not None and outcome["status"] == "failed"
+    failures = [r for r in caplog.records if "train_fn failed" in r.getMessage()]
+    assert failures and all(r.exc_info is None for r in failures if r.levelname == "WARNING")
+    assert "CUDA out of memory" in failures[0].getMessage()
+
+
+def test_abtest_against_an_unreachable_cluster_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "x", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "u"}}],
+    }  # fmt: skip
+    (tmp_path / "kubeconfig").write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    for action in (["list"], ["status", "t"], ["promote", "t"]):
+        assert main(["abtest", *action]) == 1
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [
+            "afs-continuous abtest: error: cannot reach the cluster: [Errno 111] Connection refused"
+        ]

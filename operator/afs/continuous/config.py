@@ -31,7 +31,11 @@ FormatType = Literal["chatml", "alpaca", "completion", "openai", "dpo", "kto"]
 PREFERENCE_FORMATS = ("dpo", "kto")
 Fraction = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Flag = Annotated[bool, Strict()]
-Hours = Annotated[float, Strict(), Field(ge=0.0, allow_inf_nan=False)]
+#: ten years: past that, a span of hours is a typo (and overflows the calendar)
+MAX_HOURS = 87_600.0
+Hours = Annotated[float, Strict(), Field(ge=0.0, le=MAX_HOURS, allow_inf_nan=False)]
+PositiveHours = Annotated[float, Strict(), Field(gt=0, le=MAX_HOURS, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Strict(), Field(gt=0, le=MAX_HOURS * 3600, allow_inf_nan=False)]
 Count = Annotated[int, Strict(), Field(ge=0)]
 
 
@@ -105,13 +109,13 @@ class TriggerConfig:
     min_new_samples: Count = 1000
     min_quality_score: Fraction = 0.7
     enable_scheduled: Flag = True
-    schedule_interval_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 168
+    schedule_interval_hours: PositiveHours = 168
     enable_quality_drop: Flag = True
     quality_drop_threshold: Fraction = 0.1
-    quality_window_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 24
+    quality_window_hours: PositiveHours = 24
     enable_error_rate: Flag = False
     error_rate_threshold: Fraction = 0.2
-    error_window_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 24
+    error_window_hours: PositiveHours = 24
     min_samples_for_retrain: Count = 100
     cooldown_hours: Hours = 24
     min_window_samples: Count = 30
@@ -173,7 +177,7 @@ class ABTestConfig:
 
     initial_challenger_traffic: Fraction = 0.1
     min_samples_per_version: Count = 100
-    evaluation_window_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 24
+    evaluation_window_hours: PositiveHours = 24
     min_improvement_threshold: Fraction = 0.05
     metrics: list[str] = field(default_factory=lambda: list(_default_metric_weights()))
     metric_weights: dict[str, Annotated[float, Strict(), Field(allow_inf_nan=False)]] = field(
@@ -185,7 +189,7 @@ class ABTestConfig:
     decision_method: Literal["sequential", "weighted"] = "sequential"
     alpha: Annotated[float, Strict(), Field(gt=0, lt=0.5, allow_inf_nan=False)] = 0.05
     min_effect: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] = 0.0
-    max_duration_hours: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 168
+    max_duration_hours: PositiveHours = 168
     latency_margin: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] = 0.10
     error_rate_margin: Fraction = 0.01
     negative_feedback_margin: Fraction = 0.05
@@ -256,11 +260,11 @@ class LoopConfig:
     trigger_config: TriggerConfig = field(default_factory=TriggerConfig)
     generator_config: DataGeneratorConfig = field(default_factory=DataGeneratorConfig)
     ab_test_config: ABTestConfig = field(default_factory=ABTestConfig)
-    check_interval_seconds: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 3600
+    check_interval_seconds: PositiveSeconds = 3600
     enable_ab_testing: Flag = True
     enable_auto_promotion: Flag = True
     train_command: str | None = None
-    train_timeout_seconds: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 21600
+    train_timeout_seconds: PositiveSeconds = 21600
     champion_model: str | None = None
     champion_path: str = ""
     max_errors: Annotated[int, Strict(), Field(ge=1)] = 50

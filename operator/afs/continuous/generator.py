@@ -339,6 +339,8 @@ class TrainingDataGenerator:
         if not path.exists():
             log.warning("rehearsal buffer %s does not exist yet; nothing merged", path)
             return None
+        if not path.is_file():  # /dev/zero, a FIFO, a directory: no lines to read
+            raise InvalidFieldError("existing_data_path", str(path), "is not a regular file")
         return path
 
 

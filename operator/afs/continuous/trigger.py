@@ -248,7 +248,8 @@ class AutoRetrainer:
         try:
             training = train_fn(generation.output_path)
         except Exception as exc:  # the user's trainer failed: record it, back off
-            log.exception("train_fn failed")
+            log.warning("train_fn failed: %s: %s", type(exc).__name__, exc)
+            log.debug("train_fn failed", exc_info=True)
             return self._failed(outcome, f"{type(exc).__name__}: {exc}")
         if not isinstance(training, dict):
             return self._failed(outcome, f"train_fn returned {type(training).__name__}, not a dict")
@@ -257,7 +258,8 @@ class AutoRetrainer:
             try:
                 verdict = self._evaluate(generation, training, champion_path)
             except Exception as exc:  # the user's evaluator failed: no verdict, back off
-                log.exception("eval_fn failed")
+                log.warning("eval_fn failed: %s: %s", type(exc).__name__, exc)
+                log.debug("eval_fn failed", exc_info=True)
                 return self._failed(outcome, f"evaluation failed: {type(exc).__name__}: {exc}")
             outcome["evaluation"] = verdict
             if not verdict["passed"]:

@@ -16,7 +16,12 @@ from typing import Any
 
 from afs.continuous.errors import ContinuousError
 from afs.continuous.kube.api.v1alpha1 import ABTestPhase, ABTestSpec, ABTestStatus, LearningLoopSpec
-from afs.continuous.kube.client import KubeApiError, KubeClient
+from afs.continuous.kube.client import (
+    KubeApiError,
+    KubeClient,
+    quiet_transport_retries,
+    unreachable,
+)
 from afs.continuous.kube.controllers.shared import database_url
 from afs.continuous.kube.rollout import ACTION_ANNOTATION, decision_settings, epoch_windows
 from afs.continuous.logger import UsageLogger
@@ -87,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("afs-continuous abtest: error: report needs an ABTest NAME or --state FILE, "
               "not both", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
+    quiet_transport_retries()
     try:
         if args.action == "report" and args.state is not None:
             return _report_local(args)
@@ -104,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _act(kube, test, args.action, as_json=args.json)
     except (KubeApiError, LookupError, ContinuousError, OSError) as exc:
         print(f"afs-continuous abtest: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        why = unreachable(exc)
+        if why is None:
+            raise
+        print(f"afs-continuous abtest: error: {why}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from collections.abc import Callable
 from contextlib import suppress
@@ -322,6 +323,26 @@ class KubeClient:
         except ApiException as exc:
             raise _refused(exc, f"list {plural}") from None
         return list(listing.get("items") or [])
+
+
+def unreachable(exc: Exception) -> str | None:
+    """What a transport error says, in one line, when ``exc`` is one (urllib3's, after the
+    client's retries): the cluster could not be reached. None for anything else."""
+    import urllib3.exceptions
+
+    if not isinstance(exc, urllib3.exceptions.HTTPError):
+        return None
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    if "Errno" in text:
+        text = text[text.index("[Errno") :].rstrip(")\"'")
+    return f"cannot reach the cluster: {text}"
+
+
+def quiet_transport_retries() -> None:
+    """The client retries a refused connection three times, logging a traceback each
+    time: a command says it once, after the last."""
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def _kubeconfig() -> str | None:

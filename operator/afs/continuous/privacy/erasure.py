@@ -26,8 +26,14 @@ def datasets_with(store: UsageStore, record_ids: Sequence[str]) -> list[DatasetE
 def mark_model_versions(names: list[str], *, erased: int) -> tuple[list[str], list[str]]:
     """Label each ``namespace/name`` ModelVersion as trained on erased records; the
     labelled, and those that could not be (with why)."""
-    from afs.continuous.kube.client import KubeApiError, KubeClient
+    from afs.continuous.kube.client import (
+        KubeApiError,
+        KubeClient,
+        quiet_transport_retries,
+        unreachable,
+    )
 
+    quiet_transport_retries()
     try:
         kube = KubeClient.connect()
     except KubeApiError as exc:
@@ -49,6 +55,11 @@ def mark_model_versions(names: list[str], *, erased: int) -> tuple[list[str], li
             kube.patch_custom_object("modelversions", namespace, version, body)
         except (KubeApiError, LookupError) as exc:
             unmarked.append(f"{name}: {exc}")
+        except Exception as exc:
+            why = unreachable(exc)
+            if why is None:
+                raise
+            unmarked.append(f"{name}: {why}")
         else:
             marked.append(name)
     return marked, unmarked
