@@ -11,7 +11,14 @@ from afs.continuous import UsageLogger
 from afs.continuous.demo import run_demo
 from afs.continuous.errors import ContinuousError
 from afs.continuous.kube.abtest_cli import main as abtest_main
-from afs.continuous.report import figure, local_test, replay, windows_until
+from afs.continuous.report import (
+    figure,
+    local_test,
+    render_png,
+    replay,
+    windows_until,
+    write_report,
+)
 from afs.continuous.timeutil import utc_now
 
 
@@ -126,8 +133,24 @@ def test_without_matplotlib_the_report_says_what_to_install(
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ContinuousError, match=r"pip install 'afs-continuous\[report\]'"):
         figure(test, snapshots)
+    with pytest.raises(ContinuousError, match=r"pip install 'afs-continuous\[report\]'"):
+        render_png(test, snapshots)  # what the command calls
+
+
+@pytest.mark.parametrize(
+    "title", ["price $x^$ of a test", "n" * 253], ids=["dollars", "a-253-character-name"]
+)
+def test_any_test_name_gives_a_picture_and_a_file(demo: Path, tmp_path: Path, title: str) -> None:
+    from dataclasses import replace as replaced
+
+    test = replaced(local_test(_state(demo), last=True), title=title)
+    with UsageLogger(str(demo / "usage.db")) as logger:
+        png, page = write_report(logger.store, test, tmp_path, now=utc_now(), points=4)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and page.exists()
+    assert len(png.name) <= 130
 
 
 def test_the_statistics_guide_shows_a_report() -> None:

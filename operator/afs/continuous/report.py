@@ -12,6 +12,7 @@ extra); the HTML page embeds the picture and the final numbers, and needs nothin
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -186,15 +187,16 @@ def figure(test: TestRecord, snapshots: Sequence[Snapshot]) -> Figure:
     headline = f"{test.title}: {final.kind.value}"
     if test.outcome:
         headline += f" ({test.outcome})"
-    drawing.suptitle(headline, fontsize=12)
+    # a name is text, not mathtext: "$" would start a formula (and fail to parse)
+    drawing.suptitle(headline.replace("$", r"\$"), fontsize=12)
     drawing.tight_layout()
     return drawing
 
 
 def render_png(test: TestRecord, snapshots: Sequence[Snapshot]) -> bytes:
+    drawing = figure(test, snapshots)  # first: it says what is missing without matplotlib
     import matplotlib.pyplot as plt
 
-    drawing = figure(test, snapshots)
     buffer = io.BytesIO()
     drawing.savefig(buffer, format="png", dpi=100)
     plt.close(drawing)
@@ -244,6 +246,10 @@ from {html.escape(format_timestamp(test.started))} to {html.escape(ended)}.</p>
 """
 
 
+#: the longest file name stem written (file systems allow 255 bytes with the suffix)
+MAX_STEM = 120
+
+
 def write_report(
     store: UsageStore,
     test: TestRecord,
@@ -257,6 +263,9 @@ def write_report(
     png = render_png(test, snapshots)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in test.title) or "abtest"
+    if len(stem) > MAX_STEM:  # a name of 253 characters makes a file name too long
+        digest = hashlib.sha256(test.title.encode()).hexdigest()[:12]
+        stem = f"{stem[: MAX_STEM - 13]}-{digest}"
     png_path, html_path = out_dir / f"{stem}.png", out_dir / f"{stem}.html"
     png_path.write_bytes(png)
     html_path.write_text(render_html(test, snapshots, png), encoding="utf-8")
