@@ -237,3 +237,10 @@ def test_abtest_against_an_unreachable_cluster_is_one_line(
         assert err.strip().splitlines() == [
             "afs-continuous abtest: error: cannot reach the cluster: [Errno 111] Connection refused"
         ]
+
+
+def test_an_empty_database_target_asks_whether_the_variable_is_set(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--db", "", "stats"]) == 2
+    assert "is $AFS_DATABASE_URL set?" in capsys.readouterr().err

@@ -87,3 +87,12 @@ def test_the_docs_chart_values_serve_the_logger_url_the_doc_gives() -> None:
     name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
     assert url.hostname == f"{name}.{namespace}"
     assert url.port in {p["port"] for p in service["spec"]["ports"] if p["name"] == "kserve"}
+
+
+def test_ndjson_is_sent_whole_and_the_local_command_binds_loopback() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    ndjson_posts = [line for line in text.splitlines() if ("x-ndjson" in line and "curl" in line)
+                    or "@records.ndjson" in line]  # fmt: skip
+    assert ndjson_posts and all("--data-binary" in line for line in ndjson_posts)
+    first = code_blocks(text, "bash")[0]
+    assert "--host 127.0.0.1" in first

@@ -51,7 +51,10 @@ def sqlite_path_from_target(target: str | Path) -> Path:
     if isinstance(target, Path):
         return target.expanduser()
     if not isinstance(target, str) or not target.strip():
-        raise InvalidFieldError("db_path", target, "must be a file path or a database URL")
+        raise InvalidFieldError(
+            "db_path", target,
+            "must be a file path or a database URL (empty: is $AFS_DATABASE_URL set?)",
+        )  # fmt: skip
     if target.strip() == ":memory:":
         raise InvalidFieldError(
             "db_path",
