@@ -184,3 +184,13 @@ def test_crds_prints_one_stream_and_writes_files_only_when_asked(
     assert cli_main(["crds", "--out", str(tmp_path / "out")]) == 0
     assert len(list((tmp_path / "out").glob("*.yaml"))) == 3
     assert cli_main(["crds", "--check", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_the_examples_can_be_applied_together() -> None:
+    """`kubectl apply -f examples/k8s/` must not overwrite one example with the next."""
+    keys = []
+    for path in EXAMPLES:
+        manifest = yaml.safe_load(path.read_text())
+        meta = manifest["metadata"]
+        keys.append((manifest["kind"], meta.get("namespace"), meta["name"]))
+    assert len(keys) == len(set(keys)), keys
