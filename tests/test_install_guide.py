@@ -100,3 +100,28 @@ def test_the_commands_name_what_exists() -> None:
         assert (ROOT / path.rstrip(".")).exists(), path
     for command in ("abtest list", "abtest promote", "db retention"):
         assert command in text
+
+
+def test_every_example_reads_the_secret_the_guide_makes() -> None:
+    """One convention: the loops and tests in examples/ and the guides read the Secret the
+    install guide creates in ml (CloudNativePG's ``afs-usage-app``, key ``uri``)."""
+    import yaml
+
+    documents = [
+        yaml.safe_load(p.read_text()) for p in sorted((ROOT / "examples" / "k8s").glob("*.yaml"))
+    ]
+    for doc in ("operator.md", "install.md"):
+        documents += [yaml.safe_load(block) for block in
+                      code_blocks((ROOT / "docs" / doc).read_text(), "yaml")
+                      if "urlSecretRef" in block and "apiVersion" in block]  # fmt: skip
+    refs = [d["spec"]["database"]["urlSecretRef"] for d in documents
+            if (d.get("spec") or {}).get("database")]  # fmt: skip
+    assert refs and all(ref == {"name": "afs-usage-app", "key": "uri"} for ref in refs), refs
+
+
+def test_the_example_loop_names_the_champion_the_guide_creates() -> None:
+    import yaml
+
+    version = next(m for m in _yaml("4. The champion and the loop") if m["kind"] == "ModelVersion")
+    example = yaml.safe_load((ROOT / "examples" / "k8s" / "learningloop.yaml").read_text())
+    assert example["spec"]["promotion"]["champion"] == version["metadata"]["name"]

@@ -155,8 +155,9 @@ def test_spec_sections_mirror_the_local_configs() -> None:
 
 
 def test_the_examples_tell_one_story() -> None:
-    """The loop's run 3 made the ModelVersion that the ABTest puts against run 2, on the
-    loop's route and with its database: names and models agree across the files."""
+    """The loop's run 3 made the ModelVersion that the ABTest puts against run 2 (the
+    loop's own champion since run 2 was promoted; its spec names the first one, the
+    install guide's), on the loop's route and with its database."""
     docs = {p.stem: yaml.safe_load(p.read_text()) for p in EXAMPLES}
     loop, version, test = docs["learningloop"], docs["modelversion"], docs["abtest"]
     name = loop["metadata"]["name"]
@@ -165,7 +166,6 @@ def test_the_examples_tell_one_story() -> None:
     assert version["spec"]["lineage"]["loop"] == name
     assert test["spec"]["challenger"]["modelVersion"] == version["metadata"]["name"]
     assert test["spec"]["champion"]["modelVersion"] == version["spec"]["lineage"]["parent"]
-    assert test["spec"]["champion"]["modelVersion"] == loop["spec"]["promotion"]["champion"]
     assert test["spec"]["traffic"]["targetRef"] == loop["spec"]["promotion"]["traffic"]["targetRef"]
     assert test["spec"]["database"] == loop["spec"]["database"]
     assert {d["metadata"]["namespace"] for d in docs.values()} == {"ml"}

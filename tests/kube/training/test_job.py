@@ -74,7 +74,7 @@ def test_init_container_exports_what_the_trigger_counted() -> None:
         "--dataset-id=ml/nayru-run-3", "--model-version=ml/nayru-run-3",
     ]  # fmt: skip
     [env] = exporter["env"]
-    assert env["valueFrom"]["secretKeyRef"] == {"name": "afs-usage-db", "key": "url"}
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "afs-usage-app", "key": "uri"}
 
 
 @pytest.mark.parametrize(
