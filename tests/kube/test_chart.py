@@ -372,3 +372,16 @@ def test_the_dashboard_configmap_carries_the_generated_json_for_grafanas_sidecar
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = (ROOT / "dashboards" / "afs-continuous.json").read_text()
     assert json.loads(config_map["data"]["afs-continuous.json"]) == json.loads(shipped)
+
+
+def test_the_notes_say_where_the_collector_listens_when_it_is_on() -> None:
+    values = {"collector": {"enabled": True,
+                            "database": {"urlSecretRef": {"name": "usage-db"}},
+                            "token": {"secretRef": {"name": "collector-token"}}}}  # fmt: skip
+    notes = helm.Chart.load(CHART).render(values, name="afs", namespace="afs-system")[
+        "afs-continuous/templates/NOTES.txt"
+    ]
+    assert ":8080/v1/usage" in notes and "Secret collector-token, key token" in notes
+    assert ":8081/v1/kserve?model=<arm>" in notes
+    quiet = helm.Chart.load(CHART).render({}, name="afs", namespace="afs-system")
+    assert "collector" not in quiet["afs-continuous/templates/NOTES.txt"]
