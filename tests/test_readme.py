@@ -94,3 +94,13 @@ def test_shell_examples_run_in_order(workdir: Path, postgres_env: str) -> None:
             outputs.append(done.stdout)
     assert "PROMOTED:" in outputs[0]  # the demo
     assert (workdir / "training_data.jsonl").read_text().count("\n") > 0
+
+
+def test_the_loop_example_runs_again(workdir: Path) -> None:
+    """Run twice in one place, as a reader trying it again would."""
+    block = next(b for b in code_blocks(README.read_text(), "python") if "run_iteration" in b)
+    for _ in range(2):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, str(README), "exec"), {})
+        assert out.getvalue() == "completed nayru-v2\nTrue\n"
