@@ -266,6 +266,13 @@ def test_demo_promotes_a_model_that_is_really_better(tmp_path: Path) -> None:
     assert rejected.startswith("  REJECTED offline: nayru-v2 never meets users")
     assert "golden_pass_rate 0: must be at least 1" in rejected
     assert "nayru-v2" not in accuracy  # never served: the demo loads only what it routes to
+    assert sum(line.startswith("== 3.") for line in lines) == 1  # later retrains are numbered
+    waiting = [line for line in lines if "not enough data" in line]
+    assert waiting and not any(
+        f"{n}/20 feedback" in line for line in waiting for n in range(20, 500)
+    )  # only what is still missing is named
+    # it ends an hour after the promotion, with the next test under way: said so
+    assert any("still being tested when the demo ended" in line for line in summary["lines"])
 
 
 def test_the_loop_refuses_a_merely_lucky_challenger(tmp_path: Path, clock: FakeClock) -> None:

@@ -263,6 +263,7 @@ def run_demo(
     loop.ensure_champion()
     train = _trainer(models_dir, corrupt_first=True)
     say("== 2. Production traffic, hour by hour (60 requests/hour)")
+    narrated = {"retrains": 0}
     promoted_at: int | None = None
     decisive = ""
     try:
@@ -270,7 +271,7 @@ def run_demo(
             served = _serve_hour(loop, models, rng, clock, requests=60)
             clock.now += timedelta(hours=1)  # the loop looks back on the hour just served
             result = loop.run_iteration(train)
-            _narrate(say, hour, served, result)
+            _narrate(say, hour, served, result, narrated)
             if "champion_promoted" in result:
                 promoted_at = hour
                 decisive = result["ab_test_update"]["reason"]
@@ -279,6 +280,12 @@ def run_demo(
         summary = _summary(loop, models)
         if promoted_at is not None:
             summary["lines"].append(f"promoted at hour {promoted_at} on: {decisive}")
+        running = loop.ab_test_manager.challenger
+        if running is not None:  # the demo ends an hour after a promotion, not with a test
+            summary["lines"].append(
+                f"{running.name} was still being tested when the demo ended (it stops an "
+                "hour after a promotion; --hours and --dir to watch longer)"
+            )
     finally:
         loop.close()
     say("== 4. Summary")
@@ -327,6 +334,7 @@ def _narrate(
     hour: int,
     served: dict[str, list[float]],
     result: dict[str, Any],
+    narrated: dict[str, int],
 ) -> None:
     traffic = ", ".join(
         f"{name} {len(q)} req, quality {sum(q) / len(q):.2f}" for name, q in sorted(served.items())
@@ -342,7 +350,10 @@ def _narrate(
     retrain = result.get("retrain")
     if retrain:
         trigger = retrain["trigger"]
-        say(f"== 3. Retrain triggered ({trigger['type']}): {trigger['reason']}")
+        first = not narrated["retrains"]
+        narrated["retrains"] += 1
+        heading = "== 3. Retrain triggered" if first else f"== Retrain {narrated['retrains']}"
+        say(f"{heading} ({trigger['type']}): {trigger['reason']}")
         generation = retrain["generation"]
         held = generation.get("split") or {}
         say(

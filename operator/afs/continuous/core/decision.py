@@ -345,8 +345,18 @@ def judge(epochs: Sequence[Epoch], settings: DecisionSettings, *, elapsed_hours:
 
     # 3. enough data for the intervals
     short = [
-        f"{name} has {arm.count}/{s.min_requests} requests and "
-        f"{arm.with_feedback}/{s.min_feedback} feedback events"
+        f"{name} has "
+        + " and ".join(
+            part
+            for part, lacking in (
+                (f"{arm.count}/{s.min_requests} requests", arm.count < s.min_requests),
+                (
+                    f"{arm.with_feedback}/{s.min_feedback} feedback events",
+                    arm.with_feedback < s.min_feedback,
+                ),
+            )
+            if lacking  # only what is still missing: "85/20" reads as a bar not met
+        )
         for name, arm in (("champion", champion), ("challenger", challenger))
         if arm.count < s.min_requests or arm.with_feedback < s.min_feedback
     ] + [
