@@ -19,7 +19,7 @@ from afs.continuous.report import (
     windows_until,
     write_report,
 )
-from afs.continuous.timeutil import utc_now
+from afs.continuous.timeutil import parse_timestamp, utc_now
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,17 @@ def test_the_statistics_guide_shows_a_report() -> None:
     text = section(ROOT / "docs" / "statistics.md", "Seeing a test")
     assert "![the demo's A/B test over time](abtest-report.png)" in text
     assert (ROOT / "docs" / "abtest-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_running_test_is_drawn_to_its_last_record_and_titled_so(demo: Path) -> None:
+    """The demo's clock is simulated: its running test ended weeks before the wall clock."""
+    running = local_test(_state(demo))
+    assert running.ended is None
+    with UsageLogger(str(demo / "usage.db")) as logger:
+        snapshots = replay(logger.store, running, now=utc_now(), points=4)
+        last = max(r.timestamp for r in logger.get_records(limit=None)
+                   if r.model in (running.champion, running.challenger))  # fmt: skip
+    assert snapshots[-1].at == parse_timestamp(last)
+    assert snapshots[-1].hours < 24
+    title = figure(running, snapshots).get_suptitle()
+    assert "(running; to its last record" in title

@@ -77,14 +77,28 @@ def windows_until(windows: Sequence[EpochWindow], moment: datetime) -> list[Epoc
     return cut
 
 
+def _last_record(store: UsageStore, test: TestRecord, now: datetime) -> datetime:
+    """When the newer arm last logged a record (``now`` if neither did since the start)."""
+    from afs.continuous.store import RecordQuery
+    from afs.continuous.timeutil import parse_timestamp
+
+    latest = test.started
+    for model in (test.champion, test.challenger):
+        query = RecordQuery(since=test.started, until=now, model=model, limit=1)
+        for record in store.iter_records(query):
+            latest = max(latest, parse_timestamp(record.timestamp))
+    return latest if latest > test.started else now
+
+
 def replay(
     store: UsageStore, test: TestRecord, *, now: datetime, points: int = DEFAULT_POINTS
 ) -> list[Snapshot]:
-    """The verdict at ``points`` evenly spaced moments from the start to the end (or
-    ``now``), each on the records logged until then."""
+    """The verdict at ``points`` evenly spaced moments from the start to the end — for a
+    test still running, to its last record (a simulated clock, or a quiet night, would
+    otherwise stretch it to the wall clock) — each on the records logged until then."""
     if points < 2:
         raise ValueError("a report needs at least 2 points")
-    end = test.ended or now
+    end = test.ended or _last_record(store, test, now)
     span = (end - test.started).total_seconds()
     if span <= 0:
         raise ContinuousError(f"{test.title}: the test has not run yet (started {test.started})")
@@ -187,6 +201,8 @@ def figure(test: TestRecord, snapshots: Sequence[Snapshot]) -> Figure:
     headline = f"{test.title}: {final.kind.value}"
     if test.outcome:
         headline += f" ({test.outcome})"
+    elif test.ended is None:
+        headline += f" (running; to its last record, {snapshots[-1].hours:.1f} h in)"
     # a name is text, not mathtext: "$" would start a formula (and fail to parse)
     drawing.suptitle(headline.replace("$", r"\$"), fontsize=12)
     drawing.tight_layout()
