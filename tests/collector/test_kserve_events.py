@@ -164,3 +164,41 @@ async def test_an_openai_chat_pair_with_a_streamed_answer_keeps_its_conversation
     assert record is not None
     assert (record.response, record.token_count) == ("It sets the M flag.", 5)
     assert (record.messages, record.tools) == (messages, tools)
+
+
+def _structured(**envelope: Any) -> str:
+    event = {"specversion": "1.0", "type": KSERVE_REQUEST, "source": "http://localhost:9081/",
+             "id": "ev-structured-1", "datacontenttype": "application/json",
+             "data": REQUEST_BODY} | envelope  # fmt: skip
+    return json.dumps({k: v for k, v in event.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_structured(id=None), "id is required"),
+        (_structured(specversion=None), "specversion is required"),
+        (_structured().replace('"data": {', '"data": {"x": NaN, '), "NaN is not a JSON number"),
+        (_structured().replace('"id": "ev-structured-1"',
+                               '"id": "ev-structured-1", "id": "other"'), "duplicate key 'id'"),
+        ('{"data": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested"),
+        ("[1, 2]", "not a JSON object"),
+    ],
+    ids=["no-id", "no-specversion", "nan", "duplicate-key", "deep", "not-an-object"],
+)  # fmt: skip
+async def test_a_structured_event_is_read_as_strictly_as_a_binary_one(
+    serve: Serve, body: str, message: str
+) -> None:
+    headers = AUTH | {"Content-Type": "application/cloudevents+json"}
+    async with serve() as (client, _collector):
+        answer = await client.post("/v1/kserve", data=body, headers=headers)
+        assert answer.status == 400, await answer.text()
+        assert message in (await answer.json())["error"]
+
+
+async def test_a_well_formed_structured_event_is_taken(serve: Serve) -> None:
+    headers = AUTH | {"Content-Type": "application/cloudevents+json"}
+    async with serve() as (client, _collector):
+        event = _structured(inferenceservicename="nayru")
+        answer = await client.post("/v1/kserve", data=event, headers=headers)
+        assert answer.status in (200, 202), await answer.text()

@@ -543,6 +543,15 @@ def _kserve_half(headers: Mapping[str, str], raw: bytes) -> tuple[str, Half]:
                 raise RequestRefusedError(
                     400, f"not a CloudEvent: the {required} header is required", reason="invalid"
                 )
+    else:  # structured mode: the envelope read as strictly as any body, and complete
+        envelope = parse_json_or_refuse(raw, "the structured CloudEvent")
+        if not isinstance(envelope, dict):
+            raise RequestRefusedError(400, "not a CloudEvent: not a JSON object", reason="invalid")
+        for required in ("specversion", "id", "source", "type"):
+            if required not in envelope:  # the SDK would make up an id: never paired
+                raise RequestRefusedError(
+                    400, f"not a CloudEvent: {required} is required", reason="invalid"
+                )
     try:
         event = from_http(HTTPMessage(dict(headers), raw), _RawData())
         kind, key, data = event.get_type(), event.get_id(), event.get_data()
