@@ -297,6 +297,9 @@ def test_trigger_then_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixt
     common = ["--db", db, "--output-dir", out, "--config", str(config)]
     assert main(["trigger", *common, "--no-train"]) == EXIT_OK
     assert "retrain data_ready (manual" in capsys.readouterr().out
+    assert main(["status", *common, "--json"]) == EXIT_OK
+    status = json.loads(capsys.readouterr().out)
+    assert status["status"]["total_retrains"] == 1  # as the trigger counts it
     assert main(["run", *common, "--max-iterations", "1", "--json"]) == EXIT_OK
     iteration = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert iteration["retrain_triggered"] is False  # in cooldown after the manual retrain

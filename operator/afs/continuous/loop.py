@@ -213,10 +213,13 @@ class ContinuousLearningLoop:
                 "name": training.get("model_name"), "reasons": retrain["evaluation"]["reasons"],
             }  # fmt: skip
             return
-        if retrain["status"] != "completed":
+        if retrain["status"] not in ("completed", "data_ready"):
             return
+        # a data set handed off (no trainer) counts, as it does for the trigger's cooldown
         self.status.total_retrains += 1
         self.status.last_retrain = retrain["timestamp"]
+        if retrain["status"] == "data_ready":
+            return
         name, path = self._model_identity(retrain.get("training") or {})
         dataset_id = (retrain.get("generation") or {}).get("dataset_id")
         if dataset_id is not None:  # lineage: what trained on the data set
