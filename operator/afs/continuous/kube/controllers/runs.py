@@ -283,10 +283,7 @@ class RunFollower:
             outcome = self._fail(
                 status=status, run=run, trigger=trigger, event=event, message=failure
             )
-        status.runs.count = max(status.runs.count, run.number)
-        status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
-        status.current_run = None
-        return True
+        return _end_run(status, run, outcome)
 
     def _release(
         self,
@@ -368,23 +365,11 @@ class RunFollower:
                 trigger=trigger, event=event, version=version,
             )  # fmt: skip
         else:
-            message = f"{version} rejected by the evaluation gate: {gate.summary}"
-            event("Warning", "EvaluationFailed", f"run {run.number}: {message}")
-            trigger.mark_retrain_failed()  # back off; a later run has more data
-            status.runs.rejected += 1
-            self.metrics.runs.labels("rejected").inc()
-            status.conditions = planning.set_condition(
-                status.conditions, type="LastRunSucceeded", status=False, reason="Rejected",
-                message=f"run {run.number}: {message}", now=self.clock(),
+            outcome = self._fail(
+                status=status, run=run, trigger=trigger, event=event, rejected=version,
+                message=f"{version} rejected by the evaluation gate: {gate.summary}",
             )  # fmt: skip
-            outcome = RunOutcome(
-                number=run.number, job=run.job, result="Rejected", model_version=version,
-                finished=format_timestamp(self.clock()), message=message,
-            )  # fmt: skip
-        status.runs.count = max(status.runs.count, run.number)
-        status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
-        status.current_run = None
-        return True
+        return _end_run(status, run, outcome)
 
     def _fail(
         self,
@@ -394,19 +379,36 @@ class RunFollower:
         trigger: RetrainTrigger,
         event: EventSink,
         message: str,
+        rejected: str | None = None,
     ) -> RunOutcome:
-        trigger.mark_retrain_failed()  # the trigger backs off instead of firing again at once
-        status.runs.failed += 1
-        self.metrics.runs.labels("failed").inc()
+        """A run that failed, or whose version ``rejected`` the evaluation gate refused:
+        counted, said, and the trigger backs off instead of firing again at once (a later
+        run has more data)."""
+        trigger.mark_retrain_failed()
+        if rejected is None:
+            status.runs.failed += 1
+        else:
+            status.runs.rejected += 1
+        self.metrics.runs.labels("failed" if rejected is None else "rejected").inc()
         status.conditions = planning.set_condition(
-            status.conditions, type="LastRunSucceeded", status=False, reason="RunFailed",
+            status.conditions, type="LastRunSucceeded", status=False,
+            reason="RunFailed" if rejected is None else "Rejected",
             message=f"run {run.number}: {message}", now=self.clock(),
         )  # fmt: skip
-        event("Warning", "RunFailed", f"run {run.number}: {message}")
+        event("Warning", "RunFailed" if rejected is None else "EvaluationFailed",
+              f"run {run.number}: {message}")  # fmt: skip
         return RunOutcome(
-            number=run.number, job=run.job, result="Failed",
-            finished=format_timestamp(self.clock()), message=message,
+            number=run.number, job=run.job, result="Failed" if rejected is None else "Rejected",
+            finished=format_timestamp(self.clock()), message=message, model_version=rejected,
         )  # fmt: skip
+
+
+def _end_run(status: LearningLoopStatus, run: CurrentRun, outcome: RunOutcome) -> bool:
+    """The run is over: recorded among the recent ones, no longer current."""
+    status.runs.count = max(status.runs.count, run.number)
+    status.runs.recent = [*status.runs.recent, outcome][-planning.RECENT_RUNS :]
+    status.current_run = None
+    return True
 
 
 def not_ready(
