@@ -69,7 +69,7 @@ class DataGeneratorConfig:
     split: tuple[Fraction, Fraction, Fraction] | None = None
     """``(train, validation, test)`` fractions: the held-out sets are written beside the
     output (``<name>.validation.jsonl``, ``<name>.test.jsonl``), each record placed by a
-    stable hash of its assignment key (its conversation's opening, else its id), so a
+    stable hash of its assignment key (else its conversation's opening, else its content), so a
     test record stays in test as data grows. None: everything is training data."""
     golden_path: str | Path | None = None
     """A golden set (JSON Lines samples in any format): never exported as training data;

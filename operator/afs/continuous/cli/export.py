@@ -12,7 +12,7 @@ from afs.continuous.config import DataGeneratorConfig, build_config, load_config
 from afs.continuous.errors import ContinuousError, strip_credentials
 from afs.continuous.generator import TrainingDataGenerator
 from afs.continuous.logger import UsageLogger
-from afs.continuous.privacy.settings import DEFAULT_ENTITIES, parse_entities
+from afs.continuous.privacy.options import add_redaction_options, redaction_options
 from afs.continuous.splits import parse_split
 from afs.continuous.storage import check_upload_url, upload
 
@@ -56,13 +56,9 @@ def generator_config(args: argparse.Namespace) -> DataGeneratorConfig:
         values["split"] = parse_split(args.split)
     if args.golden is not None:
         values["golden_path"] = args.golden
-    if args.redact or args.redact_entities or args.redact_operator:
-        redaction = dict(values.get("redaction") or {})
-        if args.redact_entities:
-            redaction["entities"] = parse_entities(args.redact_entities)
-        if args.redact_operator:
-            redaction["operator"] = args.redact_operator
-        values["redaction"] = redaction
+    asked = redaction_options(args)
+    if asked is not None:
+        values["redaction"] = dict(values.get("redaction") or {}) | asked
     return build_config(DataGeneratorConfig, values, source=args.config or "export options")
 
 
@@ -211,27 +207,15 @@ def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="then copy the file to this object-storage URL (s3://, gs://, az://…; needs "
         "the storage extra; credentials from the environment)",
     )  # fmt: skip
-    p.add_argument(
-        "--redact", action="store_true",
-        help="redact personal data and secrets in every sample (needs the privacy extra)",
-    )  # fmt: skip
-    p.add_argument(
-        "--redact-entities", metavar="TYPES",
-        help=f"comma-separated entity types to redact (implies --redact; default: "
-        f"{','.join(DEFAULT_ENTITIES)})",
-    )  # fmt: skip
-    p.add_argument(
-        "--redact-operator", choices=["replace", "hash", "drop"],
-        help="replace with <TYPE> (default), a keyed hash (key in AFS_REDACTION_KEY), or drop "
-        "the sample (implies --redact)",
-    )  # fmt: skip
+    add_redaction_options(p, what="in every sample", operators=("replace", "hash", "drop"))
     p.add_argument("--dataset-id", help="record the membership under this id (default: a new one)")
     p.add_argument("--model-version", help="what will train on this data set, for lineage")
     p.add_argument(
         "--split", metavar="TRAIN,VALIDATION,TEST",
         help="hold out validation and test sets, e.g. 0.9,0.05,0.05, written beside the output "
         "as NAME.validation.jsonl and NAME.test.jsonl; a record's set follows from its "
-        "assignment key (its conversation, else its id), so it never changes as data grows",
+        "assignment key (else its conversation's opening, else its content), so it never "
+        "changes as data grows",
     )  # fmt: skip
     p.add_argument(
         "--held-out-only", action="store_true",

@@ -18,7 +18,8 @@ from afs.continuous.collector.writer_process import ProcessWriter, freeze_startu
 from afs.continuous.config import build_config
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
-from afs.continuous.privacy.settings import RedactionConfig, parse_entities
+from afs.continuous.privacy.options import add_redaction_options, redaction_options
+from afs.continuous.privacy.settings import RedactionConfig
 from afs.continuous.scoring import HeuristicScorer, scorer_from_spec
 from afs.continuous.store import open_store, resolve_target
 
@@ -91,20 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="score records that arrive without a quality_score with this scorer: heuristic, "
         "discriminator:MODEL or judge:URL?model=NAME (instead of --score)",
     )  # fmt: skip
-    parser.add_argument(
-        "--redact", action="store_true",
-        help="redact personal data and secrets before anything is stored (queries, responses, "
-        "conversations, feedback text; needs the privacy extra)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--redact-entities", metavar="TYPES",
-        help="comma-separated entity types to redact (implies --redact; default: all the "
-        "pattern types)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--redact-operator", choices=["replace", "hash"],
-        help="replace with <TYPE> (default) or a keyed hash (key in AFS_REDACTION_KEY); "
-        "implies --redact",
+    add_redaction_options(
+        parser, operators=("replace", "hash"),
+        what="before anything is stored (queries, responses, conversations, feedback text)",
     )  # fmt: skip
     return parser
 
@@ -161,16 +151,11 @@ def open_logger(args: argparse.Namespace) -> UsageLogger:
     after :data:`STORE_RETRY_SECONDS` (the request then gets 503), and the scorer asked for."""
     target = resolve_target(args.db)
     redactor = None
-    if args.redact or args.redact_entities or args.redact_operator:
+    asked = redaction_options(args)
+    if asked is not None:
         from afs.continuous.privacy.redactor import Redactor
 
-        entities = parse_entities(args.redact_entities) if args.redact_entities else None
-        config = build_config(
-            RedactionConfig,
-            {"entities": entities, "operator": args.redact_operator or "replace"},
-            source="--redact options",
-        )
-        redactor = Redactor(config)
+        redactor = Redactor(build_config(RedactionConfig, asked, source="--redact options"))
     return UsageLogger(
         target,
         store=open_store(target, retry_seconds=STORE_RETRY_SECONDS),
