@@ -1,5 +1,5 @@
 """The base of our resources' models: camelCase on the wire, unknown fields refused,
-and the references every kind shares."""
+the bounded value types every kind uses, and the references they share."""
 
 from __future__ import annotations
 
@@ -7,8 +7,32 @@ import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+
+#: the longest span any setting may name: ten years (beyond, dates leave the calendar)
+MAX_HOURS = 87_600.0
+#: the largest count any setting may name
+MAX_COUNT = 1_000_000_000
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Hours = Annotated[float, Field(ge=0.0, le=MAX_HOURS)]
+PositiveHours = Annotated[float, Field(gt=0.0, le=MAX_HOURS)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
+def _bounded_duration(text: str) -> str:
+    amount, unit = float(text[:-1]), text[-1]
+    hours = amount * {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}[unit]
+    if hours > MAX_HOURS:
+        raise ValueError(f"must be at most {MAX_HOURS / 24:.0f}d")
+    return text
+
+
+#: a duration such as "30s", "15m", "1h", "7d" (at most ten years)
+Duration = Annotated[
+    str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h|d)$"), AfterValidator(_bounded_duration)
+]
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -28,6 +52,22 @@ class KubeModel(BaseModel):
         except ValidationError as exc:
             logging.getLogger(__name__).warning("unreadable %s replaced: %s", cls.__name__, exc)
             return cls()
+
+
+def check_pod_template(template: dict[str, Any], role: str) -> dict[str, Any]:
+    """A pod template whose first container is the ``role`` (the trainer, the evaluator):
+    containers must be there, each named and with an image."""
+    spec = template.get("spec")
+    containers = spec.get("containers") if isinstance(spec, dict) else None
+    if not isinstance(containers, list) or not containers:
+        raise ValueError(f"spec.containers must list the {role} container")
+    for index, container in enumerate(containers):
+        if not isinstance(container, dict):
+            raise ValueError(f"spec.containers.{index} must be an object")
+        for key in ("name", "image"):
+            if not isinstance(container.get(key), str) or not container[key]:
+                raise ValueError(f"spec.containers.{index}.{key} must be a non-empty string")
+    return template
 
 
 class SecretKeyRef(KubeModel):

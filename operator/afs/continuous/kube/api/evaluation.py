@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from afs.continuous.core.evaluation import EvaluationRule, MetricRule
-from afs.continuous.kube.api.base import DNS_SUBDOMAIN, KubeModel
+from afs.continuous.kube.api.base import DNS_SUBDOMAIN, KubeModel, check_pod_template
 
 #: how long an evaluation may take, at most (a day unless set)
 DEFAULT_EVALUATION_TIMEOUT_SECONDS = 86_400
@@ -60,17 +60,7 @@ class EvaluationSpec(KubeModel):
     @field_validator("template")
     @classmethod
     def _has_an_evaluator(cls, template: dict[str, Any]) -> dict[str, Any]:
-        spec = template.get("spec")
-        containers = spec.get("containers") if isinstance(spec, dict) else None
-        if not isinstance(containers, list) or not containers:
-            raise ValueError("spec.containers must list the evaluator container")
-        for index, container in enumerate(containers):
-            if not isinstance(container, dict):
-                raise ValueError(f"spec.containers.{index} must be an object")
-            for key in ("name", "image"):
-                if not isinstance(container.get(key), str) or not container[key]:
-                    raise ValueError(f"spec.containers.{index}.{key} must be a non-empty string")
-        return template
+        return check_pod_template(template, "evaluator")
 
     def rule(self) -> EvaluationRule:
         return EvaluationRule(

@@ -12,7 +12,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     Field,
     field_validator,
     model_validator,
@@ -20,13 +19,27 @@ from pydantic import (
 
 from afs.continuous.kube.api.base import (
     DNS_SUBDOMAIN as DNS_SUBDOMAIN,
+    MAX_COUNT as MAX_COUNT,
+    MAX_HOURS as MAX_HOURS,
+    Count as Count,
+    Duration as Duration,
+    Fraction as Fraction,
+    Hours as Hours,
     KubeModel as KubeModel,
     LocalObjectReference as LocalObjectReference,
+    PositiveHours as PositiveHours,
     SecretKeyRef as SecretKeyRef,
+    check_pod_template,
 )
 from afs.continuous.kube.api.evaluation import EvaluationSpec, EvaluationStatus
 from afs.continuous.kube.api.privacy import DatasetRedaction, RedactionSummary
 from afs.continuous.kube.api.scoring import ScoringSpec
+from afs.continuous.kube.api.traffic import (
+    ABTestSettings as ABTestSettings,
+    DecisionSpec as DecisionSpec,
+    TargetRef as TargetRef,
+    TrafficSpec as TrafficSpec,
+)
 from afs.continuous.splits import DEFAULT_EVALUATION_SPLIT, check_split
 
 if TYPE_CHECKING:
@@ -36,25 +49,6 @@ GROUP = "continuous.afs.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-#: the longest span any setting may name: ten years (beyond, dates leave the calendar)
-MAX_HOURS = 87_600.0
-#: the largest count any setting may name
-MAX_COUNT = 1_000_000_000
-
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-Hours = Annotated[float, Field(ge=0.0, le=MAX_HOURS)]
-PositiveHours = Annotated[float, Field(gt=0.0, le=MAX_HOURS)]
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-
-
-def _bounded_duration(text: str) -> str:
-    amount, unit = float(text[:-1]), text[-1]
-    hours = amount * {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}[unit]
-    if hours > MAX_HOURS:
-        raise ValueError(f"must be at most {MAX_HOURS / 24:.0f}d")
-    return text
-
-
 #: a DNS subdomain, what most object names must be
 #: an object-storage URL fsspec writes to: a scheme of its remote file systems, a bucket
 STORAGE_URI = r"^(s3|gs|gcs|az|abfs|abfss)://[^\s/][^\s]*$"
@@ -62,12 +56,6 @@ STORAGE_URI = r"^(s3|gs|gcs|az|abfs|abfss)://[^\s/][^\s]*$"
 DATA_DIR = "/data"
 #: the kinds a run can train with; all but Job run on several pods
 TrainingKind = Literal["Job", "TrainJob", "PyTorchJob", "RayJob"]
-
-#: a duration such as "30s", "15m", "1h", "7d" (at most ten years)
-Duration = Annotated[
-    str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(s|m|h|d)$"), AfterValidator(_bounded_duration)
-]
-
 
 # --- shared ------------------------------------------------------------------------
 
@@ -220,17 +208,7 @@ class TrainingSpec(KubeModel):
     @classmethod
     def _has_a_trainer(cls, template: dict[str, Any]) -> dict[str, Any]:
         """The first container is the trainer: it must be there, named, with an image."""
-        spec = template.get("spec")
-        containers = spec.get("containers") if isinstance(spec, dict) else None
-        if not isinstance(containers, list) or not containers:
-            raise ValueError("spec.containers must list the trainer container")
-        for index, container in enumerate(containers):
-            if not isinstance(container, dict):
-                raise ValueError(f"spec.containers.{index} must be an object")
-            for key in ("name", "image"):
-                if not isinstance(container.get(key), str) or not container[key]:
-                    raise ValueError(f"spec.containers.{index}.{key} must be a non-empty string")
-        return template
+        return check_pod_template(template, "trainer")
 
     @model_validator(mode="after")
     def _fits_the_kind(self) -> Self:
@@ -283,57 +261,6 @@ class ServingSpec(KubeModel):
             if self.container is not None and self.container not in names:
                 raise ValueError(f"container {self.container!r} is not in template.spec")
         return self
-
-
-class DecisionSpec(KubeModel):
-    method: Literal["sequential", "weighted"] = "sequential"
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    min_effect: Annotated[float, Field(ge=0, le=1)] = 0.0
-    latency_margin: Annotated[float, Field(ge=0, le=100)] = 0.10
-    error_rate_margin: Fraction = 0.01
-    negative_feedback_margin: Fraction = 0.05
-    error_ratio: Annotated[float, Field(gt=1, le=100)] = 2.0
-    """The increase of the error rate the error guardrail is tuned to catch soonest."""
-    unit: Literal["request", "key"] = "request"
-    """What the traffic split randomised: each request, or each user or session (routing
-    sticky by a header or cookie), whose records carry its ``assignment_key``."""
-    min_units_per_arm: Annotated[int, Field(ge=2, le=MAX_COUNT)] = 20
-    """With ``unit: key``: the least users (keys) per arm before any interval."""
-    min_requests_per_arm: Count = 200
-    min_feedback_per_arm: Count = 20
-    min_duration_hours: Hours = 48
-    max_duration_hours: PositiveHours = 168
-    unreachable_timeout: Duration | None = None
-    """While the usage database cannot be read, a running test holds its step (no step
-    is taken without evidence). With this set (e.g. ``30m``), a test whose database stays
-    unreachable this long returns the traffic to the champion and ends RolledBack."""
-
-
-class ABTestSettings(DecisionSpec):
-    """The decision settings an ABTest created by the loop starts with, and the
-    challenger's first share of traffic."""
-
-    initial_challenger_traffic: Fraction = 0.1
-
-
-class TargetRef(KubeModel):
-    api_version: str
-    kind: str
-    name: Annotated[str, Field(min_length=1)]
-
-
-class TrafficSpec(KubeModel):
-    provider: Literal["gateway-api", "istio", "smi", "kserve", "knative"]
-    target_ref: TargetRef
-    route_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
-    """Istio: the one ``http`` route (by ``name``) whose weights the test moves; by
-    default every route that holds both arms."""
-    create_revision: bool = False
-    """Knative: create the challenger's revision from the Service's template with the
-    challenger's ``uri`` (``AFS_MODEL_URI``) when the traffic block does not name it yet."""
-    on_drift: Literal["reassert", "pause"] = "reassert"
-    """What a test does when someone else changed its weights: write ours back (with a
-    ``WeightsDrifted`` Event), or stop in place until the weights are ours again."""
 
 
 class PromotionSpec(KubeModel):
