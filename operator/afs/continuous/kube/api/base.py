@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -68,6 +69,23 @@ def check_pod_template(template: dict[str, Any], role: str) -> dict[str, Any]:
             if not isinstance(container.get(key), str) or not container[key]:
                 raise ValueError(f"spec.containers.{index}.{key} must be a non-empty string")
     return template
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(KubeModel):
+    """A status condition, the Kubernetes way."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
 
 
 class SecretKeyRef(KubeModel):

@@ -21,6 +21,8 @@ from afs.continuous.kube.api.base import (
     DNS_SUBDOMAIN as DNS_SUBDOMAIN,
     MAX_COUNT as MAX_COUNT,
     MAX_HOURS as MAX_HOURS,
+    Condition as Condition,
+    ConditionStatus as ConditionStatus,
     Count as Count,
     Duration as Duration,
     Fraction as Fraction,
@@ -56,26 +58,6 @@ STORAGE_URI = r"^(s3|gs|gcs|az|abfs|abfss)://[^\s/][^\s]*$"
 DATA_DIR = "/data"
 #: the kinds a run can train with; all but Job run on several pods
 TrainingKind = Literal["Job", "TrainJob", "PyTorchJob", "RayJob"]
-
-# --- shared ------------------------------------------------------------------------
-
-
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-class Condition(KubeModel):
-    """A status condition, the Kubernetes way."""
-
-    type: str
-    status: ConditionStatus
-    reason: str
-    message: str = ""
-    last_transition_time: str
-    observed_generation: int | None = None
-
 
 # --- LearningLoop --------------------------------------------------------------------
 
