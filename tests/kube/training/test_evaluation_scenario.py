@@ -92,6 +92,11 @@ def _evaluation(kube: KubeClient, phase: str) -> dict[str, Any] | None:
     return evaluation if evaluation.get("phase") == phase else None
 
 
+def _evaluating_run(kube: KubeClient) -> dict[str, Any] | None:
+    run = (_loop(kube).get("status") or {}).get("currentRun") or {}
+    return run if run.get("phase") == "Evaluating" else None
+
+
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
 
@@ -119,8 +124,9 @@ async def test_the_evaluator_job_gets_the_candidate_the_champion_and_the_held_ou
         assert job["spec"]["activeDeadlineSeconds"] == 1800
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["afs-golden-set"]["configMap"]["name"] == "nayru-golden"
-        run = ((await _call(_loop, kube)).get("status") or {}).get("currentRun") or {}
-        assert (run.get("phase"), run.get("modelVersion")) == ("Evaluating", "nayru-run-1")
+        # the loop's status is patched after its handler created the Job: wait for it
+        run = await _eventually(lambda: _evaluating_run(kube))
+        assert run["modelVersion"] == "nayru-run-1"
         running = await _eventually(lambda: _evaluation(kube, "Running"))
         assert running["job"] == EVAL_JOB
         assert await _call(_get_custom, kube, "abtests", "nayru-run-1") is None
