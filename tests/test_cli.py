@@ -106,7 +106,10 @@ def test_a_path_that_cannot_be_a_database_is_named_with_the_reason(
 
 def test_import_then_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "u.db")
-    assert _json(capsys, ["--db", db, "--json", "import", str(SAMPLE)]) == {"imported": 120}
+    assert _json(capsys, ["--db", db, "--json", "import", str(SAMPLE)]) == {
+        "imported": 120,
+        "skipped": 0,
+    }
     out = tmp_path / "train.jsonl"
     result = _json(
         capsys,

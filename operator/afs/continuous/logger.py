@@ -7,7 +7,7 @@ original silently dropped such records while still returning an id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -393,14 +393,22 @@ class UsageLogger:
             raise ValueError(f"log_chat: {exc}") from None
         return self.log_many(records)
 
-    def log_many(self, records: Iterable[Mapping[str, Any] | UsageRecord]) -> list[str]:
+    def log_many(
+        self,
+        records: Iterable[Mapping[str, Any] | UsageRecord],
+        *,
+        skip_existing: Container[str] = frozenset(),
+    ) -> list[str]:
         """Log many records in one transaction: all of them or, on any invalid one, none.
 
         Mappings take the same keys as :meth:`log` (``query``, ``response``, ``model``,
         ``user_feedback``…) plus optional ``id`` and ``timestamp``; unknown keys are errors.
+        Returns the ids written: a record whose id is in ``skip_existing`` and stored
+        already is skipped (ids derived from content, as ``import`` gives id-less lines);
+        any other id stored already is an error.
         """
         # checked as the store consumes them: PostgreSQL streams them into COPY
-        return self.store.insert(self.checked_records(records))
+        return self.store.insert(self.checked_records(records), skip_existing=skip_existing)
 
     def record_feedback(
         self,

@@ -214,6 +214,38 @@ def new_record_id(now: float | None = None) -> str:
     return _ID_FIRST[slot >> 6] + _ID_ALPHABET[slot & 63] + random_chars
 
 
+class ImportedIds:
+    """Ids for imported records that carry none, derived from what the line says (its
+    content and timestamp), so importing the same file again names the same records and
+    they are recognised as stored already instead of written twice. Identical lines in
+    one file are told apart by their occurrence (the first, the second …), so a file
+    that logged the same exchange twice keeps both."""
+
+    #: marks an id as derived at import (a reader of ``records`` can tell)
+    PREFIX = "imp-"
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, int] = {}
+        #: every id given so far; a store skips a record whose id is one of these and is
+        #: stored already
+        self.given: set[str] = set()
+
+    def for_line(self, line: Mapping[str, Any]) -> str:
+        # ASCII so a lone surrogate cannot break the hash (the record is refused later)
+        text = json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        content = hashlib.blake2b(text.encode(), digest_size=12).digest()
+        occurrence = self._seen.get(content, 0)
+        self._seen[content] = occurrence + 1
+        digest = (
+            content
+            if occurrence == 0
+            else hashlib.blake2b(content + occurrence.to_bytes(8, "big"), digest_size=12).digest()
+        )
+        record_id = self.PREFIX + base64.urlsafe_b64encode(digest).decode()
+        self.given.add(record_id)
+        return record_id
+
+
 # --- whole records -----------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from afs.continuous.cli.common import (
 )
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.logger import UsageLogger
-from afs.continuous.records import record_from_mapping
+from afs.continuous.records import ImportedIds, record_from_mapping
 
 
 def cmd_log(args: argparse.Namespace, logger: UsageLogger) -> int:
@@ -56,6 +56,9 @@ class ImportLines:
 
     def __init__(self, handle: BinaryIO, name: str) -> None:
         self.handle, self.name, self.line = handle, name, 0
+        self.read = 0
+        #: ids for lines that carry none, so a second import of the file is recognised
+        self.derived = ImportedIds()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for number, raw in enumerate(self.handle, start=1):
@@ -78,6 +81,9 @@ class ImportLines:
                 record_from_mapping(data)  # shape check with the line number at hand
             except InvalidFieldError as exc:
                 raise self.refused(str(exc)) from exc
+            if data.get("id") is None:
+                data["id"] = self.derived.for_line(data)
+            self.read += 1
             yield data
 
     def refused(self, reason: str) -> CommandError:
@@ -105,12 +111,16 @@ def cmd_import(args: argparse.Namespace, logger: UsageLogger) -> int:
         lines = ImportLines(handle, name)
         rows = tqdm(lines, desc="import", unit="rec", delay=1.0, disable=None)
         try:
-            ids = logger.log_many(rows)
+            ids = logger.log_many(rows, skip_existing=lines.derived.given)
         except InvalidBatchError as exc:
             raise lines.refused(str(exc.cause)) from exc
         except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
             raise lines.refused(f"cannot read the file ({exc})") from exc
-    emit(args, {"imported": len(ids)}, f"imported {len(ids)} records into {logger.db_path}")
+    skipped = lines.read - len(ids)
+    message = f"imported {len(ids)} records into {logger.db_path}"
+    if skipped:
+        message += f"; skipped {skipped} stored already (imported before)"
+    emit(args, {"imported": len(ids), "skipped": skipped}, message)
     return EXIT_OK
 
 
@@ -192,7 +202,10 @@ def add_record_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="import usage records from JSON Lines (all or nothing)",
         description="Each line is a JSON object with query, response, model and optionally "
         "expert, latency_ms, token_count, quality_score, user_feedback, feedback_text, "
-        "timestamp, id, context. Any invalid line aborts the import; nothing is written.",
+        "timestamp, id, context. Any invalid line aborts the import; nothing is written. "
+        "A line without an id gets one derived from its content and timestamp, so "
+        "importing the same file again skips what it stored the first time (and says "
+        "how many); a line whose own id is stored already is an error.",
     )  # fmt: skip
     p.add_argument("file", help="a .jsonl file, or - for standard input")
     p.set_defaults(handler=cmd_import, creates_db=True)

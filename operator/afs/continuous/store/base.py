@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -101,16 +101,22 @@ class UsageStore(Protocol):
     """A place where usage records live. One implementation per database backend."""
 
     def insert(
-        self, records: Iterable[UsageRecord], *, reassignable: Sequence[bool] | None = None
+        self,
+        records: Iterable[UsageRecord],
+        *,
+        reassignable: Sequence[bool] | None = None,
+        skip_existing: Container[str] = frozenset(),
     ) -> list[str]:
         """Insert records atomically; records with an empty ``id`` get a new one.
 
         ``records`` may be lazy; an exception it raises aborts the insert and nothing is
         written.
 
-        Returns the ids in input order (also set on the records). A colliding id is
-        replaced when it is reassignable (by default: when the store generated it);
-        otherwise ``InvalidFieldError`` is raised and nothing is written.
+        Returns the ids written, in input order (also set on the records). A colliding id
+        is replaced when it is reassignable (by default: when the store generated it); a
+        record whose id is in ``skip_existing`` and stored already is left out (an id
+        derived from the record's content: it *is* that record); otherwise
+        ``InvalidFieldError`` is raised and nothing is written.
         """
         ...
 

@@ -4,7 +4,7 @@ is checked, replayed after a lost connection without writing a record twice."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from functools import partial
 from typing import Any
@@ -38,6 +38,7 @@ class PostgresWrites(PostgresConnection):
         records: Iterable[UsageRecord],
         *,
         reassignable: Sequence[bool] | None = None,
+        skip_existing: Container[str] = frozenset(),
     ) -> list[str]:
         """COPY the records in one transaction, validating them as they stream.
 
@@ -52,7 +53,7 @@ class PostgresWrites(PostgresConnection):
                 self._retrying(lambda conn, retried: self._copy(conn, batch, retried))
                 return [r.id for r in batch.records]
             except errors.UniqueViolation:
-                self._reassign(batch)
+                self._reassign(batch, skip_existing)
             except errors.CheckViolation as exc:
                 if "no partition" not in str(exc):
                     raise
@@ -110,7 +111,10 @@ class PostgresWrites(PostgresConnection):
             if twice is not None:  # raising here rolls the whole batch back
                 raise InvalidFieldError("id", twice[0], "must be unique; a record has it already")
 
-    def _reassign(self, batch: _Batch) -> None:
+    def _reassign(self, batch: _Batch, skip_existing: Container[str]) -> None:
+        """After a unique violation: new ids for generated records that collide, the
+        records ``skip_existing`` says are stored already left out of the batch, an
+        error for a supplied duplicate."""
         records = batch.drain()
         ids = [r.id for r in records]
 
@@ -120,7 +124,11 @@ class PostgresWrites(PostgresConnection):
 
         existing = self._retrying(taken)
         seen: set[str] = set()  # two records of this batch may share a generated id
+        kept: list[UsageRecord] = []
+        kept_flags: list[bool] = []
         for record, free in zip(records, batch.flags, strict=True):
+            if record.id in existing and record.id in skip_existing:
+                continue
             if record.id in existing or record.id in seen:
                 if not free:
                     raise InvalidFieldError(
@@ -128,6 +136,9 @@ class PostgresWrites(PostgresConnection):
                     )
                 record.id = self._id_factory()
             seen.add(record.id)
+            kept.append(record)
+            kept_flags.append(free)
+        batch.records[:], batch.flags[:] = kept, kept_flags
 
     def update_feedback(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from datetime import datetime
 from itertools import chain, islice
 from typing import Any
@@ -53,6 +53,7 @@ class SQLiteWrites(SQLiteConnection):
         records: Iterable[UsageRecord],
         *,
         reassignable: Sequence[bool] | None = None,
+        skip_existing: Container[str] = frozenset(),
     ) -> list[str]:
         """Write the records in one transaction, reading them in chunks as they come.
 
@@ -64,12 +65,13 @@ class SQLiteWrites(SQLiteConnection):
         if (
             type(records) is list and len(records) == 1 and reassignable is None
             and records[0].messages is None  # a conversation's nodes need a transaction
+            and not skip_existing
         ):  # fmt: skip
             return [self._insert_single(records[0], free=not records[0].id)]  # log()
         source = iter(records)
         flags = None if reassignable is None else iter(reassignable)
         head = list(islice(source, 2))
-        if len(head) == 1 and head[0].messages is None:
+        if len(head) == 1 and head[0].messages is None and not skip_existing:
             (record,) = head
             free = not record.id if flags is None else next(flags)
             return [self._insert_single(record, free=free)]
@@ -83,8 +85,8 @@ class SQLiteWrites(SQLiteConnection):
                     [not r.id for r in chunk] if flags is None else list(islice(flags, len(chunk)))
                 )
                 self._give_ids(chunk, given)
-                self._insert_chunk(conn, chunk, given)
-                ids.extend(r.id for r in chunk)
+                written = self._insert_chunk(conn, chunk, given, skip_existing)
+                ids.extend(r.id for r in written)
             self._since_fold += len(ids)
             if self._since_fold >= _FOLD_EVERY:  # as for single records: readers fold
                 _fold(conn)  # whatever tail is left, so a small batch need not
@@ -117,7 +119,10 @@ class SQLiteWrites(SQLiteConnection):
         conn: sqlite3.Connection,
         chunk: Sequence[UsageRecord],
         free: Sequence[bool],
-    ) -> None:
+        skip_existing: Container[str],
+    ) -> Sequence[UsageRecord]:
+        """The chunk's records as written: those whose id is in ``skip_existing`` and
+        stored already are left out."""
         for _attempt in range(_MAX_ID_ATTEMPTS):
             conn.execute("SAVEPOINT afs_chunk")
             try:
@@ -127,10 +132,10 @@ class SQLiteWrites(SQLiteConnection):
                 conn.execute("RELEASE afs_chunk")
                 if "usage.id" not in str(exc):
                     raise
-                self._reassign_colliding_ids(conn, chunk, free)
+                chunk, free = self._reassign_colliding_ids(conn, chunk, free, skip_existing)
                 continue
             conn.execute("RELEASE afs_chunk")
-            return
+            return chunk
         raise ContinuousError(f"could not find free record ids in {_MAX_ID_ATTEMPTS} attempts")
 
     def _insert_one(self, record: UsageRecord) -> None:
@@ -162,17 +167,27 @@ class SQLiteWrites(SQLiteConnection):
         conn: sqlite3.Connection,
         records: Sequence[UsageRecord],
         free: Sequence[bool],
-    ) -> None:
-        """Give new ids to generated records that collide; reject supplied duplicates."""
+        skip_existing: Container[str] = frozenset(),
+    ) -> tuple[list[UsageRecord], list[bool]]:
+        """Give new ids to generated records that collide, leave out the records
+        ``skip_existing`` says are stored already, reject supplied duplicates; the
+        records (and their flags) left to write."""
         taken = _existing_ids(conn, [r.id for r in records])
         seen: set[str] = set()
+        kept: list[UsageRecord] = []
+        kept_free: list[bool] = []
         for record, generated in zip(records, free, strict=True):
+            if record.id in taken and record.id in skip_existing:
+                continue
             collides = record.id in taken or record.id in seen
             if collides and generated:
                 record.id = self._id_factory()
             elif collides:
                 raise InvalidFieldError("id", record.id, "must be unique; a record has it already")
             seen.add(record.id)
+            kept.append(record)
+            kept_free.append(generated)
+        return kept, kept_free
 
     @staticmethod
     def _adjust_rollup(
