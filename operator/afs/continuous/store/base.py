@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import uuid
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,6 +96,14 @@ class TrainingRow:
 def log_latency(latency_ms: float | None) -> float | None:
     """The latency's log; None when it is not known (None) or 0 (taken as not measured)."""
     return math.log(latency_ms) if latency_ms is not None and latency_ms > 0 else None
+
+
+#: how ``put_state`` treats a key that has a value: replace it, or keep it
+STATE_ON_CONFLICT = {
+    True: "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+    "updated_at = excluded.updated_at",
+    False: "ON CONFLICT (key) DO NOTHING",
+}
 
 
 class UsageStore(Protocol):
@@ -186,7 +195,12 @@ class UsageStore(Protocol):
         """A small JSON document the loop keeps (trigger state…), or None."""
         ...
 
-    def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None: ...
+    def put_state(
+        self, key: str, value: dict[str, Any], *, at: datetime, replace: bool = True
+    ) -> None:
+        """Store ``value`` under ``key``; with ``replace=False`` only if the key has none
+        (the first of two racing writers wins)."""
+        ...
 
     def drop_before(self, cutoff: datetime, *, archive: Path | None = None) -> dict[str, Any]:
         """Remove records older than ``cutoff``; with ``archive``, append them first to a
@@ -220,6 +234,22 @@ class UsageStore(Protocol):
 
 
 IdFactory = Callable[[], str]
+
+
+_IDENTITY_KEY = "database_identity"
+
+
+def database_identity(store: UsageStore, *, create: bool, at: datetime) -> str | None:
+    """A random id the database keeps for itself (the first caller to ask with
+    ``create`` makes it): state kept outside it, such as a local A/B test's file, is
+    bound to this, so it is never read against another database, and it follows the
+    database when a file is moved or a server renamed. None: the database has none yet."""
+    found = store.get_state(_IDENTITY_KEY)
+    if found is None and create:
+        store.put_state(_IDENTITY_KEY, {"id": uuid.uuid4().hex}, at=at, replace=False)
+        found = store.get_state(_IDENTITY_KEY)  # the first of two racing creators won
+    value = None if found is None else found.get("id")
+    return value if isinstance(value, str) else None
 
 
 def write_archive(path: Path, records: Iterable[dict[str, Any]]) -> int:

@@ -24,6 +24,7 @@ from afs.continuous.records import (
     new_record_ids,
     record_values,
 )
+from afs.continuous.store.base import STATE_ON_CONFLICT
 from afs.continuous.store.postgres.connection import PostgresConnection
 from afs.continuous.store.postgres.rows import _COPY, _COPY_TYPES
 
@@ -192,12 +193,13 @@ class PostgresWrites(PostgresConnection):
 
         return self._retrying(update)
 
-    def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None:
+    def put_state(
+        self, key: str, value: dict[str, Any], *, at: datetime, replace: bool = True
+    ) -> None:
         def put(conn: psycopg.Connection[TupleRow], retried: bool) -> None:
             conn.execute(
                 "INSERT INTO loop_state (key, value, updated_at) VALUES (%s, %s::jsonb, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                "updated_at = excluded.updated_at",
+                + STATE_ON_CONFLICT[replace],
                 (key, json.dumps(value, sort_keys=True), at),
             )
 

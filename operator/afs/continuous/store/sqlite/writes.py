@@ -20,6 +20,7 @@ from afs.continuous.records import (
     new_record_id,
     new_record_ids,
 )
+from afs.continuous.store.base import STATE_ON_CONFLICT
 from afs.continuous.store.sqlite.connection import SQLiteConnection
 from afs.continuous.store.sqlite.rollup import (
     _FOLD_EVERY,
@@ -288,11 +289,12 @@ class SQLiteWrites(SQLiteConnection):
                 updated += 1
         return updated
 
-    def put_state(self, key: str, value: dict[str, Any], *, at: datetime) -> None:
+    def put_state(
+        self, key: str, value: dict[str, Any], *, at: datetime, replace: bool = True
+    ) -> None:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO loop_state (key, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                "updated_at = excluded.updated_at",
+                + STATE_ON_CONFLICT[replace],
                 (key, json.dumps(value, sort_keys=True), format_timestamp(at)),
             )
