@@ -337,3 +337,56 @@ def test_sticky_traffic_fools_the_request_level_split_test_not_the_user_level_on
     assert by_user.kind is VerdictKind.CONTINUE, by_user.reasons
     quality = by_user.metrics["quality"]
     assert quality["lower"] < 0 < quality["upper"]  # an A/A test: no difference claimed
+
+
+def _running_test(db: Path, out: Path) -> None:
+    with UsageLogger(db) as logger:
+        manager = ABTestManager(logger, FAST, output_dir=out)
+        manager.set_champion("nayru-v1")
+        manager.deploy_challenger("nayru-v2", "v2.bin")
+
+
+def test_the_state_is_bound_to_its_database_and_refused_against_another(tmp_path: Path) -> None:
+    """A state file found by a loop's output directory may sit beside another database;
+    judging its test by that database's records would be silently wrong."""
+    out = tmp_path / "out"
+    _running_test(tmp_path / "a.db", out)
+    bound = json.loads((out / "ab_test_state.json").read_text())["database"]
+    assert bound["name"] == str((tmp_path / "a.db").resolve()) and len(bound["id"]) == 32
+    with UsageLogger(tmp_path / "b.db") as other, pytest.raises(ContinuousError) as caught:
+        ABTestManager(other, FAST, output_dir=out)
+    assert "holds the A/B test of another database" in str(caught.value)
+    assert str(tmp_path / "a.db") in str(caught.value) and "b.db" in str(caught.value)
+
+
+def test_the_binding_follows_a_moved_database_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _running_test(tmp_path / "a.db", out)
+    (tmp_path / "a.db").rename(tmp_path / "moved.db")
+    with UsageLogger(tmp_path / "moved.db") as logger:
+        manager = ABTestManager(logger, FAST, output_dir=out)
+        assert manager.challenger is not None and manager.challenger.name == "nayru-v2"
+
+
+def test_a_state_written_before_binding_is_read_and_bound_at_its_next_change(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    _running_test(tmp_path / "a.db", out)
+    state_file = out / "ab_test_state.json"
+    state = json.loads(state_file.read_text())
+    del state["database"]
+    state_file.write_text(json.dumps(state))
+    with UsageLogger(tmp_path / "b.db") as logger:
+        ABTestManager(logger, FAST, output_dir=out).set_traffic(0.2)
+    assert json.loads(state_file.read_text())["database"]["name"].endswith("b.db")
+    with UsageLogger(tmp_path / "a.db") as logger, pytest.raises(ContinuousError):
+        ABTestManager(logger, FAST, output_dir=out)
+
+
+@pytest.mark.parametrize("database", [[], "a.db", {"id": "x"}, {"id": 1, "name": "a.db"}], ids=repr)
+def test_a_malformed_binding_is_a_corrupt_state(tmp_path: Path, database: object) -> None:
+    state_file = tmp_path / "ab_test_state.json"
+    state_file.write_text(json.dumps({"version": 1, "database": database}))
+    with pytest.raises(ContinuousError, match="corrupt A/B state"):
+        ABTestManager(None, FAST, state_file=state_file)

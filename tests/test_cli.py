@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from afs.continuous import UsageLogger
+from afs.continuous.ab_test import ABTestManager
 from afs.continuous.cli import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OK, build_parser, main
 from tests.docs_examples import ROOT
 
@@ -286,6 +288,25 @@ def test_status_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
     summary = json.loads(capsys.readouterr().out)
     assert summary["usage_stats"] is None and summary["ab_test"] is None
     assert list(tmp_path.iterdir()) == [tmp_path / "home"]
+
+
+def test_status_refuses_an_a_b_state_that_belongs_to_another_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    with UsageLogger(tmp_path / "a.db") as logger:
+        manager = ABTestManager(logger, output_dir=out)
+        manager.set_champion("nayru-v1")
+        manager.deploy_challenger("nayru-v2", "v2.bin")
+    main(["--db", str(tmp_path / "b.db"), "import", str(SAMPLE)])
+    for other in ("b.db", "missing.db"):
+        capsys.readouterr()
+        code = main(["status", "--db", str(tmp_path / other), "--output-dir", str(out)])
+        err = capsys.readouterr().err
+        assert code == EXIT_INVALID and "a.db" in err and "Traceback" not in err
+    assert not (tmp_path / "missing.db").exists()
+    assert main(["status", "--db", str(tmp_path / "a.db"), "--output-dir", str(out)]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["ab_test"]["challenger"]["name"] == "nayru-v2"
 
 
 def test_trigger_then_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -85,6 +85,17 @@ def test_the_command_writes_the_png_and_a_page_that_embeds_it(
     assert "quality proven higher" in text
 
 
+def test_a_state_is_not_drawn_from_another_database_s_records(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    UsageLogger(str(tmp_path / "other.db")).close()
+    argv = ["report", "--state", str(demo / "ab_test_state.json"), "--last",
+            "--db", str(tmp_path / "other.db"), "--out", str(tmp_path)]  # fmt: skip
+    assert abtest_main(argv) != 0
+    assert "holds the A/B test of another database" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -33,11 +33,13 @@ from afs.continuous.core.decision import Epoch, EpochWindow, VerdictKind, judge
 from afs.continuous.errors import ContinuousError, InvalidFieldError
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.records import check_text
-from afs.continuous.store.base import UsageStatistics, UsageStore
+from afs.continuous.store import is_postgres_url
+from afs.continuous.store.base import UsageStatistics, UsageStore, database_identity
 from afs.continuous.timeutil import Clock, format_timestamp, parse_timestamp, utc_now
 
 DEFAULT_STATE_FILE = "~/.context/training/continuous/ab_test_state.json"
 _STATE_VERSION = 1
+_BINDING = ("id", "name")  # of the database a state belongs to
 
 __all__ = [
     "ABTestConfig",
@@ -83,13 +85,50 @@ class ABTestManager:
         """The test that ended last: its arms, epochs, start, end and verdict (what
         ``afs-continuous abtest report`` draws once the live state has moved on)."""
         self.last_result: ABTestResult | None = None
+        #: the database the state belongs to ({"id", "name"}): its records are the test's
+        self.database: dict[str, str] | None = None
+        self._identity: str | None = None
         self._refresh()
 
     @property
     def usage_logger(self) -> UsageLogger | UsageDatabase:
         if self._usage_logger is None:
             self._usage_logger = UsageLogger()
+            self._check_database()
         return self._usage_logger
+
+    # --- the database the state belongs to ------------------------------------------
+
+    def _database_identity(self, *, create: bool) -> str | None:
+        if self._identity is None and self._usage_logger is not None:
+            store = self._usage_logger.store
+            self._identity = database_identity(store, create=create, at=self._clock())
+        return self._identity
+
+    def _check_database(self) -> None:
+        """Refuse to judge one database's test by another's records: a state file found
+        by a loop's output directory may sit beside a different ``--db``."""
+        if self.database is None or self._usage_logger is None:
+            return  # written before states were bound, or nothing to compare with yet
+        if self._database_identity(create=False) == self.database["id"]:
+            return
+        raise ContinuousError(
+            f"{self.state_file} holds the A/B test of another database "
+            f"({self.database['name']}), not {self._database_name()}; use that database, "
+            "or give this one a state file of its own (--output-dir, or state_file=); "
+            "move the file away to start afresh"
+        )
+
+    def _bind(self) -> None:
+        if self._usage_logger is None or self.database is not None:
+            return
+        identity = self._database_identity(create=True)
+        assert identity is not None
+        self.database = {"id": identity, "name": self._database_name()}
+
+    def _database_name(self) -> str:
+        target = self.usage_logger.db_path
+        return "PostgreSQL" if is_postgres_url(target) else str(Path(target).resolve())
 
     # --- state file ---------------------------------------------------------------
 
@@ -129,13 +168,22 @@ class ABTestManager:
             self.epochs = list(data.get("epochs", []))
             last = data.get("last_test")
             self.last_test = dict(last) if isinstance(last, dict) else None
+            bound = data.get("database")
+            if bound is not None and not (
+                isinstance(bound, dict) and all(isinstance(bound.get(k), str) for k in _BINDING)
+            ):
+                raise ValueError(f"database {bound!r} is not an id and a name")
+            self.database = bound
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ContinuousError(f"{self.state_file}: corrupt A/B state ({exc!r})") from exc
+        self._check_database()
         self._loaded_stamp = stamp
 
     def _save(self) -> None:
+        self._bind()
         data = {
             "version": _STATE_VERSION,
+            "database": self.database,
             "champion": None if self.champion is None else self.champion.to_dict(),
             "challenger": None if self.challenger is None else self.challenger.to_dict(),
             "traffic_split": asdict(self.traffic_split),

@@ -75,18 +75,26 @@ def status_summary(config: LoopConfig) -> dict[str, Any]:
     """The loop's status without creating anything: missing files read as empty."""
     summary: dict[str, Any] = {"status": read_status(config.output_path).to_dict()}
     state_file = config.output_path / "ab_test_state.json"
-    summary["ab_test"] = (
-        ABTestManager(None, config.ab_test_config, state_file=state_file).get_status()
-        if state_file.exists()
-        else None
-    )
-    if config.database_url is not None or Path(config.db_path).exists():
-        with UsageLogger(config.database) as logger:
-            summary["usage_stats"] = logger.get_statistics()
-            summary["trigger_state"] = RetrainTrigger(logger, config.trigger_config).state.to_dict()
-    else:
-        summary["usage_stats"] = None
-        summary["trigger_state"] = None
+    if config.database_url is None and not Path(config.db_path).exists():
+        summary["usage_stats"] = summary["trigger_state"] = None
+        summary["ab_test"] = None
+        if state_file.exists():
+            manager = ABTestManager(None, config.ab_test_config, state_file=state_file)
+            if manager.database is not None:
+                raise ContinuousError(
+                    f"{state_file} holds the A/B test of {manager.database['name']}, and "
+                    f"{config.db_path} does not exist; use that database"
+                )
+            summary["ab_test"] = manager.get_status()
+        return summary
+    with UsageLogger(config.database) as logger:
+        summary["ab_test"] = (  # refuses a state file that belongs to another database
+            ABTestManager(logger, config.ab_test_config, state_file=state_file).get_status()
+            if state_file.exists()
+            else None
+        )
+        summary["usage_stats"] = logger.get_statistics()
+        summary["trigger_state"] = RetrainTrigger(logger, config.trigger_config).state.to_dict()
     return summary
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from afs.continuous.ab_test import ABTestManager
 from afs.continuous.errors import ContinuousError
 from afs.continuous.kube.api.v1alpha1 import ABTestPhase, ABTestSpec, ABTestStatus, LearningLoopSpec
 from afs.continuous.kube.client import (
@@ -243,6 +244,8 @@ def _report_local(args: argparse.Namespace) -> int:
         raise ContinuousError(f"{state_file}: not an A/B state (not a JSON object)")
     target = args.db or os.environ.get("AFS_DATABASE_URL") or str(state_file.parent / "usage.db")
     require_database(resolve_target(target), flag="--db")
+    with UsageLogger(target) as logger:
+        ABTestManager(logger, state_file=state_file)  # refuses another database's state
     return _write(target, local_test(state, last=args.last), args, utc_now())
 
 
