@@ -54,6 +54,10 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
+#: a deadlock or serialization failure is retried at once, this many times in a row
+_MAX_CONFLICT_RETRIES = 20
+
+
 class PostgresConnection:
     """The pool, the retry on a lost connection, migrations and partitions; the other
     parts of the store build on these."""
@@ -104,10 +108,22 @@ class PostgresConnection:
         deadline = time.monotonic() + self._retry_seconds
         delay = 0.05
         retried = False
+        conflicts = 0
         while True:
             try:
                 with self.pool.connection() as conn, conn.transaction():
                     return action(conn, retried)
+            except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+                # a deadlock or a serialization failure: the server rolled this one back
+                # so the other could finish; run it again at once (the connection is fine)
+                conflicts += 1
+                if conflicts > _MAX_CONFLICT_RETRIES:
+                    raise ContinuousError(
+                        f"PostgreSQL at {_safe(self.url)}: the transaction conflicted with "
+                        f"others {conflicts} times in a row ({failure_kind(exc)})"
+                    ) from exc
+                log.info("PostgreSQL rolled back a transaction (%s); retrying", failure_kind(exc))
+                retried = True
             except errors.OutOfMemory as exc:  # the lock table: retrying cannot help
                 raise ContinuousError(
                     f"PostgreSQL at {_safe(self.url)} ran out of shared memory: "

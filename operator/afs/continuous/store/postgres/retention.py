@@ -62,12 +62,16 @@ class PostgresRetention(PostgresConnection):
         archived = 0
 
         def drop(conn: psycopg.Connection[TupleRow], retried: bool) -> int:
-            """Per partition, in one transaction: lock it against writers, archive what
+            """In one transaction, writers held off: per partition, lock it, archive what
             goes, remove it; so nothing that arrives meanwhile is removed unarchived (a
             retry after a lost connection may append a partition to the archive twice,
             never lose one)."""
             nonlocal archived
             removed = 0
+            # the parent first: every writer takes it before any partition, so waiting
+            # for it here cannot deadlock with one (a writer of late records held one
+            # partition and asked for another that retention had locked); readers go on
+            conn.execute("LOCK TABLE ONLY usage IN SHARE ROW EXCLUSIVE MODE")
             for partition, until in [(p, None) for p in dropped] + list(trimmed):
                 start, end = partition.bounds()
                 end = until or end
