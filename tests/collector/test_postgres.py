@@ -111,3 +111,35 @@ async def test_a_restart_under_load_loses_and_doubles_nothing_acknowledged(
     queries = Counter(r.query for r in stored)
     assert all(ids[i] == 1 for i in acknowledged)  # every acknowledged record, once
     assert max(queries.values()) == 1  # and nothing written twice
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/usage", {"id": "a\x00b", "query": "q", "response": "r", "model": "m"}),
+        ("/v1/usage", {"id": "\ud800", "query": "q", "response": "r", "model": "m"}),
+        ("/v1/usage", {"query": "q\x00", "response": "r", "model": "m"}),
+        ("/v1/usage", {"query": "q", "response": "r", "model": "m", "quality_score": 10**400}),
+        ("/v1/usage", {"query": "q", "response": "r", "model": "m",
+                       "timestamp": "9999-12-31T23:00:00-05:00"}),
+        ("/v1/feedback", {"id": "a\x00b", "feedback": 1}),
+        ("/v1/feedback", {"id": "x", "feedback": 1, "text": "a\x00b"}),
+        ("/v1/openai", {"id": "a\x00b", "request": {"messages": [{"role": "user", "content": "q"}]},
+                        "response": {"choices": [{"message": {"role": "assistant",
+                                                              "content": "a"}}]}}),
+    ],
+    ids=["id-nul", "id-surrogate", "query-nul", "huge-score", "year-10000", "feedback-id-nul",
+         "feedback-text-nul", "openai-id-nul"],
+)  # fmt: skip
+async def test_hostile_values_are_a_400_on_postgresql_too(
+    serve: Serve, pg_logger: UsageLogger, path: str, body: dict[str, Any]
+) -> None:
+    """PostgreSQL refuses NUL in text and lone surrogates outright: they must be caught
+    before they reach it, not as a 500 from the writer."""
+    async with serve(logger=pg_logger) as (client, _):
+        answer = await client.post(
+            path, data=json.dumps(body), headers=AUTH | {"Content-Type": "application/json"}
+        )
+        assert answer.status == 400, await answer.text()
+        assert "field" in await answer.json()
+    assert pg_logger.get_statistics()["total"] == 0

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from afs.continuous.ab_test import ABTestConfig
+from afs.continuous.argtypes import whole_number
 from afs.continuous.config import DataGeneratorConfig, LoopConfig, TriggerConfig
 from afs.continuous.core.evaluation import GOLDEN_PASS_RATE, EvaluationRule, MetricRule
 from afs.continuous.errors import ContinuousError, redact_secrets
@@ -430,9 +431,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "traffic with a small real model (well under a minute).",
     )
     parser.add_argument("--dir", help="work directory to keep (default: a temporary one)")
-    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
-        "--hours", type=_hours, default=72, help="simulated hours at most (1 to 1000; default 72)"
+        "--seed", type=whole_number(0, 2**32 - 1), default=7, help="random seed (default 7)"
+    )
+    parser.add_argument(
+        "--hours",
+        type=whole_number(1, 1000, what="a number of hours"),
+        default=72,
+        help="simulated hours at most (1 to 1000; default 72)",
     )
     parser.add_argument(
         "--db",
@@ -468,13 +474,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nafs-continuous demo: interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-def _hours(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, got {text}")
-    return value

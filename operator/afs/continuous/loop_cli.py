@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from afs.continuous.ab_test import ABTestManager
+from afs.continuous.argtypes import positive_count
 from afs.continuous.config import ConfigError, LoopConfig, build_config, load_config_file
 from afs.continuous.errors import ContinuousError
 from afs.continuous.logger import UsageLogger
@@ -54,7 +55,7 @@ def add_loop_options(
     parser.add_argument(
         "--no-train", action="store_true", help="only prepare data sets; do not train"
     )
-    parser.add_argument("--max-iterations", type=int, help="stop after this many checks")
+    parser.add_argument("--max-iterations", type=positive_count, help="stop after this many checks")
     parser.add_argument("--verbose", "-v", action="store_true", help="log each step")
 
 

@@ -9,6 +9,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+from afs.continuous.argtypes import count, positive_count, shown
 from afs.continuous.store import DEFAULT_DB_PATH
 from afs.continuous.timeutil import parse_since, utc_now
 
@@ -46,7 +47,7 @@ def feedback_value(text: str) -> int:
     except ValueError:
         value = 99
     if value not in (-1, 0, 1):
-        raise argparse.ArgumentTypeError(f"feedback must be -1, 0 or 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"feedback must be -1, 0 or 1, got {shown(text)}")
     return value
 
 
@@ -70,24 +71,5 @@ def common_options(*, top_level: bool) -> argparse.ArgumentParser:
     return common
 
 
-#: the largest count a flag takes (beyond, databases' integers overflow)
-MAX_COUNT = 1_000_000_000
-
-
-def count_arg(text: str) -> int:
-    """An argparse type: a whole number up to :data:`MAX_COUNT` (a negative one is left
-    to the command, which refuses it with its own message)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT}, got {text}")
-    return value
-
-
-def positive_count_arg(text: str) -> int:
-    value = count_arg(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+#: argparse types of counts: from 0 (``--limit``), from 1 (``--batch-size``)
+count_arg, positive_count_arg = count, positive_count

@@ -7,7 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from afs.continuous.cli.common import EXIT_OK, CommandError, emit, positive_count_arg
+from afs.continuous.argtypes import whole_number
+from afs.continuous.cli.common import EXIT_OK, emit, positive_count_arg
 from afs.continuous.logger import UsageLogger
 from afs.continuous.scoring import scorer_from_spec, training_examples
 from afs.continuous.store import is_postgres_url, open_store, resolve_target
@@ -30,10 +31,6 @@ def cmd_db(args: argparse.Namespace) -> int:
                 f"{describe_target(target)}: schema version {version}",
             )
             return EXIT_OK
-        if not 0 <= args.keep_days <= MAX_KEEP_DAYS:
-            raise CommandError(
-                f"--keep-days must be between 0 and {MAX_KEEP_DAYS}, got {args.keep_days}"
-            )
         cutoff = utc_now() - timedelta(days=args.keep_days)
         archive = Path(args.archive).expanduser() if args.archive else None
         result = store.drop_before(cutoff, archive=archive)
@@ -100,7 +97,10 @@ def add_maintenance_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "retention", parents=[common],
         help="remove records older than --keep-days (PostgreSQL: drops whole day partitions)",
     )  # fmt: skip
-    q.add_argument("--keep-days", type=int, required=True, help="days of history to keep")
+    q.add_argument(
+        "--keep-days", type=whole_number(0, MAX_KEEP_DAYS, what="a number of days"), required=True,
+        help="days of history to keep",
+    )  # fmt: skip
     q.add_argument("--archive", help="append removed records to this .jsonl.gz first")
     q.set_defaults(store_command=cmd_db)
 

@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
+from afs.continuous.argtypes import whole_number
 from afs.continuous.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -22,7 +23,7 @@ from afs.continuous.cli.common import (
 )
 from afs.continuous.errors import InvalidBatchError, InvalidFieldError
 from afs.continuous.logger import UsageLogger
-from afs.continuous.records import ImportedIds, record_from_mapping
+from afs.continuous.records import MAX_TOKEN_COUNT, ImportedIds, record_from_mapping
 
 
 def cmd_log(args: argparse.Namespace, logger: UsageLogger) -> int:
@@ -178,7 +179,7 @@ def add_record_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="response time in ms (omit: not measured, left out of averages)",
     )  # fmt: skip
     p.add_argument("--quality", type=float, help="quality score in [0, 1] (omit: unscored)")
-    p.add_argument("--tokens", type=int, help="tokens generated")
+    p.add_argument("--tokens", type=whole_number(0, MAX_TOKEN_COUNT), help="tokens generated")
     p.add_argument("--feedback", type=feedback_value, help="-1, 0 or 1")
     p.add_argument("--error", action="store_true", help="the request failed")
     p.set_defaults(handler=cmd_log, creates_db=True)

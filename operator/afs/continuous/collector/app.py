@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from cloudevents.core.formats.json import JSONFormat
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -74,6 +74,12 @@ class CollectorSettings:
     async_max_pending: int = 100_000
     retry_after_s: int = 5
     ready_timeout_s: float = 2.0
+    #: the whole body must arrive within this; a client dripping it holds a connection
+    body_timeout_s: float = 30.0
+
+
+class ClientGoneError(Exception):
+    """The client closed its connection before its body arrived: nobody to answer."""
 
 
 class RequestRefusedError(Exception):
@@ -178,6 +184,13 @@ class Collector:
             )  # fmt: skip
         except web.HTTPException as exc:  # 404, 405 from the router
             return _error(exc.status, exc.reason)
+        except ClientGoneError:  # theirs, not ours: a line, not a traceback
+            self.metrics.rejected.labels(endpoint, "client_gone").inc()
+            log.info(
+                "collector: %s %s: the client left before its body arrived; nothing written",
+                request.method, request.path,
+            )  # fmt: skip
+            return _error(400, "the connection closed before the body arrived")
         except Exception:  # a fault of ours: logged here, never shown
             log.exception("collector: %s %s failed", request.method, request.path)
             return _error(500, "internal error; the collector's log has the details")
@@ -279,7 +292,7 @@ class Collector:
         tools offered. The assignment key (stored hashed) is ``assignment_key``, else the
         request's ``safety_identifier`` or ``user``: OpenAI's end-user id, what a gateway
         routes a user by."""
-        body = parse_json_or_refuse(await request.read(), "the body")
+        body = parse_json_or_refuse(await self._body(request), "the body")
         if not isinstance(body, dict):
             raise RequestRefusedError(400, "the body must be a JSON object", reason="invalid")
         unknown = sorted(set(body) - _OPENAI_KEYS)
@@ -308,7 +321,7 @@ class Collector:
 
     async def _kserve(self, request: web.Request) -> web.Response:
         """A request or response CloudEvent; the pair becomes one record (id = ``ce-id``)."""
-        key, half = _kserve_half(request.headers, await request.read())
+        key, half = _kserve_half(request.headers, await self._body(request))
         self.metrics.received_by["kserve"].inc()
         if not (request.query.get("model") or half.attributes.get("inferenceservicename")):
             raise RequestRefusedError(  # refused as it comes: a pair of it would be lost
@@ -400,9 +413,23 @@ class Collector:
             reason="unavailable", headers={"Retry-After": str(self.settings.retry_after_s)},
         )  # fmt: skip
 
+    async def _body(self, request: web.Request) -> bytes:
+        """The whole body, or 408 once ``body_timeout_s`` has passed without it."""
+        timeout = self.settings.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await request.read()
+        except TimeoutError:
+            raise RequestRefusedError(
+                408, f"the body did not arrive within {timeout:g} s; send it whole, at once",
+                reason="body_timeout", headers={"Connection": "close"},
+            ) from None  # fmt: skip
+        except (ConnectionResetError, ClientPayloadError) as exc:
+            raise ClientGoneError from exc
+
     async def _json_items(self, request: web.Request, *, what: str) -> list[Any]:
         """One JSON object, or NDJSON lines of them (blank lines skipped)."""
-        raw = await request.read()
+        raw = await self._body(request)
         kind = request.content_type
         if kind == "application/json":
             item = parse_json_or_refuse(raw, "the body")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from afs.continuous.argtypes import listen_port, positive_count, positive_seconds, whole_number
 from afs.continuous.collector.app import Collector, CollectorSettings
 from afs.continuous.collector.writer_process import ProcessWriter, freeze_startup_objects
 from afs.continuous.config import build_config
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "library's default file)",
     )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--port", type=listen_port, default=8080, help="port (default 8080)")
     parser.add_argument(
         "--token-file",
         default=os.environ.get("AFS_COLLECTOR_TOKEN_FILE"),
@@ -53,33 +54,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept requests without a token (only where the network is trusted)",
     )  # fmt: skip
     parser.add_argument(
-        "--kserve-port", type=int,
+        "--kserve-port", type=listen_port,
         help="also listen here for KServe's payload logger alone (/v1/kserve), without a "
         "token: keep this port reachable only in the cluster (NetworkPolicy)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-body-bytes", type=_positive, default=CollectorSettings.max_body_bytes,
+        "--max-body-bytes", type=whole_number(1, 1 << 30, what="a number of bytes"),
+        default=CollectorSettings.max_body_bytes,
         help="largest request body; larger gets 413 (default 8 MiB)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-records", type=_positive, default=CollectorSettings.max_records,
+        "--max-records", type=positive_count, default=CollectorSettings.max_records,
         help="most records in one request (default 10000)",
     )  # fmt: skip
     parser.add_argument(
-        "--join-ttl", type=float, default=CollectorSettings.join_ttl_s,
+        "--join-ttl", type=positive_seconds, default=CollectorSettings.join_ttl_s,
         help="seconds a KServe request waits for its response event (default 60)",
     )  # fmt: skip
     parser.add_argument(
-        "--join-max-pending", type=_positive, default=CollectorSettings.join_max_pending,
+        "--join-max-pending", type=positive_count, default=CollectorSettings.join_max_pending,
         help="KServe halves held at most; beyond, 503 (default 10000)",
     )  # fmt: skip
     parser.add_argument(
-        "--async-max-pending", type=_positive, default=CollectorSettings.async_max_pending,
+        "--async-max-pending", type=positive_count, default=CollectorSettings.async_max_pending,
         help="records ?async=1 may hold before they are committed; beyond, 503 "
         "(default 100000)",
     )  # fmt: skip
     parser.add_argument(
-        "--retry-after", type=_positive, default=CollectorSettings.retry_after_s,
+        "--body-timeout", type=positive_seconds, default=CollectorSettings.body_timeout_s,
+        metavar="SECONDS",
+        help="a request's whole body must arrive within this; later gets 408 (default 30)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retry-after", type=whole_number(1, 86_400, what="a number of seconds"),
+        default=CollectorSettings.retry_after_s,
         help="seconds a 503 tells clients to wait (default 5)",
     )  # fmt: skip
     parser.add_argument(
@@ -97,16 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
         what="before anything is stored (queries, responses, conversations, feedback text)",
     )  # fmt: skip
     return parser
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def read_token(path: str) -> str:
@@ -131,8 +129,6 @@ def settings_from(args: argparse.Namespace) -> CollectorSettings:
             "no token: give --token-file (or $AFS_COLLECTOR_TOKEN_FILE), or --no-auth to "
             "accept anyone who can reach the port"
         )
-    if args.join_ttl <= 0:
-        raise ContinuousError(f"--join-ttl must be positive, got {args.join_ttl}")
     if args.kserve_port is not None and args.kserve_port == args.port:
         raise ContinuousError("--kserve-port must differ from --port")
     return CollectorSettings(
@@ -143,6 +139,7 @@ def settings_from(args: argparse.Namespace) -> CollectorSettings:
         join_max_pending=args.join_max_pending,
         async_max_pending=args.async_max_pending,
         retry_after_s=args.retry_after,
+        body_timeout_s=args.body_timeout,
     )
 
 

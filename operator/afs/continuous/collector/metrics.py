@@ -27,7 +27,7 @@ class CollectorMetrics:
         self.rejected = Counter(
             "afs_collector_records_rejected",
             "Requests refused, by endpoint and reason (invalid, too_large, unauthorized, "
-            "busy, unavailable, duplicate, unsupported)",
+            "busy, unavailable, duplicate, unsupported, body_timeout, client_gone)",
             ["endpoint", "reason"],
             registry=self.registry,
         )

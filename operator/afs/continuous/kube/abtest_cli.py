@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from afs.continuous.ab_test import ABTestManager
+from afs.continuous.argtypes import whole_number
 from afs.continuous.errors import ContinuousError
 from afs.continuous.kube.api.v1alpha1 import ABTestPhase, ABTestSpec, ABTestStatus, LearningLoopSpec
 from afs.continuous.kube.client import (
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--out", default=".", help="where to write the files (default: here)")
     p.add_argument(
-        "--points", type=int, default=DEFAULT_POINTS,
+        "--points", type=whole_number(2, 1000), default=DEFAULT_POINTS,
         help=f"moments replayed (default {DEFAULT_POINTS})",
     )  # fmt: skip
     return parser

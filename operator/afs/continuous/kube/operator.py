@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import kopf
 from prometheus_client import start_http_server
 
+from afs.continuous.argtypes import port, positive_seconds
 from afs.continuous.kube.client import KubeApiError, KubeClient
 from afs.continuous.kube.controllers import OperatorConfig, make_registry
 from afs.continuous.kube.metrics import OperatorMetrics
@@ -38,26 +39,6 @@ def _namespace(text: str) -> str:
     return text
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise ValueError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise ValueError(f"must be a port from 0 to 65535, got {text!r}")
-    return value
-
-
 def _checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     """``convert`` for argparse: its message, not a bare "invalid value"."""
 
@@ -73,10 +54,10 @@ def _checked(convert: Callable[[str], T]) -> Callable[[str], T]:
 # (option dest, environment variable, conversion, default)
 ENVIRONMENT: list[tuple[str, str, Callable[[str], Any], Any]] = [
     ("namespace", "AFS_OPERATOR_NAMESPACE", _namespace, None),
-    ("poll_seconds", "AFS_OPERATOR_POLL_SECONDS", _positive_seconds, 30.0),
+    ("poll_seconds", "AFS_OPERATOR_POLL_SECONDS", positive_seconds, 30.0),
     ("exporter_image", "AFS_EXPORTER_IMAGE", str, DEFAULT_EXPORTER_IMAGE),
-    ("metrics_port", "AFS_METRICS_PORT", _port, 9090),
-    ("health_port", "AFS_HEALTH_PORT", _port, 8080),
+    ("metrics_port", "AFS_METRICS_PORT", port, 9090),
+    ("health_port", "AFS_HEALTH_PORT", port, 8080),
     ("pod_security_level", "AFS_POD_SECURITY_LEVEL", parse_level, "restricted"),
 ]
 #: the pod security level's former variable (restricted | permissive), read when the new
@@ -111,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
     parser.add_argument(
-        "--poll-seconds", type=_checked(_positive_seconds),
+        "--poll-seconds", type=positive_seconds,
         help="how often each loop is reconciled; its checkInterval decides when it checks "
         "(AFS_OPERATOR_POLL_SECONDS)",
     )  # fmt: skip
@@ -119,11 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--exporter-image", help="image of the data-export init container (AFS_EXPORTER_IMAGE)"
     )
     parser.add_argument(
-        "--metrics-port", type=_checked(_port),
+        "--metrics-port", type=port,
         help="Prometheus metrics port, 0 disables (AFS_METRICS_PORT)",
     )  # fmt: skip
     parser.add_argument(
-        "--health-port", type=_checked(_port),
+        "--health-port", type=port,
         help="port of the /healthz liveness probe, 0 disables (AFS_HEALTH_PORT)",
     )  # fmt: skip
     parser.add_argument(
