@@ -20,8 +20,18 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[storage,privacy,sc
  && /opt/afs/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}
-# the base image's own pip and setuptools go too: nothing in the image installs packages
-RUN python -m pip uninstall --yes pip setuptools wheel \
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="afs-continuous" \
+      org.opencontainers.image.description="Continuous learning: the operator, the collector and the training Jobs' exporter" \
+      org.opencontainers.image.source="https://github.com/afs-continuous/afs-continuous" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# the base image's own pip and setuptools go too: nothing in the image installs packages.
+# The official image has them in its interpreter (pip uninstalls them); a Debian base has
+# them as packages, which pip leaves alone (dpkg removes them)
+RUN if dpkg-query --show --showformat='${db:Status-Abbrev}' python3-pip 2>/dev/null | grep -q '^ii'; \
+    then dpkg --purge python3-pip python3-setuptools python3-wheel; \
+    else python -m pip uninstall --yes pip setuptools wheel; fi \
  && groupadd --gid 65532 afs \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin afs

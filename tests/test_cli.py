@@ -569,3 +569,24 @@ def test_a_report_path_that_is_a_directory_is_refused_before_exporting(
     assert main(["--db", db, "export", str(out), "--report", str(tmp_path)]) == EXIT_INVALID
     assert f"--report {tmp_path}: is a directory" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_command_named_twice_says_the_entrypoint_is_it_already(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`podman run IMAGE afs-continuous --help` runs `afs-continuous afs-continuous
+    --help` (the image's entrypoint is the command)."""
+    assert main(["afs-continuous", "--help"]) == EXIT_INVALID
+    assert "the image's entrypoint is afs-continuous already" in capsys.readouterr().err
+
+
+def test_the_default_database_path_that_cannot_be_made_says_it_is_the_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The image's HOME is /nonexistent on a read-only root: the path alone does not say
+    why it was chosen, nor what to give instead."""
+    monkeypatch.setenv("HOME", "/proc/afs-nonexistent")
+    monkeypatch.delenv("AFS_DATABASE_URL", raising=False)
+    assert main(["log", "--query", "q", "--response", "r", "--model", "m"]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "it is the default under $HOME: give --db, or set AFS_DATABASE_URL" in err

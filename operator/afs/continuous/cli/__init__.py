@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["afs-continuous"]:  # `podman run IMAGE afs-continuous …`
+        print(
+            "afs-continuous: error: the command was named twice; the image's entrypoint is "
+            "afs-continuous already: give its arguments alone (IMAGE --help, IMAGE collect …)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     if arguments[:1] == ["demo"]:  # the demo has its own options and --help
         from afs.continuous.demo import main as demo_main
 

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from afs.continuous.errors import InvalidFieldError, redact_secrets
 from afs.continuous.records import new_record_id
 from afs.continuous.store.base import (
+    DEFAULT_DB_PATH as DEFAULT_DB_PATH,
     IdFactory,
     RecordQuery,
     SelectionCounts,
@@ -36,7 +37,6 @@ __all__ = [
     "sqlite_path_from_target",
 ]
 
-DEFAULT_DB_PATH = "~/.context/training/continuous/usage.db"
 DATABASE_URL_ENV = "AFS_DATABASE_URL"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

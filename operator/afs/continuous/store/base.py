@@ -98,6 +98,9 @@ def log_latency(latency_ms: float | None) -> float | None:
     return math.log(latency_ms) if latency_ms is not None and latency_ms > 0 else None
 
 
+#: where records live when nothing names a database (the seed document's default)
+DEFAULT_DB_PATH = "~/.context/training/continuous/usage.db"
+
 #: how ``put_state`` treats a key that has a value: replace it, or keep it
 STATE_ON_CONFLICT = {
     True: "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "

@@ -20,7 +20,7 @@ from afs.continuous.errors import (
     StoreUnavailableError,
 )
 from afs.continuous.records import new_record_id
-from afs.continuous.store.base import IdFactory
+from afs.continuous.store.base import DEFAULT_DB_PATH, IdFactory
 from afs.continuous.store.sqlite.rollup import _fold
 from afs.continuous.store.sqlite.schema import (
     _Migration,
@@ -96,6 +96,7 @@ class SQLiteConnection:
         except OSError as exc:
             raise StoreOpenError(
                 f"cannot open SQLite database {self.path}: {exc.strerror or exc}"
+                + _default_path_hint(self.path)
             ) from exc
         except sqlite3.DatabaseError as exc:  # not a database, no permission, no space…
             raise StoreOpenError(f"cannot open SQLite database {self.path}: {_why(exc)}") from exc
@@ -288,3 +289,11 @@ class SQLiteConnection:
         with self._write() as conn:
             _fold(conn)
             self._since_fold = 0
+
+
+def _default_path_hint(path: Path) -> str:
+    """Where nothing named a database, say so: in a container HOME is often not writable
+    (the image's is /nonexistent), and the path alone does not tell why it was chosen."""
+    if path != Path(DEFAULT_DB_PATH).expanduser():
+        return ""
+    return "; it is the default under $HOME: give --db, or set AFS_DATABASE_URL"
