@@ -125,3 +125,15 @@ def test_the_example_loop_names_the_champion_the_guide_creates() -> None:
     version = next(m for m in _yaml("4. The champion and the loop") if m["kind"] == "ModelVersion")
     example = yaml.safe_load((ROOT / "examples" / "k8s" / "learningloop.yaml").read_text())
     assert example["spec"]["promotion"]["champion"] == version["metadata"]["name"]
+
+
+def test_the_image_section_installs_what_ci_installs_and_runs_the_script_the_tests_run() -> None:
+    """The packages the guide names are those CI installs for the image tests, and the
+    command it gives is the script those tests build with."""
+    commands = _commands("The image, without Docker")
+    named = set(re.search(r"apt-get install -y ([\w\s-]+)\n", commands)[1].split())  # type: ignore[index]
+    ci = (ROOT / ".ci" / "run").read_text()
+    installed = set(re.search(r'packages="([^"]+)"', ci)[1].split())  # type: ignore[index]
+    assert named == installed
+    assert "scripts/build_image.sh\n" in commands
+    assert (ROOT / "scripts" / "build_image.sh").stat().st_mode & 0o111
