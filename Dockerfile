@@ -1,5 +1,6 @@
 # The afs-continuous image: the operator, the collector and the training Jobs' exporter.
 #   docker build -t ghcr.io/afs-continuous/afs-continuous:0.1.0 .
+#   scripts/build_image.sh      (buildah, no Docker engine; also on a Debian-made base)
 # Two stages: the first builds the wheels (ours and every dependency) and installs them
 # into a virtual environment; the second copies only that environment onto a clean base,
 # so no compiler, pip or source tree ships.
