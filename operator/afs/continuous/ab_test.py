@@ -12,7 +12,7 @@ import fcntl
 import json
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -30,11 +30,12 @@ from afs.continuous.atomic import atomic_file
 from afs.continuous.config import ABTestConfig
 from afs.continuous.core import abtest as core
 from afs.continuous.core.decision import Epoch, EpochWindow, VerdictKind, judge
+from afs.continuous.epoch_statistics import measure_epochs as measure_epochs  # re-exported
 from afs.continuous.errors import ContinuousError, InvalidFieldError
 from afs.continuous.logger import UsageDatabase, UsageLogger
 from afs.continuous.records import check_text
 from afs.continuous.store import is_postgres_url
-from afs.continuous.store.base import UsageStatistics, UsageStore, database_identity
+from afs.continuous.store.base import UsageStatistics, database_identity
 from afs.continuous.timeutil import Clock, format_timestamp, parse_timestamp, utc_now
 
 DEFAULT_STATE_FILE = "~/.context/training/continuous/ab_test_state.json"
@@ -570,38 +571,3 @@ ENDING_ACTIONS = ("rollback", "halt", "end")
 
 def _version_or_none(data: dict[str, Any] | None) -> ModelVersion | None:
     return None if data is None else ModelVersion.from_dict(data)
-
-
-def measure_epochs(
-    store: UsageStore,
-    windows: Sequence[EpochWindow],
-    *,
-    champion: str,
-    challenger: str,
-    units: bool = False,
-) -> list[Epoch]:
-    """Each arm's statistics per epoch, from its own records (``model`` = the arm's name):
-    the local loop and the operator's ABTest controller judge the same numbers. With
-    ``units``, also the statistics over each arm's assignment keys."""
-    epochs = []
-    for window in windows:
-        since, until = window.start, window.end
-        epochs.append(
-            Epoch(
-                hours=window.hours,
-                challenger_share=window.challenger_share,
-                champion=store.statistics(since=since, until=until, model=champion),
-                challenger=store.statistics(since=since, until=until, model=challenger),
-                champion_units=(
-                    store.unit_statistics(since=since, until=until, model=champion)
-                    if units
-                    else None
-                ),
-                challenger_units=(
-                    store.unit_statistics(since=since, until=until, model=challenger)
-                    if units
-                    else None
-                ),
-            )
-        )
-    return epochs

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from afs.continuous.ab_test import measure_epochs
 from afs.continuous.core.decision import DecisionSettings, EpochWindow, Verdict, judge
+from afs.continuous.epoch_statistics import measure_epochs
 from afs.continuous.errors import ContinuousError
 from afs.continuous.store import UsageStore
 from afs.continuous.timeutil import format_timestamp

@@ -20,22 +20,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import ClientPayloadError, web
-from cloudevents.core.formats.json import JSONFormat
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from afs.continuous.buffered import BufferedUsageLogger, BufferFullError, is_transient
-from afs.continuous.chat import EXTRA_KEYS, chat_records, conversation_fields
+from afs.continuous.chat import EXTRA_KEYS, chat_records
 from afs.continuous.collector.commits import GroupCommitter
-from afs.continuous.collector.join import Half, JoinBuffer, JoinBufferFullError, Kind, Pair
+from afs.continuous.collector.join import JoinBuffer, JoinBufferFullError
+from afs.continuous.collector.kserve_events import (  # re-exported: tests and users read them here
+    KSERVE_REQUEST as KSERVE_REQUEST,
+    KSERVE_RESPONSE as KSERVE_RESPONSE,
+    kserve_half,
+    kserve_record,
+)
 from afs.continuous.collector.metrics import CollectorMetrics
 from afs.continuous.collector.payloads import (
-    Answer,
     PayloadError,
-    Question,
-    answer_of,
-    assembled_response,
     parse_json,
-    question_of,
+)
+from afs.continuous.collector.refusals import (
+    ClientGoneError,
+    RequestRefusedError,
+    parse_json_or_refuse,
 )
 from afs.continuous.collector.writer import StoreWriter, ThreadWriter
 from afs.continuous.errors import (
@@ -46,7 +51,6 @@ from afs.continuous.logger import UsageLogger
 from afs.continuous.record_checks import check_correction
 from afs.continuous.records import (
     MAX_FEEDBACK_TEXT_CHARS,
-    MAX_NAME_CHARS,
     check_feedback,
     check_optional_text,
     check_record_id,
@@ -54,8 +58,6 @@ from afs.continuous.records import (
 
 log = logging.getLogger(__name__)
 
-KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
-KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/jsonlines"})
 #: paths answered without a token (probes and scrapes carry none)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -76,23 +78,6 @@ class CollectorSettings:
     ready_timeout_s: float = 2.0
     #: the whole body must arrive within this; a client dripping it holds a connection
     body_timeout_s: float = 30.0
-
-
-class ClientGoneError(Exception):
-    """The client closed its connection before its body arrived: nobody to answer."""
-
-
-class RequestRefusedError(Exception):
-    """A request answered with a 4xx or 5xx and a message (``reason`` for the metrics)."""
-
-    def __init__(
-        self, status: int, message: str, *, reason: str, headers: Mapping[str, str] | None = None,
-        **details: Any,
-    ) -> None:  # fmt: skip
-        super().__init__(message)
-        self.status, self.message, self.reason = status, message, reason
-        self.headers = dict(headers or {})
-        self.details = details
 
 
 class Collector:
@@ -321,7 +306,7 @@ class Collector:
 
     async def _kserve(self, request: web.Request) -> web.Response:
         """A request or response CloudEvent; the pair becomes one record (id = ``ce-id``)."""
-        key, half = _kserve_half(request.headers, await self._body(request))
+        key, half = kserve_half(request.headers, await self._body(request))
         self.metrics.received_by["kserve"].inc()
         if not (request.query.get("model") or half.attributes.get("inferenceservicename")):
             raise RequestRefusedError(  # refused as it comes: a pair of it would be lost
@@ -342,7 +327,7 @@ class Collector:
         if outcome == "waiting":
             return web.json_response({"status": "waiting", "id": key}, status=202)
         try:
-            record = _kserve_record(key, outcome, request.query)
+            record = kserve_record(key, outcome, request.query)
             return await self._store("kserve", [record], queued=False, duplicate_ok=True)
         except RequestRefusedError as exc:
             if exc.status >= 500:  # stored nothing: let KServe's retry pair it again
@@ -487,13 +472,6 @@ def _endpoint(request: web.Request) -> str:
     return resource.canonical.rsplit("/", 1)[-1] or "root"
 
 
-def parse_json_or_refuse(raw: bytes, what: str) -> Any:
-    try:
-        return parse_json(raw, what=what)
-    except PayloadError as exc:
-        raise RequestRefusedError(400, str(exc), reason="invalid") from exc
-
-
 def _parse_line(line: bytes, number: int) -> Any:
     """A line of NDJSON. Its number goes into the message only if it is refused (parsed
     again then: a well-formed batch is the common case, and its lines' labels cost)."""
@@ -504,13 +482,6 @@ def _parse_line(line: bytes, number: int) -> Any:
             return parse_json(line, what=f"line {number}")
         except PayloadError as exc:  # raises, naming the line in the message and the answer
             raise RequestRefusedError(400, str(exc), reason="invalid", line=number) from exc
-
-
-def _read_pair(request_body: Any, response_body: Any) -> tuple[Question, Answer]:
-    try:
-        return question_of(request_body), answer_of(response_body)
-    except PayloadError as exc:
-        raise RequestRefusedError(400, str(exc), reason="invalid") from exc
 
 
 FeedbackItem = tuple[str, int, str | None, dict[str, Any] | None]
@@ -552,109 +523,3 @@ def _flag(request: web.Request, name: str) -> bool:
 def _error(status: int, message: str, *, headers: Mapping[str, str] | None = None,
            **details: Any) -> web.Response:  # fmt: skip
     return web.json_response({"error": message, **details}, status=status, headers=headers)
-
-
-# --- KServe events ----------------------------------------------------------------------
-
-
-def _kserve_half(headers: Mapping[str, str], raw: bytes) -> tuple[str, Half]:
-    """The event's id and half, read by the CloudEvents SDK from binary-mode headers (as
-    KServe sends them) or a structured event."""
-    from cloudevents.core.bindings.http import HTTPMessage, from_http
-    from cloudevents.core.exceptions import BaseCloudEventException
-
-    names = {name.lower() for name in headers}
-    if any(n.startswith("ce-") for n in names):  # binary mode
-        for required in _REQUIRED_HEADERS:  # the SDK would make up an id and a version
-            if required not in names:
-                raise RequestRefusedError(
-                    400, f"not a CloudEvent: the {required} header is required", reason="invalid"
-                )
-    else:  # structured mode: the envelope read as strictly as any body, and complete
-        envelope = parse_json_or_refuse(raw, "the structured CloudEvent")
-        if not isinstance(envelope, dict):
-            raise RequestRefusedError(400, "not a CloudEvent: not a JSON object", reason="invalid")
-        for required in ("specversion", "id", "source", "type"):
-            if required not in envelope:  # the SDK would make up an id: never paired
-                raise RequestRefusedError(
-                    400, f"not a CloudEvent: {required} is required", reason="invalid"
-                )
-    try:
-        event = from_http(HTTPMessage(dict(headers), raw), _RawData())
-        kind, key, data = event.get_type(), event.get_id(), event.get_data()
-        attributes = {
-            name: str(value)
-            for name in ("inferenceservicename", "namespace", "component", "endpoint")
-            if (value := event.get_extension(name)) is not None
-        }
-        moment = event.get_time()
-    except (BaseCloudEventException, ValueError, TypeError, KeyError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RequestRefusedError(400, f"not a CloudEvent: {first}", reason="invalid") from exc
-    if kind not in (KSERVE_REQUEST, KSERVE_RESPONSE):
-        raise RequestRefusedError(
-            400, f"ce-type must be {KSERVE_REQUEST} or {KSERVE_RESPONSE}, not {kind!r}",
-            reason="unsupported",
-        )  # fmt: skip
-    if not isinstance(key, str) or not key or len(key) > MAX_NAME_CHARS:
-        raise RequestRefusedError(
-            400, f"ce-id must be 1 to {MAX_NAME_CHARS} characters", reason="invalid"
-        )
-    half_kind: Kind = "request" if kind == KSERVE_REQUEST else "response"
-    # a structured event's data comes parsed with its envelope; a streamed OpenAI answer
-    # comes as the SSE text the model server sent, assembled as the SDK assembles it
-    if isinstance(data, bytes) and half_kind == "response" and _is_sse(data):
-        try:
-            body = assembled_response(data.decode("utf-8"))
-        except (PayloadError, UnicodeDecodeError) as exc:
-            raise RequestRefusedError(
-                400, f"the response body (SSE): {exc}", reason="invalid"
-            ) from exc
-    elif isinstance(data, bytes):
-        body = parse_json_or_refuse(data, f"the {half_kind} body")
-    else:
-        body = data
-    try:  # read now: a body we cannot read is refused when it comes, not when paired
-        question_of(body) if half_kind == "request" else answer_of(body)
-    except PayloadError as exc:
-        raise RequestRefusedError(400, str(exc), reason="invalid") from exc
-    if moment is not None and moment.tzinfo is None:
-        raise RequestRefusedError(400, "ce-time must carry a UTC offset", reason="invalid")
-    return key, Half(half_kind, body, moment, attributes)
-
-
-_REQUIRED_HEADERS = ("ce-specversion", "ce-id", "ce-source", "ce-type")
-
-
-class _RawData(JSONFormat):
-    """The JSON event format, but a binary-mode body is kept as bytes: the collector
-    parses it strictly itself (duplicate keys, NaN, depth), and says what is wrong."""
-
-    def read_data(self, body: bytes, datacontenttype: str | None) -> bytes:
-        return body
-
-
-def _is_sse(data: bytes) -> bool:
-    return data.lstrip().startswith((b"data:", b"event:", b":", b"id:"))
-
-
-def _kserve_record(key: str, pair: Pair, query: Mapping[str, str]) -> dict[str, Any]:
-    """The record of a request/response pair. Its model is ``?model=`` on the logger's
-    URL, else the InferenceService's name. An OpenAI chat request keeps its whole
-    conversation and tools, as on ``/v1/openai``."""
-    question, answer = _read_pair(pair.request.body, pair.response.body)
-    model = query.get("model") or pair.request.attributes.get("inferenceservicename")
-    record: dict[str, Any] = {
-        "id": key, "query": question.query, "response": answer.message or answer.response,
-        "model": model,
-        "token_count": answer.token_count, "is_error": answer.is_error,
-    }  # fmt: skip
-    record.update(conversation_fields(pair.request.body, question))
-    if query.get("expert"):
-        record["expert"] = query["expert"]
-    started, ended = pair.request.time, pair.response.time
-    if started is not None:
-        record["timestamp"] = started
-        if ended is not None and ended >= started:
-            record["latency_ms"] = (ended - started).total_seconds() * 1000
-    return record

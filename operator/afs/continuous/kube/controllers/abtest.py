@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from afs.continuous.ab_test import measure_epochs
 from afs.continuous.core.decision import Epoch
+from afs.continuous.epoch_statistics import measure_epochs
 from afs.continuous.kube import planning, promotion, rollout
 from afs.continuous.kube.api.v1alpha1 import (
     ABTestPhase,
