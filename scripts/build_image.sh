@@ -30,6 +30,10 @@ say() { printf 'build_image: %s\n' "$*" >&2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
+        --tag|--trainer-tag|--base)
+            [ $# -ge 2 ] && [ -n "$2" ] || { say "$1 needs a value"; exit 2; } ;;
+    esac
+    case "$1" in
         --tag) TAG="$2"; shift 2 ;;
         --trainer-tag) TRAINER_TAG="$2"; shift 2 ;;
         --base) BASE="$2"; shift 2 ;;

@@ -156,3 +156,22 @@ def test_the_exporter_runs_from_the_wheel(installed: Path, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     count = json.loads(result.stdout)["final_count"]
     assert count > 0 and (tmp_path / "train.jsonl").read_text().count("\n") == count
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "says"),
+    [
+        (["--help"], 0, "scripts/build_image.sh [--tag IMAGE]"),
+        (["--bogus"], 2, "unknown option --bogus"),
+        (["--tag"], 2, "--tag needs a value"),
+    ],
+)
+def test_the_build_script_explains_itself_before_it_needs_any_tool(
+    arguments: list[str], code: int, says: str
+) -> None:
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "build_image.sh"), *arguments],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == code
+    assert says in result.stdout + result.stderr
