@@ -102,6 +102,18 @@ def read_corrections(
     return {record_id: json.loads(text) for record_id, text in rows}
 
 
+def write_correction(
+    conn: Any, record_id: str, correction_json: str, at: Any, *, mark: str
+) -> None:
+    """Keep the answer a record should have given (a later correction replaces it)."""
+    conn.execute(
+        "INSERT INTO corrections (record_id, correction_json, corrected_at) "
+        f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (record_id) DO UPDATE SET "
+        "correction_json = excluded.correction_json, corrected_at = excluded.corrected_at",
+        (record_id, correction_json, at),
+    )
+
+
 def erase(conn: Any, ids: Sequence[str], *, mark: str) -> dict[str, int]:
     """Delete the records and every conversation node no remaining record needs.
 

@@ -24,6 +24,7 @@ from afs.continuous.records import (
     new_record_ids,
     record_values,
 )
+from afs.continuous.store import datasets
 from afs.continuous.store.base import STATE_ON_CONFLICT
 from afs.continuous.store.postgres.connection import PostgresConnection
 from afs.continuous.store.postgres.rows import _COPY, _COPY_TYPES
@@ -157,13 +158,7 @@ class PostgresWrites(PostgresConnection):
                 (feedback, feedback_text, at, record_id),
             )
             if cur.rowcount > 0 and correction_json is not None:
-                conn.execute(
-                    "INSERT INTO corrections (record_id, correction_json, corrected_at) "
-                    "VALUES (%s, %s, %s) ON CONFLICT (record_id) DO UPDATE SET "
-                    "correction_json = excluded.correction_json, "
-                    "corrected_at = excluded.corrected_at",
-                    (record_id, correction_json, at),
-                )
+                datasets.write_correction(conn, record_id, correction_json, at, mark="%s")
             return cur.rowcount > 0
 
         return self._retrying(update)

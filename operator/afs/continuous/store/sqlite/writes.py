@@ -20,6 +20,7 @@ from afs.continuous.records import (
     new_record_id,
     new_record_ids,
 )
+from afs.continuous.store import datasets
 from afs.continuous.store.base import STATE_ON_CONFLICT
 from afs.continuous.store.sqlite.connection import SQLiteConnection
 from afs.continuous.store.sqlite.rollup import (
@@ -239,12 +240,8 @@ class SQLiteWrites(SQLiteConnection):
 
         def correct(conn: sqlite3.Connection) -> None:
             if correction_json is not None:
-                conn.execute(
-                    "INSERT INTO corrections (record_id, correction_json, corrected_at) "
-                    "VALUES (?, ?, ?) ON CONFLICT (record_id) DO UPDATE SET "
-                    "correction_json = excluded.correction_json, "
-                    "corrected_at = excluded.corrected_at",
-                    (record_id, correction_json, format_timestamp(at)),
+                datasets.write_correction(
+                    conn, record_id, correction_json, format_timestamp(at), mark="?"
                 )
 
         return self._update_one(
