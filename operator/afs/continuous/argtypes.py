@@ -16,7 +16,7 @@ from collections.abc import Callable
 _WHOLE = re.compile(r"[+-]?\d{1,30}")
 _REAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,4})?")
 
-#: the largest count a flag takes (beyond, databases' integers overflow)
+#: the largest count a flag or a resource's field takes (beyond, databases' integers overflow)
 MAX_COUNT = 1_000_000_000
 #: a year of seconds: the longest wait or interval any option means
 MAX_SECONDS = 366 * 24 * 3600.0

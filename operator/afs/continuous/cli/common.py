@@ -9,7 +9,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from afs.continuous.argtypes import count, positive_count, shown
+from afs.continuous.argtypes import shown
 from afs.continuous.store import DEFAULT_DB_PATH
 from afs.continuous.timeutil import parse_since, utc_now
 
@@ -69,7 +69,3 @@ def common_options(*, top_level: bool) -> argparse.ArgumentParser:
         help="print JSON output",
     )  # fmt: skip
     return common
-
-
-#: argparse types of counts: from 0 (``--limit``), from 1 (``--batch-size``)
-count_arg, positive_count_arg = count, positive_count

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from afs.continuous.cli.common import EXIT_OK, CommandError, count_arg, emit, since_arg
+from afs.continuous.argtypes import count
+from afs.continuous.cli.common import EXIT_OK, CommandError, emit, since_arg
 from afs.continuous.config import DataGeneratorConfig, build_config, load_config_file
 from afs.continuous.errors import ContinuousError, strip_credentials
 from afs.continuous.generator import TrainingDataGenerator
@@ -191,7 +192,7 @@ def add_export_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--provenance", action="store_true",
         help="dpo/kto: name each line's source and record ids in its metadata",
     )  # fmt: skip
-    p.add_argument("--max-samples", type=count_arg, help="at most this many, the best first")
+    p.add_argument("--max-samples", type=count, help="at most this many, the best first")
     p.add_argument("--model", help="only this model's records")
     p.add_argument("--expert", help="only this expert's records")
     p.add_argument("--existing", help="rehearsal buffer (.jsonl) to merge into the output")

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from afs.continuous.argtypes import whole_number
-from afs.continuous.cli.common import EXIT_OK, emit, positive_count_arg
+from afs.continuous.argtypes import positive_count, whole_number
+from afs.continuous.cli.common import EXIT_OK, emit
 from afs.continuous.logger import UsageLogger
 from afs.continuous.scoring import scorer_from_spec, training_examples
 from afs.continuous.store import is_postgres_url, open_store, resolve_target
@@ -123,7 +123,7 @@ def add_maintenance_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "MODEL (a skops file) and print its cross-validated ROC AUC and calibration",
     )  # fmt: skip
     p.add_argument(
-        "--batch-size", type=positive_count_arg, default=500,
+        "--batch-size", type=positive_count, default=500,
         help="records scored per transaction (default 500)",
     )  # fmt: skip
     p.set_defaults(handler=cmd_score)

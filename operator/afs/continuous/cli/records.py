@@ -11,12 +11,11 @@ from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
-from afs.continuous.argtypes import whole_number
+from afs.continuous.argtypes import count, whole_number
 from afs.continuous.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     CommandError,
-    count_arg,
     emit,
     feedback_value,
     since_arg,
@@ -229,5 +228,5 @@ def add_record_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="only this model's records")
     p.add_argument("--min-quality", type=float, help="only records scored at least this")
     p.add_argument("--with-feedback", action="store_true", help="only records with feedback")
-    p.add_argument("--limit", type=count_arg, default=20, help="at most this many (default 20)")
+    p.add_argument("--limit", type=count, default=20, help="at most this many (default 20)")
     p.set_defaults(handler=cmd_records)

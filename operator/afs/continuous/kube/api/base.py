@@ -11,10 +11,10 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from afs.continuous.argtypes import MAX_COUNT as MAX_COUNT  # the largest count any setting names
+
 #: the longest span any setting may name: ten years (beyond, dates leave the calendar)
 MAX_HOURS = 87_600.0
-#: the largest count any setting may name
-MAX_COUNT = 1_000_000_000
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Hours = Annotated[float, Field(ge=0.0, le=MAX_HOURS)]
