@@ -88,6 +88,11 @@ if [ -z "$BASE" ]; then
     fi
 fi
 
+# what the tags named before: replaced by this build, removed after it (a rebuild would
+# otherwise leave a gigabyte of untagged layers behind each time)
+image_id() { podman image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+previous="$(image_id "$TRAINER_TAG") $(image_id "$TAG")"
+
 started=$(date +%s)
 say "building $TAG on $BASE"
 buildah build --quiet --isolation chroot --network host --pull=missing \
@@ -97,5 +102,11 @@ say "building $TRAINER_TAG on it"
 buildah build --quiet --isolation chroot --network host --pull=never \
     --build-arg "AFS_IMAGE=$TAG" --file "$ROOT/examples/trainer/Dockerfile" \
     --tag "$TRAINER_TAG" "$ROOT/examples/trainer" >/dev/null
+for old in $previous; do  # the trainer's first: it is built on the other
+    case " $(image_id "$TAG") $(image_id "$TRAINER_TAG") " in
+        *" $old "*) ;;
+        *) podman rmi "$old" >/dev/null 2>&1 || true ;;
+    esac
+done
 size=$(podman image inspect --format '{{.Size}}' "$TAG")
 say "built $TAG ($((size / 1000000)) MB) and $TRAINER_TAG in $(( $(date +%s) - started )) s"

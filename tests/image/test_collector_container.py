@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from afs.continuous import UsageLogger
+from tests.image.conftest import Build
 from tests.image.containers import ChartContainer, database_for_containers, free_port, podman
 from tests.postgres_server import fresh_schema
 
@@ -55,7 +56,7 @@ def _wait_ready(port: int, name: str, timeout: float = 60.0) -> None:
 
 
 def test_records_sent_are_all_kept_through_a_sigterm(
-    built: dict[str, float], database: str, tmp_path: Path
+    built: Build, database: str, tmp_path: Path
 ) -> None:
     chart = ChartContainer.rendered("collector")
     token = secrets.token_hex(32)

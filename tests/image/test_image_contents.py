@@ -9,6 +9,7 @@ import json
 import pytest
 
 from afs.continuous import __version__
+from tests.image.conftest import Build
 from tests.image.containers import IMAGE, TRAINER_IMAGE, ChartContainer, podman
 
 #: the largest the image may grow before someone should look (1.03 GB when first built:
@@ -38,14 +39,14 @@ def _run(*arguments: str, component: str = "operator") -> tuple[int, str]:
     ids=["help", "version", "operator", "collect", "export"],
 )
 def test_the_commands_answer_under_the_chart_s_security_context(
-    built: dict[str, float], arguments: list[str], expected: str
+    built: Build, arguments: list[str], expected: str
 ) -> None:
     code, output = _run(*arguments)
     assert code == 0, output
     assert expected in output
 
 
-def test_the_image_names_its_version_source_and_licence(built: dict[str, float]) -> None:
+def test_the_image_names_its_version_source_and_licence(built: Build) -> None:
     labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", IMAGE).stdout)
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
@@ -66,7 +67,7 @@ print(json.dumps({
 """
 
 
-def test_no_compiler_installer_cache_or_test_dependency_is_inside(built: dict[str, float]) -> None:
+def test_no_compiler_installer_cache_or_test_dependency_is_inside(built: Build) -> None:
     chart = ChartContainer.rendered("operator")
     result = podman(
         "run", "--rm", "--network", "none", *chart.security_options(),
@@ -77,12 +78,12 @@ def test_no_compiler_installer_cache_or_test_dependency_is_inside(built: dict[st
     assert found["tools"] in ([], ["apt-get"]), found
     assert found["modules"] == [] and found["caches"] == [] and found["user"] == 65532, found
     size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
-    print(f"image size: {size / 1e6:.0f} MB; built in {built['seconds']:.0f} s")
+    print(f"image size: {size / 1e6:.0f} MB; built in {built.seconds:.0f} s")
     assert size < MAX_IMAGE_BYTES
 
 
 def test_a_database_left_to_the_default_is_refused_saying_what_to_give(
-    built: dict[str, float],
+    built: Build,
 ) -> None:
     """HOME is /nonexistent on a read-only root: nowhere to keep a SQLite file."""
     code, output = _run("log", "--query", "q", "--response", "r", "--model", "m")
@@ -90,7 +91,7 @@ def test_a_database_left_to_the_default_is_refused_saying_what_to_give(
     assert "it is the default under $HOME: give --db, or set AFS_DATABASE_URL" in output
 
 
-def test_the_command_named_twice_is_explained(built: dict[str, float]) -> None:
+def test_the_command_named_twice_is_explained(built: Build) -> None:
     code, output = _run("afs-continuous", "--help")
     assert code == 2 and "the image's entrypoint is afs-continuous already" in output
 
@@ -105,7 +106,7 @@ with UsageLogger("/tmp/u.db") as logger:
 """
 
 
-def test_a_report_says_it_needs_the_report_extra(built: dict[str, float]) -> None:
+def test_a_report_says_it_needs_the_report_extra(built: Build) -> None:
     """The image leaves matplotlib out (the report is drawn where you run kubectl)."""
     chart = ChartContainer.rendered("operator")
     report = "afs-continuous abtest report --state /tmp/ab.json --db /tmp/u.db --out /tmp"
@@ -118,7 +119,17 @@ def test_a_report_says_it_needs_the_report_extra(built: dict[str, float]) -> Non
     assert "pip install 'afs-continuous[report]'" in result.stderr, result.stderr
 
 
-def test_the_trainer_image_is_built_on_this_one(built: dict[str, float]) -> None:
+def test_a_rebuild_leaves_no_untagged_image_behind(built: Build) -> None:
+    """Each build replaces about a gigabyte; the script removes what its tags named."""
+    if built.replaced is None:
+        pytest.skip("no earlier build of these tags to replace on this machine")
+    still_there = [
+        i for i in built.replaced if podman("image", "exists", i, check=False).returncode == 0
+    ]
+    assert still_there == []
+
+
+def test_the_trainer_image_is_built_on_this_one(built: Build) -> None:
     layers = podman("image", "inspect", "--format", "{{json .RootFS.Layers}}", IMAGE).stdout
     trainer = podman("image", "inspect", "--format", "{{json .RootFS.Layers}}", TRAINER_IMAGE)
     base, on_top = json.loads(layers), json.loads(trainer.stdout)

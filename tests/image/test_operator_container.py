@@ -17,6 +17,7 @@ import kmock
 import pytest
 
 from afs.continuous.kube.client import KubeClient
+from tests.image.conftest import Build
 from tests.image.containers import (
     HOST_LOOPBACK,
     ChartContainer,
@@ -65,7 +66,7 @@ def _healthy(port: int) -> bool:
 
 
 async def test_the_operator_container_reconciles_a_loop(
-    built: dict[str, float], kmock: kmock.KubernetesEmulator, usage_db: str, tmp_path: Path
+    built: Build, kmock: kmock.KubernetesEmulator, usage_db: str, tmp_path: Path
 ) -> None:
     _register(kmock)
     kube = KubeClient.connect(host=str(kmock.url).rstrip("/"))

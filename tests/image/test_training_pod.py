@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 from afs.continuous.kube.planning import parse_termination_message
+from tests.image.conftest import Build
 from tests.image.containers import (
     IMAGE,
     TRAINER_IMAGE,
@@ -28,7 +29,7 @@ def _termination_log(folder: Path, name: str) -> Path:
 
 
 def test_the_job_s_pod_exports_then_trains_and_reports(
-    built: dict[str, float], usage_db: str, tmp_path: Path
+    built: Build, usage_db: str, tmp_path: Path
 ) -> None:
     manifest = _loop_manifest()
     manifest["spec"]["training"]["template"]["spec"]["containers"][0]["image"] = TRAINER_IMAGE
